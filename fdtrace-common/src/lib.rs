@@ -1,0 +1,473 @@
+//! Records shared by fdtrace's eBPF programs (`fdtrace-ebpf`) and its loader
+//! (`fdtrace`).
+//!
+//! Every record written to the ring buffer starts with a [`Header`], so a
+//! decoder can read the [`EventKind`] first and then the body. Records are
+//! `#[repr(C)]`, their sizes are pinned below with compile-time asserts, and
+//! the loader decodes them field by field (never by casting), so a short or
+//! corrupt record is an error, not undefined behaviour.
+//!
+//! Records that carry a string (a path, an exec filename, a unix socket
+//! path) end with a fixed-size buffer of which only `path_len` bytes are
+//! sent: the kernel side copies `size_of::<T>() - PATH_CAP + path_len` bytes
+//! (rounded up to 8) into the ring, so the decoder accepts any length from
+//! `T::FIXED_SIZE` up.
+#![no_std]
+
+pub mod syscall;
+
+pub use syscall::Syscall;
+
+/// Ring buffer carrying every event to userspace.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// User stack traces, keyed by the `stack_id` carried in [`FdOpen`].
+pub const STACKS_MAP: &str = "STACKS";
+/// Traced processes: tgid → [`target`] flags.
+pub const TARGETS_MAP: &str = "TARGETS";
+/// Per-CPU loss counters, indexed by [`Loss`].
+pub const LOSSES_MAP: &str = "LOSSES";
+/// Syscall arguments stashed at entry, keyed by tid.
+pub const INFLIGHT_MAP: &str = "INFLIGHT";
+/// Name of the read-only global holding the [`Config`].
+pub const CONFIG_GLOBAL: &str = "CONFIG";
+
+/// Program names (the eBPF function names), grouped by hook family.
+pub mod programs {
+    /// Attached to the `syscalls:sys_enter_*` tracepoints of syscalls with
+    /// 0..=6 arguments; index by arity.
+    pub const SYS_ENTER: [&str; 7] = [
+        "sys_enter_0",
+        "sys_enter_1",
+        "sys_enter_2",
+        "sys_enter_3",
+        "sys_enter_4",
+        "sys_enter_5",
+        "sys_enter_6",
+    ];
+    /// Attached to every `syscalls:sys_exit_*` tracepoint fdtrace uses.
+    pub const SYS_EXIT: &str = "sys_exit";
+    /// raw tracepoint `sched_process_fork`.
+    pub const PROCESS_FORK: &str = "process_fork";
+    /// tracepoint `sched:sched_process_exec`.
+    pub const PROCESS_EXEC: &str = "process_exec";
+    /// tracepoint `sched:sched_process_exit`.
+    pub const PROCESS_EXIT: &str = "process_exit";
+}
+
+/// Capacity of the trailing string buffer of [`FdOpen`], [`SockAddrEvent`]
+/// and [`Exec`]. Longer strings are truncated (and flagged).
+pub const PATH_CAP: usize = 256;
+/// Frames kept per user stack.
+pub const STACK_DEPTH: usize = 64;
+/// Default number of distinct user stacks the stack map holds.
+pub const DEFAULT_STACK_ENTRIES: u32 = 16384;
+/// Default number of processes that can be traced at once.
+pub const DEFAULT_MAX_TARGETS: u32 = 4096;
+
+/// Discriminant of every record, first field of [`Header`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A syscall installed one fd (or two, for pipe/socketpair): [`FdOpen`].
+    FdOpen = 1,
+    /// `close(fd)`, sent at syscall entry: [`Close`].
+    Close = 2,
+    /// `close_range(first, last, flags)`, sent at syscall entry: [`CloseRange`].
+    CloseRange = 3,
+    /// `connect`, `bind` or `listen` on a socket: [`SockAddrEvent`].
+    SockAddr = 4,
+    /// The close-on-exec flag of an fd changed: [`SetCloexec`].
+    SetCloexec = 5,
+    /// A traced process forked a new process: [`Fork`].
+    Fork = 6,
+    /// A traced process called execve: [`Exec`].
+    Exec = 7,
+    /// The last thread of a traced process exited: [`Exit`].
+    Exit = 8,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::FdOpen,
+        EventKind::Close,
+        EventKind::CloseRange,
+        EventKind::SockAddr,
+        EventKind::SetCloexec,
+        EventKind::Fork,
+        EventKind::Exec,
+        EventKind::Exit,
+    ];
+
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => EventKind::FdOpen,
+            2 => EventKind::Close,
+            3 => EventKind::CloseRange,
+            4 => EventKind::SockAddr,
+            5 => EventKind::SetCloexec,
+            6 => EventKind::Fork,
+            7 => EventKind::Exec,
+            8 => EventKind::Exit,
+            _ => return None,
+        })
+    }
+
+    /// Size of the record with its trailing string buffer full.
+    pub const fn max_size(self) -> usize {
+        match self {
+            EventKind::FdOpen => size_of::<FdOpen>(),
+            EventKind::Close => size_of::<Close>(),
+            EventKind::CloseRange => size_of::<CloseRange>(),
+            EventKind::SockAddr => size_of::<SockAddrEvent>(),
+            EventKind::SetCloexec => size_of::<SetCloexec>(),
+            EventKind::Fork => size_of::<Fork>(),
+            EventKind::Exec => size_of::<Exec>(),
+            EventKind::Exit => size_of::<Exit>(),
+        }
+    }
+
+    /// Smallest valid record: everything but the trailing string.
+    pub const fn min_size(self) -> usize {
+        match self {
+            EventKind::FdOpen | EventKind::SockAddr | EventKind::Exec => self.max_size() - PATH_CAP,
+            EventKind::Close
+            | EventKind::CloseRange
+            | EventKind::SetCloexec
+            | EventKind::Fork
+            | EventKind::Exit => self.max_size(),
+        }
+    }
+}
+
+/// The largest record; sizes the per-CPU scratch buffer in the kernel.
+pub const MAX_EVENT_SIZE: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < EventKind::ALL.len() {
+        let s = EventKind::ALL[i].max_size();
+        if s > max {
+            max = s;
+        }
+        i += 1;
+    }
+    max
+};
+
+/// Common start of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// Process id (thread group id) of the task that caused the event.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// `comm` of the thread, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// Bits of [`FdOpen::fd_flags`] and [`SockAddrEvent::flags`].
+pub mod fd_flags {
+    /// The new fd has close-on-exec set.
+    pub const CLOEXEC: u32 = 1;
+    /// The trailing string was longer than [`crate::PATH_CAP`] and was cut.
+    pub const PATH_TRUNCATED: u32 = 2;
+    /// The syscall's entry was not seen (it started before fdtrace attached,
+    /// or the in-flight table was full): arguments are unknown.
+    pub const MISSED_ENTRY: u32 = 4;
+    /// Reading the syscall's user memory (path, address, fd array) failed.
+    pub const READ_FAILED: u32 = 8;
+    /// `signalfd`/`signalfd4` given an existing fd: nothing new installed.
+    pub const REUSED_FD: u32 = 16;
+}
+
+/// A socket address as the syscall carried it. `family` is `AF_INET`,
+/// `AF_INET6`, `AF_UNIX` (path in the record's trailing string) or 0 when
+/// unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockAddr {
+    pub family: u16,
+    /// Port in host byte order.
+    pub port: u16,
+    /// IPv6 scope id.
+    pub scope_id: u32,
+    /// IPv4 in the first 4 bytes, or IPv6; network byte order.
+    pub addr: [u8; 16],
+}
+
+/// A syscall installed a new fd (or two).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FdOpen {
+    pub header: Header,
+    /// A [`Syscall`] value.
+    pub syscall: u16,
+    /// Socket family/type/protocol for socket, socketpair (0 otherwise).
+    pub family: u16,
+    /// Socket type without `SOCK_CLOEXEC`/`SOCK_NONBLOCK`.
+    pub sock_type: u16,
+    pub protocol: u16,
+    /// The new fd; for pipe/socketpair the first of the pair. -1 on error.
+    pub fd: i32,
+    /// Second fd of pipe/socketpair, else -1.
+    pub fd2: i32,
+    /// Source fd: dup* old fd, accept's listening fd, pidfd_getfd's target
+    /// fd, signalfd's ufd; else -1.
+    pub src_fd: i32,
+    /// [`fd_flags`] bits.
+    pub fd_flags: u32,
+    /// The syscall's return value (negative errno on failure).
+    pub ret: i64,
+    /// The syscall's raw flags argument (open flags, socket type with its
+    /// flags, accept4/dup3/pipe2/... flags).
+    pub flags: u64,
+    /// Id in the stack map, or a negative errno when the capture failed.
+    pub stack_id: i32,
+    pub _pad: u32,
+    /// The return address found at the user stack pointer when the syscall
+    /// was made: recovers the caller of a frameless libc wrapper. 0 if not
+    /// read.
+    pub caller_ip: u64,
+    /// Peer address for accept/accept4 when the caller asked for it.
+    pub addr: SockAddr,
+    /// Bytes used in `path` (open* filename, memfd name).
+    pub path_len: u16,
+    pub _pad2: [u8; 6],
+    pub path: [u8; PATH_CAP],
+}
+
+/// `close(fd)`, sent at syscall entry (see `fdtrace-ebpf` for why).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Close {
+    pub header: Header,
+    pub fd: i32,
+    pub _pad: u32,
+}
+
+/// `close_range(first, last, flags)`, sent at syscall entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseRange {
+    pub header: Header,
+    pub first: u32,
+    pub last: u32,
+    /// `CLOSE_RANGE_UNSHARE` (2), `CLOSE_RANGE_CLOEXEC` (4).
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Which socket call a [`SockAddrEvent`] reports.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockOp {
+    Connect = 1,
+    Bind = 2,
+    Listen = 3,
+}
+
+impl SockOp {
+    pub const fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => SockOp::Connect,
+            2 => SockOp::Bind,
+            3 => SockOp::Listen,
+            _ => return None,
+        })
+    }
+}
+
+/// `connect`, `bind` or `listen` returned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockAddrEvent {
+    pub header: Header,
+    /// A [`SockOp`] value.
+    pub op: u16,
+    pub _pad: u16,
+    pub fd: i32,
+    /// Return value: 0, or -EINPROGRESS for a non-blocking connect, or an
+    /// error.
+    pub ret: i64,
+    /// [`fd_flags`] bits (`PATH_TRUNCATED`, `MISSED_ENTRY`, `READ_FAILED`).
+    pub flags: u32,
+    pub _pad1: u32,
+    pub addr: SockAddr,
+    /// Bytes used in `path`: the `AF_UNIX` socket path (a leading NUL marks
+    /// an abstract address).
+    pub path_len: u16,
+    pub _pad2: [u8; 6],
+    pub path: [u8; PATH_CAP],
+}
+
+/// The close-on-exec flag of `fd` was set or cleared (`fcntl(F_SETFD)`,
+/// `ioctl(FIOCLEX/FIONCLEX)`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetCloexec {
+    pub header: Header,
+    pub fd: i32,
+    /// 1 when set, 0 when cleared.
+    pub cloexec: u32,
+}
+
+/// Bits of [`Fork::flags`].
+pub mod fork_flags {
+    /// The child shares the parent's fd table (`CLONE_FILES`).
+    pub const SHARES_FILES: u32 = 1;
+    /// The kernel side added the child to the traced set (`--follow-forks`).
+    pub const FOLLOWED: u32 = 2;
+}
+
+/// A traced process created a new process (not a thread). The header's
+/// tgid/tid are the parent's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fork {
+    pub header: Header,
+    pub child_tgid: u32,
+    /// [`fork_flags`] bits.
+    pub flags: u32,
+}
+
+/// A traced process completed an execve. Close-on-exec fds are gone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Exec {
+    pub header: Header,
+    /// Thread that called execve (it now has the tgid as its tid).
+    pub old_tid: u32,
+    pub flags: u32,
+    pub path_len: u16,
+    pub _pad: [u8; 6],
+    pub path: [u8; PATH_CAP],
+}
+
+/// The last thread of a traced process exited; its fd table is gone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exit {
+    pub header: Header,
+    /// `task->exit_code` (status in wait(2) encoding) when known, else 0.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<Header>() == 40);
+const _: () = assert!(size_of::<SockAddr>() == 24);
+const _: () = assert!(size_of::<FdOpen>() == 128 + PATH_CAP);
+const _: () = assert!(size_of::<Close>() == 48);
+const _: () = assert!(size_of::<CloseRange>() == 56);
+const _: () = assert!(size_of::<SockAddrEvent>() == 96 + PATH_CAP);
+const _: () = assert!(size_of::<SetCloexec>() == 48);
+const _: () = assert!(size_of::<Fork>() == 48);
+const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
+const _: () = assert!(size_of::<Exit>() == 48);
+const _: () = assert!(MAX_EVENT_SIZE == size_of::<FdOpen>());
+// The kernel side rounds the used part of a string up to 8 bytes.
+const _: () = assert!(EventKind::FdOpen.min_size() % 8 == 0);
+const _: () = assert!(EventKind::SockAddr.min_size() % 8 == 0);
+const _: () = assert!(EventKind::Exec.min_size() % 8 == 0);
+
+/// Indices into the per-CPU loss counters. Each counts something the kernel
+/// side could not deliver in full.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// An event was dropped because the ring buffer was full.
+    RingbufFull = 0,
+    /// A user stack could not be captured (the event was sent without it).
+    StackFailed = 1,
+    /// A syscall's arguments could not be stashed at entry.
+    InflightFull = 2,
+    /// A syscall returned whose entry was not seen (sent with partial data).
+    MissedEntry = 3,
+    /// Reading user memory (a path, an address, an fd pair) failed.
+    ReadFailed = 4,
+    /// A forked child could not be added to the traced set.
+    TargetsFull = 5,
+}
+
+impl Loss {
+    pub const COUNT: usize = 6;
+    pub const ALL: [Loss; Loss::COUNT] = [
+        Loss::RingbufFull,
+        Loss::StackFailed,
+        Loss::InflightFull,
+        Loss::MissedEntry,
+        Loss::ReadFailed,
+        Loss::TargetsFull,
+    ];
+}
+
+/// Bits of [`Config::flags`].
+pub mod config_flags {
+    /// Add processes forked by a traced process to the traced set.
+    pub const FOLLOW_FORKS: u32 = 1;
+    /// Capture a user stack on every fd-creating event.
+    pub const CAPTURE_STACKS: u32 = 2;
+    /// `bpf_task_pt_regs` exists (Linux 5.15+): read the return address at
+    /// the user stack pointer.
+    pub const HAVE_TASK_PT_REGS: u32 = 4;
+}
+
+/// Read-only settings the loader writes before load ([`CONFIG_GLOBAL`]).
+/// Offsets come from the running kernel's BTF; 0 means "not available".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// [`config_flags`] bits.
+    pub flags: u32,
+    /// `offsetof(struct task_struct, tgid)`.
+    pub task_tgid_off: u32,
+    /// `offsetof(struct task_struct, files)`.
+    pub task_files_off: u32,
+    /// `offsetof(struct task_struct, exit_code)`.
+    pub task_exit_code_off: u32,
+    /// `offsetof(struct task_struct, signal)`.
+    pub task_signal_off: u32,
+    /// `offsetof(struct signal_struct, live)`.
+    pub signal_live_off: u32,
+    /// Offset of `group_dead` in the `sched_process_exit` tracepoint record
+    /// (newer kernels), else 0.
+    pub exit_group_dead_off: u32,
+    /// Offset of `filename`'s `__data_loc` in `sched_process_exec`.
+    pub exec_filename_loc_off: u32,
+    /// Offset of `old_pid` in `sched_process_exec`.
+    pub exec_old_pid_off: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<Config>() == 40);
+
+/// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
+pub mod target {
+    /// Traced because the user named it.
+    pub const ROOT: u32 = 1;
+    /// Traced because a traced process forked it.
+    pub const CHILD: u32 = 2;
+}
+
+/// Syscall arguments stashed at entry (values of [`INFLIGHT_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inflight {
+    /// Architecture syscall number.
+    pub nr: u32,
+    pub _pad: u32,
+    pub args: [u64; 6],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data: #[repr(C)], integer fields only, no padding
+    // that is not an explicit field.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Inflight {}
+}

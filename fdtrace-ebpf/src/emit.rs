@@ -1,0 +1,234 @@
+//! Building and sending records: the pieces every hook family shares.
+use aya_ebpf::{
+    bindings::{pt_regs, BPF_F_USER_STACK},
+    helpers::{
+        bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
+    programs::tracing::StackIdContext,
+};
+use fdtrace_common::{
+    config_flags, fd_flags,
+    syscall::consts::{AF_INET, AF_INET6, AF_UNIX},
+    EventKind, Header, Loss, SockAddr, MAX_EVENT_SIZE, PATH_CAP,
+};
+
+use crate::maps::{config, EVENTS, LOSSES, SCRATCH, STACKS, TARGETS};
+
+/// `stack_id` of an event whose stack was not asked for (`--no-stacks`).
+pub const STACK_NOT_CAPTURED: i32 = i32::MIN;
+
+/// Whether `tgid` is traced. Every program asks this first.
+#[inline(always)]
+pub fn is_traced(tgid: u32) -> bool {
+    // SAFETY: the value is only tested for presence.
+    unsafe { TARGETS.get(&tgid).is_some() }
+}
+
+/// Counts one loss of the given kind.
+#[inline(always)]
+pub fn count(loss: Loss) {
+    if let Some(counter) = LOSSES.get_ptr_mut(loss as u32) {
+        // SAFETY: per-CPU slot; programs do not migrate while running.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn header(kind: EventKind, pid_tgid: u64) -> Header {
+    Header {
+        kind: kind as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        _pad: 0,
+        // SAFETY: no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Sends a fixed-size record, reserved in place in the ring buffer.
+#[inline(always)]
+pub fn send<T: 'static>(record: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(record);
+            entry.submit(0);
+        }
+        None => count(Loss::RingbufFull),
+    }
+}
+
+/// The per-CPU scratch record, for records too large for the BPF stack.
+#[inline(always)]
+pub fn scratch<T>() -> Option<&'static mut T> {
+    const { assert!(size_of::<T>() <= MAX_EVENT_SIZE) };
+    let ptr = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the slot is MAX_EVENT_SIZE bytes (asserted above), 8-aligned
+    // map memory, owned by this CPU for the duration of the program.
+    Some(unsafe { &mut *ptr.cast::<T>() })
+}
+
+/// Sends the first `fixed + string_len` bytes (rounded up to 8) of the
+/// scratch record: the fixed part of the record and the used part of its
+/// trailing string.
+#[inline(always)]
+pub fn send_scratch(fixed: usize, string_len: usize) {
+    let mut size = fixed + ((string_len + 7) & !7);
+    if size > MAX_EVENT_SIZE {
+        size = MAX_EVENT_SIZE;
+    }
+    let Some(ptr) = SCRATCH.get_ptr(0) else {
+        return;
+    };
+    // SAFETY: `size` is at most the slot's size.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count(Loss::RingbufFull);
+    }
+}
+
+/// Captures the user stack into the stack map. Returns the stack id, or a
+/// negative errno (counted as a loss), or [`STACK_NOT_CAPTURED`].
+#[inline(always)]
+pub fn user_stack<C: StackIdContext>(ctx: &C) -> i32 {
+    if config!(flags) & config_flags::CAPTURE_STACKS == 0 {
+        return STACK_NOT_CAPTURED;
+    }
+    match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
+        Ok(id) => id as i32,
+        Err(err) => {
+            count(Loss::StackFailed);
+            err
+        }
+    }
+}
+
+/// The word at the user stack pointer of the current syscall. At the
+/// `syscall` instruction of a frameless libc wrapper it is the return
+/// address into the wrapper's caller, which a frame-pointer walk skips.
+#[inline(always)]
+pub fn caller_ip() -> u64 {
+    if config!(flags) & config_flags::HAVE_TASK_PT_REGS == 0 {
+        return 0;
+    }
+    // SAFETY: helpers with checked results; the loader only sets the flag
+    // on kernels that have bpf_task_pt_regs.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const pt_regs;
+        let Ok(sp) = bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsp)) else {
+            return 0;
+        };
+        if sp == 0 {
+            return 0;
+        }
+        bpf_probe_read_user(sp as *const u64).unwrap_or(0)
+    }
+}
+
+/// Reads a NUL-terminated user string into `dst`. Returns the bytes used
+/// and the `fd_flags` to add (truncated or read failure).
+#[inline(always)]
+pub fn read_user_str(src: u64, dst: &mut [u8; PATH_CAP]) -> (u16, u32) {
+    if src == 0 {
+        return (0, 0);
+    }
+    // SAFETY: the helper bounds the write to `dst`.
+    match unsafe { bpf_probe_read_user_str_bytes(src as *const u8, dst) } {
+        Ok(s) => {
+            let len = s.len();
+            // A string that fills the buffer lost at least its terminator.
+            let flags = if len + 1 >= PATH_CAP { fd_flags::PATH_TRUNCATED } else { 0 };
+            (len as u16, flags)
+        }
+        Err(_) => {
+            count(Loss::ReadFailed);
+            (0, fd_flags::READ_FAILED)
+        }
+    }
+}
+
+/// Reads a user `struct sockaddr` of `len` bytes. An `AF_UNIX` path goes to
+/// `path`. Returns the bytes used in `path` and `fd_flags` to add.
+#[inline(always)]
+pub fn read_sockaddr(src: u64, len: u64, out: &mut SockAddr, path: &mut [u8; PATH_CAP]) -> (u16, u32) {
+    *out = SockAddr::default();
+    if src == 0 || len < 2 {
+        return (0, 0);
+    }
+    // SAFETY: user reads through the checked helper.
+    let Ok(family) = (unsafe { bpf_probe_read_user(src as *const u16) }) else {
+        count(Loss::ReadFailed);
+        return (0, fd_flags::READ_FAILED);
+    };
+    out.family = family;
+    let ok = match family {
+        // struct sockaddr_in: family, port (be), addr.
+        AF_INET if len >= 8 => unsafe {
+            read_port(src, out) && bpf_probe_read_user_buf((src + 4) as *const u8, &mut out.addr[..4]).is_ok()
+        },
+        // struct sockaddr_in6: family, port, flowinfo, addr[16], scope_id.
+        AF_INET6 if len >= 24 => unsafe {
+            let ok =
+                read_port(src, out) && bpf_probe_read_user_buf((src + 8) as *const u8, &mut out.addr).is_ok();
+            if len >= 28 {
+                out.scope_id = bpf_probe_read_user((src + 24) as *const u32).unwrap_or(0);
+            }
+            ok
+        },
+        AF_UNIX => {
+            // sun_path: up to len - 2 bytes, not necessarily NUL-terminated;
+            // abstract addresses start with a NUL.
+            let mut n = (len - 2) as usize;
+            if n > 108 {
+                n = 108;
+            }
+            if n == 0 {
+                return (0, 0);
+            }
+            // SAFETY: n is at most 108 < PATH_CAP.
+            let ok = unsafe { bpf_probe_read_user_buf((src + 2) as *const u8, &mut path[..n]) }.is_ok();
+            if !ok {
+                count(Loss::ReadFailed);
+                return (0, fd_flags::READ_FAILED);
+            }
+            // Userspace trims a pathname address at its first NUL.
+            return (n as u16, 0);
+        }
+        _ => true,
+    };
+    if ok {
+        (0, 0)
+    } else {
+        count(Loss::ReadFailed);
+        (0, fd_flags::READ_FAILED)
+    }
+}
+
+/// # Safety
+/// `src` is a user address.
+#[inline(always)]
+unsafe fn read_port(src: u64, out: &mut SockAddr) -> bool {
+    match unsafe { bpf_probe_read_user((src + 2) as *const u16) } {
+        Ok(port) => {
+            out.port = u16::from_be(port);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reads the two ints a pipe/socketpair wrote to user memory.
+#[inline(always)]
+pub fn read_fd_pair(src: u64) -> Option<(i32, i32)> {
+    // SAFETY: user read through the checked helper.
+    match unsafe { bpf_probe_read_user(src as *const [i32; 2]) } {
+        Ok([a, b]) => Some((a, b)),
+        Err(_) => {
+            count(Loss::ReadFailed);
+            None
+        }
+    }
+}

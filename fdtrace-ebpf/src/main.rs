@@ -1,0 +1,29 @@
+//! fdtrace's kernel programs.
+//!
+//! Data flow: a hook fires in a traced process → the program checks the
+//! tgid against `TARGETS` → fills a record from `fdtrace-common` → sends it
+//! through the `EVENTS` ring buffer. Anything that cannot be delivered in
+//! full is counted in `LOSSES`.
+//!
+//! One module per hook family:
+//! - [`syscalls`]: the tracepoint tier (`syscalls:sys_enter_*`/`sys_exit_*`);
+//! - [`process`]: fork, exec and exit.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod maps;
+mod process;
+mod syscalls;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // eBPF programs cannot panic; the verifier rejects any path that
+    // reaches here, so a reachable panic shows up as a load failure.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

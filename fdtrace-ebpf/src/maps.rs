@@ -1,0 +1,61 @@
+//! Maps and the read-only configuration shared by all programs. Sizes here
+//! are defaults; the loader overrides them before load.
+use aya_ebpf::{
+    btf_maps::StackTrace,
+    macros::{btf_map, map},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use fdtrace_common::{
+    Config, Inflight, Loss, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
+};
+
+/// Every event, in the order the programs submitted them.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// User stacks of fd-creating events.
+#[btf_map]
+pub static STACKS: StackTrace<{ DEFAULT_STACK_ENTRIES as usize }, 0, STACK_DEPTH> = StackTrace::new();
+
+/// Traced processes: tgid → `fdtrace_common::target` flags.
+#[map]
+pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(DEFAULT_MAX_TARGETS, 0);
+
+/// Syscall arguments stashed at entry, by tid. LRU: a thread killed inside
+/// a syscall never reaches the exit hook, and its entry must not pin a slot.
+#[map]
+pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Loss counters, indexed by `fdtrace_common::Loss`.
+#[map]
+pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Loss::COUNT as u32, 0);
+
+/// Room to build one record before it is copied into the ring buffer.
+#[map]
+pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Written by the loader before load (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+pub static CONFIG: Config = Config {
+    flags: 0,
+    task_tgid_off: 0,
+    task_files_off: 0,
+    task_exit_code_off: 0,
+    task_signal_off: 0,
+    signal_live_off: 0,
+    exit_group_dead_off: 0,
+    exec_filename_loc_off: 0,
+    exec_old_pid_off: 0,
+    _pad: 0,
+};
+
+/// Reads one field of [`CONFIG`]. Volatile, so the compiler cannot fold
+/// in the defaults above; the verifier sees the loader's frozen values and
+/// prunes branches they rule out.
+macro_rules! config {
+    ($field:ident) => {
+        // SAFETY: CONFIG is a plain static of integers.
+        unsafe { core::ptr::read_volatile(&$crate::maps::CONFIG.$field) }
+    };
+}
+pub(crate) use config;

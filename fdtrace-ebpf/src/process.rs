@@ -1,0 +1,142 @@
+//! Process lifecycle: fork (a child starts with a copy of the fd table),
+//! exec (close-on-exec fds go), exit (the table goes).
+//!
+//! Struct field offsets (`task_struct::tgid`, `::files`, ...) come from the
+//! running kernel's BTF through the loader's `CONFIG`: Rust eBPF has no CO-RE
+//! field relocations.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext as _,
+};
+use fdtrace_common::{config_flags, fork_flags, target, EventKind, Exec, Exit, Fork, Loss, PATH_CAP};
+
+use crate::{
+    emit::{count, header, is_traced, scratch, send, send_scratch},
+    maps::{config, INFLIGHT, TARGETS},
+};
+
+/// Reads a `T` at `base + off` in kernel memory; `None` if the offset is
+/// unknown (0) or the read faults.
+#[inline(always)]
+fn read_at<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 || off == 0 {
+        return None;
+    }
+    // SAFETY: checked kernel read.
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }.ok()
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
+/// in the parent's context. Threads (same tgid) are ignored: they share the
+/// table and the tgid filter already covers them.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn process_fork(ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let parent_tgid = (pid_tgid >> 32) as u32;
+    if !is_traced(parent_tgid) {
+        return 0;
+    }
+    let parent: u64 = ctx.arg(0);
+    let child: u64 = ctx.arg(1);
+    let Some(child_tgid) = read_at::<u32>(child, config!(task_tgid_off)) else {
+        return 0;
+    };
+    if child_tgid == parent_tgid {
+        return 0;
+    }
+    let mut flags = 0;
+    let files_off = config!(task_files_off);
+    if let (Some(a), Some(b)) = (read_at::<u64>(parent, files_off), read_at::<u64>(child, files_off)) {
+        if a == b {
+            flags |= fork_flags::SHARES_FILES;
+        }
+    }
+    if config!(flags) & config_flags::FOLLOW_FORKS != 0 {
+        if TARGETS.insert(&child_tgid, &target::CHILD, 0).is_ok() {
+            flags |= fork_flags::FOLLOWED;
+        } else {
+            count(Loss::TargetsFull);
+        }
+    }
+    send(Fork { header: header(EventKind::Fork, pid_tgid), child_tgid, flags });
+    0
+}
+
+/// `sched:sched_process_exec`, in the context of the new program.
+#[tracepoint]
+pub fn process_exec(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let Some(ev) = scratch::<Exec>() else {
+        return 0;
+    };
+    ev.header = header(EventKind::Exec, pid_tgid);
+    ev.flags = 0;
+    ev._pad = [0; 6];
+    ev.path_len = 0;
+    let base = ctx.as_ptr() as u64;
+    ev.old_tid = read_at::<u32>(base, config!(exec_old_pid_off)).unwrap_or(0);
+    // `__data_loc char[] filename`: low 16 bits offset, high 16 length.
+    if let Some(loc) = read_at::<u32>(base, config!(exec_filename_loc_off)) {
+        let src = base + u64::from(loc & 0xffff);
+        // SAFETY: checked kernel read into the record's buffer.
+        if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, &mut ev.path) } {
+            ev.path_len = s.len() as u16;
+        }
+    }
+    let len = ev.path_len as usize;
+    send_scratch(size_of::<Exec>() - PATH_CAP, len);
+    0
+}
+
+/// `sched:sched_process_exit`, once per exiting thread, in its context.
+#[tracepoint]
+pub fn process_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !is_traced(tgid) {
+        return 0;
+    }
+    let _ = INFLIGHT.remove(&(pid_tgid as u32));
+    if !group_dead(&ctx) {
+        return 0;
+    }
+    // SAFETY: no preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let exit_code = read_at::<u32>(task, config!(task_exit_code_off)).unwrap_or(0);
+    // A later process that reuses this pid is not the one the user asked for.
+    let _ = TARGETS.remove(&tgid);
+    send(Exit { header: header(EventKind::Exit, pid_tgid), exit_code, _pad: 0 });
+    0
+}
+
+/// Whether the exiting thread is the last of its process: the record's
+/// `group_dead` field on kernels that have it, else `signal->live == 0`
+/// (decremented just before the tracepoint fires).
+#[inline(always)]
+fn group_dead(ctx: &TracePointContext) -> bool {
+    let off = config!(exit_group_dead_off);
+    if off != 0 {
+        return read_at::<u8>(ctx.as_ptr() as u64, off).unwrap_or(0) != 0;
+    }
+    // SAFETY: no preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    match read_at::<u64>(task, config!(task_signal_off)) {
+        Some(signal) => read_at::<i32>(signal, config!(signal_live_off)) == Some(0),
+        // Without the offsets, the leader's exit stands for the process.
+        None => pid_tgid_is_leader(),
+    }
+}
+
+#[inline(always)]
+fn pid_tgid_is_leader() -> bool {
+    let id = bpf_get_current_pid_tgid();
+    (id >> 32) as u32 == id as u32
+}

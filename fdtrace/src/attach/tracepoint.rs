@@ -1,0 +1,189 @@
+//! The tracepoint tier: `syscalls:sys_{enter,exit}_*` for fd syscalls, and
+//! the sched lifecycle tracepoints.
+use std::collections::HashMap;
+
+use aya::{
+    programs::{RawTracePoint, TracePoint},
+    Ebpf,
+};
+use fdtrace_common::{programs, Config, Syscall};
+
+use super::{
+    preflight::Kernel,
+    tracefs::{Format, Tracefs},
+    Error, Plan,
+};
+
+/// The layout the kernel programs assume (see `fdtrace-ebpf/src/syscalls.rs`).
+const NR_OFF: u32 = 8;
+const ARGS_OFF: u32 = 16;
+const RET_OFF: u32 = 16;
+
+/// Offsets the lifecycle programs need, from BTF and tracepoint formats.
+pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Error> {
+    let field = |s: &'static str, m: &'static str, name: &'static str| {
+        kernel.btf.member_offset(s, m).ok_or_else(|| Error::MissingField(name, kernel.release.clone()))
+    };
+    let mut config = Config {
+        task_tgid_off: field("task_struct", "tgid", "task_struct.tgid")?,
+        task_files_off: field("task_struct", "files", "task_struct.files")?,
+        task_exit_code_off: field("task_struct", "exit_code", "task_struct.exit_code")?,
+        task_signal_off: field("task_struct", "signal", "task_struct.signal")?,
+        signal_live_off: field("signal_struct", "live", "signal_struct.live")?,
+        ..Config::default()
+    };
+    if let Some(exec) = tracefs.format("sched", "sched_process_exec") {
+        config.exec_filename_loc_off = exec.get("filename").map_or(0, |f| f.offset);
+        config.exec_old_pid_off = exec.get("old_pid").map_or(0, |f| f.offset);
+    }
+    if let Some(exit) = tracefs.format("sched", "sched_process_exit") {
+        // Newer kernels say whether the whole group is dead; older ones make
+        // the program read signal->live.
+        config.exit_group_dead_off = exit.get("group_dead").map_or(0, |f| f.offset);
+    }
+    Ok(config)
+}
+
+/// Checks a `sys_enter_*` record has the layout the programs read, and
+/// returns its number of arguments.
+fn enter_arity(f: &Format) -> Result<usize, String> {
+    let nr = f.get("__syscall_nr").ok_or("no __syscall_nr field")?;
+    if nr.offset != NR_OFF {
+        return Err(format!("__syscall_nr at offset {} (expected {NR_OFF})", nr.offset));
+    }
+    let mut args: Vec<_> = f
+        .fields
+        .iter()
+        .filter(|(name, _)| !name.starts_with("common_") && *name != "__syscall_nr")
+        .map(|(_, field)| *field)
+        .collect();
+    args.sort_by_key(|a| a.offset);
+    for (i, a) in args.iter().enumerate() {
+        if a.offset != ARGS_OFF + 8 * i as u32 || a.size != 8 {
+            return Err(format!(
+                "argument {i} at offset {} size {} (expected {} size 8)",
+                a.offset,
+                a.size,
+                ARGS_OFF + 8 * i as u32
+            ));
+        }
+    }
+    if args.len() >= programs::SYS_ENTER.len() {
+        return Err(format!("{} arguments", args.len()));
+    }
+    Ok(args.len())
+}
+
+fn exit_layout_ok(f: &Format) -> Result<(), String> {
+    match (f.get("__syscall_nr"), f.get("ret")) {
+        (Some(nr), Some(ret)) if nr.offset == NR_OFF && ret.offset == RET_OFF && ret.size == 8 => Ok(()),
+        _ => Err("unexpected sys_exit record layout".into()),
+    }
+}
+
+/// Loads and attaches the tracepoint tier. Failures are recorded in `plan`
+/// (skipped hooks), never fatal here: the caller decides whether what was
+/// attached is enough.
+pub fn attach(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
+    attach_syscalls(ebpf, tracefs, plan);
+    attach_lifecycle(ebpf, tracefs, plan);
+}
+
+fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    prog.load().map_err(|e| format!("the kernel refused {name}: {e:#}"))?;
+    Ok(prog)
+}
+
+fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
+    // Programs are loaded on first use; one that fails stays failed.
+    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
+    for sc in Syscall::ALL {
+        for phase in ["enter", "exit"] {
+            if phase == "exit" && !sc.hooks_exit() {
+                continue;
+            }
+            let name = format!("sys_{phase}_{}", sc.name());
+            let hook = format!("syscalls:{name}");
+            let Some(format) = tracefs.format("syscalls", &name) else {
+                plan.skipped.push((hook, "tracepoint not present on this kernel".into()));
+                continue;
+            };
+            let program = match phase {
+                "enter" => enter_arity(&format).map(|n| programs::SYS_ENTER[n]),
+                _ => exit_layout_ok(&format).map(|()| programs::SYS_EXIT),
+            };
+            let program = match program {
+                Ok(p) => p,
+                Err(why) => {
+                    plan.skipped.push((hook, why));
+                    continue;
+                }
+            };
+            let ready = loaded.entry(program).or_insert_with(|| load_tracepoint(ebpf, program).map(|_| ()));
+            if let Err(why) = ready {
+                plan.skipped.push((hook, why.clone()));
+                continue;
+            }
+            let prog: &mut TracePoint =
+                ebpf.program_mut(program).and_then(|p| p.try_into().ok()).expect("loaded above");
+            match prog.attach("syscalls", &name) {
+                Ok(_) => plan.attached.push(hook),
+                Err(e) => plan.skipped.push((hook, format!("attach failed: {e:#}"))),
+            }
+        }
+    }
+}
+
+fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
+    // fork: a raw tracepoint, for the child's task_struct.
+    let fork = (|| -> Result<(), String> {
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(programs::PROCESS_FORK)
+            .ok_or("program missing from the object")?
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        prog.load().map_err(|e| format!("the kernel refused it: {e:#}"))?;
+        prog.attach("sched_process_fork").map_err(|e| format!("attach failed: {e:#}"))?;
+        Ok(())
+    })();
+    match fork {
+        Ok(()) => plan.attached.push("raw_tp:sched_process_fork".into()),
+        Err(why) => plan.skipped.push(("raw_tp:sched_process_fork".into(), why)),
+    }
+    for (program, name) in
+        [(programs::PROCESS_EXEC, "sched_process_exec"), (programs::PROCESS_EXIT, "sched_process_exit")]
+    {
+        let hook = format!("sched:{name}");
+        if !tracefs.exists("sched", name) {
+            plan.skipped.push((hook, "tracepoint not present on this kernel".into()));
+            continue;
+        }
+        let result = load_tracepoint(ebpf, program)
+            .and_then(|p| p.attach("sched", name).map_err(|e| format!("attach failed: {e:#}")));
+        match result {
+            Ok(_) => plan.attached.push(hook),
+            Err(why) => plan.skipped.push((hook, why)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_layouts_are_checked() {
+        let enter = Format::parse("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int family;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:int type;\toffset:24;\tsize:8;\tsigned:0;\n");
+        assert_eq!(enter_arity(&enter), Ok(2));
+        let shifted = Format::parse("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int family;\toffset:12;\tsize:4;\tsigned:0;\n");
+        assert!(enter_arity(&shifted).is_err());
+        let exit = Format::parse("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n");
+        assert_eq!(exit_layout_ok(&exit), Ok(()));
+        assert!(exit_layout_ok(&Format::default()).is_err());
+    }
+}

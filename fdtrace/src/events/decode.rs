@@ -1,0 +1,458 @@
+//! Ring-buffer records → [`Event`]s.
+//!
+//! Records are read field by field with `bytes::Buf` in the order of their
+//! `#[repr(C)]` declaration in `fdtrace-common` (native endianness, as the
+//! kernel wrote them). The length is checked against the record kind
+//! first, so a short or corrupt record is an error, never a panic.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+use bytes::Buf;
+use fdtrace_common::{
+    fd_flags, fork_flags,
+    syscall::consts::{AF_INET, AF_INET6, AF_UNIX},
+    EventKind, SockOp, Syscall, PATH_CAP,
+};
+
+use super::{Addr, Body, Comm, Event, Open, SockCall, SockSpec, StackId, StackRef};
+
+/// `stack_id` the kernel side writes when no stack was asked for.
+const STACK_NOT_CAPTURED: i32 = i32::MIN;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The record is shorter than a header.
+    #[error("record of {0} bytes is shorter than the {1}-byte header")]
+    NoHeader(usize, usize),
+    /// The kind field holds no known [`EventKind`].
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    /// The record is too short for its kind.
+    #[error("{kind:?} record of {len} bytes, expected at least {min}")]
+    Short { kind: EventKind, len: usize, min: usize },
+    /// A trailing string claims more bytes than the record holds.
+    #[error("{kind:?} record claims a {claimed}-byte string but holds {held}")]
+    BadStringLength { kind: EventKind, claimed: usize, held: usize },
+    /// A field holds a value the kernel side never writes.
+    #[error("{kind:?} record has invalid {field} {value}")]
+    BadField { kind: EventKind, field: &'static str, value: u64 },
+}
+
+const HEADER_SIZE: usize = size_of::<fdtrace_common::Header>();
+
+/// Decodes one ring-buffer record.
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    if record.len() < HEADER_SIZE {
+        return Err(DecodeError::NoHeader(record.len(), HEADER_SIZE));
+    }
+    let mut b = record;
+    let kind_raw = b.get_u32_ne();
+    let kind = EventKind::from_u32(kind_raw).ok_or(DecodeError::UnknownKind(kind_raw))?;
+    if record.len() < kind.min_size() {
+        return Err(DecodeError::Short { kind, len: record.len(), min: kind.min_size() });
+    }
+    let tgid = b.get_u32_ne();
+    let tid = b.get_u32_ne();
+    let _pad = b.get_u32_ne();
+    let ts_ns = b.get_u64_ne();
+    let mut comm = [0u8; 16];
+    b.copy_to_slice(&mut comm);
+
+    let body = match kind {
+        EventKind::FdOpen => Body::Open(open(&mut b)?),
+        EventKind::Close => Body::Close { fd: b.get_i32_ne() },
+        EventKind::CloseRange => {
+            Body::CloseRange { first: b.get_u32_ne(), last: b.get_u32_ne(), flags: b.get_u32_ne() }
+        }
+        EventKind::SockAddr => Body::Sock(sock_call(&mut b)?),
+        EventKind::SetCloexec => {
+            let fd = b.get_i32_ne();
+            Body::SetCloexec { fd, cloexec: b.get_u32_ne() != 0 }
+        }
+        EventKind::Fork => {
+            let child = b.get_u32_ne();
+            let flags = b.get_u32_ne();
+            Body::Fork {
+                child,
+                shares_files: flags & fork_flags::SHARES_FILES != 0,
+                followed: flags & fork_flags::FOLLOWED != 0,
+            }
+        }
+        EventKind::Exec => {
+            let old_tid = b.get_u32_ne();
+            let _flags = b.get_u32_ne();
+            let filename = trailing_string(kind, &mut b)?;
+            Body::Exec { filename: String::from_utf8_lossy(filename).into_owned(), old_tid }
+        }
+        EventKind::Exit => Body::Exit { code: b.get_u32_ne() },
+    };
+    Ok(Event { ts_ns, tgid, tid, comm: Comm(comm), body })
+}
+
+fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
+    let kind = EventKind::FdOpen;
+    let raw_syscall = b.get_u16_ne();
+    let syscall = Syscall::from_u16(raw_syscall).ok_or(DecodeError::BadField {
+        kind,
+        field: "syscall",
+        value: raw_syscall.into(),
+    })?;
+    let family = b.get_u16_ne();
+    let sock_type = b.get_u16_ne();
+    let protocol = b.get_u16_ne();
+    let fd = b.get_i32_ne();
+    let fd2 = b.get_i32_ne();
+    let src_fd = b.get_i32_ne();
+    let flags = b.get_u32_ne();
+    let ret = b.get_i64_ne();
+    let raw_flags = b.get_u64_ne();
+    let stack_id = b.get_i32_ne();
+    let _pad = b.get_u32_ne();
+    let caller_ip = b.get_u64_ne();
+    let raw_addr = sock_addr(b);
+    let string = trailing_string(kind, b)?;
+    let peer = addr(raw_addr, string);
+    let path = match syscall {
+        Syscall::Accept | Syscall::Accept4 => None,
+        _ if string.is_empty() => None,
+        _ => Some(String::from_utf8_lossy(string).into_owned()),
+    };
+    let non_neg = |v: i32| (v >= 0).then_some(v);
+    Ok(Open {
+        syscall,
+        fd: non_neg(fd),
+        fd2: non_neg(fd2),
+        src_fd: non_neg(src_fd),
+        ret,
+        raw_flags,
+        cloexec: flags & fd_flags::CLOEXEC != 0,
+        socket: matches!(syscall, Syscall::Socket | Syscall::Socketpair).then_some(SockSpec {
+            family,
+            sock_type,
+            protocol,
+        }),
+        peer,
+        path,
+        stack: StackRef {
+            id: match stack_id {
+                STACK_NOT_CAPTURED => StackId::NotCaptured,
+                id if id >= 0 => StackId::Id(id as u32),
+                err => StackId::Failed(err),
+            },
+            caller_ip: (caller_ip != 0).then_some(caller_ip),
+        },
+        missed_entry: flags & fd_flags::MISSED_ENTRY != 0,
+        read_failed: flags & fd_flags::READ_FAILED != 0,
+        reused_fd: flags & fd_flags::REUSED_FD != 0,
+    })
+}
+
+fn sock_call(b: &mut &[u8]) -> Result<SockCall, DecodeError> {
+    let kind = EventKind::SockAddr;
+    let raw_op = b.get_u16_ne();
+    let op =
+        SockOp::from_u16(raw_op).ok_or(DecodeError::BadField { kind, field: "op", value: raw_op.into() })?;
+    let _pad = b.get_u16_ne();
+    let fd = b.get_i32_ne();
+    let ret = b.get_i64_ne();
+    let _flags = b.get_u32_ne();
+    let _pad1 = b.get_u32_ne();
+    let raw_addr = sock_addr(b);
+    let string = trailing_string(kind, b)?;
+    Ok(SockCall { op, fd, ret, addr: addr(raw_addr, string) })
+}
+
+struct RawSockAddr {
+    family: u16,
+    port: u16,
+    scope_id: u32,
+    addr: [u8; 16],
+}
+
+fn sock_addr(b: &mut &[u8]) -> RawSockAddr {
+    let family = b.get_u16_ne();
+    let port = b.get_u16_ne();
+    let scope_id = b.get_u32_ne();
+    let mut addr = [0u8; 16];
+    b.copy_to_slice(&mut addr);
+    RawSockAddr { family, port, scope_id, addr }
+}
+
+fn addr(raw: RawSockAddr, unix_path: &[u8]) -> Option<Addr> {
+    match raw.family {
+        0 => None,
+        AF_INET => {
+            let ip = Ipv4Addr::new(raw.addr[0], raw.addr[1], raw.addr[2], raw.addr[3]);
+            Some(Addr::Inet(SocketAddr::new(IpAddr::V4(ip), raw.port)))
+        }
+        AF_INET6 => {
+            let ip = Ipv6Addr::from(raw.addr);
+            Some(Addr::Inet(SocketAddr::V6(SocketAddrV6::new(ip, raw.port, 0, raw.scope_id))))
+        }
+        AF_UNIX => Some(Addr::Unix(unix_path_string(unix_path))),
+        other => Some(Addr::Other(other)),
+    }
+}
+
+/// `sun_path` bytes → "/path" (cut at the first NUL), "@abstract", or "".
+fn unix_path_string(path: &[u8]) -> String {
+    match path.split_first() {
+        None => String::new(),
+        Some((0, rest)) => {
+            let end = rest.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+            format!("@{}", String::from_utf8_lossy(&rest[..end]))
+        }
+        Some(_) => {
+            let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+            String::from_utf8_lossy(&path[..end]).into_owned()
+        }
+    }
+}
+
+/// Reads `path_len`, padding, and the used part of the string buffer.
+fn trailing_string<'a>(kind: EventKind, b: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = usize::from(b.get_u16_ne());
+    b.advance(6);
+    if len > PATH_CAP || len > b.remaining() {
+        return Err(DecodeError::BadStringLength { kind, claimed: len, held: b.remaining() });
+    }
+    Ok(&b[..len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fdtrace_common::{
+        Close, CloseRange, Exec, Exit, FdOpen, Fork, Header, SetCloexec, SockAddr, SockAddrEvent,
+    };
+
+    /// The bytes the kernel side sends for `value`: the record up to its
+    /// used string, rounded up to 8 (as `send_scratch` does).
+    fn wire<T>(value: &T, string_len: Option<usize>) -> Vec<u8> {
+        // SAFETY: T is one of the #[repr(C)] plain-data records.
+        let bytes = unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
+        match string_len {
+            Some(n) => bytes[..size_of::<T>() - PATH_CAP + n.div_ceil(8) * 8].to_vec(),
+            None => bytes.to_vec(),
+        }
+    }
+
+    fn header(kind: EventKind) -> Header {
+        Header {
+            kind: kind as u32,
+            tgid: 100,
+            tid: 101,
+            _pad: 0,
+            ts_ns: 5_000,
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    fn path_buf(s: &[u8]) -> [u8; PATH_CAP] {
+        let mut p = [0u8; PATH_CAP];
+        p[..s.len()].copy_from_slice(s);
+        p
+    }
+
+    fn fd_open() -> FdOpen {
+        FdOpen {
+            header: header(EventKind::FdOpen),
+            syscall: Syscall::Openat as u16,
+            family: 0,
+            sock_type: 0,
+            protocol: 0,
+            fd: 7,
+            fd2: -1,
+            src_fd: -1,
+            fd_flags: fd_flags::CLOEXEC,
+            ret: 7,
+            flags: 0o2000000,
+            stack_id: 12,
+            _pad: 0,
+            caller_ip: 0x4000,
+            addr: SockAddr::default(),
+            path_len: 10,
+            _pad2: [0; 6],
+            path: path_buf(b"/etc/hosts"),
+        }
+    }
+
+    #[test]
+    fn open_round_trips_with_its_path() {
+        let ev = decode(&wire(&fd_open(), Some(10))).unwrap();
+        assert_eq!((ev.tgid, ev.tid, ev.ts_ns), (100, 101, 5_000));
+        assert_eq!(ev.comm.as_str(), "curl");
+        let Body::Open(o) = ev.body else { panic!("not an open: {ev:?}") };
+        assert_eq!(o.syscall, Syscall::Openat);
+        assert_eq!((o.fd, o.fd2, o.src_fd, o.ret), (Some(7), None, None, 7));
+        assert!(o.cloexec);
+        assert_eq!(o.path.as_deref(), Some("/etc/hosts"));
+        assert_eq!(o.stack, StackRef { id: StackId::Id(12), caller_ip: Some(0x4000) });
+        assert_eq!(o.socket, None);
+    }
+
+    #[test]
+    fn accept_carries_the_peer_not_a_path() {
+        let mut r = fd_open();
+        r.syscall = Syscall::Accept4 as u16;
+        r.src_fd = 3;
+        r.path_len = 0;
+        r.addr = SockAddr {
+            family: AF_INET,
+            port: 9901,
+            scope_id: 0,
+            addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        let Body::Open(o) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
+        assert_eq!(o.peer, Some(Addr::Inet("127.0.0.1:9901".parse().unwrap())));
+        assert_eq!(o.src_fd, Some(3));
+        assert_eq!(o.path, None);
+    }
+
+    #[test]
+    fn socket_keeps_family_type_protocol_and_failed_stacks() {
+        let mut r = fd_open();
+        r.syscall = Syscall::Socket as u16;
+        (r.family, r.sock_type, r.protocol) = (AF_INET6, 1, 6);
+        r.path_len = 0;
+        r.stack_id = -14;
+        r.caller_ip = 0;
+        let Body::Open(o) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
+        assert_eq!(o.socket.unwrap().label(), "tcp6");
+        assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None });
+    }
+
+    #[test]
+    fn sock_call_decodes_unix_paths_and_ipv6() {
+        let mut r = SockAddrEvent {
+            header: header(EventKind::SockAddr),
+            op: SockOp::Connect as u16,
+            _pad: 0,
+            fd: 4,
+            ret: -115,
+            flags: 0,
+            _pad1: 0,
+            addr: SockAddr { family: AF_UNIX, ..Default::default() },
+            path_len: 13,
+            _pad2: [0; 6],
+            path: path_buf(b"/run/x.sock\0\0"),
+        };
+        let Body::Sock(s) = decode(&wire(&r, Some(13))).unwrap().body else { panic!() };
+        assert_eq!((s.op, s.fd, s.ret), (SockOp::Connect, 4, -115));
+        assert_eq!(s.addr, Some(Addr::Unix("/run/x.sock".into())));
+
+        r.path = path_buf(b"\0abstract");
+        r.path_len = 9;
+        let Body::Sock(s) = decode(&wire(&r, Some(9))).unwrap().body else { panic!() };
+        assert_eq!(s.addr, Some(Addr::Unix("@abstract".into())));
+
+        let mut ip6 = [0u8; 16];
+        ip6[15] = 1;
+        r.addr = SockAddr { family: AF_INET6, port: 443, scope_id: 0, addr: ip6 };
+        r.path_len = 0;
+        let Body::Sock(s) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
+        assert_eq!(s.addr, Some(Addr::Inet("[::1]:443".parse().unwrap())));
+    }
+
+    #[test]
+    fn fixed_size_records_round_trip() {
+        let cases: Vec<(Vec<u8>, Body)> = vec![
+            (wire(&Close { header: header(EventKind::Close), fd: 9, _pad: 0 }, None), Body::Close { fd: 9 }),
+            (
+                wire(
+                    &CloseRange {
+                        header: header(EventKind::CloseRange),
+                        first: 3,
+                        last: u32::MAX,
+                        flags: 4,
+                        _pad: 0,
+                    },
+                    None,
+                ),
+                Body::CloseRange { first: 3, last: u32::MAX, flags: 4 },
+            ),
+            (
+                wire(&SetCloexec { header: header(EventKind::SetCloexec), fd: 5, cloexec: 1 }, None),
+                Body::SetCloexec { fd: 5, cloexec: true },
+            ),
+            (
+                wire(
+                    &Fork { header: header(EventKind::Fork), child_tgid: 200, flags: fork_flags::FOLLOWED },
+                    None,
+                ),
+                Body::Fork { child: 200, shares_files: false, followed: true },
+            ),
+            (
+                wire(&Exit { header: header(EventKind::Exit), exit_code: 256, _pad: 0 }, None),
+                Body::Exit { code: 256 },
+            ),
+            (
+                wire(
+                    &Exec {
+                        header: header(EventKind::Exec),
+                        old_tid: 101,
+                        flags: 0,
+                        path_len: 8,
+                        _pad: [0; 6],
+                        path: path_buf(b"/bin/sh\0"),
+                    },
+                    Some(8),
+                ),
+                Body::Exec { filename: "/bin/sh\0".into(), old_tid: 101 },
+            ),
+        ];
+        for (bytes, body) in cases {
+            assert_eq!(decode(&bytes).unwrap().body, body);
+        }
+    }
+
+    #[test]
+    fn short_records_are_errors() {
+        let full = wire(&fd_open(), Some(10));
+        for len in 0..EventKind::FdOpen.min_size() {
+            assert!(decode(&full[..len]).is_err(), "{len}-byte prefix decoded");
+        }
+        assert_eq!(decode(&full[..10]), Err(DecodeError::NoHeader(10, 40)));
+    }
+
+    #[test]
+    fn a_string_longer_than_the_record_is_an_error() {
+        let mut r = fd_open();
+        r.path_len = 200;
+        let bytes = wire(&r, Some(10));
+        assert!(matches!(decode(&bytes), Err(DecodeError::BadStringLength { claimed: 200, .. })));
+        r.path_len = u16::MAX;
+        assert!(decode(&wire(&r, None)).is_err());
+    }
+
+    #[test]
+    fn unknown_kinds_and_fields_are_errors() {
+        let mut bytes = wire(&Close { header: header(EventKind::Close), fd: 1, _pad: 0 }, None);
+        bytes[0] = 99;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
+        let mut r = fd_open();
+        r.syscall = 999;
+        assert!(matches!(decode(&wire(&r, Some(10))), Err(DecodeError::BadField { field: "syscall", .. })));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A small deterministic fuzz: random lengths and contents, with the
+        // kind field forced valid half the time.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 450) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len >= 4 && next() % 2 == 0 {
+                let kind = EventKind::ALL[(next() % 8) as usize] as u32;
+                bytes[..4].copy_from_slice(&kind.to_ne_bytes());
+            }
+            let _ = decode(&bytes);
+        }
+    }
+}

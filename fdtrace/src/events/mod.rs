@@ -1,0 +1,288 @@
+//! Events as the rest of fdtrace sees them: decoded from the ring buffer's
+//! wire records (`fdtrace-common`) into plain Rust types. Nothing past this
+//! module looks at wire layouts.
+mod decode;
+pub mod reader;
+
+use std::{fmt, net::SocketAddr};
+
+pub use decode::{decode, DecodeError};
+pub use fdtrace_common::{SockOp, Syscall};
+
+/// One thing that happened in a traced process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub comm: Comm,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    /// One or two fds were installed (or the call failed: `ret < 0`).
+    Open(Open),
+    /// `close(fd)`.
+    Close { fd: i32 },
+    /// `close_range(first, last, flags)`.
+    CloseRange { first: u32, last: u32, flags: u32 },
+    /// connect/bind/listen returned.
+    Sock(SockCall),
+    /// The close-on-exec flag of `fd` was set or cleared.
+    SetCloexec { fd: i32, cloexec: bool },
+    /// The process forked `child` (a process, not a thread).
+    Fork { child: u32, shares_files: bool, followed: bool },
+    /// The process completed an execve.
+    Exec { filename: String, old_tid: u32 },
+    /// The last thread of the process exited.
+    Exit { code: u32 },
+}
+
+/// Result of an fd-creating syscall.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Open {
+    pub syscall: Syscall,
+    /// The new fd; `None` when the call failed or the fd is unknown.
+    pub fd: Option<i32>,
+    /// Second fd of pipe/socketpair.
+    pub fd2: Option<i32>,
+    /// dup source, accept's listening socket, pidfd_getfd's target fd.
+    pub src_fd: Option<i32>,
+    pub ret: i64,
+    /// The syscall's raw flags argument (fcntl: the command).
+    pub raw_flags: u64,
+    pub cloexec: bool,
+    pub socket: Option<SockSpec>,
+    /// accept's peer address.
+    pub peer: Option<Addr>,
+    /// open*'s filename or memfd_create's name.
+    pub path: Option<String>,
+    pub stack: StackRef,
+    /// The entry of the syscall was not seen: arguments unknown.
+    pub missed_entry: bool,
+    /// Some user memory could not be read (see the loss counters).
+    pub read_failed: bool,
+    /// `signalfd` given an existing fd: nothing new was installed.
+    pub reused_fd: bool,
+}
+
+impl Open {
+    /// What kind of fd this syscall creates. `None` for the dup family,
+    /// whose kind is that of the source fd.
+    pub fn kind(&self) -> Option<FdKind> {
+        Some(match self.syscall {
+            Syscall::Socket | Syscall::Socketpair | Syscall::Accept | Syscall::Accept4 => FdKind::Socket,
+            Syscall::Open | Syscall::Openat | Syscall::Openat2 | Syscall::Creat | Syscall::OpenByHandleAt => {
+                FdKind::File
+            }
+            Syscall::MemfdCreate | Syscall::MemfdSecret => FdKind::Memfd,
+            Syscall::Pipe | Syscall::Pipe2 => FdKind::Pipe,
+            Syscall::Eventfd | Syscall::Eventfd2 => FdKind::Eventfd,
+            Syscall::EpollCreate | Syscall::EpollCreate1 => FdKind::Epoll,
+            Syscall::TimerfdCreate => FdKind::Timerfd,
+            Syscall::Signalfd | Syscall::Signalfd4 => FdKind::Signalfd,
+            Syscall::InotifyInit | Syscall::InotifyInit1 => FdKind::Inotify,
+            Syscall::FanotifyInit => FdKind::Fanotify,
+            Syscall::PidfdOpen => FdKind::Pidfd,
+            Syscall::Userfaultfd => FdKind::Userfaultfd,
+            Syscall::PerfEventOpen => FdKind::PerfEvent,
+            Syscall::IoUringSetup => FdKind::IoUring,
+            // pidfd_getfd takes an fd from another process: kind unknown here.
+            Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Fcntl | Syscall::PidfdGetfd => {
+                return None
+            }
+            Syscall::Connect
+            | Syscall::Bind
+            | Syscall::Listen
+            | Syscall::Ioctl
+            | Syscall::Close
+            | Syscall::CloseRange => return None,
+        })
+    }
+
+    /// Whether this is a dup-like call (new fd shares the source's file).
+    pub fn is_dup(&self) -> bool {
+        matches!(self.syscall, Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Fcntl)
+    }
+}
+
+/// A user stack captured with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StackRef {
+    /// Id in the stack map, or why there is none.
+    pub id: StackId,
+    /// The return address at the user stack pointer (caller of a frameless
+    /// libc wrapper), when read.
+    pub caller_ip: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StackId {
+    Id(u32),
+    /// Stacks were not asked for (`--no-stacks`) or not applicable.
+    NotCaptured,
+    /// The kernel failed to capture it (negative errno).
+    Failed(i32),
+}
+
+/// socket(2) arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockSpec {
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+}
+
+impl SockSpec {
+    /// "tcp", "udp6", "unix-stream", "netlink", ...
+    pub fn label(&self) -> String {
+        use fdtrace_common::syscall::consts::*;
+        let ty = match self.sock_type {
+            1 => "stream",
+            2 => "dgram",
+            3 => "raw",
+            5 => "seqpacket",
+            _ => "other",
+        };
+        match (self.family, self.sock_type) {
+            (AF_INET, 1) => "tcp".into(),
+            (AF_INET6, 1) => "tcp6".into(),
+            (AF_INET, 2) => "udp".into(),
+            (AF_INET6, 2) => "udp6".into(),
+            (AF_INET, _) => format!("inet-{ty}"),
+            (AF_INET6, _) => format!("inet6-{ty}"),
+            (AF_UNIX, _) => format!("unix-{ty}"),
+            (AF_NETLINK, _) => "netlink".into(),
+            (f, _) => format!("af{f}-{ty}"),
+        }
+    }
+}
+
+/// A socket address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Addr {
+    Inet(SocketAddr),
+    /// Pathname (`/run/x.sock`), abstract (`@name`) or unnamed (empty).
+    Unix(String),
+    /// A family fdtrace does not decode.
+    Other(u16),
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Inet(a) => write!(f, "{a}"),
+            Addr::Unix(p) if p.is_empty() => f.write_str("unix:(unnamed)"),
+            Addr::Unix(p) => write!(f, "unix:{p}"),
+            Addr::Other(family) => write!(f, "af{family}"),
+        }
+    }
+}
+
+/// connect/bind/listen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockCall {
+    pub op: SockOp,
+    pub fd: i32,
+    pub ret: i64,
+    pub addr: Option<Addr>,
+}
+
+/// What an fd refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FdKind {
+    Socket,
+    File,
+    Pipe,
+    Memfd,
+    Eventfd,
+    Epoll,
+    Timerfd,
+    Signalfd,
+    Inotify,
+    Fanotify,
+    Pidfd,
+    Userfaultfd,
+    PerfEvent,
+    IoUring,
+    /// Some other anonymous inode, or not known.
+    Other,
+}
+
+impl FdKind {
+    pub const ALL: [FdKind; 15] = [
+        FdKind::Socket,
+        FdKind::File,
+        FdKind::Pipe,
+        FdKind::Memfd,
+        FdKind::Eventfd,
+        FdKind::Epoll,
+        FdKind::Timerfd,
+        FdKind::Signalfd,
+        FdKind::Inotify,
+        FdKind::Fanotify,
+        FdKind::Pidfd,
+        FdKind::Userfaultfd,
+        FdKind::PerfEvent,
+        FdKind::IoUring,
+        FdKind::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FdKind::Socket => "socket",
+            FdKind::File => "file",
+            FdKind::Pipe => "pipe",
+            FdKind::Memfd => "memfd",
+            FdKind::Eventfd => "eventfd",
+            FdKind::Epoll => "epoll",
+            FdKind::Timerfd => "timerfd",
+            FdKind::Signalfd => "signalfd",
+            FdKind::Inotify => "inotify",
+            FdKind::Fanotify => "fanotify",
+            FdKind::Pidfd => "pidfd",
+            FdKind::Userfaultfd => "userfaultfd",
+            FdKind::PerfEvent => "perf_event",
+            FdKind::IoUring => "io_uring",
+            FdKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for FdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A thread's `comm`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Comm(pub [u8; 16]);
+
+impl Comm {
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
+        String::from_utf8_lossy(&self.0[..end])
+    }
+
+    pub fn from_str_lossy(s: &str) -> Comm {
+        let mut c = [0u8; 16];
+        let n = s.len().min(15);
+        c[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Comm(c)
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}

@@ -1,0 +1,78 @@
+//! What the ledger knows about one open fd.
+use crate::events::{Addr, FdKind, SockSpec, StackRef, Syscall};
+
+/// One lifetime of one fd number in one fd table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FdEntry {
+    /// Unique per lifetime: two fds that reuse a number never share it.
+    pub serial: u64,
+    pub fd: i32,
+    pub kind: FdKind,
+    pub cloexec: bool,
+    /// When it was installed (CLOCK_MONOTONIC ns). For fds found at
+    /// attach, the attach time (their real age is unknown).
+    pub opened_ns: u64,
+    pub origin: Origin,
+    /// Thread that installed it (0 when unknown).
+    pub tid: u32,
+    /// Where in the program it was opened; `None` for fds found at attach.
+    pub stack: Option<StackRef>,
+    pub desc: FdDesc,
+}
+
+/// How an fd came to be in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Seen being installed by this syscall.
+    Syscall(Syscall),
+    /// Open when fdtrace attached (from `/proc/PID/fd`).
+    PreExisting,
+    /// Copied from the parent's table at fork.
+    Inherited,
+    /// Found in `/proc/PID/fd` at a reconciliation without an open event.
+    MissedOpen,
+}
+
+/// What the fd refers to, as far as fdtrace knows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FdDesc {
+    /// File path (open*), memfd name, or `/proc/PID/fd` link target.
+    pub path: Option<String>,
+    /// socket()/socketpair() arguments.
+    pub sock: Option<SockSpec>,
+    pub local: Option<Addr>,
+    pub remote: Option<Addr>,
+    /// listen() succeeded on it.
+    pub listening: bool,
+    /// Inode number, for fds found in `/proc` (`socket:[123]`).
+    pub inode: Option<u64>,
+}
+
+/// Why an fd left the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    Close,
+    CloseRange,
+    /// dup2/dup3/F_DUPFD onto its number (or an install on a number the
+    /// ledger still held, which means a close was missed).
+    Replaced,
+    /// Close-on-exec at execve.
+    Exec,
+    /// The process exited (the last user of the table).
+    Exit,
+    /// Reconciliation found it missing from `/proc/PID/fd`.
+    MissedClose,
+}
+
+impl CloseCause {
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseCause::Close => "close",
+            CloseCause::CloseRange => "close_range",
+            CloseCause::Replaced => "replaced",
+            CloseCause::Exec => "close-on-exec",
+            CloseCause::Exit => "exit",
+            CloseCause::MissedClose => "missed close",
+        }
+    }
+}

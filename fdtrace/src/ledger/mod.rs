@@ -1,0 +1,420 @@
+//! The ledger: the live set of fds of every traced process, kept by
+//! pairing decoded events. Pure: no aya, no `/proc` (callers pass what they
+//! read), unit-tested without root.
+//!
+//! Semantics, in the order the kernel applies them:
+//! - an fd lives from its install (socket, accept, open, pipe, dup, ...)
+//!   until close, close_range, dup2/dup3 over it, exec (if close-on-exec)
+//!   or the exit of the last process using the table;
+//! - threads share their process's table; fork copies it, and
+//!   `CLONE_FILES` shares it; exec unshares a shared table before closing
+//!   the close-on-exec fds;
+//! - an install on a number the ledger still holds replaces the old
+//!   lifetime (dup2) — never merges two;
+//! - fds open before attach come from `/proc/PID/fd` as pre-existing;
+//!   events stamped before that scan refine those entries instead of
+//!   replacing them.
+mod entry;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use entry::{CloseCause, FdDesc, FdEntry, Origin};
+
+use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, StackRef, Syscall};
+
+/// `CLOSE_RANGE_CLOEXEC`: mark instead of close.
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// What applying an event changed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Opened { tgid: u32, entry: FdEntry },
+    Closed { tgid: u32, entry: FdEntry, cause: CloseCause, at_ns: u64 },
+}
+
+/// An fd found in `/proc/PID/fd`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcFd {
+    pub fd: i32,
+    pub kind: FdKind,
+    pub cloexec: bool,
+    pub desc: FdDesc,
+}
+
+/// Counters kept per (process, stack) for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackCounts {
+    pub opened: u64,
+    pub closed: u64,
+}
+
+/// A traced process as the ledger knows it.
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub tgid: u32,
+    pub comm: Comm,
+    pub table: TableId,
+    /// When fdtrace started following it.
+    pub since_ns: u64,
+    /// Pid of the traced process that forked it, if any.
+    pub parent: Option<u32>,
+}
+
+/// A process that exited, with what it still had open.
+#[derive(Clone, Debug)]
+pub struct Exited {
+    pub tgid: u32,
+    pub comm: Comm,
+    pub at_ns: u64,
+    pub exit_code: u32,
+    pub open_at_exit: Vec<FdEntry>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId(u64);
+
+#[derive(Clone, Debug, Default)]
+struct Table {
+    fds: BTreeMap<i32, FdEntry>,
+    /// Live processes using it.
+    users: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    procs: HashMap<u32, Process>,
+    tables: HashMap<TableId, Table>,
+    exited: Vec<Exited>,
+    stacks: HashMap<(u32, StackRef), StackCounts>,
+    next_table: u64,
+    next_serial: u64,
+    /// Events for processes the ledger does not follow.
+    pub ignored_events: u64,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts following `tgid` with the fds `/proc` showed at `scan_ns`.
+    /// Events stamped before `scan_ns` refine these entries.
+    pub fn add_process(&mut self, tgid: u32, comm: Comm, scan_ns: u64, fds: Vec<ProcFd>) {
+        let table = self.new_table();
+        for f in fds {
+            let entry = FdEntry {
+                serial: self.serial(),
+                fd: f.fd,
+                kind: f.kind,
+                cloexec: f.cloexec,
+                opened_ns: scan_ns,
+                origin: Origin::PreExisting,
+                tid: 0,
+                stack: None,
+                desc: f.desc,
+            };
+            self.table_mut(table).fds.insert(f.fd, entry);
+        }
+        self.attach_process(tgid, comm, table, scan_ns, None);
+    }
+
+    pub fn process(&self, tgid: u32) -> Option<&Process> {
+        self.procs.get(&tgid)
+    }
+
+    pub fn processes(&self) -> impl Iterator<Item = &Process> {
+        self.procs.values()
+    }
+
+    /// The open fds of a live process, by number.
+    pub fn open_fds(&self, tgid: u32) -> impl Iterator<Item = &FdEntry> {
+        self.procs.get(&tgid).and_then(|p| self.tables.get(&p.table)).into_iter().flat_map(|t| t.fds.values())
+    }
+
+    pub fn lookup(&self, tgid: u32, fd: i32) -> Option<&FdEntry> {
+        let p = self.procs.get(&tgid)?;
+        self.tables.get(&p.table)?.fds.get(&fd)
+    }
+
+    pub fn exited(&self) -> &[Exited] {
+        &self.exited
+    }
+
+    pub fn stack_counts(&self) -> &HashMap<(u32, StackRef), StackCounts> {
+        &self.stacks
+    }
+
+    /// Applies one event; what changed is appended to `out`.
+    pub fn apply(&mut self, ev: &Event, out: &mut Vec<Effect>) {
+        let Some(proc) = self.procs.get_mut(&ev.tgid) else {
+            self.ignored_events += 1;
+            return;
+        };
+        proc.comm = ev.comm;
+        let (tgid, table) = (proc.tgid, proc.table);
+        match &ev.body {
+            Body::Open(open) => self.open(tgid, table, ev, open, out),
+            Body::Close { fd } => {
+                self.close(tgid, table, *fd, CloseCause::Close, ev.ts_ns, out);
+            }
+            Body::CloseRange { first, last, flags } => {
+                // close_range fails (closing nothing) when first > last.
+                if first > last {
+                    return;
+                }
+                let (lo, hi) = (*first as i64, (*last).min(i32::MAX as u32) as i64);
+                if flags & CLOSE_RANGE_CLOEXEC != 0 {
+                    let t = self.table_mut(table);
+                    for (_, e) in t.fds.range_mut(lo as i32..=hi as i32) {
+                        e.cloexec = true;
+                    }
+                } else {
+                    let fds: Vec<i32> =
+                        self.table_mut(table).fds.range(lo as i32..=hi as i32).map(|(&fd, _)| fd).collect();
+                    for fd in fds {
+                        self.close(tgid, table, fd, CloseCause::CloseRange, ev.ts_ns, out);
+                    }
+                }
+            }
+            Body::Sock(call) => self.sock_call(table, call),
+            Body::SetCloexec { fd, cloexec } => {
+                if let Some(e) = self.table_mut(table).fds.get_mut(fd) {
+                    e.cloexec = *cloexec;
+                }
+            }
+            Body::Fork { child, shares_files, followed } => {
+                if *followed {
+                    self.fork(tgid, table, *child, *shares_files, ev, out);
+                }
+            }
+            Body::Exec { .. } => self.exec(tgid, table, ev.ts_ns, out),
+            Body::Exit { code } => self.exit(tgid, *code, ev.ts_ns, out),
+        }
+    }
+
+    fn open(&mut self, tgid: u32, table: TableId, ev: &Event, open: &Open, out: &mut Vec<Effect>) {
+        if open.ret < 0 || open.reused_fd {
+            return;
+        }
+        let since_ns = self.procs.get(&tgid).map_or(0, |p| p.since_ns);
+        let fds = [open.fd, open.fd2];
+        for fd in fds.into_iter().flatten() {
+            // The dup family copies what the source refers to.
+            let (kind, mut desc) = match (open.is_dup(), open.src_fd) {
+                (true, Some(src)) => match self.table_mut(table).fds.get(&src) {
+                    Some(s) => (s.kind, s.desc.clone()),
+                    None => (FdKind::Other, FdDesc::default()),
+                },
+                (true, None) => (FdKind::Other, FdDesc::default()),
+                (false, _) => (open.kind().unwrap_or(FdKind::Other), FdDesc::default()),
+            };
+            if !open.is_dup() {
+                desc.path = open.path.clone();
+                desc.sock = open.socket;
+                desc.remote = open.peer.clone();
+                if let (Syscall::Accept | Syscall::Accept4, Some(listener)) = (open.syscall, open.src_fd) {
+                    desc.local = self.table_mut(table).fds.get(&listener).and_then(|l| l.desc.local.clone());
+                }
+            }
+            // An event stamped before the /proc scan describes an fd the
+            // scan may already hold: refine it rather than replace it.
+            let refines = ev.ts_ns <= since_ns
+                && self.table_mut(table).fds.get(&fd).is_some_and(|e| e.origin == Origin::PreExisting);
+            if !refines {
+                self.close(tgid, table, fd, CloseCause::Replaced, ev.ts_ns, out);
+            }
+            let entry = FdEntry {
+                serial: self.serial(),
+                fd,
+                kind,
+                cloexec: open.cloexec,
+                opened_ns: ev.ts_ns,
+                origin: Origin::Syscall(open.syscall),
+                tid: ev.tid,
+                stack: Some(open.stack),
+                desc,
+            };
+            self.stacks.entry((tgid, open.stack)).or_default().opened += 1;
+            self.table_mut(table).fds.insert(fd, entry.clone());
+            out.push(Effect::Opened { tgid, entry });
+        }
+    }
+
+    fn sock_call(&mut self, table: TableId, call: &SockCall) {
+        // Failed calls change nothing; a non-blocking connect in progress
+        // already has its peer.
+        const EINPROGRESS: i64 = 115;
+        if call.ret < 0 && !(call.op == SockOp::Connect && call.ret == -EINPROGRESS) {
+            return;
+        }
+        let Some(e) = self.table_mut(table).fds.get_mut(&call.fd) else {
+            return;
+        };
+        match call.op {
+            SockOp::Connect => e.desc.remote = call.addr.clone(),
+            SockOp::Bind => e.desc.local = call.addr.clone(),
+            SockOp::Listen => e.desc.listening = true,
+        }
+    }
+
+    fn fork(
+        &mut self,
+        parent: u32,
+        table: TableId,
+        child: u32,
+        shares: bool,
+        ev: &Event,
+        out: &mut Vec<Effect>,
+    ) {
+        // A pid seen before belongs to a process that is gone: the new one
+        // starts a new life.
+        if self.procs.contains_key(&child) {
+            self.exit(child, 0, ev.ts_ns, out);
+        }
+        let child_table = if shares {
+            table
+        } else {
+            let copy: Vec<FdEntry> = self.table_mut(table).fds.values().cloned().collect();
+            let t = self.new_table();
+            for mut e in copy {
+                e.serial = self.serial();
+                e.origin = Origin::Inherited;
+                e.tid = 0;
+                self.table_mut(t).fds.insert(e.fd, e);
+            }
+            t
+        };
+        self.attach_process(child, ev.comm, child_table, ev.ts_ns, Some(parent));
+    }
+
+    fn exec(&mut self, tgid: u32, table: TableId, ts_ns: u64, out: &mut Vec<Effect>) {
+        // execve unshares a shared table, then closes close-on-exec fds.
+        let table = if self.table_mut(table).users > 1 {
+            let copy = self.table_mut(table).fds.clone();
+            self.table_mut(table).users -= 1;
+            let t = self.new_table();
+            self.table_mut(t).fds = copy;
+            self.table_mut(t).users = 1;
+            if let Some(p) = self.procs.get_mut(&tgid) {
+                p.table = t;
+            }
+            t
+        } else {
+            table
+        };
+        let doomed: Vec<i32> =
+            self.table_mut(table).fds.values().filter(|e| e.cloexec).map(|e| e.fd).collect();
+        for fd in doomed {
+            self.close(tgid, table, fd, CloseCause::Exec, ts_ns, out);
+        }
+    }
+
+    fn exit(&mut self, tgid: u32, exit_code: u32, ts_ns: u64, out: &mut Vec<Effect>) {
+        let Some(proc) = self.procs.remove(&tgid) else {
+            return;
+        };
+        let table = self.table_mut(proc.table);
+        table.users -= 1;
+        // Still open at exit: the classic leak signal, kept for the report.
+        let open_at_exit: Vec<FdEntry> = table.fds.values().cloned().collect();
+        if table.users == 0 {
+            let fds: Vec<i32> = table.fds.keys().copied().collect();
+            for fd in fds {
+                self.close(tgid, proc.table, fd, CloseCause::Exit, ts_ns, out);
+            }
+            self.tables.remove(&proc.table);
+        }
+        self.exited.push(Exited { tgid, comm: proc.comm, at_ns: ts_ns, exit_code, open_at_exit });
+    }
+
+    /// Removes `fd` from a table, if the ledger holds it.
+    fn close(
+        &mut self,
+        tgid: u32,
+        table: TableId,
+        fd: i32,
+        cause: CloseCause,
+        at_ns: u64,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(entry) = self.table_mut(table).fds.remove(&fd) else {
+            return false;
+        };
+        // Exit is not the program closing it: the fd counts as open at exit.
+        if let (Some(stack), false) = (entry.stack, cause == CloseCause::Exit) {
+            self.stacks.entry((tgid, stack)).or_default().closed += 1;
+        }
+        out.push(Effect::Closed { tgid, entry, cause, at_ns });
+        true
+    }
+
+    /// Brings a process's table in line with `/proc/PID/fd` read at
+    /// `now_ns`: entries `/proc` lacks were closed without the ledger
+    /// seeing it (missed close); fds `/proc` has that the ledger lacks were
+    /// opened unseen (missed open). Returns (missed opens, missed closes).
+    ///
+    /// Only call this when no events older than the scan are still
+    /// unprocessed, or in-flight closes will look like missed closes.
+    pub fn reconcile(
+        &mut self,
+        tgid: u32,
+        now_ns: u64,
+        actual: Vec<ProcFd>,
+        out: &mut Vec<Effect>,
+    ) -> (u64, u64) {
+        let Some(table) = self.procs.get(&tgid).map(|p| p.table) else {
+            return (0, 0);
+        };
+        let actual: BTreeMap<i32, ProcFd> = actual.into_iter().map(|f| (f.fd, f)).collect();
+        let gone: Vec<i32> =
+            self.table_mut(table).fds.keys().filter(|fd| !actual.contains_key(fd)).copied().collect();
+        let missed_close = gone.len() as u64;
+        for fd in gone {
+            self.close(tgid, table, fd, CloseCause::MissedClose, now_ns, out);
+        }
+        let mut missed_open = 0;
+        for (fd, f) in actual {
+            if self.table_mut(table).fds.contains_key(&fd) {
+                continue;
+            }
+            missed_open += 1;
+            let entry = FdEntry {
+                serial: self.serial(),
+                fd,
+                kind: f.kind,
+                cloexec: f.cloexec,
+                opened_ns: now_ns,
+                origin: Origin::MissedOpen,
+                tid: 0,
+                stack: None,
+                desc: f.desc,
+            };
+            self.table_mut(table).fds.insert(fd, entry.clone());
+            out.push(Effect::Opened { tgid, entry });
+        }
+        (missed_open, missed_close)
+    }
+
+    fn attach_process(&mut self, tgid: u32, comm: Comm, table: TableId, since_ns: u64, parent: Option<u32>) {
+        self.table_mut(table).users += 1;
+        self.procs.insert(tgid, Process { tgid, comm, table, since_ns, parent });
+    }
+
+    fn new_table(&mut self) -> TableId {
+        self.next_table += 1;
+        let id = TableId(self.next_table);
+        self.tables.insert(id, Table::default());
+        id
+    }
+
+    fn table_mut(&mut self, id: TableId) -> &mut Table {
+        self.tables.entry(id).or_default()
+    }
+
+    fn serial(&mut self) -> u64 {
+        self.next_serial += 1;
+        self.next_serial
+    }
+}

@@ -1,0 +1,381 @@
+//! Ledger semantics, one behaviour per test, Given/When/Then.
+use super::*;
+use crate::events::{Addr, Open, SockSpec, StackId};
+
+const PID: u32 = 100;
+
+fn ev(ts_ns: u64, tgid: u32, body: Body) -> Event {
+    Event { ts_ns, tgid, tid: tgid, comm: Comm::from_str_lossy("app"), body }
+}
+
+fn stack(id: u32) -> StackRef {
+    StackRef { id: StackId::Id(id), caller_ip: None }
+}
+
+fn open(syscall: Syscall, fd: i32) -> Open {
+    Open {
+        syscall,
+        fd: Some(fd),
+        fd2: None,
+        src_fd: None,
+        ret: fd as i64,
+        raw_flags: 0,
+        cloexec: false,
+        socket: None,
+        peer: None,
+        path: None,
+        stack: stack(1),
+        missed_entry: false,
+        read_failed: false,
+        reused_fd: false,
+    }
+}
+
+fn socket(fd: i32) -> Body {
+    Body::Open(Open {
+        socket: Some(SockSpec { family: 2, sock_type: 1, protocol: 6 }),
+        ..open(Syscall::Socket, fd)
+    })
+}
+
+fn file(fd: i32, cloexec: bool) -> Body {
+    Body::Open(Open { cloexec, path: Some(format!("/tmp/f{fd}")), ..open(Syscall::Openat, fd) })
+}
+
+fn dup(syscall: Syscall, src: i32, fd: i32) -> Body {
+    Body::Open(Open { src_fd: Some(src), ..open(syscall, fd) })
+}
+
+/// A ledger following PID with no fds, attached at t=0.
+fn given_empty() -> Ledger {
+    let mut l = Ledger::new();
+    l.add_process(PID, Comm::from_str_lossy("app"), 0, vec![]);
+    l
+}
+
+fn apply(l: &mut Ledger, events: &[Event]) -> Vec<Effect> {
+    let mut out = vec![];
+    for e in events {
+        l.apply(e, &mut out);
+    }
+    out
+}
+
+fn open_fds(l: &Ledger, tgid: u32) -> Vec<i32> {
+    l.open_fds(tgid).map(|e| e.fd).collect()
+}
+
+fn closes(effects: &[Effect]) -> Vec<(i32, CloseCause)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Closed { entry, cause, .. } => Some((entry.fd, *cause)),
+            Effect::Opened { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn open_then_close_leaves_nothing_open() {
+    let mut l = given_empty();
+    let fx = apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Close { fd: 3 })]);
+    assert!(open_fds(&l, PID).is_empty());
+    assert_eq!(closes(&fx), vec![(3, CloseCause::Close)]);
+    assert_eq!(l.stack_counts()[&(PID, stack(1))], StackCounts { opened: 1, closed: 1 });
+}
+
+#[test]
+fn failed_opens_install_nothing() {
+    let mut l = given_empty();
+    let failed = Body::Open(Open { fd: None, ret: -24, ..open(Syscall::Socket, 0) });
+    apply(&mut l, &[ev(1, PID, failed)]);
+    assert!(open_fds(&l, PID).is_empty());
+}
+
+#[test]
+fn dup_shares_the_source_file_and_both_stay_open() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, dup(Syscall::Dup, 3, 4))]);
+    assert_eq!(open_fds(&l, PID), vec![3, 4]);
+    assert_eq!(l.lookup(PID, 4).unwrap().kind, FdKind::Socket);
+}
+
+#[test]
+fn dup2_onto_an_open_fd_closes_it_first() {
+    let mut l = given_empty();
+    let fx = apply(
+        &mut l,
+        &[ev(1, PID, socket(3)), ev(2, PID, file(5, false)), ev(3, PID, dup(Syscall::Dup2, 3, 5))],
+    );
+    assert_eq!(closes(&fx), vec![(5, CloseCause::Replaced)]);
+    let five = l.lookup(PID, 5).unwrap();
+    assert_eq!(five.kind, FdKind::Socket);
+    assert_ne!(five.serial, l.lookup(PID, 3).unwrap().serial);
+}
+
+#[test]
+fn reusing_a_number_starts_a_new_lifetime() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(3))]);
+    let first = l.lookup(PID, 3).unwrap().serial;
+    apply(&mut l, &[ev(2, PID, Body::Close { fd: 3 }), ev(3, PID, file(3, false))]);
+    let second = l.lookup(PID, 3).unwrap();
+    assert_ne!(second.serial, first);
+    assert_eq!((second.kind, second.opened_ns), (FdKind::File, 3));
+}
+
+#[test]
+fn close_range_closes_only_the_range() {
+    let mut l = given_empty();
+    let setup: Vec<Event> = (3..8).map(|fd| ev(1, PID, file(fd, false))).collect();
+    apply(&mut l, &setup);
+    let fx = apply(&mut l, &[ev(2, PID, Body::CloseRange { first: 4, last: 6, flags: 0 })]);
+    assert_eq!(open_fds(&l, PID), vec![3, 7]);
+    assert_eq!(closes(&fx).len(), 3);
+}
+
+#[test]
+fn close_range_to_uint_max_closes_everything_above() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, file(3, false)), ev(1, PID, file(900, false))]);
+    apply(&mut l, &[ev(2, PID, Body::CloseRange { first: 3, last: u32::MAX, flags: 0 })]);
+    assert!(open_fds(&l, PID).is_empty());
+}
+
+#[test]
+fn close_range_cloexec_only_marks_and_exec_then_closes() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, file(3, false)), ev(1, PID, file(4, false))]);
+    let fx = apply(&mut l, &[ev(2, PID, Body::CloseRange { first: 4, last: 4, flags: CLOSE_RANGE_CLOEXEC })]);
+    assert!(fx.is_empty());
+    assert_eq!(open_fds(&l, PID), vec![3, 4]);
+    let fx = apply(&mut l, &[ev(3, PID, Body::Exec { filename: "/bin/true".into(), old_tid: PID })]);
+    assert_eq!(closes(&fx), vec![(4, CloseCause::Exec)]);
+    assert_eq!(open_fds(&l, PID), vec![3]);
+}
+
+#[test]
+fn a_failing_close_range_closes_nothing() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, file(3, false))]);
+    apply(&mut l, &[ev(2, PID, Body::CloseRange { first: 9, last: 3, flags: 0 })]);
+    assert_eq!(open_fds(&l, PID), vec![3]);
+}
+
+#[test]
+fn exec_closes_cloexec_fds_tracking_fcntl_changes() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, file(3, true)),  // O_CLOEXEC
+            ev(1, PID, file(4, false)), // plain
+            ev(1, PID, file(5, true)),  // O_CLOEXEC, then cleared
+            ev(2, PID, Body::SetCloexec { fd: 5, cloexec: false }),
+            ev(2, PID, Body::SetCloexec { fd: 4, cloexec: true }),
+        ],
+    );
+    let fx = apply(&mut l, &[ev(3, PID, Body::Exec { filename: "/bin/sh".into(), old_tid: PID })]);
+    let mut closed = closes(&fx);
+    closed.sort();
+    assert_eq!(closed, vec![(3, CloseCause::Exec), (4, CloseCause::Exec)]);
+    assert_eq!(open_fds(&l, PID), vec![5]);
+}
+
+#[test]
+fn dup2_clears_cloexec_and_dup3_can_set_it() {
+    let mut l = given_empty();
+    let dup3 = Body::Open(Open { src_fd: Some(3), cloexec: true, ..open(Syscall::Dup3, 7) });
+    apply(&mut l, &[ev(1, PID, file(3, true)), ev(2, PID, dup(Syscall::Dup2, 3, 6)), ev(3, PID, dup3)]);
+    assert!(!l.lookup(PID, 6).unwrap().cloexec);
+    assert!(l.lookup(PID, 7).unwrap().cloexec);
+}
+
+#[test]
+fn exit_closes_everything_and_keeps_what_was_open_at_exit() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(3)), ev(1, PID, file(4, false)), ev(2, PID, Body::Close { fd: 4 })]);
+    let fx = apply(&mut l, &[ev(5, PID, Body::Exit { code: 0 })]);
+    assert_eq!(closes(&fx), vec![(3, CloseCause::Exit)]);
+    assert!(l.process(PID).is_none());
+    let gone = &l.exited()[0];
+    assert_eq!((gone.tgid, gone.at_ns), (PID, 5));
+    assert_eq!(gone.open_at_exit.iter().map(|e| e.fd).collect::<Vec<_>>(), vec![3]);
+    // Open at exit does not count as closed by the program.
+    assert_eq!(l.stack_counts()[&(PID, stack(1))], StackCounts { opened: 2, closed: 1 });
+}
+
+#[test]
+fn threads_share_the_table() {
+    let mut l = given_empty();
+    let mut by_thread = ev(1, PID, socket(3));
+    by_thread.tid = PID + 1;
+    apply(&mut l, &[by_thread, ev(2, PID, Body::Close { fd: 3 })]);
+    assert!(open_fds(&l, PID).is_empty());
+}
+
+#[test]
+fn a_followed_fork_starts_with_a_copy_of_the_parents_table() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, socket(3)),
+            ev(2, PID, Body::Fork { child: 200, shares_files: false, followed: true }),
+            ev(3, 200, Body::Close { fd: 3 }),
+        ],
+    );
+    assert_eq!(open_fds(&l, PID), vec![3], "the child's close is its own");
+    assert!(open_fds(&l, 200).is_empty());
+    apply(&mut l, &[ev(4, 200, file(4, false))]);
+    assert_eq!(open_fds(&l, PID), vec![3]);
+    assert_eq!(l.process(200).unwrap().parent, Some(PID));
+}
+
+#[test]
+fn inherited_fds_are_new_lifetimes() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[ev(1, PID, socket(3)), ev(2, PID, Body::Fork { child: 200, shares_files: false, followed: true })],
+    );
+    let (p, c) = (l.lookup(PID, 3).unwrap(), l.lookup(200, 3).unwrap());
+    assert_ne!(p.serial, c.serial);
+    assert_eq!(c.origin, Origin::Inherited);
+    assert_eq!(c.stack, p.stack);
+}
+
+#[test]
+fn clone_files_shares_the_table_until_exec_unshares_it() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, file(3, true)),
+            ev(2, PID, Body::Fork { child: 200, shares_files: true, followed: true }),
+        ],
+    );
+    apply(&mut l, &[ev(3, 200, file(4, false))]);
+    assert_eq!(open_fds(&l, PID), vec![3, 4], "a shared table sees the child's open");
+    apply(&mut l, &[ev(4, 200, Body::Exec { filename: "/bin/x".into(), old_tid: 200 })]);
+    assert_eq!(open_fds(&l, 200), vec![4], "exec unshared, then closed the cloexec fd");
+    assert_eq!(open_fds(&l, PID), vec![3, 4], "the parent's table is untouched");
+}
+
+#[test]
+fn exit_of_one_sharer_keeps_the_table_for_the_other() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[ev(1, PID, socket(3)), ev(2, PID, Body::Fork { child: 200, shares_files: true, followed: true })],
+    );
+    let fx = apply(&mut l, &[ev(3, 200, Body::Exit { code: 0 })]);
+    assert!(closes(&fx).is_empty());
+    assert_eq!(open_fds(&l, PID), vec![3]);
+}
+
+#[test]
+fn unfollowed_forks_and_unknown_pids_are_ignored() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[ev(1, PID, Body::Fork { child: 200, shares_files: false, followed: false }), ev(2, 999, socket(3))],
+    );
+    assert!(l.process(200).is_none());
+    assert_eq!(l.ignored_events, 1);
+}
+
+#[test]
+fn a_reused_pid_never_merges_with_the_dead_process() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, Body::Fork { child: 200, shares_files: false, followed: true }),
+            ev(2, 200, socket(5)),
+            ev(3, 200, Body::Exit { code: 0 }),
+            ev(4, PID, Body::Fork { child: 200, shares_files: false, followed: true }),
+        ],
+    );
+    assert!(open_fds(&l, 200).is_empty(), "the new 200 only has the parent's (empty) table");
+    assert_eq!(l.exited().len(), 1);
+    assert_eq!(l.exited()[0].open_at_exit[0].fd, 5);
+}
+
+#[test]
+fn pre_existing_fds_have_no_stack_and_are_refined_by_earlier_events() {
+    let mut l = Ledger::new();
+    let pre = |fd| ProcFd { fd, kind: FdKind::Socket, cloexec: false, desc: FdDesc::default() };
+    l.add_process(PID, Comm::from_str_lossy("app"), 10, vec![pre(3), pre(4)]);
+    assert_eq!(l.lookup(PID, 3).unwrap().origin, Origin::PreExisting);
+    assert_eq!(l.lookup(PID, 3).unwrap().stack, None);
+    // An open stamped before the scan is the same fd the scan found.
+    let fx = apply(&mut l, &[ev(9, PID, socket(4))]);
+    assert!(closes(&fx).is_empty());
+    assert_eq!(l.lookup(PID, 4).unwrap().stack, Some(stack(1)));
+    // After the scan, an open on a held number means a missed close.
+    let fx = apply(&mut l, &[ev(11, PID, socket(3))]);
+    assert_eq!(closes(&fx), vec![(3, CloseCause::Replaced)]);
+}
+
+#[test]
+fn accept_records_the_peer_and_the_listeners_local_address() {
+    let mut l = given_empty();
+    let local: Addr = Addr::Inet("127.0.0.1:8080".parse().unwrap());
+    let peer: Addr = Addr::Inet("127.0.0.1:50000".parse().unwrap());
+    let accept = Body::Open(Open { src_fd: Some(3), peer: Some(peer.clone()), ..open(Syscall::Accept4, 5) });
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, socket(3)),
+            ev(2, PID, Body::Sock(SockCall { op: SockOp::Bind, fd: 3, ret: 0, addr: Some(local.clone()) })),
+            ev(3, PID, Body::Sock(SockCall { op: SockOp::Listen, fd: 3, ret: 0, addr: None })),
+            ev(4, PID, accept),
+        ],
+    );
+    assert!(l.lookup(PID, 3).unwrap().desc.listening);
+    let conn = l.lookup(PID, 5).unwrap();
+    assert_eq!((conn.desc.local.as_ref(), conn.desc.remote.as_ref()), (Some(&local), Some(&peer)));
+}
+
+#[test]
+fn connect_in_progress_records_the_peer_but_a_refused_one_does_not() {
+    let mut l = given_empty();
+    let peer = Addr::Inet("127.0.0.1:9901".parse().unwrap());
+    let connect = |fd, ret| Body::Sock(SockCall { op: SockOp::Connect, fd, ret, addr: Some(peer.clone()) });
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, socket(3)),
+            ev(1, PID, socket(4)),
+            ev(2, PID, connect(3, -115)),
+            ev(2, PID, connect(4, -111)),
+        ],
+    );
+    assert_eq!(l.lookup(PID, 3).unwrap().desc.remote, Some(peer));
+    assert_eq!(l.lookup(PID, 4).unwrap().desc.remote, None);
+}
+
+#[test]
+fn pipe_installs_both_ends() {
+    let mut l = given_empty();
+    let pipe = Body::Open(Open { fd: Some(3), fd2: Some(4), ret: 0, ..open(Syscall::Pipe2, 3) });
+    apply(&mut l, &[ev(1, PID, pipe)]);
+    assert_eq!(open_fds(&l, PID), vec![3, 4]);
+    assert!(l.open_fds(PID).all(|e| e.kind == FdKind::Pipe));
+}
+
+#[test]
+fn reconcile_reports_and_corrects_missed_opens_and_closes() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(3)), ev(1, PID, socket(4))]);
+    let actual = vec![
+        ProcFd { fd: 4, kind: FdKind::Socket, cloexec: false, desc: FdDesc::default() },
+        ProcFd { fd: 9, kind: FdKind::Pipe, cloexec: false, desc: FdDesc::default() },
+    ];
+    let mut fx = vec![];
+    assert_eq!(l.reconcile(PID, 50, actual, &mut fx), (1, 1));
+    assert_eq!(open_fds(&l, PID), vec![4, 9]);
+    assert_eq!(l.lookup(PID, 9).unwrap().origin, Origin::MissedOpen);
+    assert_eq!(closes(&fx), vec![(3, CloseCause::MissedClose)]);
+}

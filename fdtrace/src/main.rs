@@ -1,0 +1,45 @@
+//! fdtrace: find the file descriptors a process opens and never closes.
+//!
+//! The data flows kernel → ring buffer → decoded events → ledger →
+//! report/stream:
+//! - [`attach`]: capability checks, tiers, loading and attaching;
+//! - [`events`]: ring-buffer records decoded into Rust types;
+//! - [`ledger`]: pairing opens with closes (pure);
+//! - [`procfs`]: `/proc` baseline and socket details;
+//! - [`stream`]: live event lines;
+//! - [`session`]: the loop that ties them together.
+mod attach;
+mod cli;
+mod clock;
+mod events;
+mod ledger;
+mod procfs;
+mod session;
+mod stream;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(if cli.trace.verbose { log::LevelFilter::Debug } else { log::LevelFilter::Warn })
+        .format_timestamp(None)
+        .format_target(false)
+        .parse_env("FDTRACE_LOG")
+        .init();
+
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(session::run(&cli.trace)));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fdtrace: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
