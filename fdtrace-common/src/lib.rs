@@ -233,8 +233,11 @@ pub struct FdOpen {
     /// was made: recovers the caller of a frameless libc wrapper. 0 if not
     /// read.
     pub caller_ip: u64,
-    /// Peer address for accept/accept4 when the caller asked for it.
-    pub addr: SockAddr,
+    /// For sockets: the local address as the kernel holds it after the call.
+    pub local: SockAddr,
+    /// For sockets: the peer (the kernel's view, else accept's address
+    /// argument).
+    pub remote: SockAddr,
     /// Bytes used in `path` (open* filename, memfd name).
     pub path_len: u16,
     pub _pad2: [u8; 6],
@@ -297,7 +300,13 @@ pub struct SockAddrEvent {
     /// [`fd_flags`] bits (`PATH_TRUNCATED`, `MISSED_ENTRY`, `READ_FAILED`).
     pub flags: u32,
     pub _pad1: u32,
+    /// The address the syscall carried (connect: peer, bind: local).
     pub addr: SockAddr,
+    /// The socket's local address as the kernel holds it after the call
+    /// (the port `bind(0)` or `connect` chose).
+    pub local: SockAddr,
+    /// The socket's peer as the kernel holds it after the call.
+    pub remote: SockAddr,
     /// Bytes used in `path`: the `AF_UNIX` socket path (a leading NUL marks
     /// an abstract address).
     pub path_len: u16,
@@ -360,10 +369,10 @@ pub struct Exit {
 
 const _: () = assert!(size_of::<Header>() == 40);
 const _: () = assert!(size_of::<SockAddr>() == 24);
-const _: () = assert!(size_of::<FdOpen>() == 128 + PATH_CAP);
+const _: () = assert!(size_of::<FdOpen>() == 152 + PATH_CAP);
 const _: () = assert!(size_of::<Close>() == 48);
 const _: () = assert!(size_of::<CloseRange>() == 56);
-const _: () = assert!(size_of::<SockAddrEvent>() == 96 + PATH_CAP);
+const _: () = assert!(size_of::<SockAddrEvent>() == 144 + PATH_CAP);
 const _: () = assert!(size_of::<SetCloexec>() == 48);
 const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
@@ -440,10 +449,29 @@ pub struct Config {
     pub exec_filename_loc_off: u32,
     /// Offset of `old_pid` in `sched_process_exec`.
     pub exec_old_pid_off: u32,
+    /// fd → socket walk: `files_struct.fdt`, `fdtable.max_fds`,
+    /// `fdtable.fd`, `file.private_data`, `file.f_inode`, `inode.i_mode`,
+    /// `socket.sk`.
+    pub files_fdt_off: u32,
+    pub fdtable_max_fds_off: u32,
+    pub fdtable_fd_off: u32,
+    pub file_private_data_off: u32,
+    pub file_inode_off: u32,
+    pub inode_mode_off: u32,
+    pub socket_sk_off: u32,
+    /// `struct sock_common` fields (at the start of `struct sock`).
+    pub skc_family_off: u32,
+    pub skc_num_off: u32,
+    pub skc_dport_off: u32,
+    pub skc_rcv_saddr_off: u32,
+    pub skc_daddr_off: u32,
+    /// 0 on kernels without IPv6.
+    pub skc_v6_rcv_saddr_off: u32,
+    pub skc_v6_daddr_off: u32,
     pub _pad: u32,
 }
 
-const _: () = assert!(size_of::<Config>() == 40);
+const _: () = assert!(size_of::<Config>() == 96);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {

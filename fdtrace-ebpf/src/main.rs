@@ -14,6 +14,7 @@
 mod emit;
 mod maps;
 mod process;
+mod sockets;
 mod syscalls;
 
 #[cfg(not(test))]

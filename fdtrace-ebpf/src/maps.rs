@@ -36,18 +36,8 @@ pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_en
 
 /// Written by the loader before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
-pub static CONFIG: Config = Config {
-    flags: 0,
-    task_tgid_off: 0,
-    task_files_off: 0,
-    task_exit_code_off: 0,
-    task_signal_off: 0,
-    signal_live_off: 0,
-    exit_group_dead_off: 0,
-    exec_filename_loc_off: 0,
-    exec_old_pid_off: 0,
-    _pad: 0,
-};
+// SAFETY: Config is plain integers; all-zero is "nothing configured".
+pub static CONFIG: Config = unsafe { core::mem::zeroed() };
 
 /// Reads one field of [`CONFIG`]. Volatile, so the compiler cannot fold
 /// in the defaults above; the verifier sees the loader's frozen values and

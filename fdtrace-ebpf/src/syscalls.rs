@@ -34,6 +34,7 @@ use crate::{
         send_scratch, user_stack,
     },
     maps::INFLIGHT,
+    sockets::socket_addrs,
 };
 
 /// Record layout of every `sys_enter_*` tracepoint: `__syscall_nr` at 8,
@@ -203,7 +204,8 @@ fn fd_open(ctx: &TracePointContext, pid_tgid: u64, nr: u32, ret: i64, entry: Opt
     ev.ret = ret;
     ev.flags = 0;
     ev._pad = 0;
-    ev.addr = Default::default();
+    ev.local = Default::default();
+    ev.remote = Default::default();
     ev.path_len = 0;
     ev._pad2 = [0; 6];
 
@@ -245,9 +247,20 @@ fn fd_open(ctx: &TracePointContext, pid_tgid: u64, nr: u32, ret: i64, entry: Opt
                 // wrote back.
                 // SAFETY: user read through the checked helper.
                 let len = unsafe { bpf_probe_read_user(args[2] as *const u32) }.unwrap_or(0);
-                let (n, f) = read_sockaddr(args[1], u64::from(len), &mut ev.addr, &mut ev.path);
+                let (n, f) = read_sockaddr(args[1], u64::from(len), &mut ev.remote, &mut ev.path);
                 ev.path_len = n;
                 ev.fd_flags |= f;
+            }
+            // The kernel's view is exact even when the caller passed no
+            // address buffer.
+            if ret >= 0 {
+                let (local, remote) = socket_addrs(ret as i32);
+                if local.family != 0 {
+                    ev.local = local;
+                }
+                if remote.family != 0 {
+                    ev.remote = remote;
+                }
             }
         }
         NR_OPEN => {
@@ -352,6 +365,8 @@ fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
     ev.flags = 0;
     ev._pad1 = 0;
     ev.addr = Default::default();
+    ev.local = Default::default();
+    ev.remote = Default::default();
     ev.path_len = 0;
     ev._pad2 = [0; 6];
     match entry {
@@ -362,6 +377,7 @@ fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
                 ev.path_len = n;
                 ev.flags |= f;
             }
+            (ev.local, ev.remote) = socket_addrs(ev.fd);
         }
         None => {
             // Without the entry the fd is unknown: nothing to report.

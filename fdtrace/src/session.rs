@@ -69,9 +69,26 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         ringbuf_size: args.ringbuf_size,
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
     };
+    // Handle signals from here on: a Ctrl-C during start-up still detaches.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let started = std::time::Instant::now();
     let (tracer, ring) = Tracer::start(&opts, &tgids)?;
     let mut reader = EventReader::new(ring).context("watching the ring buffer")?;
+
+    // The baseline: what is open now. Events stamped before the scan refine
+    // it (see the ledger). A target that exits during start-up is reported
+    // as exited, with whatever events it produced.
+    let mut ledger = Ledger::new();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    for t in &targets {
+        let scan_ns = monotonic_ns();
+        let fds = procfs::list_fds(t.tgid).unwrap_or_default();
+        ledger.add_process(t.tgid, Comm::from_str_lossy(&t.comm), scan_ns, fds);
+        watch_exit(t.tgid, exit_tx.clone())?;
+    }
+    let mut alive = tgids.len();
+
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.tgid, t.comm)).collect();
     eprintln!(
         "fdtrace: tracing {} via {} hooks ({} tier) in {} ms; Ctrl-C to stop",
@@ -81,24 +98,6 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         started.elapsed().as_millis()
     );
 
-    // The baseline: what is open now. Events stamped before the scan refine
-    // it (see the ledger).
-    let mut ledger = Ledger::new();
-    for t in &targets {
-        let scan_ns = monotonic_ns();
-        let fds = procfs::list_fds(t.tgid)
-            .with_context(|| format!("process {} exited before tracing began", t.tgid))?;
-        ledger.add_process(t.tgid, Comm::from_str_lossy(&t.comm), scan_ns, fds);
-    }
-
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
-    for &tgid in &tgids {
-        watch_exit(tgid, exit_tx.clone())?;
-    }
-    let mut alive = tgids.len();
-
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
 
@@ -187,7 +186,9 @@ fn watch_exit(tgid: u32, tx: mpsc::UnboundedSender<u32>) -> anyhow::Result<()> {
     if fd < 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::ESRCH) {
-            bail!("process {tgid} exited before tracing began");
+            // Already gone.
+            let _ = tx.send(tgid);
+            return Ok(());
         }
         return Err(err).context("pidfd_open (Linux 5.3+) to watch for the target's exit");
     }

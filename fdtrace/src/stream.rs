@@ -145,17 +145,29 @@ pub fn lines(ev: &Event, effects: &[Effect], clock: &Clock) -> Vec<Line> {
                 ret: Some(call.ret),
                 ..base.clone()
             };
-            let addr = call.addr.as_ref().map(Addr::to_string);
+            // The kernel's view after the call, else what the call carried.
+            line.local = call.local.as_ref().map(Addr::to_string);
+            line.remote = call.remote.as_ref().map(Addr::to_string);
             match call.op {
-                SockOp::Connect => line.remote = addr.clone(),
-                SockOp::Bind => line.local = addr.clone(),
-                SockOp::Listen => {}
+                SockOp::Connect if line.remote.is_none() => line.remote = call.addr.as_ref().map(Addr::to_string),
+                SockOp::Bind if line.local.is_none() => line.local = call.addr.as_ref().map(Addr::to_string),
+                _ => {}
             }
+            let addr = match call.op {
+                SockOp::Connect => line.remote.clone(),
+                SockOp::Bind | SockOp::Listen => line.local.clone(),
+            };
             line.details = match (call.op, call.ret) {
-                (SockOp::Connect, -115) => format!("-> {} (in progress)", addr.unwrap_or_default()),
-                (SockOp::Connect, 0) => format!("-> {}", addr.unwrap_or_default()),
+                (SockOp::Connect, 0 | -115) => format!(
+                    "{} -> {}{}",
+                    line.local.clone().unwrap_or_default(),
+                    addr.unwrap_or_default(),
+                    if call.ret == -115 { " (in progress)" } else { "" }
+                )
+                .trim_start()
+                .to_string(),
                 (SockOp::Bind, 0) => format!("bound {}", addr.unwrap_or_default()),
-                (SockOp::Listen, 0) => "listening".into(),
+                (SockOp::Listen, 0) => format!("listening on {}", addr.unwrap_or_default()).trim_end().to_string(),
                 (_, ret) => {
                     line.error = Some(errno_name(-ret));
                     format!("{} failed: {}", addr.unwrap_or_default(), errno_text(-ret))

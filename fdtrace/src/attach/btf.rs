@@ -206,6 +206,10 @@ impl Btf {
         id
     }
 
+    pub fn has_struct(&self, name: &str) -> bool {
+        self.composites.contains_key(name)
+    }
+
     /// Whether the kernel has a function of this name (traceable or not).
     pub fn has_func(&self, name: &str) -> bool {
         self.funcs.contains_key(name)

@@ -32,6 +32,40 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
         signal_live_off: field("signal_struct", "live", "signal_struct.live")?,
         ..Config::default()
     };
+    // The fd → socket walk is optional: without it, socket addresses come
+    // from syscall arguments only.
+    let opt = |s: &str, m: &str| kernel.btf.member_offset(s, m).unwrap_or(0);
+    let sock = [
+        opt("files_struct", "fdt"),
+        opt("fdtable", "max_fds"),
+        opt("fdtable", "fd"),
+        opt("file", "private_data"),
+        opt("file", "f_inode"),
+        opt("inode", "i_mode"),
+        opt("socket", "sk"),
+    ];
+    // Offsets of 0 are legitimate for some of these (fdtable.max_fds), so
+    // require the structs to exist rather than the offsets to be non-zero.
+    let have_walk = ["files_struct", "fdtable", "file", "inode", "socket", "sock_common"]
+        .iter()
+        .all(|s| kernel.btf.has_struct(s))
+        && sock[6] != 0;
+    if have_walk {
+        config.files_fdt_off = sock[0];
+        config.fdtable_max_fds_off = sock[1];
+        config.fdtable_fd_off = sock[2];
+        config.file_private_data_off = sock[3];
+        config.file_inode_off = sock[4];
+        config.inode_mode_off = sock[5];
+        config.socket_sk_off = sock[6];
+        config.skc_family_off = opt("sock_common", "skc_family");
+        config.skc_num_off = opt("sock_common", "skc_num");
+        config.skc_dport_off = opt("sock_common", "skc_dport");
+        config.skc_rcv_saddr_off = opt("sock_common", "skc_rcv_saddr");
+        config.skc_daddr_off = opt("sock_common", "skc_daddr");
+        config.skc_v6_rcv_saddr_off = opt("sock_common", "skc_v6_rcv_saddr");
+        config.skc_v6_daddr_off = opt("sock_common", "skc_v6_daddr");
+    }
     if let Some(exec) = tracefs.format("sched", "sched_process_exec") {
         config.exec_filename_loc_off = exec.get("filename").map_or(0, |f| f.offset);
         config.exec_old_pid_off = exec.get("old_pid").map_or(0, |f| f.offset);

@@ -108,9 +108,11 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
     let stack_id = b.get_i32_ne();
     let _pad = b.get_u32_ne();
     let caller_ip = b.get_u64_ne();
-    let raw_addr = sock_addr(b);
+    let raw_local = sock_addr(b);
+    let raw_remote = sock_addr(b);
     let string = trailing_string(kind, b)?;
-    let peer = addr(raw_addr, string);
+    let local = addr(raw_local, &[]);
+    let remote = addr(raw_remote, string);
     let path = match syscall {
         Syscall::Accept | Syscall::Accept4 => None,
         _ if string.is_empty() => None,
@@ -130,7 +132,8 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
             sock_type,
             protocol,
         }),
-        peer,
+        local,
+        remote,
         path,
         stack: StackRef {
             id: match stack_id {
@@ -157,8 +160,17 @@ fn sock_call(b: &mut &[u8]) -> Result<SockCall, DecodeError> {
     let _flags = b.get_u32_ne();
     let _pad1 = b.get_u32_ne();
     let raw_addr = sock_addr(b);
+    let raw_local = sock_addr(b);
+    let raw_remote = sock_addr(b);
     let string = trailing_string(kind, b)?;
-    Ok(SockCall { op, fd, ret, addr: addr(raw_addr, string) })
+    Ok(SockCall {
+        op,
+        fd,
+        ret,
+        addr: addr(raw_addr, string),
+        local: addr(raw_local, &[]),
+        remote: addr(raw_remote, &[]),
+    })
 }
 
 struct RawSockAddr {
@@ -269,7 +281,8 @@ mod tests {
             stack_id: 12,
             _pad: 0,
             caller_ip: 0x4000,
-            addr: SockAddr::default(),
+            local: SockAddr::default(),
+            remote: SockAddr::default(),
             path_len: 10,
             _pad2: [0; 6],
             path: path_buf(b"/etc/hosts"),
@@ -296,14 +309,16 @@ mod tests {
         r.syscall = Syscall::Accept4 as u16;
         r.src_fd = 3;
         r.path_len = 0;
-        r.addr = SockAddr {
+        r.remote = SockAddr {
             family: AF_INET,
             port: 9901,
             scope_id: 0,
             addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         };
+        r.local = SockAddr { port: 40000, ..r.remote };
         let Body::Open(o) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
-        assert_eq!(o.peer, Some(Addr::Inet("127.0.0.1:9901".parse().unwrap())));
+        assert_eq!(o.remote, Some(Addr::Inet("127.0.0.1:9901".parse().unwrap())));
+        assert_eq!(o.local, Some(Addr::Inet("127.0.0.1:40000".parse().unwrap())));
         assert_eq!(o.src_fd, Some(3));
         assert_eq!(o.path, None);
     }
@@ -332,6 +347,8 @@ mod tests {
             flags: 0,
             _pad1: 0,
             addr: SockAddr { family: AF_UNIX, ..Default::default() },
+            local: SockAddr::default(),
+            remote: SockAddr::default(),
             path_len: 13,
             _pad2: [0; 6],
             path: path_buf(b"/run/x.sock\0\0"),

@@ -55,8 +55,10 @@ pub struct Open {
     pub raw_flags: u64,
     pub cloexec: bool,
     pub socket: Option<SockSpec>,
-    /// accept's peer address.
-    pub peer: Option<Addr>,
+    /// accept: the new socket's local address (kernel's view).
+    pub local: Option<Addr>,
+    /// accept: the peer (kernel's view, else the address argument).
+    pub remote: Option<Addr>,
     /// open*'s filename or memfd_create's name.
     pub path: Option<String>,
     pub stack: StackRef,
@@ -187,7 +189,12 @@ pub struct SockCall {
     pub op: SockOp,
     pub fd: i32,
     pub ret: i64,
+    /// The address the call carried (connect: peer; bind: local).
     pub addr: Option<Addr>,
+    /// The socket's local and peer addresses after the call, as the kernel
+    /// holds them (IPv4/IPv6 only).
+    pub local: Option<Addr>,
+    pub remote: Option<Addr>,
 }
 
 /// What an fd refers to.

@@ -49,7 +49,7 @@ pub struct FdDesc {
 }
 
 /// Why an fd left the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloseCause {
     Close,
     CloseRange,

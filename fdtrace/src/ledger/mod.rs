@@ -213,9 +213,15 @@ impl Ledger {
             if !open.is_dup() {
                 desc.path = open.path.clone();
                 desc.sock = open.socket;
-                desc.remote = open.peer.clone();
+                desc.remote = open.remote.clone();
+                desc.local = open.local.clone();
                 if let (Syscall::Accept | Syscall::Accept4, Some(listener)) = (open.syscall, open.src_fd) {
-                    desc.local = self.table_mut(table).fds.get(&listener).and_then(|l| l.desc.local.clone());
+                    let listener = self.table_mut(table).fds.get(&listener);
+                    if desc.local.is_none() {
+                        desc.local = listener.and_then(|l| l.desc.local.clone());
+                    }
+                    // An accepted socket has the listener's protocol.
+                    desc.sock = listener.and_then(|l| l.desc.sock);
                 }
             }
             // An event stamped before the /proc scan describes an fd the
@@ -252,10 +258,14 @@ impl Ledger {
         let Some(e) = self.table_mut(table).fds.get_mut(&call.fd) else {
             return;
         };
+        // The kernel's view wins over the call's argument.
         match call.op {
-            SockOp::Connect => e.desc.remote = call.addr.clone(),
-            SockOp::Bind => e.desc.local = call.addr.clone(),
+            SockOp::Connect => e.desc.remote = call.remote.clone().or_else(|| call.addr.clone()),
+            SockOp::Bind => e.desc.local = call.local.clone().or_else(|| call.addr.clone()),
             SockOp::Listen => e.desc.listening = true,
+        }
+        if call.local.is_some() {
+            e.desc.local = call.local.clone();
         }
     }
 
