@@ -8,8 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use fdtrace_common::syscall::consts::{AF_INET, AF_INET6, AF_UNIX};
+
 use crate::{
-    events::{Addr, FdKind},
+    events::{Addr, FdKind, SockSpec},
     ledger::{FdDesc, ProcFd},
 };
 
@@ -111,6 +113,7 @@ pub fn list_fds(pid: u32) -> io::Result<Vec<ProcFd>> {
         let sockets = sockets(pid);
         for f in &mut fds {
             if let Some(s) = f.desc.inode.and_then(|i| sockets.get(&i)) {
+                f.desc.sock = s.spec;
                 f.desc.local = s.local.clone();
                 f.desc.remote = s.remote.clone();
                 f.desc.listening = s.state == Some(TcpState::Listen);
@@ -186,9 +189,11 @@ impl TcpState {
     }
 }
 
-/// One row of `/proc/net/{tcp,tcp6,udp,udp6}`.
+/// One row of `/proc/net/{tcp,tcp6,udp,udp6,unix}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketRow {
+    /// Family/type/protocol, from which table the row came from.
+    pub spec: Option<SockSpec>,
     pub local: Option<Addr>,
     pub remote: Option<Addr>,
     /// TCP state; `None` for UDP.
@@ -211,6 +216,7 @@ pub fn parse_inet_table(text: &str, tcp: bool) -> Vec<SocketRow> {
             let inode = cols[9].parse().ok()?;
             let unspecified = remote.ip().is_unspecified() && remote.port() == 0;
             Some(SocketRow {
+                spec: None,
                 local: Some(Addr::Inet(local)),
                 remote: (!unspecified).then_some(Addr::Inet(remote)),
                 state: if tcp { TcpState::from_u8(state) } else { None },
@@ -244,14 +250,16 @@ fn parse_hex_addr(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Parses `/proc/net/unix`: inode → path ("" when unnamed, "@x" abstract).
-pub fn parse_unix_table(text: &str) -> Vec<(u64, String)> {
+/// Parses `/proc/net/unix`: (inode, socket type, path), the path "" when
+/// unnamed and "@x" when abstract.
+pub fn parse_unix_table(text: &str) -> Vec<(u64, u16, String)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
+            let sock_type = u16::from_str_radix(cols.get(4)?, 16).ok()?;
             let inode = cols.get(6)?.parse().ok()?;
-            Some((inode, cols.get(7).map(|p| p.to_string()).unwrap_or_default()))
+            Some((inode, sock_type, cols.get(7).map(|p| p.to_string()).unwrap_or_default()))
         })
         .collect()
 }
@@ -261,14 +269,22 @@ pub fn sockets(pid: u32) -> HashMap<u64, SocketRow> {
     let base = PathBuf::from(format!("/proc/{pid}/net"));
     let read = |name: &str| fs::read_to_string(base.join(name)).unwrap_or_default();
     let mut out = HashMap::new();
-    for (name, tcp) in [("tcp", true), ("tcp6", true), ("udp", false), ("udp6", false)] {
-        for row in parse_inet_table(&read(name), tcp) {
+    let tables = [
+        ("tcp", AF_INET, 1, 6),
+        ("tcp6", AF_INET6, 1, 6),
+        ("udp", AF_INET, 2, 17),
+        ("udp6", AF_INET6, 2, 17),
+    ];
+    for (name, family, sock_type, protocol) in tables {
+        for mut row in parse_inet_table(&read(name), protocol == 6) {
+            row.spec = Some(SockSpec { family, sock_type, protocol });
             out.insert(row.inode, row);
         }
     }
-    for (inode, path) in parse_unix_table(&read("unix")) {
+    for (inode, sock_type, path) in parse_unix_table(&read("unix")) {
         let local = (!path.is_empty()).then(|| Addr::Unix(path));
-        out.entry(inode).or_insert(SocketRow { local, remote: None, state: None, inode });
+        let spec = Some(SockSpec { family: AF_UNIX, sock_type, protocol: 0 });
+        out.entry(inode).or_insert(SocketRow { spec, local, remote: None, state: None, inode });
     }
     out
 }
@@ -335,6 +351,6 @@ mod tests {
     #[test]
     fn unix_table() {
         let t = "Num       RefCount Protocol Flags    Type St Inode Path\n0000000000000000: 00000002 00000000 00010000 0001 01 2001 /run/app.sock\n0000000000000000: 00000003 00000000 00000000 0001 03 2002\n";
-        assert_eq!(parse_unix_table(t), vec![(2001, "/run/app.sock".into()), (2002, String::new())]);
+        assert_eq!(parse_unix_table(t), vec![(2001, 1, "/run/app.sock".into()), (2002, 1, String::new())]);
     }
 }

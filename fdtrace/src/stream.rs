@@ -32,7 +32,8 @@ pub struct Line {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
-    /// socket, accept4, openat, dup2, close, close_range, connect, bind,
+    /// The syscall for fd-creating events (socket, accept4, openat, pipe2,
+    /// dup2, fcntl_dupfd, ...), or close, close_range, connect, bind,
     /// listen, cloexec, fork, exec, exit.
     pub event: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,7 +150,9 @@ pub fn lines(ev: &Event, effects: &[Effect], clock: &Clock) -> Vec<Line> {
             line.local = call.local.as_ref().map(Addr::to_string);
             line.remote = call.remote.as_ref().map(Addr::to_string);
             match call.op {
-                SockOp::Connect if line.remote.is_none() => line.remote = call.addr.as_ref().map(Addr::to_string),
+                SockOp::Connect if line.remote.is_none() => {
+                    line.remote = call.addr.as_ref().map(Addr::to_string)
+                }
                 SockOp::Bind if line.local.is_none() => line.local = call.addr.as_ref().map(Addr::to_string),
                 _ => {}
             }
@@ -167,7 +170,9 @@ pub fn lines(ev: &Event, effects: &[Effect], clock: &Clock) -> Vec<Line> {
                 .trim_start()
                 .to_string(),
                 (SockOp::Bind, 0) => format!("bound {}", addr.unwrap_or_default()),
-                (SockOp::Listen, 0) => format!("listening on {}", addr.unwrap_or_default()).trim_end().to_string(),
+                (SockOp::Listen, 0) => {
+                    format!("listening on {}", addr.unwrap_or_default()).trim_end().to_string()
+                }
                 (_, ret) => {
                     line.error = Some(errno_name(-ret));
                     format!("{} failed: {}", addr.unwrap_or_default(), errno_text(-ret))
@@ -220,8 +225,13 @@ pub fn lines(ev: &Event, effects: &[Effect], clock: &Clock) -> Vec<Line> {
 }
 
 fn open_line(base: &Line, open: &Open, effects: &[Effect]) -> Line {
+    // fcntl(F_DUPFD*) is a dup: say so.
+    let event = match open.syscall {
+        crate::events::Syscall::Fcntl => "fcntl_dupfd",
+        other => other.name(),
+    };
     let mut line = Line {
-        event: open.syscall.name().into(),
+        event: event.into(),
         fd: open.fd,
         fd2: open.fd2,
         src_fd: open.src_fd,

@@ -135,7 +135,10 @@ impl Workload {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.stdout.next(left).unwrap_or_else(|| panic!("workload did not finish; saw {:?}", self.stdout.seen));
+            let line = self
+                .stdout
+                .next(left)
+                .unwrap_or_else(|| panic!("workload did not finish; saw {:?}", self.stdout.seen));
             if line == "done" {
                 return out;
             }

@@ -64,7 +64,10 @@ fn assert_matches(events: &[Value], want: &[(String, Value)]) {
 }
 
 /// Runs the scripted workload under fdtrace with `extra` flags.
-fn trace_scripted(workload_args: &[&str], extra: &[&str]) -> (u32, Vec<Value>, fdtrace_tests::harness::Finished) {
+fn trace_scripted(
+    workload_args: &[&str],
+    extra: &[&str],
+) -> (u32, Vec<Value>, fdtrace_tests::harness::Finished) {
     let mut w = Workload::spawn(SCRIPTED, workload_args);
     let pid = w.pid.to_string();
     let mut args = vec!["-p", &pid, "--events", "--format", "json"];
@@ -91,13 +94,18 @@ fn scripted_sequence_is_reported_exactly_in_order() {
     let sockets: Vec<&Value> = events.iter().filter(|e| e["event"] == "socket").collect();
     assert_eq!((sockets[0]["cloexec"].as_bool(), sockets[1]["cloexec"].as_bool()), (Some(false), Some(true)));
     // Every fd-creating event carries a user stack.
-    for e in events.iter().filter(|e| e["ret"].as_i64().is_some_and(|r| r >= 0) && e.get("kind").is_some() && e["event"] != "close") {
+    for e in events.iter().filter(|e| {
+        e["ret"].as_i64().is_some_and(|r| r >= 0) && e.get("kind").is_some() && e["event"] != "close"
+    }) {
         if ["socket", "accept4", "openat", "dup2", "pipe2"].contains(&e["event"].as_str().unwrap()) {
             assert!(e["stack_id"].is_u64(), "no stack on {e}");
         }
     }
     let stderr = out.stderr_text();
-    assert!(stderr.contains(&format!("process {pid} exited")), "fdtrace did not say the target exited:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("process {pid} exited")),
+        "fdtrace did not say the target exited:\n{stderr}"
+    );
     assert!(stderr.contains(" 0 lost"), "events were lost:\n{stderr}");
 }
 
@@ -136,12 +144,19 @@ fn text_events_show_socket_connect_and_close_within_a_second() {
     // The workload is still running: these lines must arrive live.
     let connect = trace.stdout.wait_for("with connect", Duration::from_secs(5), |l| l.contains(" connect "));
     let close = trace.stdout.wait_for("with the client's close", Duration::from_secs(5), |l| {
-        l.contains(" close ") && l.contains(" socket ") && l.contains(&format!("-> {port}")) && !l.contains("replaced")
+        l.contains(" close ")
+            && l.contains(" socket ")
+            && l.contains(&format!("-> {port}"))
+            && !l.contains("replaced")
     });
     let latency = sent.elapsed();
     assert!(connect.contains(&format!("-> {port}")), "connect line lacks the peer {port}: {connect}");
     assert!(close.contains(&port), "close line lacks the peer: {close}");
-    assert!(trace.stdout.seen.iter().any(|l| l.contains(" socket ") && l.contains("tcp")), "{:?}", trace.stdout.seen);
+    assert!(
+        trace.stdout.seen.iter().any(|l| l.contains(" socket ") && l.contains("tcp")),
+        "{:?}",
+        trace.stdout.seen
+    );
     assert!(latency < Duration::from_secs(1), "events took {latency:?} to show");
     assert!(trace.stdout.seen[0].starts_with("TIME"), "no header: {:?}", trace.stdout.seen[0]);
     w.send("exit");

@@ -1,1 +1,184 @@
-fn main() {}
+//! Developer commands: `cargo xtask <command>`.
+//!
+//! - `run`: build fdtrace and run it (on a bundled leaky example when no pid
+//!   is given);
+//! - `test`: install what the tests need, build, run every test;
+//! - `setup`: only the installation part of `test`;
+//! - `build-ebpf`: install the eBPF toolchain if needed and build the object.
+//!
+//! Everything installs idempotently: a second run finds it present and
+//! costs nothing.
+mod ebpf_build;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "fdtrace developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the eBPF toolchain if needed and build the eBPF object.
+    BuildEbpf,
+    /// Install everything the build and the tests need (idempotent).
+    Setup,
+    /// Build fdtrace (release) and run it. Without -p/--pid, runs it on a
+    /// bundled example that leaks sockets.
+    Run {
+        /// Arguments for fdtrace.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install what is needed, build, and run all tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ is in the workspace").to_path_buf()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ws = workspace();
+    match cli.command {
+        Cmd::BuildEbpf => build_ebpf(&ws),
+        Cmd::Setup => setup::all(),
+        Cmd::Run { args } => run_fdtrace(&ws, args),
+        Cmd::Test { args } => test(&ws, args),
+    }
+}
+
+fn build_ebpf(ws: &Path) -> Result<()> {
+    setup::ebpf_toolchain()?;
+    let start = Instant::now();
+    let status = ebpf_build::build_command(ws).status().context("running cargo for fdtrace-ebpf")?;
+    if !status.success() {
+        bail!("building fdtrace-ebpf failed ({status})");
+    }
+    let object = ebpf_build::object_path(ws);
+    let size = std::fs::metadata(&object).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "eBPF object: {} ({} KiB, built in {:.1} s)",
+        object.display(),
+        size / 1024,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs a command, failing with its description.
+pub fn sh(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A command that runs as root: directly when we are root, through sudo
+/// otherwise.
+pub fn as_root(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
+    setup::ebpf_toolchain()?;
+    sh(cargo().current_dir(ws).args([
+        "build",
+        "--release",
+        "-p",
+        "fdtrace",
+        "-p",
+        "fdtrace-tests",
+        "--bin",
+        "fdtrace",
+        "--bin",
+        "leaky",
+    ]))?;
+    let fdtrace = ws.join("target/release/fdtrace");
+    let has_target =
+        args.iter().any(|a| a == "-p" || a.starts_with("--pid") || (a.starts_with("-p") && a.len() > 2));
+    let mut example = None;
+    if !has_target {
+        let leaky = ws.join("target/release/leaky");
+        let child = Command::new(&leaky).spawn().with_context(|| format!("starting {}", leaky.display()))?;
+        println!(
+            "xtask: started the bundled example `leaky` (pid {}): it opens a connection to a local server every 200 ms and forgets to close one in three",
+            child.id()
+        );
+        args.splice(0..0, ["-p".to_string(), child.id().to_string()]);
+        if !args.iter().any(|a| a == "-d" || a.starts_with("--duration")) {
+            args.extend(["-d".to_string(), "12".to_string()]);
+        }
+        example = Some(child);
+    }
+    let status = as_root(&fdtrace).args(&args).status().context("running fdtrace")?;
+    if let Some(mut child) = example {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    if !status.success() {
+        bail!("fdtrace exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(ws: &Path, extra: Vec<String>) -> Result<()> {
+    setup::all()?;
+    let start = Instant::now();
+    // The integration tests run the fdtrace binary: build it first.
+    sh(cargo().current_dir(ws).args(["build", "-p", "fdtrace", "-p", "fdtrace-tests", "--bins"]))?;
+    let mut cmd = cargo();
+    cmd.current_dir(ws).args(["test", "--workspace", "--exclude", "fdtrace-ebpf"]).args(&extra);
+    if !is_root() {
+        // Build as this user, run the test binaries as root: loading eBPF
+        // needs it.
+        println!("xtask: not root: test binaries will run through sudo");
+        cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    println!("xtask: all tests passed in {:.0} s", start.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -88,9 +88,11 @@ impl Reader<'_> {
 }
 
 impl Btf {
+    /// The running kernel's BTF: `$FDTRACE_BTF` if set (for kernels that
+    /// ship BTF as a separate file), else `/sys/kernel/btf/vmlinux`.
     pub fn from_sys_fs() -> Result<Btf, BtfError> {
-        let data = std::fs::read("/sys/kernel/btf/vmlinux")
-            .map_err(|e| BtfError(format!("reading /sys/kernel/btf/vmlinux: {e}")))?;
+        let path = std::env::var_os("FDTRACE_BTF").unwrap_or_else(|| "/sys/kernel/btf/vmlinux".into());
+        let data = std::fs::read(&path).map_err(|e| BtfError(format!("reading {}: {e}", path.display())))?;
         Btf::parse(&data)
     }
 

@@ -17,11 +17,11 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use fdtrace_common::{
-    config_flags, target, Config, Loss, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, STACKS_MAP, TARGETS_MAP,
+    config_flags, target, Loss, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, STACKS_MAP, TARGETS_MAP,
 };
-use log::{info, warn};
+use log::warn;
 
-pub use preflight::{kernel_release, resolve_target, Target};
+pub use preflight::{resolve_target, Target};
 
 /// The eBPF object, built by `build.rs` from `fdtrace-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fdtrace-ebpf.o"));
@@ -141,7 +141,7 @@ impl Tracer {
         let kernel = preflight::Kernel::probe()?;
         let tracefs = tracefs::Tracefs::locate_or_mount()?;
         if tracefs.mounted_now {
-            info!("tracefs was not mounted; mounted it at {}", tracefs.root.display());
+            eprintln!("fdtrace: tracefs was not mounted; mounted it at {}", tracefs.root.display());
         }
 
         let mut config = tracepoint::lifecycle_config(&tracefs, &kernel)?;

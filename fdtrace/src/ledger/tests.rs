@@ -324,13 +324,36 @@ fn accept_records_the_peer_and_the_listeners_local_address() {
     let mut l = given_empty();
     let local: Addr = Addr::Inet("127.0.0.1:8080".parse().unwrap());
     let peer: Addr = Addr::Inet("127.0.0.1:50000".parse().unwrap());
-    let accept = Body::Open(Open { src_fd: Some(3), remote: Some(peer.clone()), ..open(Syscall::Accept4, 5) });
+    let accept =
+        Body::Open(Open { src_fd: Some(3), remote: Some(peer.clone()), ..open(Syscall::Accept4, 5) });
     apply(
         &mut l,
         &[
             ev(1, PID, socket(3)),
-            ev(2, PID, Body::Sock(SockCall { op: SockOp::Bind, fd: 3, ret: 0, addr: Some(local.clone()), local: None, remote: None })),
-            ev(3, PID, Body::Sock(SockCall { op: SockOp::Listen, fd: 3, ret: 0, addr: None, local: None, remote: None })),
+            ev(
+                2,
+                PID,
+                Body::Sock(SockCall {
+                    op: SockOp::Bind,
+                    fd: 3,
+                    ret: 0,
+                    addr: Some(local.clone()),
+                    local: None,
+                    remote: None,
+                }),
+            ),
+            ev(
+                3,
+                PID,
+                Body::Sock(SockCall {
+                    op: SockOp::Listen,
+                    fd: 3,
+                    ret: 0,
+                    addr: None,
+                    local: None,
+                    remote: None,
+                }),
+            ),
             ev(4, PID, accept),
         ],
     );
@@ -344,7 +367,14 @@ fn the_kernels_view_of_addresses_wins_over_the_calls_arguments() {
     let mut l = given_empty();
     let asked = Addr::Inet("127.0.0.1:0".parse().unwrap());
     let actual = Addr::Inet("127.0.0.1:41000".parse().unwrap());
-    let bind = SockCall { op: SockOp::Bind, fd: 3, ret: 0, addr: Some(asked), local: Some(actual.clone()), remote: None };
+    let bind = SockCall {
+        op: SockOp::Bind,
+        fd: 3,
+        ret: 0,
+        addr: Some(asked),
+        local: Some(actual.clone()),
+        remote: None,
+    };
     apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Sock(bind))]);
     assert_eq!(l.lookup(PID, 3).unwrap().desc.local, Some(actual));
 }
@@ -353,7 +383,16 @@ fn the_kernels_view_of_addresses_wins_over_the_calls_arguments() {
 fn connect_in_progress_records_the_peer_but_a_refused_one_does_not() {
     let mut l = given_empty();
     let peer = Addr::Inet("127.0.0.1:9901".parse().unwrap());
-    let connect = |fd, ret| Body::Sock(SockCall { op: SockOp::Connect, fd, ret, addr: Some(peer.clone()), local: None, remote: None });
+    let connect = |fd, ret| {
+        Body::Sock(SockCall {
+            op: SockOp::Connect,
+            fd,
+            ret,
+            addr: Some(peer.clone()),
+            local: None,
+            remote: None,
+        })
+    };
     apply(
         &mut l,
         &[

@@ -11,7 +11,6 @@
 //! close the client socket; exit.
 use std::{ffi::CString, io::BufRead, mem};
 
-
 use fdtrace_tests::workload::{check, ready_then_wait, Step};
 
 fn main() {
@@ -44,7 +43,8 @@ fn main() {
         let client_port = u16::from_be(local.sin_port);
         steps.push(Step::fd("connect", client).addr(format!("127.0.0.1:{port}")));
 
-        let accepted = check(libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), 0), "accept4");
+        let accepted =
+            check(libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), 0), "accept4");
         steps.push(Step::fd("accept4", accepted).src(listener).addr(format!("127.0.0.1:{client_port}")));
 
         let path = CString::new("/proc/self/status").unwrap();

@@ -1,0 +1,89 @@
+//! The bundled example: a client that leaks TCP connections.
+//!
+//! A local server accepts connections and answers one line per request.
+//! The client makes a request every 200 ms, alternating between two call
+//! sites: `fetch_price` closes its connection, `fetch_inventory` keeps it
+//! in a cache that nothing ever reads or clears — the leak.
+//!
+//! Flags: `--interval-ms N` (default 200), `--requests N` (0 = forever),
+//! `--fixed` (fetch_inventory closes too).
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
+    thread,
+    time::Duration,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let interval = Duration::from_millis(flag("--interval-ms", 200));
+    let requests = flag("--requests", 0);
+    let fixed = args.iter().any(|a| a == "--fixed");
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || serve(listener));
+    println!("leaky: pid {} talking to 127.0.0.1:{}", std::process::id(), addr.port());
+
+    let mut cache: Vec<TcpStream> = Vec::new();
+    let mut n = 0u64;
+    while requests == 0 || n < requests {
+        if n % 2 == 0 {
+            fetch_price(addr);
+        } else if let Some(conn) = fetch_inventory(addr) {
+            if !fixed {
+                cache.push(conn);
+            }
+        }
+        n += 1;
+        thread::sleep(interval);
+    }
+    println!("leaky: done, {} connections still open", cache.len());
+    // With --requests, stay alive so the final state can be inspected.
+    thread::sleep(Duration::from_secs(3600));
+}
+
+/// Asks for a price and closes the connection: no leak.
+#[inline(never)]
+fn fetch_price(addr: std::net::SocketAddr) {
+    if let Ok(mut conn) = TcpStream::connect(addr) {
+        let _ = request(&mut conn, "price");
+    }
+}
+
+/// Asks for stock levels and hands the connection back "for reuse"; the
+/// caller caches it forever.
+#[inline(never)]
+fn fetch_inventory(addr: std::net::SocketAddr) -> Option<TcpStream> {
+    let mut conn = TcpStream::connect(addr).ok()?;
+    request(&mut conn, "inventory").ok()?;
+    Some(conn)
+}
+
+fn request(conn: &mut TcpStream, what: &str) -> std::io::Result<String> {
+    writeln!(conn, "GET {what}")?;
+    let mut line = String::new();
+    BufReader::new(conn.try_clone()?).read_line(&mut line)?;
+    Ok(line)
+}
+
+fn serve(listener: TcpListener) {
+    for conn in listener.incoming().flatten() {
+        thread::spawn(move || {
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut conn = conn;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = writeln!(conn, "OK {}", line.trim());
+                line.clear();
+            }
+        });
+    }
+}

@@ -1,0 +1,186 @@
+//! Every bad input gets a clear message with its remedy and a non-zero
+//! exit; stopping is clean (nothing stays attached).
+use std::{process::Command, time::Duration};
+
+use fdtrace_tests::harness::{
+    bpf_exists, bpf_objects_of, ebpf_available, fdtrace_bin, run_fdtrace, Finished, Trace, Workload,
+};
+
+const SCRIPTED: &str = env!("CARGO_BIN_EXE_scripted");
+const T: Duration = Duration::from_secs(30);
+
+fn assert_fails_with(out: &Finished, needles: &[&str]) {
+    assert!(!out.status.success(), "fdtrace succeeded; stderr:\n{}", out.stderr_text());
+    let err = out.stderr_text();
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+}
+
+#[test]
+fn no_pid_says_how_to_give_one() {
+    let out = run_fdtrace(&["--events"], T);
+    assert_fails_with(&out, &["no process given", "-p PID"]);
+}
+
+#[test]
+fn a_pid_that_does_not_exist_is_named() {
+    // Pids above pid_max cannot exist.
+    let out = run_fdtrace(&["-p", "99999999"], T);
+    assert_fails_with(&out, &["no process with pid 99999999", "ps -p"]);
+}
+
+#[test]
+fn bad_option_values_are_rejected_by_the_parser() {
+    let out = run_fdtrace(&["-p", "1", "--ringbuf-size", "3M"], T);
+    assert_fails_with(&out, &["power of two"]);
+    let out = run_fdtrace(&["-p", "1", "-d", "soon"], T);
+    assert_fails_with(&out, &["not a number of seconds"]);
+}
+
+#[test]
+fn without_privileges_it_says_to_use_sudo() {
+    if !ebpf_available("without_privileges_it_says_to_use_sudo") {
+        return;
+    }
+    let w = Workload::spawn(SCRIPTED, &[]);
+    let out = Trace::spawn_cmd(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ])
+            .arg(fdtrace_bin())
+            .args(["-p", &w.pid.to_string()]),
+    )
+    .wait(T);
+    assert_fails_with(&out, &["needs root", "CAP_BPF", "sudo"]);
+}
+
+#[test]
+fn a_thread_id_traces_its_process() {
+    if !ebpf_available("a_thread_id_traces_its_process") {
+        return;
+    }
+    // The leaky example runs a server thread.
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_leaky")).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    let tid = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .ok()?
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .find(|&t| t != pid)
+        })
+        .expect("leaky has a second thread");
+    let out = run_fdtrace(&["-p", &tid.to_string(), "-d", "1"], T);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let err = out.stderr_text();
+    assert!(err.contains(&format!("{tid} is a thread of process {pid}")), "{err}");
+    assert!(err.contains(&format!("tracing {pid} (leaky)")), "{err}");
+}
+
+#[test]
+fn a_kernel_without_btf_is_explained() {
+    if !ebpf_available("a_kernel_without_btf_is_explained") {
+        return;
+    }
+    let w = Workload::spawn(SCRIPTED, &[]);
+    let out = Trace::spawn_cmd(
+        Command::new(fdtrace_bin())
+            .env("FDTRACE_BTF", "/nonexistent/vmlinux")
+            .args(["-p", &w.pid.to_string()]),
+    )
+    .wait(T);
+    assert_fails_with(&out, &["no BTF", "CONFIG_DEBUG_INFO_BTF"]);
+}
+
+/// Runs `script` (sh) in a private mount namespace where tracefs is not
+/// mounted; `$FDTRACE` and `$PID` are set.
+fn without_tracefs(script: &str) -> Finished {
+    let w = Workload::spawn(SCRIPTED, &[]);
+    let full = format!(
+        "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; \
+         test -d /sys/kernel/tracing/events && {{ echo 'could not unmount tracefs' >&2; exit 99; }}; {script}"
+    );
+    let out = Trace::spawn_cmd(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &full])
+            .env("FDTRACE", fdtrace_bin())
+            .env("PID", w.pid.to_string()),
+    )
+    .wait(T);
+    assert_ne!(out.status.code(), Some(99), "{}", out.stderr_text());
+    out
+}
+
+#[test]
+fn an_unmounted_tracefs_is_mounted() {
+    if !ebpf_available("an_unmounted_tracefs_is_mounted") {
+        return;
+    }
+    let out = without_tracefs("\"$FDTRACE\" -p \"$PID\" -d 0.5");
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("tracefs was not mounted; mounted it"), "{}", out.stderr_text());
+}
+
+#[test]
+fn an_unmountable_tracefs_says_how_to_mount_it() {
+    if !ebpf_available("an_unmountable_tracefs_says_how_to_mount_it") {
+        return;
+    }
+    // CAP_BPF and CAP_PERFMON are enough to trace, not to mount.
+    let out = without_tracefs("setpriv --bounding-set=-sys_admin \"$FDTRACE\" -p \"$PID\" -d 0.5");
+    assert_fails_with(&out, &["tracefs is not mounted", "mount -t tracefs tracefs /sys/kernel/tracing"]);
+}
+
+/// Stops fdtrace with `how` and checks its programs and links are gone.
+fn stops_cleanly(how: impl FnOnce(&Trace), expect_success: bool) {
+    let w = Workload::spawn(SCRIPTED, &[]);
+    let trace = Trace::start(&["-p", &w.pid.to_string()]);
+    let (progs, links) = bpf_objects_of(trace.pid());
+    assert!(!progs.is_empty() && !links.is_empty(), "fdtrace holds no BPF programs/links?");
+    how(&trace);
+    let out = trace.wait(T);
+    assert_eq!(out.status.success(), expect_success, "{}", out.stderr_text());
+    for id in progs {
+        assert!(!bpf_exists("prog", id), "program {id} still loaded after fdtrace stopped");
+    }
+    for id in links {
+        assert!(!bpf_exists("link", id), "link {id} still attached after fdtrace stopped");
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_detach_everything() {
+    if !ebpf_available("sigint_and_sigterm_detach_everything") {
+        return;
+    }
+    stops_cleanly(|t| t.signal(libc::SIGINT), true);
+    stops_cleanly(|t| t.signal(libc::SIGTERM), true);
+}
+
+#[test]
+fn even_sigkill_leaves_nothing_attached() {
+    if !ebpf_available("even_sigkill_leaves_nothing_attached") {
+        return;
+    }
+    stops_cleanly(|t| t.signal(libc::SIGKILL), false);
+}
+
+#[test]
+fn the_duration_ends_the_trace_with_success() {
+    if !ebpf_available("the_duration_ends_the_trace_with_success") {
+        return;
+    }
+    let w = Workload::spawn(SCRIPTED, &[]);
+    let out = run_fdtrace(&["-p", &w.pid.to_string(), "-d", "0.5"], T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+}
