@@ -8,10 +8,11 @@ use crate::{attach::AttachMode, stream::Format};
 const EXAMPLES: &str = "\
 Examples:
   sudo fdtrace -p 4242                 report unclosed sockets of pid 4242 every 5 s
+  sudo fdtrace -p 4242 -d 30 -a        one report after 30 s, every kind of fd
   sudo fdtrace -p 4242 --events        print every fd/socket open and close as it happens
   sudo fdtrace -p 4242 --events --format json -d 10
                                        ten seconds of events as JSON lines
-  sudo fdtrace -p 4242 -f              also trace the processes it forks";
+  sudo fdtrace -p 4242 -f --min-age 10 also trace its children; only fds older than 10 s";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,9 +32,25 @@ pub struct TraceArgs {
     #[arg(short, long = "pid", value_name = "PID", required = false)]
     pub pids: Vec<u32>,
 
-    /// Print one line per fd/socket event as it happens.
+    /// Print one line per fd/socket event as it happens (instead of reports).
     #[arg(short, long)]
     pub events: bool,
+
+    /// Seconds between reports (a final report is printed at the end).
+    #[arg(short, long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub interval: Duration,
+
+    /// Only fds open at least this long count as unclosed.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs_or_zero)]
+    pub min_age: Duration,
+
+    /// Report every kind of fd (files, pipes, ...), not only sockets.
+    #[arg(short, long)]
+    pub all_fds: bool,
+
+    /// Show at most this many groups (stacks) per report.
+    #[arg(short, long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
 
     /// Output format: text for people, json for machines (one object per line).
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -70,6 +87,13 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err("must be a positive number of seconds".into());
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_secs(s)
 }
 
 /// "16M", "512K", "1G" or bytes; a power of two, at least one page.

@@ -6,6 +6,8 @@
 //! - [`events`]: ring-buffer records decoded into Rust types;
 //! - [`ledger`]: pairing opens with closes (pure);
 //! - [`procfs`]: `/proc` baseline and socket details;
+//! - [`symbolize`]: user stacks → function, file:line;
+//! - [`report`]: unclosed fds grouped by stack (text, JSON);
 //! - [`stream`]: live event lines;
 //! - [`session`]: the loop that ties them together.
 mod attach;
@@ -14,8 +16,10 @@ mod clock;
 mod events;
 mod ledger;
 mod procfs;
+mod report;
 mod session;
 mod stream;
+mod symbolize;
 
 use std::process::ExitCode;
 

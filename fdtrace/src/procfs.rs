@@ -124,6 +124,39 @@ pub fn list_fds(pid: u32) -> io::Result<Vec<ProcFd>> {
     Ok(fds)
 }
 
+/// One fd of `pid` described as `list_fds` would; `None` if it is closed.
+pub fn describe_fd(pid: u32, fd: i32) -> Option<ProcFd> {
+    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let (kind, mut desc) = classify_link(&target.to_string_lossy());
+    let cloexec = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .map(|t| parse_fdinfo_cloexec(&t))
+        .unwrap_or(false);
+    if let Some(s) = desc.inode.and_then(|i| sockets(pid).remove(&i)) {
+        desc.sock = s.spec;
+        desc.local = s.local;
+        desc.remote = s.remote;
+        desc.listening = s.state == Some(TcpState::Listen);
+    }
+    Some(ProcFd { fd, kind, cloexec, desc })
+}
+
+/// The rows of `/proc/PID/net` for the given socket fds of `pid`, by fd:
+/// their TCP state and addresses now.
+pub fn socket_rows(pid: u32, fds: impl Iterator<Item = i32>) -> HashMap<i32, SocketRow> {
+    let inodes: Vec<(i32, u64)> = fds
+        .filter_map(|fd| {
+            let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+            let (kind, desc) = classify_link(&link.to_string_lossy());
+            (kind == FdKind::Socket).then_some((fd, desc.inode?))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return HashMap::new();
+    }
+    let mut table = sockets(pid);
+    inodes.into_iter().filter_map(|(fd, inode)| Some((fd, table.remove(&inode)?))).collect()
+}
+
 /// Just the fd numbers of `pid` (cheap: one readdir).
 pub fn fd_numbers(pid: u32) -> io::Result<Vec<i32>> {
     let mut fds: Vec<i32> = fs::read_dir(format!("/proc/{pid}/fd"))?

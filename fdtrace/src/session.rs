@@ -2,9 +2,10 @@
 //! ledger and the outputs, detach.
 //!
 //! kernel → ring buffer → [`EventReader`] (decoded events) → [`Ledger`]
-//! → stream lines / reports.
+//! (+ stacks resolved as they first appear) → event lines / reports.
 use std::{
-    io::{self, BufWriter},
+    collections::HashMap,
+    io::{self, BufWriter, Write},
     os::fd::{FromRawFd, OwnedFd},
     time::Duration,
 };
@@ -21,11 +22,17 @@ use crate::{
     attach::{self, resolve_target, Target, Tracer},
     cli::TraceArgs,
     clock::{monotonic_ns, Clock},
-    events::{reader::EventReader, Comm},
+    events::{reader::EventReader, Body, Comm, Event, FdKind},
     ledger::{Effect, Ledger},
     procfs,
-    stream::Printer,
+    report::{self, SockState},
+    stream::{Format, Printer},
+    symbolize::Stacks,
 };
+
+/// How long after a `/proc` scan reconciliation waits for the events of
+/// syscalls that were in flight during the scan.
+const RECONCILE_SETTLE: Duration = Duration::from_millis(50);
 
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +88,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     // as exited, with whatever events it produced.
     let mut ledger = Ledger::new();
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let started_ns = monotonic_ns();
     for t in &targets {
         let scan_ns = monotonic_ns();
         let fds = procfs::list_fds(t.tgid).unwrap_or_default();
@@ -100,17 +108,51 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
 
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let clock = Clock::new();
-    let printer = args.events.then(|| Printer::new(BufWriter::new(io::stdout().lock()), args.format, clock));
-    let mut pipe = Pipeline { ledger, printer, effects: Vec::new(), output_closed: false };
+    let out = BufWriter::new(io::stdout().lock());
+    let output = if args.events {
+        Output::Events(Printer::new(out, args.format, clock))
+    } else {
+        Output::Reports { out, format: args.format }
+    };
+    let root = &targets[0];
+    let mut s = Session {
+        tracer: &tracer,
+        ledger,
+        stacks: Stacks::new(),
+        output,
+        effects: Vec::new(),
+        output_closed: false,
+        missed_open: 0,
+        missed_close: 0,
+        header: report::Header {
+            pid: root.tgid,
+            comm: root.comm.clone(),
+            started_ns,
+            tier: tracer.plan.tier.map_or("none".into(), |t| t.to_string()),
+            ..report::Header::default()
+        },
+        report_opts: report::Options {
+            min_age_ns: args.min_age.as_nanos() as u64,
+            all_fds: args.all_fds,
+            top: args.top,
+            fds_per_group: 1000,
+        },
+    };
 
     let stop = loop {
         tokio::select! {
-            r = reader.read(|ev| pipe.event(ev)) => {
+            r = reader.read(|ev| s.event(ev)) => {
                 r.context("reading the ring buffer")?;
-                pipe.flush();
-                if pipe.output_closed { break Stop::Interrupted; }
+                s.flush();
+                if s.output_closed { break Stop::Interrupted; }
+            }
+            _ = ticks.tick(), if !args.events => {
+                s.report(&mut reader, false).await;
+                if s.output_closed { break Stop::Interrupted; }
             }
             _ = sigint.recv() => break Stop::Interrupted,
             _ = sigterm.recv() => break Stop::Terminated,
@@ -125,10 +167,14 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         }
     };
     // What the kernel sent before we stopped still counts.
-    reader.drain(|ev| pipe.event(ev));
-    pipe.flush();
+    reader.drain(|ev| s.event(ev));
+    if !args.events {
+        s.report(&mut reader, true).await;
+    }
+    s.flush();
 
     let losses = tracer.losses();
+    drop(s);
     drop(tracer);
     eprintln!(
         "fdtrace: {} events, {} lost{}{}",
@@ -144,28 +190,131 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     Ok(stop)
 }
 
-/// Decoded events → ledger → outputs.
-struct Pipeline<W: io::Write> {
+/// Where results go: event lines, or reports.
+enum Output<W: Write> {
+    Events(Printer<W>),
+    Reports { out: W, format: Format },
+}
+
+/// The state of a running session: decoded events → ledger → outputs.
+struct Session<'t, W: Write> {
+    tracer: &'t Tracer,
     ledger: Ledger,
-    printer: Option<Printer<W>>,
+    stacks: Stacks,
+    output: Output<W>,
     effects: Vec<Effect>,
     /// stdout went away (`fdtrace ... | head`): time to stop.
     output_closed: bool,
+    missed_open: u64,
+    missed_close: u64,
+    header: report::Header,
+    report_opts: report::Options,
 }
 
-impl<W: io::Write> Pipeline<W> {
-    fn event(&mut self, ev: crate::events::Event) {
+impl<W: Write> Session<'_, W> {
+    fn event(&mut self, ev: Event) {
         self.effects.clear();
         self.ledger.apply(&ev, &mut self.effects);
-        if let Some(p) = self.printer.as_mut() {
+        // Resolve new stacks now, while the process (and its maps) exist.
+        for e in &self.effects {
+            if let Effect::Opened { tgid, entry } = e {
+                if let Some(stack) = entry.stack {
+                    if !self.stacks.known(*tgid, stack) {
+                        let tracer = self.tracer;
+                        self.stacks.resolve(*tgid, stack, |id| tracer.stack(id));
+                    }
+                }
+            }
+        }
+        if let Body::Exit { .. } = ev.body {
+            self.header.comm =
+                self.ledger.exited().last().map_or(self.header.comm.clone(), |e| e.comm.to_string());
+        }
+        if let Output::Events(p) = &mut self.output {
             if let Err(e) = p.event(&ev, &self.effects) {
                 self.write_failed(e);
             }
         }
     }
 
+    /// Reconciles live processes with /proc, then builds and prints a
+    /// report.
+    async fn report(&mut self, reader: &mut EventReader, is_final: bool) {
+        let live: Vec<u32> = self.ledger.processes().map(|p| p.tgid).collect();
+        let scans: Vec<(u32, u64, Vec<i32>)> = live
+            .iter()
+            .filter_map(|&tgid| {
+                let scan_ns = monotonic_ns();
+                procfs::fd_numbers(tgid).ok().map(|fds| (tgid, scan_ns, fds))
+            })
+            .collect();
+        let reconciled = !scans.is_empty() && scans.len() == live.len();
+        if !scans.is_empty() {
+            tokio::time::sleep(RECONCILE_SETTLE).await;
+            reader.drain(|ev| self.event(ev));
+            let settle = RECONCILE_SETTLE.as_nanos() as u64;
+            for (tgid, scan_ns, fds) in scans {
+                let mut fx = vec![];
+                let (open, close) = self.ledger.reconcile(
+                    tgid,
+                    scan_ns,
+                    &fds,
+                    scan_ns.saturating_sub(settle),
+                    |fd| procfs::describe_fd(tgid, fd),
+                    &mut fx,
+                );
+                if open + close > 0 {
+                    warn!("pid {tgid}: /proc disagrees with the events: {open} missed opens, {close} missed closes (corrected)");
+                }
+                self.missed_open += open;
+                self.missed_close += close;
+            }
+        }
+        let losses = self.tracer.losses();
+        self.header.now_ns = monotonic_ns();
+        self.header.is_final = is_final;
+        self.header.events = reader.records;
+        self.header.lost_events = losses.lost_events();
+        self.header.stacks_failed = losses.stack_failed;
+        self.header.missed_open = self.missed_open;
+        self.header.missed_close = self.missed_close;
+        self.header.reconciled = reconciled;
+        let states = self.socket_states();
+        let r = report::build(&self.header, &self.report_opts, &self.ledger, &self.stacks, &states);
+        if let Output::Reports { out, format } = &mut self.output {
+            let result = match format {
+                Format::Text => writeln!(out, "{}", report::text::render(&r)),
+                Format::Json => {
+                    serde_json::to_writer(&mut *out, &r).map_err(io::Error::from).and_then(|()| writeln!(out))
+                }
+            };
+            if let Err(e) = result.and_then(|()| out.flush()) {
+                self.write_failed(e);
+            }
+        }
+    }
+
+    /// TCP states and addresses of live processes' sockets, from /proc.
+    fn socket_states(&self) -> HashMap<(u32, i32), SockState> {
+        let mut states = HashMap::new();
+        for p in self.ledger.processes() {
+            let fds = self.ledger.open_fds(p.tgid).filter(|e| e.kind == FdKind::Socket).map(|e| e.fd);
+            for (fd, row) in procfs::socket_rows(p.tgid, fds) {
+                states.insert(
+                    (p.tgid, fd),
+                    SockState { state: row.state, local: row.local, remote: row.remote },
+                );
+            }
+        }
+        states
+    }
+
     fn flush(&mut self) {
-        if let Some(Err(e)) = self.printer.as_mut().map(|p| p.flush()) {
+        let result = match &mut self.output {
+            Output::Events(p) => p.flush(),
+            Output::Reports { out, .. } => out.flush(),
+        };
+        if let Err(e) = result {
             self.write_failed(e);
         }
     }

@@ -90,6 +90,8 @@ pub struct Ledger {
     stacks: HashMap<(u32, StackRef), StackCounts>,
     next_table: u64,
     next_serial: u64,
+    /// When each (process, fd number) last changed, for reconciliation.
+    touched: HashMap<(u32, i32), u64>,
     /// Events for processes the ledger does not follow.
     pub ignored_events: u64,
 }
@@ -243,6 +245,7 @@ impl Ledger {
                 desc,
             };
             self.stacks.entry((tgid, open.stack)).or_default().opened += 1;
+            self.touched.insert((tgid, fd), ev.ts_ns);
             self.table_mut(table).fds.insert(fd, entry.clone());
             out.push(Effect::Opened { tgid, entry });
         }
@@ -352,6 +355,9 @@ impl Ledger {
         let Some(entry) = self.table_mut(table).fds.remove(&fd) else {
             return false;
         };
+        if cause != CloseCause::MissedClose {
+            self.touched.insert((tgid, fd), at_ns);
+        }
         // Exit is not the program closing it: the fd counts as open at exit.
         if let (Some(stack), false) = (entry.stack, cause == CloseCause::Exit) {
             self.stacks.entry((tgid, stack)).or_default().closed += 1;
@@ -360,42 +366,51 @@ impl Ledger {
         true
     }
 
-    /// Brings a process's table in line with `/proc/PID/fd` read at
-    /// `now_ns`: entries `/proc` lacks were closed without the ledger
-    /// seeing it (missed close); fds `/proc` has that the ledger lacks were
+    /// Brings a process's table in line with `/proc/PID/fd` as scanned at
+    /// `scan_ns`: entries the scan lacks were closed without the ledger
+    /// seeing it (missed close); fds the scan has that the ledger lacks were
     /// opened unseen (missed open). Returns (missed opens, missed closes).
     ///
-    /// Only call this when no events older than the scan are still
-    /// unprocessed, or in-flight closes will look like missed closes.
+    /// fds touched by an event since `quiet_since_ns` are not judged: a
+    /// syscall in flight during the scan (installed, exit event not yet
+    /// sent) is not a miss. Call this a little after the scan, once its
+    /// events are in, with `quiet_since_ns` a little before it.
     pub fn reconcile(
         &mut self,
         tgid: u32,
-        now_ns: u64,
-        actual: Vec<ProcFd>,
+        scan_ns: u64,
+        actual: &[i32],
+        quiet_since_ns: u64,
+        mut describe: impl FnMut(i32) -> Option<ProcFd>,
         out: &mut Vec<Effect>,
     ) -> (u64, u64) {
         let Some(table) = self.procs.get(&tgid).map(|p| p.table) else {
             return (0, 0);
         };
-        let actual: BTreeMap<i32, ProcFd> = actual.into_iter().map(|f| (f.fd, f)).collect();
+        self.touched.retain(|_, ts| *ts >= quiet_since_ns);
+        let quiet = |touched: &HashMap<(u32, i32), u64>, fd: i32| !touched.contains_key(&(tgid, fd));
+        let actual: std::collections::BTreeSet<i32> = actual.iter().copied().collect();
+        let held: Vec<i32> = self.table_mut(table).fds.keys().copied().collect();
         let gone: Vec<i32> =
-            self.table_mut(table).fds.keys().filter(|fd| !actual.contains_key(fd)).copied().collect();
+            held.into_iter().filter(|fd| !actual.contains(fd) && quiet(&self.touched, *fd)).collect();
         let missed_close = gone.len() as u64;
         for fd in gone {
-            self.close(tgid, table, fd, CloseCause::MissedClose, now_ns, out);
+            self.close(tgid, table, fd, CloseCause::MissedClose, scan_ns, out);
         }
         let mut missed_open = 0;
-        for (fd, f) in actual {
-            if self.table_mut(table).fds.contains_key(&fd) {
+        for &fd in &actual {
+            if self.table_mut(table).fds.contains_key(&fd) || !quiet(&self.touched, fd) {
                 continue;
             }
+            // Closed again since the scan: nothing to add.
+            let Some(f) = describe(fd) else { continue };
             missed_open += 1;
             let entry = FdEntry {
                 serial: self.serial(),
                 fd,
                 kind: f.kind,
                 cloexec: f.cloexec,
-                opened_ns: now_ns,
+                opened_ns: scan_ns,
                 origin: Origin::MissedOpen,
                 tid: 0,
                 stack: None,

@@ -415,17 +415,39 @@ fn pipe_installs_both_ends() {
     assert!(l.open_fds(PID).all(|e| e.kind == FdKind::Pipe));
 }
 
+fn proc_fd(fd: i32, kind: FdKind) -> ProcFd {
+    ProcFd { fd, kind, cloexec: false, desc: FdDesc::default() }
+}
+
 #[test]
 fn reconcile_reports_and_corrects_missed_opens_and_closes() {
     let mut l = given_empty();
     apply(&mut l, &[ev(1, PID, socket(3)), ev(1, PID, socket(4))]);
-    let actual = vec![
-        ProcFd { fd: 4, kind: FdKind::Socket, cloexec: false, desc: FdDesc::default() },
-        ProcFd { fd: 9, kind: FdKind::Pipe, cloexec: false, desc: FdDesc::default() },
-    ];
     let mut fx = vec![];
-    assert_eq!(l.reconcile(PID, 50, actual, &mut fx), (1, 1));
+    let found = l.reconcile(PID, 50, &[4, 9], 40, |fd| Some(proc_fd(fd, FdKind::Pipe)), &mut fx);
+    assert_eq!(found, (1, 1));
     assert_eq!(open_fds(&l, PID), vec![4, 9]);
     assert_eq!(l.lookup(PID, 9).unwrap().origin, Origin::MissedOpen);
     assert_eq!(closes(&fx), vec![(3, CloseCause::MissedClose)]);
+}
+
+#[test]
+fn reconcile_does_not_judge_fds_with_events_around_the_scan() {
+    let mut l = given_empty();
+    // fd 3 opened just before the scan, fd 4 closed just after it (the scan
+    // still saw it), fd 5 is in /proc but its open event is still in flight.
+    apply(&mut l, &[ev(48, PID, socket(3)), ev(1, PID, socket(4)), ev(52, PID, Body::Close { fd: 4 })]);
+    let mut fx = vec![];
+    let found = l.reconcile(PID, 50, &[4, 5], 45, |fd| Some(proc_fd(fd, FdKind::Socket)), &mut fx);
+    assert_eq!(found, (1, 0), "fd 5 is a missed open; 3 and 4 were touched near the scan");
+    assert_eq!(open_fds(&l, PID), vec![3, 5]);
+}
+
+#[test]
+fn a_correct_ledger_reconciles_to_zero() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, file(4, false)), ev(3, PID, Body::Close { fd: 3 })]);
+    let mut fx = vec![];
+    assert_eq!(l.reconcile(PID, 100, &[4], 90, |_| None, &mut fx), (0, 0));
+    assert!(fx.is_empty());
 }

@@ -1,0 +1,316 @@
+//! The leak report: unclosed fds grouped by the user stack that opened
+//! them. Building it is pure (ledger + resolved stacks + socket states in,
+//! [`Report`] out); [`text`] and JSON render it.
+//!
+//! "Leaked" is not knowable for sure; the report shows evidence: fds still
+//! open after `--min-age`, per stack how many are open, opened, closed, the
+//! oldest, how fast the group grows, and for sockets the peers and TCP
+//! states.
+#[cfg(test)]
+mod tests;
+pub mod text;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use serde::Serialize;
+
+use crate::{
+    events::{Addr, FdKind},
+    ledger::{FdEntry, Ledger, Origin},
+    procfs::TcpState,
+    symbolize::{Frame, Resolved, Stacks},
+};
+
+/// What to include.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Only fds open at least this long count as unclosed.
+    pub min_age_ns: u64,
+    /// Every kind of fd, not only sockets.
+    pub all_fds: bool,
+    /// At most this many groups.
+    pub top: usize,
+    /// At most this many fds listed per group (JSON).
+    pub fds_per_group: usize,
+}
+
+/// Facts about the session the report header shows.
+#[derive(Clone, Debug, Default)]
+pub struct Header {
+    pub pid: u32,
+    pub comm: String,
+    pub started_ns: u64,
+    pub now_ns: u64,
+    pub is_final: bool,
+    pub tier: String,
+    pub events: u64,
+    pub lost_events: u64,
+    pub stacks_failed: u64,
+    pub missed_open: u64,
+    pub missed_close: u64,
+    /// Reconciliation with /proc ran for this report.
+    pub reconciled: bool,
+}
+
+/// A socket's state and addresses as `/proc/net` showed them at report time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SockState {
+    pub state: Option<TcpState>,
+    pub local: Option<Addr>,
+    pub remote: Option<Addr>,
+}
+
+/// One report. The JSON form is documented in the README and kept stable.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Report {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub pid: u32,
+    pub comm: String,
+    /// Every process in the report (the target and followed children).
+    pub pids: Vec<u32>,
+    pub elapsed_s: f64,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub tier: String,
+    pub events: u64,
+    pub lost_events: u64,
+    pub stacks_failed: u64,
+    pub missed_open: u64,
+    pub missed_close: u64,
+    /// No events lost and the ledger agreed with /proc.
+    pub complete: bool,
+    /// fds the traced processes had open (all kinds, all ages).
+    pub open_fds: usize,
+    /// fds counted as unclosed: of the reported kinds, older than min age.
+    pub unclosed: usize,
+    pub min_age_s: f64,
+    pub kinds: Vec<&'static str>,
+    pub groups: Vec<Group>,
+    /// Groups left out by `--top`.
+    pub more_groups: usize,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Group {
+    /// Innermost first. Empty for the pseudo-groups named in `origin`.
+    pub stack: Vec<Frame>,
+    /// "stack", or for fds without a stack: "pre-existing" (open when
+    /// fdtrace attached), "missed-open" (found by reconciliation),
+    /// "not-captured", "failed: <why>".
+    pub origin: String,
+    /// Unclosed fds in this group now (older than min age).
+    pub open: usize,
+    /// Opened and closed by this stack during the trace.
+    pub opened: u64,
+    pub closed: u64,
+    pub oldest_age_s: f64,
+    /// Net opens per second over the trace.
+    pub growth_per_s: f64,
+    pub kinds: BTreeMap<&'static str, usize>,
+    /// For sockets: peers with counts, most common first.
+    pub peers: Vec<Peer>,
+    pub fds: Vec<FdInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Peer {
+    pub remote: String,
+    pub state: Option<&'static str>,
+    pub count: usize,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FdInfo {
+    pub pid: u32,
+    pub fd: i32,
+    pub kind: &'static str,
+    pub proto: Option<String>,
+    pub local: Option<String>,
+    pub remote: Option<String>,
+    pub state: Option<&'static str>,
+    pub path: Option<String>,
+    pub age_s: f64,
+    /// Still open in a process that exited.
+    pub at_exit: bool,
+}
+
+/// How fds are grouped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Stack(Arc<[Frame]>),
+    Origin(String),
+}
+
+struct Candidate<'a> {
+    pid: u32,
+    entry: &'a FdEntry,
+    /// When it was last seen open (now, or the process's exit).
+    until_ns: u64,
+    at_exit: bool,
+}
+
+pub fn build(
+    h: &Header,
+    opts: &Options,
+    ledger: &Ledger,
+    stacks: &Stacks,
+    states: &HashMap<(u32, i32), SockState>,
+) -> Report {
+    let mut candidates: Vec<Candidate> = vec![];
+    let mut pids: Vec<u32> = ledger.processes().map(|p| p.tgid).collect();
+    let mut open_fds = 0;
+    for p in ledger.processes() {
+        for entry in ledger.open_fds(p.tgid) {
+            open_fds += 1;
+            candidates.push(Candidate { pid: p.tgid, entry, until_ns: h.now_ns, at_exit: false });
+        }
+    }
+    for gone in ledger.exited() {
+        pids.push(gone.tgid);
+        for entry in &gone.open_at_exit {
+            candidates.push(Candidate { pid: gone.tgid, entry, until_ns: gone.at_ns, at_exit: true });
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+
+    let counted: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| opts.all_fds || c.entry.kind == FdKind::Socket)
+        .filter(|c| c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns)
+        .collect();
+
+    // Raw stack keys → group key (identical symbolic stacks merge).
+    let key_of = |pid: u32, entry: &FdEntry| -> Key {
+        match (entry.origin, entry.stack) {
+            (Origin::PreExisting, _) => Key::Origin("pre-existing".into()),
+            (Origin::MissedOpen, _) => Key::Origin("missed-open".into()),
+            (_, None) => Key::Origin("not-captured".into()),
+            (_, Some(s)) => match stacks.get(pid, s) {
+                Some(Resolved::Frames(f)) => Key::Stack(f.clone()),
+                Some(Resolved::NotCaptured) => Key::Origin("not-captured".into()),
+                Some(Resolved::Failed(why)) => Key::Origin(format!("failed: {why}")),
+                None => Key::Origin("failed: not resolved".into()),
+            },
+        }
+    };
+
+    let elapsed_ns = h.now_ns.saturating_sub(h.started_ns).max(1);
+    let mut groups: HashMap<Key, Group> = HashMap::new();
+    for c in &counted {
+        let key = key_of(c.pid, c.entry);
+        let g = groups.entry(key.clone()).or_insert_with(|| Group {
+            stack: match &key {
+                Key::Stack(f) => f.to_vec(),
+                Key::Origin(_) => vec![],
+            },
+            origin: match &key {
+                Key::Stack(_) => "stack".into(),
+                Key::Origin(o) => o.clone(),
+            },
+            open: 0,
+            opened: 0,
+            closed: 0,
+            oldest_age_s: 0.0,
+            growth_per_s: 0.0,
+            kinds: BTreeMap::new(),
+            peers: vec![],
+            fds: vec![],
+        });
+        g.open += 1;
+        let age_s = secs(c.until_ns.saturating_sub(c.entry.opened_ns));
+        g.oldest_age_s = g.oldest_age_s.max(age_s);
+        *g.kinds.entry(c.entry.kind.name()).or_default() += 1;
+        let st = states.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit);
+        let d = &c.entry.desc;
+        let local = st.and_then(|s| s.local.clone()).or_else(|| d.local.clone());
+        let remote = st.and_then(|s| s.remote.clone()).or_else(|| d.remote.clone());
+        g.fds.push(FdInfo {
+            pid: c.pid,
+            fd: c.entry.fd,
+            kind: c.entry.kind.name(),
+            proto: d.sock.map(|s| s.label()),
+            local: local.map(|a| a.to_string()),
+            remote: remote.map(|a| a.to_string()),
+            state: st.and_then(|s| s.state).map(TcpState::name).or(d.listening.then_some("LISTEN")),
+            path: d.path.clone(),
+            age_s,
+            at_exit: c.at_exit,
+        });
+    }
+
+    // Opened/closed per group from the ledger's per-stack counters.
+    let mut totals: HashMap<Key, (u64, u64)> = HashMap::new();
+    for (&(pid, stack), counts) in ledger.stack_counts() {
+        let key = match stacks.get(pid, stack) {
+            Some(Resolved::Frames(f)) => Key::Stack(f.clone()),
+            _ => continue,
+        };
+        let t = totals.entry(key).or_default();
+        t.0 += counts.opened;
+        t.1 += counts.closed;
+    }
+
+    let mut groups: Vec<(Key, Group)> = groups.into_iter().collect();
+    for (key, g) in &mut groups {
+        if let Some(&(opened, closed)) = totals.get(key) {
+            (g.opened, g.closed) = (opened, closed);
+            g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
+        }
+        g.peers = peers(&g.fds);
+        g.fds.sort_by(|a, b| b.age_s.total_cmp(&a.age_s).then(a.fd.cmp(&b.fd)));
+        g.fds.truncate(opts.fds_per_group);
+    }
+    groups.sort_by(|(_, a), (_, b)| {
+        b.open.cmp(&a.open).then(b.opened.cmp(&a.opened)).then(a.origin.cmp(&b.origin))
+    });
+    let more_groups = groups.len().saturating_sub(opts.top);
+    groups.truncate(opts.top);
+
+    Report {
+        ty: "report",
+        pid: h.pid,
+        comm: h.comm.clone(),
+        pids,
+        elapsed_s: secs(elapsed_ns),
+        is_final: h.is_final,
+        tier: h.tier.clone(),
+        events: h.events,
+        lost_events: h.lost_events,
+        stacks_failed: h.stacks_failed,
+        missed_open: h.missed_open,
+        missed_close: h.missed_close,
+        complete: h.lost_events == 0 && h.missed_open == 0 && h.missed_close == 0,
+        open_fds,
+        unclosed: counted.len(),
+        min_age_s: secs(opts.min_age_ns),
+        kinds: if opts.all_fds { vec!["all"] } else { vec!["socket"] },
+        groups: groups.into_iter().map(|(_, g)| g).collect(),
+        more_groups,
+    }
+}
+
+/// Remote address + state → count, most common first.
+fn peers(fds: &[FdInfo]) -> Vec<Peer> {
+    let mut counts: HashMap<(String, Option<&'static str>), usize> = HashMap::new();
+    for f in fds {
+        let remote = match (&f.remote, f.state) {
+            (Some(r), _) => r.clone(),
+            (None, Some("LISTEN")) => format!("listening on {}", f.local.as_deref().unwrap_or("?")),
+            (None, _) => continue,
+        };
+        *counts.entry((remote, f.state)).or_default() += 1;
+    }
+    let mut peers: Vec<Peer> =
+        counts.into_iter().map(|((remote, state), count)| Peer { remote, state, count }).collect();
+    peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.remote.cmp(&b.remote)));
+    peers
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}

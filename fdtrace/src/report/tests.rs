@@ -1,0 +1,251 @@
+//! Report building, Given/When/Then, on synthetic ledgers.
+use super::*;
+use crate::{
+    events::{Body, Comm, Event, Open, SockCall, SockOp, SockSpec, StackId, StackRef, Syscall},
+    ledger::{Ledger, ProcFd},
+    symbolize::{Resolved, Stacks},
+};
+
+const PID: u32 = 100;
+const S: u64 = 1_000_000_000;
+
+fn stack(id: u32) -> StackRef {
+    StackRef { id: StackId::Id(id), caller_ip: None }
+}
+
+fn frames(names: &[&str]) -> Resolved {
+    Resolved::Frames(
+        names
+            .iter()
+            .map(|n| Frame {
+                function: Some(n.to_string()),
+                file: Some("main.go".into()),
+                line: Some(7),
+                module: Some("app".into()),
+                offset: None,
+            })
+            .collect::<Vec<_>>()
+            .into(),
+    )
+}
+
+fn ev(ts_ns: u64, body: Body) -> Event {
+    Event { ts_ns, tgid: PID, tid: PID, comm: Comm::from_str_lossy("app"), body }
+}
+
+fn socket(ts: u64, fd: i32, stack_id: u32) -> Event {
+    ev(
+        ts,
+        Body::Open(Open {
+            syscall: Syscall::Socket,
+            fd: Some(fd),
+            fd2: None,
+            src_fd: None,
+            ret: fd as i64,
+            raw_flags: 1,
+            cloexec: false,
+            socket: Some(SockSpec { family: 2, sock_type: 1, protocol: 6 }),
+            local: None,
+            remote: None,
+            path: None,
+            stack: stack(stack_id),
+            missed_entry: false,
+            read_failed: false,
+            reused_fd: false,
+        }),
+    )
+}
+
+fn connect(ts: u64, fd: i32, peer: &str) -> Event {
+    let addr = Some(Addr::Inet(peer.parse().unwrap()));
+    ev(
+        ts,
+        Body::Sock(SockCall {
+            op: SockOp::Connect,
+            fd,
+            ret: 0,
+            addr: addr.clone(),
+            local: None,
+            remote: addr,
+        }),
+    )
+}
+
+fn file(ts: u64, fd: i32, stack_id: u32) -> Event {
+    let Body::Open(o) = socket(ts, fd, stack_id).body else { unreachable!() };
+    ev(ts, Body::Open(Open { syscall: Syscall::Openat, socket: None, path: Some("/var/log/x".into()), ..o }))
+}
+
+fn opts() -> Options {
+    Options { min_age_ns: S, all_fds: false, top: 10, fds_per_group: 100 }
+}
+
+fn header(now_ns: u64) -> Header {
+    Header {
+        pid: PID,
+        comm: "app".into(),
+        started_ns: 0,
+        now_ns,
+        tier: "tracepoint".into(),
+        ..Header::default()
+    }
+}
+
+/// A ledger following PID since t=0 and stacks 1, 2 (same frames) and 3.
+fn given(events: &[Event]) -> (Ledger, Stacks) {
+    let mut l = Ledger::new();
+    l.add_process(PID, Comm::from_str_lossy("app"), 0, vec![]);
+    let mut out = vec![];
+    for e in events {
+        l.apply(e, &mut out);
+    }
+    let mut s = Stacks::new();
+    s.insert(PID, stack(1), frames(&["net.dial", "main.leak"]));
+    s.insert(PID, stack(2), frames(&["net.dial", "main.leak"]));
+    s.insert(PID, stack(3), frames(&["os.Open", "main.logs"]));
+    (l, s)
+}
+
+fn build_at(now_s: u64, events: &[Event], o: &Options) -> Report {
+    let (l, s) = given(events);
+    build(&header(now_s * S), o, &l, &s, &HashMap::new())
+}
+
+#[test]
+fn identical_symbolic_stacks_form_one_group() {
+    let r = build_at(10, &[socket(S, 3, 1), socket(2 * S, 4, 2), socket(3 * S, 5, 1)], &opts());
+    assert_eq!(r.groups.len(), 1);
+    let g = &r.groups[0];
+    assert_eq!((g.open, g.opened, g.closed), (3, 3, 0));
+    assert_eq!(g.stack[1].function.as_deref(), Some("main.leak"));
+    assert_eq!(g.oldest_age_s, 9.0);
+}
+
+#[test]
+fn young_fds_do_not_count() {
+    let r = build_at(10, &[socket(S, 3, 1), socket(9 * S + S / 2, 4, 1)], &opts());
+    assert_eq!((r.unclosed, r.open_fds), (1, 2));
+    assert_eq!(r.groups[0].open, 1);
+}
+
+#[test]
+fn only_sockets_unless_all_fds() {
+    let events = [socket(S, 3, 1), file(S, 4, 3)];
+    assert_eq!(build_at(10, &events, &opts()).groups.len(), 1);
+    let all = build_at(10, &events, &Options { all_fds: true, ..opts() });
+    assert_eq!(all.groups.len(), 2);
+    assert!(all.groups.iter().any(|g| g.kinds.get("file") == Some(&1)));
+}
+
+#[test]
+fn growth_is_net_opens_per_second_and_closes_count() {
+    let mut events = vec![];
+    for i in 0..20 {
+        events.push(socket(i * S / 2, 10 + i as i32, 1));
+    }
+    for i in 0..5 {
+        events.push(ev(5 * S, Body::Close { fd: 10 + i }));
+    }
+    let r = build_at(10, &events, &opts());
+    let g = &r.groups[0];
+    // 19 are older than 1 s, 5 of those closed; the one opened at 9.5 s is
+    // too young to count but was opened.
+    assert_eq!((g.open, g.opened, g.closed), (14, 20, 5));
+    assert!((g.growth_per_s - 1.5).abs() < 1e-9, "growth {}", g.growth_per_s);
+}
+
+#[test]
+fn peers_are_counted_with_their_states() {
+    let events =
+        [socket(S, 3, 1), connect(S, 3, "127.0.0.1:9901"), socket(S, 4, 1), connect(S, 4, "127.0.0.1:9901")];
+    let (l, s) = given(&events);
+    let mut states = HashMap::new();
+    states.insert((PID, 3), SockState { state: Some(TcpState::Established), local: None, remote: None });
+    states.insert((PID, 4), SockState { state: Some(TcpState::CloseWait), local: None, remote: None });
+    let r = build(&header(5 * S), &opts(), &l, &s, &states);
+    let peers = &r.groups[0].peers;
+    assert_eq!(peers.len(), 2);
+    assert!(peers.iter().all(|p| p.remote == "127.0.0.1:9901" && p.count == 1));
+    assert!(peers.iter().any(|p| p.state == Some("CLOSE_WAIT")));
+    let text = text::render(&r);
+    assert!(text.contains("CLOSE_WAIT  ← peer closed, this process did not"), "{text}");
+}
+
+#[test]
+fn pre_existing_fds_form_their_own_group() {
+    let mut l = Ledger::new();
+    let pre = ProcFd { fd: 3, kind: FdKind::Socket, cloexec: false, desc: Default::default() };
+    l.add_process(PID, Comm::from_str_lossy("app"), 0, vec![pre]);
+    let r = build(&header(10 * S), &opts(), &l, &Stacks::new(), &HashMap::new());
+    assert_eq!(r.groups[0].origin, "pre-existing");
+    assert!(text::render(&r).contains("open before fdtrace attached"));
+}
+
+#[test]
+fn what_was_open_at_exit_stays_in_the_report() {
+    let r = build_at(20, &[socket(S, 3, 1), ev(5 * S, Body::Exit { code: 0 })], &opts());
+    let g = &r.groups[0];
+    assert_eq!(g.open, 1);
+    assert!(g.fds[0].at_exit);
+    assert_eq!(g.fds[0].age_s, 4.0, "age counts until the exit");
+    assert_eq!(r.pids, vec![PID]);
+}
+
+#[test]
+fn top_limits_groups_and_says_how_many_were_left_out() {
+    let events = [socket(S, 3, 1), file(S, 4, 3)];
+    let r = build_at(10, &events, &Options { all_fds: true, top: 1, ..opts() });
+    assert_eq!((r.groups.len(), r.more_groups), (1, 1));
+    assert!(text::render(&r).contains("1 more groups"));
+}
+
+#[test]
+fn nothing_unclosed_says_so() {
+    let r = build_at(10, &[socket(S, 3, 1), ev(2 * S, Body::Close { fd: 3 })], &opts());
+    assert!(r.groups.is_empty());
+    assert!(text::render(&r).contains("no sockets open longer than 1.0 s"));
+}
+
+#[test]
+fn completeness_follows_losses_and_reconciliation() {
+    let (l, s) = given(&[]);
+    let ok = build(&header(S), &opts(), &l, &s, &HashMap::new());
+    assert!(ok.complete);
+    let lossy = build(&Header { lost_events: 3, ..header(S) }, &opts(), &l, &s, &HashMap::new());
+    assert!(!lossy.complete);
+    assert!(text::render(&lossy).contains("3 LOST (raise --ringbuf-size)"));
+}
+
+#[test]
+fn text_fits_in_100_columns() {
+    let long: Vec<String> =
+        (0..30).map(|i| format!("github.com/some/very/long/module/path/pkg{i}.(*Type).Method{i}")).collect();
+    let names: Vec<&str> = long.iter().map(String::as_str).collect();
+    let (l, mut s) = given(&[socket(S, 3, 9)]);
+    s.insert(PID, stack(9), frames(&names));
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    for line in text::render(&r).lines() {
+        assert!(line.chars().count() <= 100, "too wide: {line}");
+    }
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let r = build_at(10, &[socket(S, 3, 1), connect(S, 3, "127.0.0.1:9901")], &opts());
+    let v = serde_json::to_value(&r).unwrap();
+    for key in ["type", "pid", "elapsed_s", "final", "lost_events", "missed_open", "missed_close", "groups"] {
+        assert!(v.get(key).is_some(), "no {key} in {v}");
+    }
+    assert_eq!(v["type"], "report");
+    let g = &v["groups"][0];
+    for key in ["stack", "open", "opened", "closed", "oldest_age_s", "growth_per_s", "fds"] {
+        assert!(g.get(key).is_some(), "no {key} in group {g}");
+    }
+    for key in ["function", "file", "line", "module"] {
+        assert!(g["stack"][0].get(key).is_some(), "no {key} in frame");
+    }
+    for key in ["pid", "fd", "kind", "local", "remote", "state", "age_s"] {
+        assert!(g["fds"][0].get(key).is_some(), "no {key} in fd");
+    }
+    assert_eq!(g["fds"][0]["remote"], "127.0.0.1:9901");
+}

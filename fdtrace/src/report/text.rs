@@ -1,0 +1,185 @@
+//! The report for people: fits 100 columns, the biggest group first, each
+//! stack innermost user frame first (libc and syscall plumbing folded).
+use std::fmt::Write as _;
+
+use super::{Group, Report};
+use crate::symbolize::Frame;
+
+const WIDTH: usize = 100;
+const MAX_FRAMES: usize = 14;
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let what = if r.kinds == ["socket"] { "sockets" } else { "fds" };
+    let _ = writeln!(
+        out,
+        "fdtrace report: pid {} ({}) · {:.1} s · {} · {} tier",
+        r.pid,
+        r.comm,
+        r.elapsed_s,
+        if r.is_final { "final" } else { "live" },
+        r.tier
+    );
+    let lost = if r.lost_events > 0 {
+        format!("{} LOST (raise --ringbuf-size)", r.lost_events)
+    } else {
+        "0 lost".into()
+    };
+    let _ = writeln!(
+        out,
+        "  {} events · {} · /proc check: {} missed opens, {} missed closes · {}",
+        r.events,
+        lost,
+        r.missed_open,
+        r.missed_close,
+        if r.complete { "data complete" } else { "DATA INCOMPLETE" }
+    );
+    if r.stacks_failed > 0 {
+        let _ = writeln!(out, "  {} stacks could not be captured", r.stacks_failed);
+    }
+    if r.pids.len() > 1 {
+        let pids: Vec<String> = r.pids.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(out, "  processes: {}", pids.join(", "));
+    }
+    if r.groups.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no {what} open longer than {} ({} fds open in all)",
+            age(r.min_age_s),
+            r.open_fds
+        );
+        return out;
+    }
+    let stacks = r.groups.len() + r.more_groups;
+    let _ = writeln!(
+        out,
+        "  {} {what} open longer than {} ({} fds open in all), from {} {}",
+        r.unclosed,
+        age(r.min_age_s),
+        r.open_fds,
+        stacks,
+        if stacks == 1 { "place" } else { "places" }
+    );
+    for (i, g) in r.groups.iter().enumerate() {
+        out.push('\n');
+        group(&mut out, i + 1, g);
+    }
+    if r.more_groups > 0 {
+        let _ = writeln!(out, "\n  … {} more groups (raise --top to see them)", r.more_groups);
+    }
+    out
+}
+
+fn group(out: &mut String, n: usize, g: &Group) {
+    let growth =
+        if g.growth_per_s >= 0.05 { format!(" · growing {:+.1}/s", g.growth_per_s) } else { String::new() };
+    let counts = if g.origin == "stack" {
+        format!(" · opened {} · closed {}", g.opened, g.closed)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "#{n}  {} open{counts} · oldest {}{growth}", g.open, age(g.oldest_age_s));
+    let kinds: Vec<String> = g.kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
+    let _ = writeln!(out, "    {}", kinds.join(", "));
+    for p in g.peers.iter().take(5) {
+        let state = p.state.map(|s| format!(" {s}")).unwrap_or_default();
+        let note = if p.state == Some("CLOSE_WAIT") { "  ← peer closed, this process did not" } else { "" };
+        let _ = writeln!(out, "    {:>5} × {}{state}{note}", p.count, p.remote);
+    }
+    if g.peers.len() > 5 {
+        let _ = writeln!(out, "          … {} more peers", g.peers.len() - 5);
+    }
+    if g.peers.is_empty() {
+        let paths: Vec<&str> = g.fds.iter().filter_map(|f| f.path.as_deref()).take(3).collect();
+        if !paths.is_empty() {
+            let _ = writeln!(out, "    e.g. {}", paths.join(", "));
+        }
+    }
+    match g.origin.as_str() {
+        "stack" => stack(out, &g.stack),
+        "pre-existing" => {
+            let _ = writeln!(out, "    (open before fdtrace attached: where they were opened is unknown)");
+        }
+        "missed-open" => {
+            let _ = writeln!(
+                out,
+                "    (found in /proc without an open event: opened on a path fdtrace does not hook)"
+            );
+        }
+        "not-captured" => {
+            let _ = writeln!(out, "    (no stack captured: --no-stacks)");
+        }
+        other => {
+            let _ = writeln!(out, "    (stack unavailable: {})", other.trim_start_matches("failed: "));
+        }
+    }
+}
+
+/// Frames of libc and of Go's raw syscall layer: how a syscall is made,
+/// not who made it.
+fn is_plumbing(f: &Frame) -> bool {
+    let module = f.module.as_deref().unwrap_or_default();
+    let func = f.function.as_deref().unwrap_or_default();
+    module.starts_with("libc.so")
+        || module.starts_with("libc-")
+        || module.starts_with("ld-linux")
+        || func.starts_with("syscall.")
+        || func.starts_with("runtime/internal/syscall.")
+        || func.starts_with("internal/runtime/syscall.")
+}
+
+fn stack(out: &mut String, frames: &[Frame]) {
+    let skip = frames.iter().take_while(|f| is_plumbing(f)).count();
+    let skip = if skip == frames.len() { 0 } else { skip };
+    if skip > 0 {
+        let names: Vec<String> = frames[..skip].iter().map(Frame::label).collect();
+        let line = format!("    ({skip} syscall frames: {})", names.join(" ← "));
+        let _ = writeln!(out, "{}", fit(&line, WIDTH));
+    }
+    let shown = &frames[skip..];
+    for (i, f) in shown.iter().take(MAX_FRAMES).enumerate() {
+        let prefix = if i == 0 { "    at " } else { "       " };
+        let label = f.label();
+        let line = match f.location() {
+            Some(loc) => {
+                let room = WIDTH.saturating_sub(prefix.len() + label.len() + 2).max(20);
+                format!("{prefix}{label}  {}", left_fit(&loc, room))
+            }
+            None => format!("{prefix}{label}"),
+        };
+        let _ = writeln!(out, "{}", fit(&line, WIDTH));
+    }
+    if shown.len() > MAX_FRAMES {
+        let _ = writeln!(out, "       … {} more frames", shown.len() - MAX_FRAMES);
+    }
+}
+
+/// Cuts the end of a line to `width` columns.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(width - 1).collect();
+    t.push('…');
+    t
+}
+
+/// Cuts the start of a path to `width` columns (the file name matters most).
+fn left_fit(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let t: String = s.chars().skip(n - (width - 1)).collect();
+    format!("…{t}")
+}
+
+fn age(s: f64) -> String {
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 120.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{s:.1} s")
+    }
+}

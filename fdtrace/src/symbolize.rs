@@ -1,0 +1,293 @@
+//! User stacks → named frames, with blazesym.
+//!
+//! Stacks are resolved when first seen, while the process is alive (its
+//! `/proc/PID/maps` is needed), and cached per (process, stack), so reports
+//! keep working after the target exits. Frames are innermost first.
+//!
+//! The kernel walks frame pointers. A libc syscall wrapper has no frame, so
+//! that walk skips the wrapper's caller; the kernel side also sends the word
+//! at the user stack pointer, which for a frameless wrapper is the return
+//! address into the caller. It is inserted when the bytes before it are a
+//! call instruction (so a stray value on the stack is never taken for a
+//! frame).
+use std::{collections::HashMap, fs, os::unix::fs::FileExt, path::Path, sync::Arc};
+
+use blazesym::symbolize::{
+    source::{Process, Source},
+    Input, Symbolized, Symbolizer as Blaze,
+};
+use serde::Serialize;
+
+use crate::events::{StackId, StackRef};
+
+/// One frame of a user stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Frame {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// The binary or library (file name).
+    pub module: Option<String>,
+    /// Offset in `module` when the address has no symbol.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl Frame {
+    /// `function (file:line)`, or `module+0xoffset`, or `0xaddr`.
+    pub fn label(&self) -> String {
+        match (&self.function, &self.module, self.offset) {
+            (Some(f), _, _) => f.clone(),
+            (None, Some(m), Some(off)) => format!("{m}+{off:#x}"),
+            (None, Some(m), None) => m.clone(),
+            (None, None, _) => "??".into(),
+        }
+    }
+
+    pub fn location(&self) -> Option<String> {
+        let file = self.file.as_ref()?;
+        Some(match self.line {
+            Some(l) => format!("{file}:{l}"),
+            None => file.clone(),
+        })
+    }
+}
+
+/// What a stack resolved to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Resolved {
+    Frames(Arc<[Frame]>),
+    /// No stack: fdtrace was told not to capture them, or the fd predates
+    /// the trace.
+    NotCaptured,
+    /// The kernel could not capture it (errno), or the stack map no longer
+    /// had it.
+    Failed(String),
+}
+
+/// Resolves and caches stacks.
+pub struct Stacks {
+    blaze: Blaze,
+    resolved: HashMap<(u32, StackRef), Resolved>,
+    /// Raw frames by stack id (ids are global to the stack map).
+    raw: HashMap<u32, Arc<[u64]>>,
+    pub symbolize_errors: u64,
+}
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Stacks::new()
+    }
+}
+
+impl Stacks {
+    pub fn new() -> Stacks {
+        Stacks { blaze: Blaze::new(), resolved: HashMap::new(), raw: HashMap::new(), symbolize_errors: 0 }
+    }
+
+    /// Whether this (process, stack) is resolved already.
+    pub fn known(&self, tgid: u32, stack: StackRef) -> bool {
+        self.resolved.contains_key(&(tgid, stack))
+    }
+
+    pub fn get(&self, tgid: u32, stack: StackRef) -> Option<&Resolved> {
+        self.resolved.get(&(tgid, stack))
+    }
+
+    /// Resolves a stack of a live process; `lookup` reads the stack map.
+    pub fn resolve(&mut self, tgid: u32, stack: StackRef, lookup: impl FnOnce(u32) -> Option<Vec<u64>>) {
+        if self.known(tgid, stack) {
+            return;
+        }
+        let resolved = match stack.id {
+            StackId::NotCaptured => Resolved::NotCaptured,
+            StackId::Failed(errno) => Resolved::Failed(stack_errno(errno)),
+            StackId::Id(id) => {
+                let raw = match self.raw.get(&id) {
+                    Some(r) => Some(r.clone()),
+                    None => lookup(id).map(|v| {
+                        let r: Arc<[u64]> = v.into();
+                        self.raw.insert(id, r.clone());
+                        r
+                    }),
+                };
+                match raw {
+                    None => Resolved::Failed("stack no longer in the stack map".into()),
+                    Some(ips) => {
+                        let mut ips = ips.to_vec();
+                        if let Some(caller) = stack.caller_ip {
+                            if ips.get(1) != Some(&caller) && is_return_address(tgid, caller) {
+                                ips.insert(1.min(ips.len()), caller);
+                            }
+                        }
+                        Resolved::Frames(self.symbolize(tgid, &ips).into())
+                    }
+                }
+            }
+        };
+        self.resolved.insert((tgid, stack), resolved);
+    }
+
+    /// Records a resolution directly (tests).
+    #[cfg(test)]
+    pub fn insert(&mut self, tgid: u32, stack: StackRef, resolved: Resolved) {
+        self.resolved.insert((tgid, stack), resolved);
+    }
+
+    /// Forgets what addresses meant in `tgid` (after exec they mean
+    /// something else).
+    pub fn forget_process(&mut self, tgid: u32) {
+        self.resolved.retain(|(t, _), _| *t != tgid);
+    }
+
+    fn symbolize(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
+        // Return addresses point after the call: look up the call itself.
+        let lookups: Vec<u64> = ips.iter().map(|ip| ip.saturating_sub(1)).collect();
+        let src = Source::Process(Process::new(tgid.into()));
+        let syms = match self.blaze.symbolize(&src, Input::AbsAddr(&lookups)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.symbolize_errors += 1;
+                log::debug!("symbolizing stack of {tgid}: {e}");
+                vec![]
+            }
+        };
+        let maps = Maps::read(tgid);
+        let mut frames = Vec::with_capacity(ips.len());
+        for (i, &ip) in lookups.iter().enumerate() {
+            match syms.get(i) {
+                Some(Symbolized::Sym(sym)) => {
+                    let module = sym.module.as_ref().map(|m| basename(&m.to_string_lossy()));
+                    // Inlined calls: innermost first, then the function
+                    // that contains them.
+                    for inl in sym.inlined.iter().rev() {
+                        frames.push(Frame {
+                            function: Some(inl.name.to_string()),
+                            file: inl.code_info.as_ref().map(|c| c.to_path().display().to_string()),
+                            line: inl.code_info.as_ref().and_then(|c| c.line),
+                            module: module.clone(),
+                            offset: None,
+                        });
+                    }
+                    let code = sym.code_info.as_ref();
+                    frames.push(Frame {
+                        function: Some(sym.name.to_string()),
+                        file: code.map(|c| c.to_path().display().to_string()),
+                        line: code.and_then(|c| c.line),
+                        module,
+                        offset: None,
+                    });
+                }
+                _ => {
+                    let (module, offset) = maps.locate(ip).unzip();
+                    frames.push(Frame { function: None, file: None, line: None, module, offset });
+                }
+            }
+        }
+        frames
+    }
+}
+
+fn stack_errno(errno: i32) -> String {
+    match -errno {
+        14 => "stack capture failed: EFAULT (unwalkable user stack)".into(),
+        17 => "stack map bucket taken by another stack (EEXIST)".into(),
+        12 => "stack map full (ENOMEM)".into(),
+        e => format!("stack capture failed: errno {e}"),
+    }
+}
+
+fn basename(path: &str) -> String {
+    Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Whether the instruction before `addr` in process `pid` is a call, i.e.
+/// `addr` is a return address.
+fn is_return_address(pid: u32, addr: u64) -> bool {
+    let Some(start) = addr.checked_sub(7) else { return false };
+    let Ok(mem) = fs::File::open(format!("/proc/{pid}/mem")) else { return false };
+    let mut b = [0u8; 7];
+    if mem.read_exact_at(&mut b, start).is_err() {
+        return false;
+    }
+    ends_with_call(&b)
+}
+
+/// x86-64 call encodings that end right before a return address.
+fn ends_with_call(b: &[u8; 7]) -> bool {
+    let at = |back: usize| b[7 - back];
+    at(5) == 0xe8 // call rel32
+        || (at(2) == 0xff && at(1) & 0xf8 == 0xd0) // call *%reg
+        || (at(3) & 0xf0 == 0x40 && at(2) == 0xff && at(1) & 0xf8 == 0xd0) // call *%r8-15
+        || (at(6) == 0xff && at(5) == 0x15) // call *disp32(%rip)
+        || (at(3) == 0xff && at(2) & 0xf8 == 0x50) // call *disp8(%reg)
+        || (at(6) == 0xff && at(5) & 0xf8 == 0x90) // call *disp32(%reg)
+        || (at(4) == 0xff && at(3) == 0x54) // call *disp8(%reg,%reg)
+}
+
+/// `/proc/PID/maps`, for naming unsymbolized addresses module+offset.
+struct Maps(Vec<(u64, u64, u64, String)>);
+
+impl Maps {
+    fn read(pid: u32) -> Maps {
+        let text = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        Maps(parse_maps(&text))
+    }
+
+    fn locate(&self, addr: u64) -> Option<(String, u64)> {
+        self.0
+            .iter()
+            .find(|(start, end, _, _)| (*start..*end).contains(&addr))
+            .map(|(start, _, off, path)| (basename(path), addr - start + off))
+    }
+}
+
+/// (start, end, file offset, path) of file-backed mappings.
+fn parse_maps(text: &str) -> Vec<(u64, u64, u64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            let (range, _perms, off) = (cols.next()?, cols.next()?, cols.next()?);
+            let path = cols.nth(2)?;
+            let (start, end) = range.split_once('-')?;
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+                u64::from_str_radix(off, 16).ok()?,
+                path.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_encodings() {
+        assert!(ends_with_call(&[0, 0, 0xe8, 1, 2, 3, 4]));
+        assert!(ends_with_call(&[0, 0, 0, 0, 0, 0xff, 0xd0]));
+        assert!(ends_with_call(&[0, 0, 0, 0, 0x41, 0xff, 0xd3]));
+        assert!(ends_with_call(&[0, 0xff, 0x15, 1, 2, 3, 4]));
+        assert!(!ends_with_call(&[0x90; 7]));
+        assert!(!ends_with_call(&[0; 7]));
+    }
+
+    #[test]
+    fn maps_name_modules_and_offsets() {
+        let text = "55d0a0000000-55d0a0001000 r--p 00000000 08:01 123 /usr/bin/app\n55d0a0001000-55d0a0005000 r-xp 00001000 08:01 123 /usr/bin/app\n7ffd0000-7ffd1000 rw-p 00000000 00:00 0 [stack]\n7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n";
+        let maps = Maps(parse_maps(text));
+        assert_eq!(maps.locate(0x55d0a0001234), Some(("app".into(), 0x1234)));
+        assert_eq!(maps.locate(0x1), None);
+    }
+
+    #[test]
+    fn symbolizes_this_process() {
+        let mut stacks = Stacks::new();
+        let here = symbolizes_this_process as usize as u64;
+        let frames = stacks.symbolize(std::process::id(), &[here + 1]);
+        let f = frames[0].function.as_deref().unwrap_or_default();
+        assert!(f.contains("symbolizes_this_process"), "got {frames:?}");
+    }
+}
