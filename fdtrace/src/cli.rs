@@ -52,6 +52,10 @@ pub struct TraceArgs {
     #[arg(short, long, value_name = "N", default_value_t = 10)]
     pub top: usize,
 
+    /// List at most this many fds per group in JSON reports (oldest first).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub fds_per_group: usize,
+
     /// Output format: text for people, json for machines (one object per line).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -153,8 +153,9 @@ pub fn socket_rows(pid: u32, fds: impl Iterator<Item = i32>) -> HashMap<i32, Soc
     if inodes.is_empty() {
         return HashMap::new();
     }
-    let mut table = sockets(pid);
-    inodes.into_iter().filter_map(|(fd, inode)| Some((fd, table.remove(&inode)?))).collect()
+    // dup'd fds share an inode: look up, do not take.
+    let table = sockets(pid);
+    inodes.into_iter().filter_map(|(fd, inode)| Some((fd, table.get(&inode)?.clone()))).collect()
 }
 
 /// Just the fd numbers of `pid` (cheap: one readdir).

@@ -139,7 +139,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             min_age_ns: args.min_age.as_nanos() as u64,
             all_fds: args.all_fds,
             top: args.top,
-            fds_per_group: 1000,
+            fds_per_group: args.fds_per_group,
         },
     };
 

@@ -110,7 +110,8 @@ pub struct Group {
     pub oldest_age_s: f64,
     /// Net opens per second over the trace.
     pub growth_per_s: f64,
-    pub kinds: BTreeMap<&'static str, usize>,
+    /// Kinds with counts; sockets by protocol (tcp, udp6, unix-stream...).
+    pub kinds: BTreeMap<String, usize>,
     /// For sockets: peers with counts, most common first.
     pub peers: Vec<Peer>,
     pub fds: Vec<FdInfo>,
@@ -224,7 +225,8 @@ pub fn build(
         g.open += 1;
         let age_s = secs(c.until_ns.saturating_sub(c.entry.opened_ns));
         g.oldest_age_s = g.oldest_age_s.max(age_s);
-        *g.kinds.entry(c.entry.kind.name()).or_default() += 1;
+        let kind = c.entry.desc.sock.map(|s| s.label()).unwrap_or_else(|| c.entry.kind.name().to_string());
+        *g.kinds.entry(kind).or_default() += 1;
         let st = states.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit);
         let d = &c.entry.desc;
         let local = st.and_then(|s| s.local.clone()).or_else(|| d.local.clone());
@@ -294,16 +296,37 @@ pub fn build(
     }
 }
 
-/// Remote address + state → count, most common first.
+/// Remote address + state → count, most common first. When a group has
+/// many peers that differ only by port (the clients of a server), they are
+/// counted per address: `127.0.0.1:*`.
 fn peers(fds: &[FdInfo]) -> Vec<Peer> {
-    let mut counts: HashMap<(String, Option<&'static str>), usize> = HashMap::new();
-    for f in fds {
-        let remote = match (&f.remote, f.state) {
-            (Some(r), _) => r.clone(),
-            (None, Some("LISTEN")) => format!("listening on {}", f.local.as_deref().unwrap_or("?")),
-            (None, _) => continue,
-        };
-        *counts.entry((remote, f.state)).or_default() += 1;
+    const MANY: usize = 5;
+    let count = |key: &dyn Fn(&FdInfo) -> Option<String>| {
+        let mut counts: HashMap<(String, Option<&'static str>), usize> = HashMap::new();
+        for f in fds {
+            if let Some(k) = key(f) {
+                *counts.entry((k, f.state)).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let remote = |f: &FdInfo| match (&f.remote, f.state) {
+        (Some(r), _) => Some(r.clone()),
+        (None, Some("LISTEN")) => Some(format!("listening on {}", f.local.as_deref().unwrap_or("?"))),
+        (None, _) => None,
+    };
+    let mut counts = count(&remote);
+    if counts.len() > MANY {
+        let by_host = count(&|f: &FdInfo| {
+            let r = remote(f)?;
+            Some(match r.rsplit_once(':') {
+                Some((host, _port)) if f.remote.is_some() => format!("{host}:*"),
+                _ => r,
+            })
+        });
+        if by_host.len() < counts.len() {
+            counts = by_host;
+        }
     }
     let mut peers: Vec<Peer> =
         counts.into_iter().map(|((remote, state), count)| Peer { remote, state, count }).collect();

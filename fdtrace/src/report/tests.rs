@@ -135,6 +135,7 @@ fn only_sockets_unless_all_fds() {
     let all = build_at(10, &events, &Options { all_fds: true, ..opts() });
     assert_eq!(all.groups.len(), 2);
     assert!(all.groups.iter().any(|g| g.kinds.get("file") == Some(&1)));
+    assert!(all.groups.iter().any(|g| g.kinds.get("tcp") == Some(&1)));
 }
 
 #[test]
@@ -169,6 +170,17 @@ fn peers_are_counted_with_their_states() {
     assert!(peers.iter().any(|p| p.state == Some("CLOSE_WAIT")));
     let text = text::render(&r);
     assert!(text.contains("CLOSE_WAIT  ← peer closed, this process did not"), "{text}");
+}
+
+#[test]
+fn many_clients_of_one_host_are_counted_per_host() {
+    let mut events = vec![];
+    for i in 0..8 {
+        events.push(socket(S, 10 + i, 1));
+        events.push(connect(S, 10 + i, &format!("10.0.0.1:{}", 40000 + i)));
+    }
+    let r = build_at(10, &events, &opts());
+    assert_eq!(r.groups[0].peers, vec![Peer { remote: "10.0.0.1:*".into(), state: None, count: 8 }]);
 }
 
 #[test]

@@ -79,7 +79,9 @@ fn group(out: &mut String, n: usize, g: &Group) {
         String::new()
     };
     let _ = writeln!(out, "#{n}  {} open{counts} · oldest {}{growth}", g.open, age(g.oldest_age_s));
-    let kinds: Vec<String> = g.kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
+    let mut kinds: Vec<(&String, &usize)> = g.kinds.iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(a.1));
+    let kinds: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
     let _ = writeln!(out, "    {}", kinds.join(", "));
     for p in g.peers.iter().take(5) {
         let state = p.state.map(|s| format!(" {s}")).unwrap_or_default();

@@ -1,36 +1,49 @@
 //! The bundled example: a client that leaks TCP connections.
 //!
-//! A local server accepts connections and answers one line per request.
-//! The client makes a request every 200 ms, alternating between two call
-//! sites: `fetch_price` closes its connection, `fetch_inventory` keeps it
-//! in a cache that nothing ever reads or clears — the leak.
+//! A line server answers one line per request. The client makes a request
+//! every 200 ms, alternating between two call sites: `fetch_price` closes
+//! its connection, `fetch_inventory` keeps it in a cache that nothing ever
+//! reads or clears — the leak.
 //!
 //! Flags: `--interval-ms N` (default 200), `--requests N` (0 = forever),
-//! `--fixed` (fetch_inventory closes too).
+//! `--fixed` (fetch_inventory closes too), `--connect ADDR` (use a server
+//! elsewhere instead of the built-in one), `--serve` (only run the
+//! server), `--wait` (print `ready PID` and wait for a line on stdin).
 use std::{
     io::{BufRead, BufReader, Write},
-    net::{TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     thread,
     time::Duration,
 };
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let interval = Duration::from_millis(flag("--interval-ms", 200));
-    let requests = flag("--requests", 0);
-    let fixed = args.iter().any(|a| a == "--fixed");
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let has = |name: &str| args.iter().any(|a| a == name);
+    let interval = Duration::from_millis(value("--interval-ms").and_then(|v| v.parse().ok()).unwrap_or(200));
+    let requests: u64 = value("--requests").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let fixed = has("--fixed");
 
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    thread::spawn(move || serve(listener));
-    println!("leaky: pid {} talking to 127.0.0.1:{}", std::process::id(), addr.port());
+    if has("--serve") {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        println!("listening {}", listener.local_addr().expect("addr"));
+        serve(listener);
+        return;
+    }
+    let addr: SocketAddr = match value("--connect") {
+        Some(a) => a.parse().expect("--connect HOST:PORT"),
+        None => {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            thread::spawn(move || serve(listener));
+            addr
+        }
+    };
+    if has("--wait") {
+        fdtrace_tests::workload::ready_then_wait();
+    } else {
+        println!("leaky: pid {} talking to {addr}", std::process::id());
+    }
 
     let mut cache: Vec<TcpStream> = Vec::new();
     let mut n = 0u64;
@@ -45,14 +58,14 @@ fn main() {
         n += 1;
         thread::sleep(interval);
     }
-    println!("leaky: done, {} connections still open", cache.len());
-    // With --requests, stay alive so the final state can be inspected.
+    println!("done {}", cache.len());
+    // Stay alive so the final state can be inspected.
     thread::sleep(Duration::from_secs(3600));
 }
 
 /// Asks for a price and closes the connection: no leak.
 #[inline(never)]
-fn fetch_price(addr: std::net::SocketAddr) {
+fn fetch_price(addr: SocketAddr) {
     if let Ok(mut conn) = TcpStream::connect(addr) {
         let _ = request(&mut conn, "price");
     }
@@ -61,7 +74,7 @@ fn fetch_price(addr: std::net::SocketAddr) {
 /// Asks for stock levels and hands the connection back "for reuse"; the
 /// caller caches it forever.
 #[inline(never)]
-fn fetch_inventory(addr: std::net::SocketAddr) -> Option<TcpStream> {
+fn fetch_inventory(addr: SocketAddr) -> Option<TcpStream> {
     let mut conn = TcpStream::connect(addr).ok()?;
     request(&mut conn, "inventory").ok()?;
     Some(conn)
@@ -70,18 +83,17 @@ fn fetch_inventory(addr: std::net::SocketAddr) -> Option<TcpStream> {
 fn request(conn: &mut TcpStream, what: &str) -> std::io::Result<String> {
     writeln!(conn, "GET {what}")?;
     let mut line = String::new();
-    BufReader::new(conn.try_clone()?).read_line(&mut line)?;
+    BufReader::new(&*conn).read_line(&mut line)?;
     Ok(line)
 }
 
 fn serve(listener: TcpListener) {
     for conn in listener.incoming().flatten() {
         thread::spawn(move || {
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut conn = conn;
+            let mut reader = BufReader::new(&conn);
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                let _ = writeln!(conn, "OK {}", line.trim());
+                let _ = writeln!(&conn, "OK {}", line.trim());
                 line.clear();
             }
         });

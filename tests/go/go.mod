@@ -1,0 +1,3 @@
+module fdtrace.test/fixtures
+
+go 1.19

@@ -1,0 +1,76 @@
+// httpclient makes a request every -interval to -url.
+//
+// The bug (default): fetchStatus builds a new http.Transport for every
+// request and drops it; each Transport keeps its idle keep-alive
+// connection open forever, so ESTABLISHED sockets pile up.
+//
+// -fixed: the same, but CloseIdleConnections() before dropping it.
+// -reuse: one shared client for all requests (the idiomatic fix).
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+var shared = &http.Client{}
+
+// fetchStatus asks the server for its status with a client of its own.
+func fetchStatus(url string, fixed bool) error {
+	tr := &http.Transport{}
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if fixed {
+		tr.CloseIdleConnections()
+	}
+	return err
+}
+
+// fetchShared does the same with the shared client.
+func fetchShared(url string) error {
+	resp, err := shared.Get(url)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err
+}
+
+func main() {
+	url := flag.String("url", "", "server URL")
+	interval := flag.Duration("interval", 200*time.Millisecond, "time between requests")
+	requests := flag.Int("requests", 0, "stop after this many requests (0: never)")
+	fixed := flag.Bool("fixed", false, "close idle connections after each request")
+	reuse := flag.Bool("reuse", false, "use one shared client")
+	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin first")
+	flag.Parse()
+	if *wait {
+		fmt.Printf("ready %d\n", os.Getpid())
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	for n := 0; *requests == 0 || n < *requests; n++ {
+		var err error
+		if *reuse {
+			err = fetchShared(*url)
+		} else {
+			err = fetchStatus(*url, *fixed)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "request:", err)
+		}
+		time.Sleep(*interval)
+	}
+	fmt.Println("done")
+	select {}
+}

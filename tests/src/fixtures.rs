@@ -1,0 +1,71 @@
+//! Test programs in other languages, built once per test run into
+//! `target/fixtures/`: the C leaky client (gcc, frame pointers kept) and
+//! the Go HTTP client/server (Debian's golang-go).
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+use crate::harness::workspace_root;
+
+fn out_dir() -> PathBuf {
+    let dir = workspace_root().join("target/fixtures");
+    std::fs::create_dir_all(&dir).expect("create target/fixtures");
+    dir
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out =
+        cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e} (run `cargo xtask setup`)"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `tests/c/leaky.c` built with `gcc -O2 -g -fno-omit-frame-pointer`.
+pub fn c_leaky() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = out_dir().join("leaky-c");
+        let src = workspace_root().join("tests/c/leaky.c");
+        run(
+            Command::new("gcc").args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src),
+            "gcc leaky.c",
+        );
+        bin
+    })
+    .clone()
+}
+
+/// A Go program from `tests/go/<name>`.
+pub fn go(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let dir = out_dir().join("go");
+        std::fs::create_dir_all(&dir).expect("create target/fixtures/go");
+        let cache = out_dir().join("go-cache");
+        run(
+            Command::new("go")
+                .current_dir(workspace_root().join("tests/go"))
+                .args(["build", "-o"])
+                .arg(&dir)
+                .args(["./httpclient", "./httpserver"])
+                .env("GOCACHE", &cache)
+                .env("GOPATH", out_dir().join("gopath"))
+                .env("GOFLAGS", "-mod=mod")
+                .env("CGO_ENABLED", "0"),
+            "go build",
+        );
+        dir
+    });
+    dir.join(name)
+}
+
+/// `go version`, for messages.
+pub fn go_version() -> String {
+    Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "go: not installed".into())
+}

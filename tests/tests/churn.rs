@@ -1,0 +1,106 @@
+//! The ledger against the kernel: after a seeded random churn of fd
+//! operations (sockets, pipes, files, dup2 over open fds, close_range,
+//! forks, exec with close-on-exec, threads closing each other's fds) the
+//! workload pauses, and fdtrace's open set must equal `/proc/PID/fd`
+//! exactly — with 0 missed opens and 0 missed closes found by
+//! reconciliation.
+use std::{collections::BTreeMap, time::Duration};
+
+use fdtrace_tests::harness::{ebpf_available, Trace, Workload};
+
+const CHURN: &str = env!("CARGO_BIN_EXE_churn");
+const T: Duration = Duration::from_secs(60);
+
+/// fd → kind as /proc shows it.
+fn proc_fds(pid: u32) -> BTreeMap<i64, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: i64 = e.file_name().to_str()?.parse().ok()?;
+            let link = std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
+            let kind = match link.split(':').next().unwrap_or_default() {
+                "socket" => "socket",
+                "pipe" => "pipe",
+                "anon_inode" => {
+                    match link.trim_start_matches("anon_inode:").trim_matches(|c| c == '[' || c == ']') {
+                        "eventfd" => "eventfd",
+                        "eventpoll" => "epoll",
+                        "timerfd" => "timerfd",
+                        "signalfd" => "signalfd",
+                        "inotify" => "inotify",
+                        "pidfd" => "pidfd",
+                        _ => "other",
+                    }
+                }
+                "pidfd" => "pidfd",
+                _ if link.starts_with("/memfd:") => "memfd",
+                _ => "file",
+            };
+            Some((fd, kind.to_string()))
+        })
+        .collect()
+}
+
+fn churn_matches_proc(seed: &str) {
+    let mut w = Workload::spawn(CHURN, &["--seed", seed, "--ops", "400"]);
+    let pid = w.pid;
+    let trace = Trace::start(&[
+        "-p",
+        &pid.to_string(),
+        "--all-fds",
+        "--min-age",
+        "0",
+        "-t",
+        "100000",
+        "--fds-per-group",
+        "100000",
+        "--format",
+        "json",
+        "-i",
+        "3600",
+    ]);
+    w.send("go");
+    w.stdout.wait_for("`paused`", T, |l| l == "paused");
+    std::thread::sleep(Duration::from_millis(300));
+    let want = proc_fds(pid);
+    trace.signal(libc::SIGINT);
+    let out = trace.wait(T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let report = out.json().into_iter().rfind(|v| v["type"] == "report").expect("final report");
+    assert_eq!(report["lost_events"], 0, "seed {seed}: events lost");
+    assert_eq!(
+        (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
+        (Some(0), Some(0)),
+        "seed {seed}: the ledger disagreed with /proc before correction"
+    );
+    let mut got = BTreeMap::new();
+    for g in report["groups"].as_array().unwrap() {
+        for fd in g["fds"].as_array().unwrap() {
+            if fd["pid"] == pid && fd["at_exit"] == false {
+                got.insert(fd["fd"].as_i64().unwrap(), fd["kind"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert!(want.len() > 20, "seed {seed}: churn left only {} fds", want.len());
+    let only_fdtrace: Vec<_> = got.iter().filter(|(fd, _)| !want.contains_key(fd)).collect();
+    let only_proc: Vec<_> = want.iter().filter(|(fd, _)| !got.contains_key(fd)).collect();
+    let kinds: Vec<_> =
+        got.iter().filter_map(|(fd, k)| want.get(fd).filter(|w| *w != k).map(|w| (fd, k, w))).collect();
+    assert!(
+        only_fdtrace.is_empty() && only_proc.is_empty() && kinds.is_empty(),
+        "seed {seed}: fdtrace and /proc differ ({} fds in /proc):\n only in fdtrace: {only_fdtrace:?}\n only in /proc: {only_proc:?}\n kind (fdtrace, /proc): {kinds:?}",
+        want.len()
+    );
+    w.send("exit");
+}
+
+#[test]
+fn open_set_equals_proc_after_random_churn() {
+    if !ebpf_available("open_set_equals_proc_after_random_churn") {
+        return;
+    }
+    for seed in ["1", "2", "3"] {
+        churn_matches_proc(seed);
+    }
+}

@@ -1,0 +1,170 @@
+//! Leak finding on real programs: a Rust, a C and a Go client each leak
+//! connections from one call site and close them from another. fdtrace's
+//! final report must put the leaked sockets in one group whose stack names
+//! the leaking code, with the server as peer; the fixed variant of each
+//! must report no unclosed sockets.
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fdtrace_tests::{
+    fixtures,
+    harness::{ebpf_available, Trace, Workload},
+};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
+
+/// A server in its own process, so the client's report holds only the
+/// client's sockets.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(bin: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).expect("server output");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("server said {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Traces `client` from its go signal for `secs` and returns the final
+/// report and the client's pid.
+fn final_report(client: &mut Workload, secs: &str) -> Value {
+    let pid = client.pid.to_string();
+    let trace = Trace::start(&["-p", &pid, "--format", "json", "-i", "100", "-d", secs]);
+    client.send("go");
+    let out = trace.wait(T);
+    assert!(out.status.success(), "fdtrace failed:\n{}", out.stderr_text());
+    let report = out
+        .json()
+        .into_iter()
+        .rfind(|v| v["type"] == "report" && v["final"] == true)
+        .unwrap_or_else(|| panic!("no final report in:\n{}", out.stdout.join("\n")));
+    assert_eq!(report["lost_events"], 0, "{report:#}");
+    assert_eq!(
+        (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
+        (Some(0), Some(0)),
+        "{report:#}"
+    );
+    assert_eq!(report["complete"], true);
+    report
+}
+
+fn functions(group: &Value) -> Vec<String> {
+    group["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str().map(String::from))
+        .collect()
+}
+
+/// The single group holding the leak: `n` open, opened `n`, none closed,
+/// every fd connected to `peer`, and its stack names `leaker`.
+fn assert_one_leak(report: &Value, n: u64, peer: &str, leaker: &str, not: &str) {
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "expected one group:\n{report:#}");
+    let g = &groups[0];
+    let funcs = functions(g);
+    assert!(funcs.iter().any(|f| f.contains(leaker)), "stack lacks {leaker}: {funcs:#?}");
+    assert!(!funcs.iter().any(|f| f.contains(not)), "stack has {not}: {funcs:#?}");
+    assert_eq!(
+        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64()),
+        (Some(n), Some(n), Some(0)),
+        "{g:#}"
+    );
+    assert_eq!(g["peers"][0]["remote"], peer, "{g:#}");
+    assert_eq!(g["peers"][0]["count"], n);
+    assert_eq!(g["peers"][0]["state"], "ESTABLISHED");
+    for fd in g["fds"].as_array().unwrap() {
+        assert_eq!(fd["remote"], peer);
+        assert_eq!(fd["kind"], "socket");
+    }
+}
+
+fn assert_no_leak(report: &Value) {
+    assert_eq!(report["unclosed"], 0, "the fixed program reported unclosed sockets:\n{report:#}");
+    assert!(report["groups"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn rust_leak_is_attributed_to_fetch_inventory() {
+    if !ebpf_available("rust_leak_is_attributed_to_fetch_inventory") {
+        return;
+    }
+    let server = Server::start(LEAKY, &["--serve"]);
+    let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
+    let report = final_report(&mut Workload::spawn(LEAKY, &args), "3.5");
+    assert_one_leak(&report, 6, &server.addr, "fetch_inventory", "fetch_price");
+
+    let mut fixed_args = args.to_vec();
+    fixed_args.push("--fixed");
+    assert_no_leak(&final_report(&mut Workload::spawn(LEAKY, &fixed_args), "3.5"));
+}
+
+#[test]
+fn c_leak_is_attributed_to_open_session() {
+    if !ebpf_available("c_leak_is_attributed_to_open_session") {
+        return;
+    }
+    let server = Server::start(LEAKY, &["--serve"]);
+    let (host, port) = server.addr.split_once(':').unwrap();
+    let bin = fixtures::c_leaky();
+    let bin = bin.to_str().unwrap();
+    let report = final_report(&mut Workload::spawn(bin, &[host, port, "12", "100"]), "3.5");
+    assert_one_leak(&report, 6, &server.addr, "open_session", "ping_server");
+    // The caller of libc's socket() is recovered: `dial` (inlined or not)
+    // sits between the wrapper and open_session.
+    let funcs = functions(&report["groups"][0]);
+    let dial = funcs.iter().position(|f| f == "dial");
+    let session = funcs.iter().position(|f| f == "open_session");
+    assert!(dial.is_some() && dial < session, "dial not found before open_session: {funcs:#?}");
+
+    assert_no_leak(&final_report(&mut Workload::spawn(bin, &[host, port, "12", "100", "--fixed"]), "3.5"));
+}
+
+#[test]
+fn go_transport_per_request_leak_is_attributed_to_the_http_dial_path() {
+    if !ebpf_available("go_transport_per_request_leak_is_attributed_to_the_http_dial_path") {
+        return;
+    }
+    eprintln!("using {}", fixtures::go_version());
+    let server = Server::start(fixtures::go("httpserver").to_str().unwrap(), &[]);
+    let client = fixtures::go("httpclient");
+    let client = client.to_str().unwrap();
+    let url = format!("http://{}/", server.addr);
+    let mut w = Workload::spawn(client, &["-url", &url, "-wait", "-interval", "200ms", "-requests", "10"]);
+    let report = final_report(&mut w, "4");
+    assert_one_leak(&report, 10, &server.addr, "net/http.(*Transport).dialConn", "CloseIdleConnections");
+    // The count agrees with what ss sees for the client.
+    let ss = Command::new("ss").args(["-tanpH", "state", "established"]).output().expect("ss");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let seen = ss.lines().filter(|l| l.contains(&format!("pid={},", w.pid))).count() as u64;
+    assert_eq!(seen, 10, "ss sees {seen} established sockets of the client:\n{ss}");
+    let g = &report["groups"][0];
+    let growth = g["growth_per_s"].as_f64().unwrap();
+    assert!(growth > 1.0, "growth {growth}");
+
+    let mut fixed =
+        Workload::spawn(client, &["-url", &url, "-wait", "-interval", "200ms", "-requests", "10", "-fixed"]);
+    assert_no_leak(&final_report(&mut fixed, "4"));
+}
