@@ -84,10 +84,14 @@ pub enum EventKind {
     Exec = 7,
     /// The last thread of a traced process exited: [`Exit`].
     Exit = 8,
+    /// A user stack sent inline because its stack-map bucket was taken by
+    /// another stack: [`StackRecord`]. It immediately precedes the event
+    /// of the same thread whose `stack_id` is [`STACK_INLINE`].
+    Stack = 9,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::FdOpen,
         EventKind::Close,
         EventKind::CloseRange,
@@ -96,6 +100,7 @@ impl EventKind {
         EventKind::Fork,
         EventKind::Exec,
         EventKind::Exit,
+        EventKind::Stack,
     ];
 
     pub const fn from_u32(v: u32) -> Option<Self> {
@@ -108,6 +113,7 @@ impl EventKind {
             6 => EventKind::Fork,
             7 => EventKind::Exec,
             8 => EventKind::Exit,
+            9 => EventKind::Stack,
             _ => return None,
         })
     }
@@ -123,13 +129,16 @@ impl EventKind {
             EventKind::Fork => size_of::<Fork>(),
             EventKind::Exec => size_of::<Exec>(),
             EventKind::Exit => size_of::<Exit>(),
+            EventKind::Stack => size_of::<StackRecord>(),
         }
     }
 
-    /// Smallest valid record: everything but the trailing string.
+    /// Smallest valid record: everything but the trailing string (or
+    /// frames).
     pub const fn min_size(self) -> usize {
         match self {
             EventKind::FdOpen | EventKind::SockAddr | EventKind::Exec => self.max_size() - PATH_CAP,
+            EventKind::Stack => self.max_size() - STACK_DEPTH * 8,
             EventKind::Close
             | EventKind::CloseRange
             | EventKind::SetCloexec
@@ -377,11 +386,30 @@ const _: () = assert!(size_of::<SetCloexec>() == 48);
 const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
 const _: () = assert!(size_of::<Exit>() == 48);
-const _: () = assert!(MAX_EVENT_SIZE == size_of::<FdOpen>());
+const _: () = assert!(MAX_EVENT_SIZE == size_of::<StackRecord>());
 // The kernel side rounds the used part of a string up to 8 bytes.
 const _: () = assert!(EventKind::FdOpen.min_size() % 8 == 0);
 const _: () = assert!(EventKind::SockAddr.min_size() % 8 == 0);
 const _: () = assert!(EventKind::Exec.min_size() % 8 == 0);
+
+/// `stack_id` of an event whose stack follows the [`StackRecord`] sent
+/// just before it by the same thread.
+pub const STACK_INLINE: i32 = i32::MIN + 1;
+/// `stack_id` of an event whose stack was not asked for.
+pub const STACK_NOT_CAPTURED: i32 = i32::MIN;
+
+/// A user stack sent inline (see [`EventKind::Stack`]); only `nframes`
+/// frames are sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StackRecord {
+    pub header: Header,
+    pub nframes: u32,
+    pub _pad: u32,
+    pub frames: [u64; STACK_DEPTH],
+}
+
+const _: () = assert!(size_of::<StackRecord>() == 48 + 8 * STACK_DEPTH);
 
 /// Indices into the per-CPU loss counters. Each counts something the kernel
 /// side could not deliver in full.
@@ -400,10 +428,12 @@ pub enum Loss {
     ReadFailed = 4,
     /// A forked child could not be added to the traced set.
     TargetsFull = 5,
+    /// Not a loss: stacks whose map bucket was taken, sent inline instead.
+    StackInline = 6,
 }
 
 impl Loss {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [Loss; Loss::COUNT] = [
         Loss::RingbufFull,
         Loss::StackFailed,
@@ -411,6 +441,7 @@ impl Loss {
         Loss::MissedEntry,
         Loss::ReadFailed,
         Loss::TargetsFull,
+        Loss::StackInline,
     ];
 }
 
@@ -420,8 +451,9 @@ pub mod config_flags {
     pub const FOLLOW_FORKS: u32 = 1;
     /// Capture a user stack on every fd-creating event.
     pub const CAPTURE_STACKS: u32 = 2;
-    /// `bpf_task_pt_regs` exists (Linux 5.15+): read the return address at
-    /// the user stack pointer.
+    /// `bpf_task_pt_regs` exists (Linux 5.15+): syscall arguments are read
+    /// from the user registers at exit (no entry hooks needed), and so is
+    /// the return address at the user stack pointer.
     pub const HAVE_TASK_PT_REGS: u32 = 4;
 }
 

@@ -191,13 +191,6 @@ impl Syscall {
         }
     }
 
-    /// Whether the exit tracepoint is needed: removals and ioctl's cloexec
-    /// changes are reported at entry; everything else (fcntl's dups
-    /// included) at exit.
-    pub const fn hooks_exit(self) -> bool {
-        !matches!(self.role(), Role::Removes) && !matches!(self, Syscall::Ioctl)
-    }
-
     /// The x86_64 syscall number.
     pub const fn nr(self) -> u32 {
         match self {

@@ -4,20 +4,19 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+        generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
     },
     programs::tracing::StackIdContext,
 };
 use fdtrace_common::{
     config_flags, fd_flags,
     syscall::consts::{AF_INET, AF_INET6, AF_UNIX},
-    EventKind, Header, Loss, SockAddr, MAX_EVENT_SIZE, PATH_CAP,
+    EventKind, Header, Loss, SockAddr, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH, STACK_INLINE,
 };
 
 use crate::maps::{config, EVENTS, LOSSES, SCRATCH, STACKS, TARGETS};
 
-/// `stack_id` of an event whose stack was not asked for (`--no-stacks`).
-pub const STACK_NOT_CAPTURED: i32 = i32::MIN;
+pub use fdtrace_common::STACK_NOT_CAPTURED;
 
 /// Whether `tgid` is traced. Every program asks this first.
 #[inline(always)]
@@ -63,8 +62,13 @@ pub fn send<T: 'static>(record: T) {
 /// The per-CPU scratch record, for records too large for the BPF stack.
 #[inline(always)]
 pub fn scratch<T>() -> Option<&'static mut T> {
+    scratch_slot(0)
+}
+
+#[inline(always)]
+fn scratch_slot<T>(slot: u32) -> Option<&'static mut T> {
     const { assert!(size_of::<T>() <= MAX_EVENT_SIZE) };
-    let ptr = SCRATCH.get_ptr_mut(0)?;
+    let ptr = SCRATCH.get_ptr_mut(slot)?;
     // SAFETY: the slot is MAX_EVENT_SIZE bytes (asserted above), 8-aligned
     // map memory, owned by this CPU for the duration of the program.
     Some(unsafe { &mut *ptr.cast::<T>() })
@@ -75,11 +79,16 @@ pub fn scratch<T>() -> Option<&'static mut T> {
 /// trailing string.
 #[inline(always)]
 pub fn send_scratch(fixed: usize, string_len: usize) {
+    send_slot(0, fixed, string_len)
+}
+
+#[inline(always)]
+fn send_slot(slot: u32, fixed: usize, string_len: usize) {
     let mut size = fixed + ((string_len + 7) & !7);
     if size > MAX_EVENT_SIZE {
         size = MAX_EVENT_SIZE;
     }
-    let Some(ptr) = SCRATCH.get_ptr(0) else {
+    let Some(ptr) = SCRATCH.get_ptr(slot) else {
         return;
     };
     // SAFETY: `size` is at most the slot's size.
@@ -89,15 +98,22 @@ pub fn send_scratch(fixed: usize, string_len: usize) {
     }
 }
 
-/// Captures the user stack into the stack map. Returns the stack id, or a
-/// negative errno (counted as a loss), or [`STACK_NOT_CAPTURED`].
+/// Captures the user stack into the stack map. Returns the stack id; or
+/// [`STACK_INLINE`] when the stack's map bucket held another stack and the
+/// frames were sent inline, just before the caller's event; or a negative
+/// errno (counted as a loss); or [`STACK_NOT_CAPTURED`].
 #[inline(always)]
-pub fn user_stack<C: StackIdContext>(ctx: &C) -> i32 {
+pub fn user_stack<C: StackIdContext>(ctx: &C, pid_tgid: u64) -> i32 {
+    const EEXIST: i32 = 17;
     if config!(flags) & config_flags::CAPTURE_STACKS == 0 {
         return STACK_NOT_CAPTURED;
     }
     match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
         Ok(id) => id as i32,
+        Err(err) if err == -EEXIST && send_inline_stack(ctx, pid_tgid) => {
+            count(Loss::StackInline);
+            STACK_INLINE
+        }
         Err(err) => {
             count(Loss::StackFailed);
             err
@@ -105,26 +121,77 @@ pub fn user_stack<C: StackIdContext>(ctx: &C) -> i32 {
     }
 }
 
-/// The word at the user stack pointer of the current syscall. At the
-/// `syscall` instruction of a frameless libc wrapper it is the return
-/// address into the wrapper's caller, which a frame-pointer walk skips.
+/// Sends the user stack as a [`StackRecord`] (scratch slot 1).
 #[inline(always)]
-pub fn caller_ip() -> u64 {
-    if config!(flags) & config_flags::HAVE_TASK_PT_REGS == 0 {
-        return 0;
+fn send_inline_stack<C: StackIdContext>(ctx: &C, pid_tgid: u64) -> bool {
+    let Some(rec) = scratch_slot::<StackRecord>(1) else {
+        return false;
+    };
+    rec.header = header(EventKind::Stack, pid_tgid);
+    rec._pad = 0;
+    // SAFETY: the helper writes at most the buffer's size.
+    let bytes = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            rec.frames.as_mut_ptr().cast(),
+            size_of::<[u64; STACK_DEPTH]>() as u32,
+            u64::from(BPF_F_USER_STACK),
+        )
+    };
+    if bytes <= 0 {
+        return false;
     }
-    // SAFETY: helpers with checked results; the loader only sets the flag
-    // on kernels that have bpf_task_pt_regs.
-    unsafe {
-        let task = bpf_get_current_task_btf();
-        let regs = bpf_task_pt_regs(task) as *const pt_regs;
-        let Ok(sp) = bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsp)) else {
-            return 0;
-        };
+    let mut bytes = bytes as usize;
+    if bytes > STACK_DEPTH * 8 {
+        bytes = STACK_DEPTH * 8;
+    }
+    rec.nframes = (bytes / 8) as u32;
+    send_slot(1, size_of::<StackRecord>() - STACK_DEPTH * 8, bytes);
+    true
+}
+
+/// The user registers of the current syscall, from `pt_regs` words 7..=19
+/// (r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp), read in
+/// one go. `None` where `bpf_task_pt_regs` is missing (before Linux 5.15).
+#[derive(Clone, Copy)]
+pub struct UserRegs([u64; 13]);
+
+impl UserRegs {
+    #[inline(always)]
+    pub fn read() -> Option<UserRegs> {
+        if config!(flags) & config_flags::HAVE_TASK_PT_REGS == 0 {
+            return None;
+        }
+        // SAFETY: helpers with checked results; the loader only sets the
+        // flag on kernels that have bpf_task_pt_regs.
+        unsafe {
+            let task = bpf_get_current_task_btf();
+            let regs = bpf_task_pt_regs(task) as *const pt_regs;
+            let from = core::ptr::addr_of!((*regs).r10).cast::<[u64; 13]>();
+            bpf_probe_read_kernel(from).ok().map(UserRegs)
+        }
+    }
+
+    /// The syscall's arguments (x86_64: di, si, dx, r10, r8, r9). At
+    /// syscall exit they still hold what the caller passed: handlers read
+    /// them, they do not write them.
+    #[inline(always)]
+    pub fn args(&self) -> [u64; 6] {
+        let r = &self.0;
+        [r[7], r[6], r[5], r[0], r[2], r[1]]
+    }
+
+    /// The word at the user stack pointer. At the `syscall` instruction of
+    /// a frameless libc wrapper it is the return address into the
+    /// wrapper's caller, which a frame-pointer walk skips.
+    #[inline(always)]
+    pub fn caller_ip(&self) -> u64 {
+        let sp = self.0[12];
         if sp == 0 {
             return 0;
         }
-        bpf_probe_read_user(sp as *const u64).unwrap_or(0)
+        // SAFETY: checked user read.
+        unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0)
     }
 }
 

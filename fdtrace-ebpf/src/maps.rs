@@ -30,9 +30,11 @@ pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Loss::COUNT as u32, 0);
 
-/// Room to build one record before it is copied into the ring buffer.
+/// Room to build records before they are copied into the ring buffer: slot
+/// 0 for the event, slot 1 for an inline stack sent while slot 0 is being
+/// built.
 #[map]
-pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(2, 0);
 
 /// Written by the loader before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]

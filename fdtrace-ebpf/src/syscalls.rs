@@ -30,8 +30,8 @@ use fdtrace_common::{
 
 use crate::{
     emit::{
-        caller_ip, count, header, is_traced, read_fd_pair, read_sockaddr, read_user_str, scratch, send,
-        send_scratch, user_stack,
+        count, header, is_traced, read_fd_pair, read_sockaddr, read_user_str, scratch, send, send_scratch,
+        user_stack, UserRegs,
     },
     maps::INFLIGHT,
     sockets::socket_addrs,
@@ -159,32 +159,76 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     }
     let nr = field::<i32>(&ctx, EXIT_NR_OFF) as u32;
     let ret = field::<i64>(&ctx, EXIT_RET_OFF);
-    let tid = pid_tgid as u32;
-    // SAFETY: copied out before the entry is removed.
-    let entry = unsafe { INFLIGHT.get(&tid) }.copied();
-    let _ = INFLIGHT.remove(&tid);
-    let entry = match entry {
-        Some(e) if e.nr == nr => Some(e),
-        // fcntl's entry only stashes the commands that create fds: any
-        // other fcntl arrives here without one, and is not an event.
-        _ if nr == NR_FCNTL => return 0,
-        _ => {
-            count(Loss::MissedEntry);
-            None
+    let regs = UserRegs::read();
+    let entry = match regs {
+        // Linux 5.15+: the arguments are still in the user registers.
+        Some(r) => {
+            let args = r.args();
+            if !exit_control(pid_tgid, nr, ret, &args) {
+                return 0;
+            }
+            Some(Inflight { nr, _pad: 0, args })
+        }
+        None => {
+            let tid = pid_tgid as u32;
+            // SAFETY: copied out before the entry is removed.
+            let entry = unsafe { INFLIGHT.get(&tid) }.copied();
+            let _ = INFLIGHT.remove(&tid);
+            match entry {
+                Some(e) if e.nr == nr => Some(e),
+                // fcntl's entry only stashes the commands that create fds:
+                // any other fcntl arrives here without one, and is not an
+                // event.
+                _ if nr == NR_FCNTL => return 0,
+                _ => {
+                    count(Loss::MissedEntry);
+                    None
+                }
+            }
         }
     };
     match nr {
         NR_CONNECT => sock_addr(pid_tgid, SockOp::Connect, ret, entry),
         NR_BIND => sock_addr(pid_tgid, SockOp::Bind, ret, entry),
         NR_LISTEN => sock_addr(pid_tgid, SockOp::Listen, ret, entry),
-        _ => fd_open(&ctx, pid_tgid, nr, ret, entry),
+        _ => fd_open(&ctx, pid_tgid, nr, ret, entry, regs),
     }
     0
 }
 
+/// fcntl and ioctl at exit (when their arguments come from the registers):
+/// reports close-on-exec changes, and says whether the call is an fd
+/// creation to report (fcntl's F_DUPFD*). Everything else is not.
+#[inline(always)]
+fn exit_control(pid_tgid: u64, nr: u32, ret: i64, args: &[u64; 6]) -> bool {
+    let cloexec = match (nr, args[1]) {
+        (NR_FCNTL, F_DUPFD | F_DUPFD_CLOEXEC) => return true,
+        (NR_FCNTL, F_SETFD) => args[2] & FD_CLOEXEC != 0,
+        (NR_IOCTL, cmd) if cmd & 0xffff_ffff == FIOCLEX => true,
+        (NR_IOCTL, cmd) if cmd & 0xffff_ffff == FIONCLEX => false,
+        (NR_FCNTL | NR_IOCTL, _) => return false,
+        _ => return true,
+    };
+    if ret == 0 {
+        send(SetCloexec {
+            header: header(EventKind::SetCloexec, pid_tgid),
+            fd: args[0] as i32,
+            cloexec: u32::from(cloexec),
+        });
+    }
+    false
+}
+
 /// Reports an fd-creating syscall's result.
 #[inline(always)]
-fn fd_open(ctx: &TracePointContext, pid_tgid: u64, nr: u32, ret: i64, entry: Option<Inflight>) {
+fn fd_open(
+    ctx: &TracePointContext,
+    pid_tgid: u64,
+    nr: u32,
+    ret: i64,
+    entry: Option<Inflight>,
+    regs: Option<UserRegs>,
+) {
     // A non-blocking accept finding nothing is routine, not an event.
     if ret == -EAGAIN {
         return;
@@ -345,8 +389,8 @@ fn fd_open(ctx: &TracePointContext, pid_tgid: u64, nr: u32, ret: i64, entry: Opt
         ev.fd_flags |= f;
     }
     if ret >= 0 {
-        ev.stack_id = user_stack(ctx);
-        ev.caller_ip = caller_ip();
+        ev.stack_id = user_stack(ctx, pid_tgid);
+        ev.caller_ip = regs.map_or(0, |r| r.caller_ip());
     } else {
         ev.stack_id = crate::emit::STACK_NOT_CAPTURED;
         ev.caller_ip = 0;

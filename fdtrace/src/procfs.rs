@@ -23,6 +23,8 @@ pub struct Status {
     pub ppid: u32,
     /// Effective capabilities.
     pub cap_eff: u64,
+    /// Peak resident set size, KiB.
+    pub vm_hwm_kb: u64,
 }
 
 pub fn parse_status(text: &str) -> Status {
@@ -35,6 +37,7 @@ pub fn parse_status(text: &str) -> Status {
             "Tgid" => s.tgid = value.parse().unwrap_or(0),
             "PPid" => s.ppid = value.parse().unwrap_or(0),
             "CapEff" => s.cap_eff = u64::from_str_radix(value, 16).unwrap_or(0),
+            "VmHWM" => s.vm_hwm_kb = value.trim_end_matches("kB").trim().parse().unwrap_or(0),
             _ => {}
         }
     }
@@ -335,7 +338,10 @@ mod tests {
     #[test]
     fn status_fields() {
         let s = parse_status("Name:\tcurl\nUmask:\t0022\nTgid:\t412\nPPid:\t1\nCapEff:\t000001ffffffffff\n");
-        assert_eq!(s, Status { name: "curl".into(), tgid: 412, ppid: 1, cap_eff: 0x1ff_ffff_ffff });
+        assert_eq!(
+            s,
+            Status { name: "curl".into(), tgid: 412, ppid: 1, cap_eff: 0x1ff_ffff_ffff, vm_hwm_kb: 0 }
+        );
     }
 
     #[test]

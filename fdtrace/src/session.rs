@@ -22,7 +22,7 @@ use crate::{
     attach::{self, resolve_target, Target, Tracer},
     cli::TraceArgs,
     clock::{monotonic_ns, Clock},
-    events::{reader::EventReader, Body, Comm, Event, FdKind},
+    events::{reader::EventReader, Body, Comm, Event, FdKind, StackId},
     ledger::{Effect, Ledger},
     procfs,
     report::{self, SockState},
@@ -125,6 +125,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         stacks: Stacks::new(),
         output,
         effects: Vec::new(),
+        pending_inline: HashMap::new(),
         output_closed: false,
         missed_open: 0,
         missed_close: 0,
@@ -174,8 +175,15 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     s.flush();
 
     let losses = tracer.losses();
+    log::debug!(
+        "peak RSS {} MiB; {} stacks symbolized",
+        procfs::status("self").map(|st| st.vm_hwm_kb / 1024).unwrap_or(0),
+        s.stacks.len()
+    );
     drop(s);
+    let detach = std::time::Instant::now();
     drop(tracer);
+    log::debug!("detached in {} ms", detach.elapsed().as_millis());
     eprintln!(
         "fdtrace: {} events, {} lost{}{}",
         reader.records,
@@ -203,6 +211,8 @@ struct Session<'t, W: Write> {
     stacks: Stacks,
     output: Output<W>,
     effects: Vec<Effect>,
+    /// Inline stacks waiting for their event, by tid.
+    pending_inline: HashMap<u32, Vec<u64>>,
     /// stdout went away (`fdtrace ... | head`): time to stop.
     output_closed: bool,
     missed_open: u64,
@@ -212,7 +222,20 @@ struct Session<'t, W: Write> {
 }
 
 impl<W: Write> Session<'_, W> {
-    fn event(&mut self, ev: Event) {
+    fn event(&mut self, mut ev: Event) {
+        // An inline stack belongs to the same thread's next event.
+        match &mut ev.body {
+            Body::UserStack(frames) => {
+                self.pending_inline.insert(ev.tid, std::mem::take(frames));
+                return;
+            }
+            Body::Open(open) if open.stack.id == StackId::InlinePending => {
+                if let Some(frames) = self.pending_inline.remove(&ev.tid) {
+                    open.stack.id = StackId::Inline(self.stacks.intern_inline(frames));
+                }
+            }
+            _ => {}
+        }
         self.effects.clear();
         self.ledger.apply(&ev, &mut self.effects);
         // Resolve new stacks now, while the process (and its maps) exist.
@@ -279,6 +302,7 @@ impl<W: Write> Session<'_, W> {
         self.header.missed_open = self.missed_open;
         self.header.missed_close = self.missed_close;
         self.header.reconciled = reconciled;
+        let built = std::time::Instant::now();
         let states = self.socket_states();
         let r = report::build(&self.header, &self.report_opts, &self.ledger, &self.stacks, &states);
         if let Output::Reports { out, format } = &mut self.output {
@@ -288,6 +312,13 @@ impl<W: Write> Session<'_, W> {
                     serde_json::to_writer(&mut *out, &r).map_err(io::Error::from).and_then(|()| writeln!(out))
                 }
             };
+            log::debug!(
+                "report: {} groups, {} unclosed of {} open fds, built and written in {:.1} ms",
+                r.groups.len() + r.more_groups,
+                r.unclosed,
+                r.open_fds,
+                built.elapsed().as_secs_f64() * 1e3
+            );
             if let Err(e) = result.and_then(|()| out.flush()) {
                 self.write_failed(e);
             }

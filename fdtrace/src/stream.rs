@@ -210,6 +210,8 @@ pub fn lines(ev: &Event, effects: &[Effect], clock: &Clock) -> Vec<Line> {
                 out.push(close_line(&base, entry, CloseCause::Exec));
             }
         }
+        // Part of the next event, not an event.
+        Body::UserStack(_) => {}
         Body::Exit { code } => {
             let open = closed(CloseCause::Exit).count();
             out.push(Line {

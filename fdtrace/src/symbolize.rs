@@ -71,6 +71,9 @@ pub struct Stacks {
     resolved: HashMap<(u32, StackRef), Resolved>,
     /// Raw frames by stack id (ids are global to the stack map).
     raw: HashMap<u32, Arc<[u64]>>,
+    /// Stacks that came inline, interned: key - 1 indexes `inline`.
+    inline: Vec<Arc<[u64]>>,
+    inline_keys: HashMap<Arc<[u64]>, u32>,
     pub symbolize_errors: u64,
 }
 
@@ -82,7 +85,31 @@ impl Default for Stacks {
 
 impl Stacks {
     pub fn new() -> Stacks {
-        Stacks { blaze: Blaze::new(), resolved: HashMap::new(), raw: HashMap::new(), symbolize_errors: 0 }
+        Stacks {
+            blaze: Blaze::new(),
+            resolved: HashMap::new(),
+            raw: HashMap::new(),
+            inline: Vec::new(),
+            inline_keys: HashMap::new(),
+            symbolize_errors: 0,
+        }
+    }
+
+    /// The key of an inline stack (equal frames, equal key).
+    pub fn intern_inline(&mut self, frames: Vec<u64>) -> u32 {
+        let frames: Arc<[u64]> = frames.into();
+        if let Some(&key) = self.inline_keys.get(&frames) {
+            return key;
+        }
+        self.inline.push(frames.clone());
+        let key = self.inline.len() as u32;
+        self.inline_keys.insert(frames, key);
+        key
+    }
+
+    /// Stacks resolved so far.
+    pub fn len(&self) -> usize {
+        self.resolved.len()
     }
 
     /// Whether this (process, stack) is resolved already.
@@ -102,14 +129,12 @@ impl Stacks {
         let resolved = match stack.id {
             StackId::NotCaptured => Resolved::NotCaptured,
             StackId::Failed(errno) => Resolved::Failed(stack_errno(errno)),
-            StackId::Id(id) => {
-                let raw = match self.raw.get(&id) {
-                    Some(r) => Some(r.clone()),
-                    None => lookup(id).map(|v| {
-                        let r: Arc<[u64]> = v.into();
-                        self.raw.insert(id, r.clone());
-                        r
-                    }),
+            StackId::InlinePending => Resolved::Failed("inline stack record missing".into()),
+            StackId::Inline(_) | StackId::Id(_) => {
+                let raw = match stack.id {
+                    StackId::Inline(key) => self.inline.get(key as usize - 1).cloned(),
+                    StackId::Id(id) => self.raw_frames(id, lookup),
+                    _ => None,
                 };
                 match raw {
                     None => Resolved::Failed("stack no longer in the stack map".into()),
@@ -132,6 +157,15 @@ impl Stacks {
     #[cfg(test)]
     pub fn insert(&mut self, tgid: u32, stack: StackRef, resolved: Resolved) {
         self.resolved.insert((tgid, stack), resolved);
+    }
+
+    fn raw_frames(&mut self, id: u32, lookup: impl FnOnce(u32) -> Option<Vec<u64>>) -> Option<Arc<[u64]>> {
+        if let Some(r) = self.raw.get(&id) {
+            return Some(r.clone());
+        }
+        let r: Arc<[u64]> = lookup(id)?.into();
+        self.raw.insert(id, r.clone());
+        Some(r)
     }
 
     /// Forgets what addresses meant in `tgid` (after exec they mean

@@ -14,6 +14,9 @@ use std::fmt;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId, RawTracePoint, TracePoint,
+    },
     Ebpf, EbpfLoader,
 };
 use fdtrace_common::{
@@ -115,6 +118,8 @@ pub struct Losses {
     pub missed_entry: u64,
     pub read_failed: u64,
     pub targets_full: u64,
+    /// Not losses: stacks sent inline after a stack-map collision.
+    pub stack_inline: u64,
 }
 
 impl Losses {
@@ -124,10 +129,18 @@ impl Losses {
     }
 }
 
+/// What was attached, so it can be detached in parallel.
+#[derive(Default)]
+pub struct Links {
+    pub tracepoints: Vec<(&'static str, TracePointLinkId)>,
+    pub raw_tracepoints: Vec<(&'static str, RawTracePointLinkId)>,
+}
+
 /// The loaded and attached programs. Dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
     pub plan: Plan,
+    links: Links,
     stacks: Option<StackTraceMap<MapData>>,
     losses: Option<PerCpuArray<MapData, u64>>,
 }
@@ -177,9 +190,10 @@ impl Tracer {
         let losses = ebpf.take_map(LOSSES_MAP).and_then(|m| PerCpuArray::try_from(m).ok());
 
         let mut plan = Plan { caller_ip: kernel.has_task_pt_regs, ..Plan::default() };
+        let mut links = Links::default();
         match opts.mode {
             AttachMode::Auto | AttachMode::Tracepoint => {
-                tracepoint::attach(&mut ebpf, &tracefs, &mut plan);
+                tracepoint::attach(&mut ebpf, &tracefs, &mut plan, &mut links, kernel.has_task_pt_regs);
                 plan.tier = Some(Tier::Tracepoint);
             }
         }
@@ -190,7 +204,7 @@ impl Tracer {
             let reasons: Vec<String> = plan.skipped.iter().map(|(h, w)| format!("  {h}: {w}")).collect();
             return Err(Error::NothingAttached(reasons.join("\n")));
         }
-        Ok((Tracer { ebpf, plan, stacks, losses }, ring))
+        Ok((Tracer { ebpf, plan, links, stacks, losses }, ring))
     }
 
     /// Sums the per-CPU loss counters.
@@ -205,6 +219,7 @@ impl Tracer {
             missed_entry: sum(Loss::MissedEntry),
             read_failed: sum(Loss::ReadFailed),
             targets_full: sum(Loss::TargetsFull),
+            stack_inline: sum(Loss::StackInline),
         }
     }
 
@@ -213,9 +228,36 @@ impl Tracer {
         let trace = self.stacks.as_ref()?.get(&id, 0).ok()?;
         Some(trace.frames().iter().map(|f| f.ip).collect())
     }
+}
 
-    /// The loaded object, for tests and `check`.
-    pub fn ebpf(&self) -> &Ebpf {
-        &self.ebpf
+impl Drop for Tracer {
+    /// Detaches every link. Removing a tracepoint probe waits for RCU grace
+    /// periods (tens of ms each); done one after another, 76 links take
+    /// over 5 s. Concurrent waiters share grace periods, so the links are
+    /// dropped from several threads at once.
+    fn drop(&mut self) {
+        const THREADS: usize = 128;
+        let mut owned: Vec<Box<dyn Send>> = Vec::new();
+        for (program, id) in std::mem::take(&mut self.links.tracepoints) {
+            let prog: Option<&mut TracePoint> =
+                self.ebpf.program_mut(program).and_then(|p| p.try_into().ok());
+            if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
+                owned.push(Box::new(link));
+            }
+        }
+        for (program, id) in std::mem::take(&mut self.links.raw_tracepoints) {
+            let prog: Option<&mut RawTracePoint> =
+                self.ebpf.program_mut(program).and_then(|p| p.try_into().ok());
+            if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
+                owned.push(Box::new(link));
+            }
+        }
+        let per_thread = owned.len().div_ceil(THREADS).max(1);
+        std::thread::scope(|s| {
+            while !owned.is_empty() {
+                let batch: Vec<Box<dyn Send>> = owned.drain(..per_thread.min(owned.len())).collect();
+                s.spawn(move || drop(batch));
+            }
+        });
     }
 }

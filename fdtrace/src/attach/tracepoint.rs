@@ -6,12 +6,12 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
     Ebpf,
 };
-use fdtrace_common::{programs, Config, Syscall};
+use fdtrace_common::{programs, syscall::Role, Config, Syscall};
 
 use super::{
     preflight::Kernel,
     tracefs::{Format, Tracefs},
-    Error, Plan,
+    Error, Links, Plan,
 };
 
 /// The layout the kernel programs assume (see `fdtrace-ebpf/src/syscalls.rs`).
@@ -118,9 +118,9 @@ fn exit_layout_ok(f: &Format) -> Result<(), String> {
 /// Loads and attaches the tracepoint tier. Failures are recorded in `plan`
 /// (skipped hooks), never fatal here: the caller decides whether what was
 /// attached is enough.
-pub fn attach(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
-    attach_syscalls(ebpf, tracefs, plan);
-    attach_lifecycle(ebpf, tracefs, plan);
+pub fn attach(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: &mut Links, regs_at_exit: bool) {
+    attach_syscalls(ebpf, tracefs, plan, links, regs_at_exit);
+    attach_lifecycle(ebpf, tracefs, plan, links);
 }
 
 fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, String> {
@@ -133,14 +133,31 @@ fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePo
     Ok(prog)
 }
 
-fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
+/// Which of a syscall's tracepoints are needed. Removals are reported at
+/// entry (see `fdtrace-ebpf/src/syscalls.rs` on ordering); everything else
+/// at exit. Without the user registers at exit (before Linux 5.15), the
+/// entry also stashes the arguments, and handles fcntl's and ioctl's
+/// close-on-exec changes.
+pub fn phases(sc: Syscall, regs_at_exit: bool) -> &'static [&'static str] {
+    match (sc.role(), sc, regs_at_exit) {
+        (Role::Removes, _, _) => &["enter"],
+        (_, Syscall::Ioctl, false) => &["enter"],
+        (_, _, true) => &["exit"],
+        (_, _, false) => &["enter", "exit"],
+    }
+}
+
+fn attach_syscalls(
+    ebpf: &mut Ebpf,
+    tracefs: &Tracefs,
+    plan: &mut Plan,
+    links: &mut Links,
+    regs_at_exit: bool,
+) {
     // Programs are loaded on first use; one that fails stays failed.
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
     for sc in Syscall::ALL {
-        for phase in ["enter", "exit"] {
-            if phase == "exit" && !sc.hooks_exit() {
-                continue;
-            }
+        for &phase in phases(sc, regs_at_exit) {
             let name = format!("sys_{phase}_{}", sc.name());
             let hook = format!("syscalls:{name}");
             let Some(format) = tracefs.format("syscalls", &name) else {
@@ -166,27 +183,32 @@ fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
             let prog: &mut TracePoint =
                 ebpf.program_mut(program).and_then(|p| p.try_into().ok()).expect("loaded above");
             match prog.attach("syscalls", &name) {
-                Ok(_) => plan.attached.push(hook),
+                Ok(id) => {
+                    links.tracepoints.push((program, id));
+                    plan.attached.push(hook);
+                }
                 Err(e) => plan.skipped.push((hook, format!("attach failed: {e:#}"))),
             }
         }
     }
 }
 
-fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
+fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: &mut Links) {
     // fork: a raw tracepoint, for the child's task_struct.
-    let fork = (|| -> Result<(), String> {
+    let fork = (|| -> Result<_, String> {
         let prog: &mut RawTracePoint = ebpf
             .program_mut(programs::PROCESS_FORK)
             .ok_or("program missing from the object")?
             .try_into()
             .map_err(|e| format!("{e}"))?;
         prog.load().map_err(|e| format!("the kernel refused it: {e:#}"))?;
-        prog.attach("sched_process_fork").map_err(|e| format!("attach failed: {e:#}"))?;
-        Ok(())
+        prog.attach("sched_process_fork").map_err(|e| format!("attach failed: {e:#}"))
     })();
     match fork {
-        Ok(()) => plan.attached.push("raw_tp:sched_process_fork".into()),
+        Ok(id) => {
+            links.raw_tracepoints.push((programs::PROCESS_FORK, id));
+            plan.attached.push("raw_tp:sched_process_fork".into());
+        }
         Err(why) => plan.skipped.push(("raw_tp:sched_process_fork".into(), why)),
     }
     for (program, name) in
@@ -200,7 +222,10 @@ fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
         let result = load_tracepoint(ebpf, program)
             .and_then(|p| p.attach("sched", name).map_err(|e| format!("attach failed: {e:#}")));
         match result {
-            Ok(_) => plan.attached.push(hook),
+            Ok(id) => {
+                links.tracepoints.push((program, id));
+                plan.attached.push(hook);
+            }
             Err(why) => plan.skipped.push((hook, why)),
         }
     }
@@ -209,6 +234,17 @@ fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hooks_per_syscall() {
+        assert_eq!(phases(Syscall::Close, true), ["enter"]);
+        assert_eq!(phases(Syscall::Close, false), ["enter"]);
+        assert_eq!(phases(Syscall::Socket, true), ["exit"]);
+        assert_eq!(phases(Syscall::Socket, false), ["enter", "exit"]);
+        assert_eq!(phases(Syscall::Ioctl, true), ["exit"]);
+        assert_eq!(phases(Syscall::Ioctl, false), ["enter"]);
+        assert_eq!(phases(Syscall::Fcntl, false), ["enter", "exit"]);
+    }
 
     #[test]
     fn syscall_layouts_are_checked() {

@@ -15,8 +15,7 @@ use fdtrace_common::{
 
 use super::{Addr, Body, Comm, Event, Open, SockCall, SockSpec, StackId, StackRef};
 
-/// `stack_id` the kernel side writes when no stack was asked for.
-const STACK_NOT_CAPTURED: i32 = i32::MIN;
+use fdtrace_common::{STACK_INLINE, STACK_NOT_CAPTURED};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -84,6 +83,14 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             Body::Exec { filename: String::from_utf8_lossy(filename).into_owned(), old_tid }
         }
         EventKind::Exit => Body::Exit { code: b.get_u32_ne() },
+        EventKind::Stack => {
+            let n = b.get_u32_ne() as usize;
+            let _pad = b.get_u32_ne();
+            if n > fdtrace_common::STACK_DEPTH || n * 8 > b.remaining() {
+                return Err(DecodeError::BadField { kind, field: "nframes", value: n as u64 });
+            }
+            Body::UserStack((0..n).map(|_| b.get_u64_ne()).collect())
+        }
     };
     Ok(Event { ts_ns, tgid, tid, comm: Comm(comm), body })
 }
@@ -138,6 +145,7 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
         stack: StackRef {
             id: match stack_id {
                 STACK_NOT_CAPTURED => StackId::NotCaptured,
+                STACK_INLINE => StackId::InlinePending,
                 id if id >= 0 => StackId::Id(id as u32),
                 err => StackId::Failed(err),
             },
@@ -423,6 +431,26 @@ mod tests {
     }
 
     #[test]
+    fn inline_stacks_decode_their_frames_only() {
+        let mut rec = fdtrace_common::StackRecord {
+            header: header(EventKind::Stack),
+            nframes: 3,
+            _pad: 0,
+            frames: [0; fdtrace_common::STACK_DEPTH],
+        };
+        rec.frames[..3].copy_from_slice(&[0x10, 0x20, 0x30]);
+        let bytes = wire(&rec, None);
+        let sent = &bytes[..48 + 3 * 8];
+        assert_eq!(decode(sent).unwrap().body, Body::UserStack(vec![0x10, 0x20, 0x30]));
+        rec.nframes = 4;
+        assert!(decode(&wire(&rec, None)[..48 + 3 * 8]).is_err(), "claims more frames than sent");
+        let mut r = fd_open();
+        r.stack_id = STACK_INLINE;
+        let Body::Open(o) = decode(&wire(&r, Some(10))).unwrap().body else { panic!() };
+        assert_eq!(o.stack.id, StackId::InlinePending);
+    }
+
+    #[test]
     fn short_records_are_errors() {
         let full = wire(&fd_open(), Some(10));
         for len in 0..EventKind::FdOpen.min_size() {
@@ -466,7 +494,7 @@ mod tests {
             let len = (next() % 450) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             if len >= 4 && next() % 2 == 0 {
-                let kind = EventKind::ALL[(next() % 8) as usize] as u32;
+                let kind = EventKind::ALL[(next() % EventKind::ALL.len() as u64) as usize] as u32;
                 bytes[..4].copy_from_slice(&kind.to_ne_bytes());
             }
             let _ = decode(&bytes);

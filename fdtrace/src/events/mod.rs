@@ -38,6 +38,9 @@ pub enum Body {
     Exec { filename: String, old_tid: u32 },
     /// The last thread of the process exited.
     Exit { code: u32 },
+    /// The user stack of the thread's next event, sent inline because its
+    /// stack-map bucket was taken (innermost first).
+    UserStack(Vec<u64>),
 }
 
 /// Result of an fd-creating syscall.
@@ -123,6 +126,10 @@ pub struct StackRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackId {
     Id(u32),
+    /// Sent inline in the [`Body::UserStack`] event before this one.
+    InlinePending,
+    /// An inline stack, interned by [`crate::symbolize::Stacks`].
+    Inline(u32),
     /// Stacks were not asked for (`--no-stacks`) or not applicable.
     NotCaptured,
     /// The kernel failed to capture it (negative errno).

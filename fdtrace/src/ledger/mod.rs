@@ -193,6 +193,7 @@ impl Ledger {
             }
             Body::Exec { .. } => self.exec(tgid, table, ev.ts_ns, out),
             Body::Exit { code } => self.exit(tgid, *code, ev.ts_ns, out),
+            Body::UserStack(_) => {}
         }
     }
 
