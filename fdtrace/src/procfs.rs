@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     fs, io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use fdtrace_common::syscall::consts::{AF_INET, AF_INET6, AF_UNIX};
@@ -324,11 +324,6 @@ pub fn sockets(pid: u32) -> HashMap<u64, SocketRow> {
         out.entry(inode).or_insert(SocketRow { spec, local, remote: None, state: None, inode });
     }
     out
-}
-
-/// Whether `/proc/PID` exists.
-pub fn exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[cfg(test)]

@@ -97,6 +97,14 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     }
     let mut alive = tgids.len();
 
+    log::debug!(
+        "callers of libc syscall wrappers: {}",
+        if tracer.plan.caller_ip {
+            "recovered from the user stack pointer"
+        } else {
+            "not recoverable (no bpf_task_pt_regs)"
+        }
+    );
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.tgid, t.comm)).collect();
     eprintln!(
         "fdtrace: tracing {} via {} hooks ({} tier) in {} ms; Ctrl-C to stop",

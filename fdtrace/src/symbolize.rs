@@ -44,6 +44,21 @@ impl Frame {
         }
     }
 
+    /// Whether the frame is in a library rather than the program's own
+    /// code: libc and the dynamic loader, Rust's std/core/alloc (sources
+    /// under `/rustc/`), crates from a registry, Go's standard library.
+    pub fn is_library(&self) -> bool {
+        let module = self.module.as_deref().unwrap_or_default();
+        let file = self.file.as_deref().unwrap_or_default();
+        let func = self.function.as_deref().unwrap_or_default();
+        ["libc.so", "libc-", "ld-linux", "libpthread", "libstdc++", "libgcc"]
+            .iter()
+            .any(|m| module.starts_with(m))
+            || file.starts_with("/rustc/")
+            || file.contains("/.cargo/registry/")
+            || (file.ends_with(".go") || file.ends_with(".s")) && is_go_std(func)
+    }
+
     pub fn location(&self) -> Option<String> {
         let file = self.file.as_ref()?;
         Some(match self.line {
@@ -65,7 +80,10 @@ pub enum Resolved {
     Failed(String),
 }
 
-/// Resolves and caches stacks.
+/// Resolves and caches stacks, per (process, stack). After an exec the
+/// same stack id in the same process would reuse the old resolution; a
+/// stack id stands for identical addresses, so that only matters when a
+/// new image puts different code at exactly the same addresses.
 pub struct Stacks {
     blaze: Blaze,
     resolved: HashMap<(u32, StackRef), Resolved>,
@@ -168,12 +186,6 @@ impl Stacks {
         Some(r)
     }
 
-    /// Forgets what addresses meant in `tgid` (after exec they mean
-    /// something else).
-    pub fn forget_process(&mut self, tgid: u32) {
-        self.resolved.retain(|(t, _), _| *t != tgid);
-    }
-
     fn symbolize(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
         // Return addresses point after the call: look up the call itself.
         let lookups: Vec<u64> = ips.iter().map(|ip| ip.saturating_sub(1)).collect();
@@ -220,6 +232,17 @@ impl Stacks {
         }
         frames
     }
+}
+
+/// Whether a Go function belongs to the standard library: its package path
+/// has no dot in the first element (`net/http`, `runtime`), and it is not
+/// `main`. (`github.com/x/y.F` and `main.f` are the program's.)
+fn is_go_std(func: &str) -> bool {
+    let path_end = func.rfind('/').map_or(0, |i| i + 1);
+    let pkg_end = func[path_end..].find('.').map_or(func.len(), |i| path_end + i);
+    let package = &func[..pkg_end];
+    let first = package.split('/').next().unwrap_or_default();
+    !package.is_empty() && package != "main" && !first.contains('.')
 }
 
 fn stack_errno(errno: i32) -> String {
@@ -297,6 +320,32 @@ fn parse_maps(text: &str) -> Vec<(u64, u64, u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(function: &str, file: &str, module: &str) -> Frame {
+        Frame {
+            function: Some(function.into()),
+            file: Some(file.into()),
+            line: Some(1),
+            module: Some(module.into()),
+            offset: None,
+        }
+    }
+
+    #[test]
+    fn library_frames() {
+        assert!(frame("__GI_socket", "socket.c", "libc.so.6").is_library());
+        assert!(frame("std::net::TcpStream::connect", "/rustc/abc/library/std/src/net/tcp.rs", "app")
+            .is_library());
+        assert!(frame("hyper::client::connect", "/root/.cargo/registry/src/x/hyper/src/lib.rs", "app")
+            .is_library());
+        assert!(frame("net/http.(*Transport).dialConn", "/usr/lib/go/src/net/http/transport.go", "app")
+            .is_library());
+        assert!(frame("runtime.goexit", "/usr/lib/go/src/runtime/asm_amd64.s", "app").is_library());
+        assert!(!frame("main.fetchStatus", "/src/app/main.go", "app").is_library());
+        assert!(!frame("github.com/acme/api.(*Client).Do", "/src/api/client.go", "app").is_library());
+        assert!(!frame("leaky::fetch_inventory", "/src/leaky.rs", "leaky").is_library());
+        assert!(!frame("dial", "leaky.c", "leaky-c").is_library());
+    }
 
     #[test]
     fn call_encodings() {

@@ -60,7 +60,6 @@ pub struct Btf {
     types: Vec<Type>,
     /// name → ids of structs/unions with that name.
     composites: HashMap<String, Vec<u32>>,
-    funcs: HashMap<String, u32>,
 }
 
 struct Reader<'a> {
@@ -120,7 +119,6 @@ impl Btf {
         // Type id 0 is void.
         let mut types = vec![Type::Other];
         let mut composites: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut funcs = HashMap::new();
         while r.pos < r.data.len() {
             let id = types.len() as u32;
             let name_off = r.u32()?;
@@ -149,10 +147,7 @@ impl Btf {
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     Type::Alias(size_or_type)
                 }
-                KIND_FUNC => {
-                    funcs.insert(name(name_off), id);
-                    Type::Func
-                }
+                KIND_FUNC => Type::Func,
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => {
                     r.skip(4)?;
                     Type::Other
@@ -175,7 +170,7 @@ impl Btf {
             };
             types.push(ty);
         }
-        Ok(Btf { types, composites, funcs })
+        Ok(Btf { types, composites })
     }
 
     /// Byte offset of `member` in `struct name`, looking into anonymous
@@ -210,11 +205,6 @@ impl Btf {
 
     pub fn has_struct(&self, name: &str) -> bool {
         self.composites.contains_key(name)
-    }
-
-    /// Whether the kernel has a function of this name (traceable or not).
-    pub fn has_func(&self, name: &str) -> bool {
-        self.funcs.contains_key(name)
     }
 }
 
@@ -264,8 +254,6 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "b"), Some(8));
         assert_eq!(btf.member_offset("outer", "zz"), None);
         assert_eq!(btf.member_offset("nope", "a"), None);
-        assert!(btf.has_func("do_close"));
-        assert!(!btf.has_func("close_fd"));
     }
 
     #[test]

@@ -226,24 +226,6 @@ pub enum FdKind {
 }
 
 impl FdKind {
-    pub const ALL: [FdKind; 15] = [
-        FdKind::Socket,
-        FdKind::File,
-        FdKind::Pipe,
-        FdKind::Memfd,
-        FdKind::Eventfd,
-        FdKind::Epoll,
-        FdKind::Timerfd,
-        FdKind::Signalfd,
-        FdKind::Inotify,
-        FdKind::Fanotify,
-        FdKind::Pidfd,
-        FdKind::Userfaultfd,
-        FdKind::PerfEvent,
-        FdKind::IoUring,
-        FdKind::Other,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             FdKind::Socket => "socket",

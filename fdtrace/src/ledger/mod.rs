@@ -58,8 +58,6 @@ pub struct Process {
     pub table: TableId,
     /// When fdtrace started following it.
     pub since_ns: u64,
-    /// Pid of the traced process that forked it, if any.
-    pub parent: Option<u32>,
 }
 
 /// A process that exited, with what it still had open.
@@ -119,9 +117,10 @@ impl Ledger {
             };
             self.table_mut(table).fds.insert(f.fd, entry);
         }
-        self.attach_process(tgid, comm, table, scan_ns, None);
+        self.attach_process(tgid, comm, table, scan_ns);
     }
 
+    #[cfg(test)]
     pub fn process(&self, tgid: u32) -> Option<&Process> {
         self.procs.get(&tgid)
     }
@@ -135,6 +134,7 @@ impl Ledger {
         self.procs.get(&tgid).and_then(|p| self.tables.get(&p.table)).into_iter().flat_map(|t| t.fds.values())
     }
 
+    #[cfg(test)]
     pub fn lookup(&self, tgid: u32, fd: i32) -> Option<&FdEntry> {
         let p = self.procs.get(&tgid)?;
         self.tables.get(&p.table)?.fds.get(&fd)
@@ -188,7 +188,7 @@ impl Ledger {
             }
             Body::Fork { child, shares_files, followed } => {
                 if *followed {
-                    self.fork(tgid, table, *child, *shares_files, ev, out);
+                    self.fork(table, *child, *shares_files, ev, out);
                 }
             }
             Body::Exec { .. } => self.exec(tgid, table, ev.ts_ns, out),
@@ -273,15 +273,7 @@ impl Ledger {
         }
     }
 
-    fn fork(
-        &mut self,
-        parent: u32,
-        table: TableId,
-        child: u32,
-        shares: bool,
-        ev: &Event,
-        out: &mut Vec<Effect>,
-    ) {
+    fn fork(&mut self, table: TableId, child: u32, shares: bool, ev: &Event, out: &mut Vec<Effect>) {
         // A pid seen before belongs to a process that is gone: the new one
         // starts a new life.
         if self.procs.contains_key(&child) {
@@ -300,7 +292,7 @@ impl Ledger {
             }
             t
         };
-        self.attach_process(child, ev.comm, child_table, ev.ts_ns, Some(parent));
+        self.attach_process(child, ev.comm, child_table, ev.ts_ns);
     }
 
     fn exec(&mut self, tgid: u32, table: TableId, ts_ns: u64, out: &mut Vec<Effect>) {
@@ -423,9 +415,9 @@ impl Ledger {
         (missed_open, missed_close)
     }
 
-    fn attach_process(&mut self, tgid: u32, comm: Comm, table: TableId, since_ns: u64, parent: Option<u32>) {
+    fn attach_process(&mut self, tgid: u32, comm: Comm, table: TableId, since_ns: u64) {
         self.table_mut(table).users += 1;
-        self.procs.insert(tgid, Process { tgid, comm, table, since_ns, parent });
+        self.procs.insert(tgid, Process { tgid, comm, table, since_ns });
     }
 
     fn new_table(&mut self) -> TableId {

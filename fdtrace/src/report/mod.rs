@@ -92,6 +92,17 @@ pub struct Report {
     pub groups: Vec<Group>,
     /// Groups left out by `--top`.
     pub more_groups: usize,
+    /// Traced processes that exited, with what they left open.
+    pub exited: Vec<ExitInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ExitInfo {
+    pub pid: u32,
+    pub comm: String,
+    /// wait(2) status.
+    pub status: u32,
+    pub open_at_exit: usize,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -293,6 +304,16 @@ pub fn build(
         kinds: if opts.all_fds { vec!["all"] } else { vec!["socket"] },
         groups: groups.into_iter().map(|(_, g)| g).collect(),
         more_groups,
+        exited: ledger
+            .exited()
+            .iter()
+            .map(|e| ExitInfo {
+                pid: e.tgid,
+                comm: e.comm.to_string(),
+                status: e.exit_code,
+                open_at_exit: e.open_at_exit.len(),
+            })
+            .collect(),
     }
 }
 

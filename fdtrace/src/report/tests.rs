@@ -201,6 +201,8 @@ fn what_was_open_at_exit_stays_in_the_report() {
     assert!(g.fds[0].at_exit);
     assert_eq!(g.fds[0].age_s, 4.0, "age counts until the exit");
     assert_eq!(r.pids, vec![PID]);
+    assert_eq!(r.exited, vec![ExitInfo { pid: PID, comm: "app".into(), status: 0, open_at_exit: 1 }]);
+    assert!(text::render(&r).contains("pid 100 (app) exited (status 0) with 1 fds open"));
 }
 
 #[test]
@@ -239,6 +241,39 @@ fn text_fits_in_100_columns() {
     for line in text::render(&r).lines() {
         assert!(line.chars().count() <= 100, "too wide: {line}");
     }
+}
+
+#[test]
+fn stacks_start_at_the_programs_own_code() {
+    let lib = |f: &str| Frame {
+        function: Some(f.into()),
+        file: Some(format!("/rustc/x/library/std/{f}.rs")),
+        line: Some(1),
+        module: Some("app".into()),
+        offset: None,
+    };
+    let own = |f: &str| Frame {
+        function: Some(f.into()),
+        file: Some("/src/app.rs".into()),
+        line: Some(9),
+        module: Some("app".into()),
+        offset: None,
+    };
+    let (l, mut s) = given(&[socket(S, 3, 9)]);
+    s.insert(
+        PID,
+        stack(9),
+        Resolved::Frames(
+            vec![lib("socket"), lib("connect"), own("fetch"), own("main"), lib("lang_start"), lib("start")]
+                .into(),
+        ),
+    );
+    let text = text::render(&build(&header(10 * S), &opts(), &l, &s, &HashMap::new()));
+    assert!(text.contains("(2 library frames: socket ← connect)"), "{text}");
+    assert!(
+        text.contains("    at fetch  /src/app.rs:9\n       main  /src/app.rs:9\n       … 2 more frames"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -37,6 +37,13 @@ pub fn render(r: &Report) -> String {
     if r.stacks_failed > 0 {
         let _ = writeln!(out, "  {} stacks could not be captured", r.stacks_failed);
     }
+    for e in &r.exited {
+        let how = match e.status & 0x7f {
+            0 => format!("status {}", e.status >> 8 & 0xff),
+            sig => format!("signal {sig}"),
+        };
+        let _ = writeln!(out, "  pid {} ({}) exited ({how}) with {} fds open", e.pid, e.comm, e.open_at_exit);
+    }
     if r.pids.len() > 1 {
         let pids: Vec<String> = r.pids.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(out, "  processes: {}", pids.join(", "));
@@ -117,28 +124,33 @@ fn group(out: &mut String, n: usize, g: &Group) {
     }
 }
 
-/// Frames of libc and of Go's raw syscall layer: how a syscall is made,
-/// not who made it.
-fn is_plumbing(f: &Frame) -> bool {
-    let module = f.module.as_deref().unwrap_or_default();
-    let func = f.function.as_deref().unwrap_or_default();
-    module.starts_with("libc.so")
-        || module.starts_with("libc-")
-        || module.starts_with("ld-linux")
-        || func.starts_with("syscall.")
-        || func.starts_with("runtime/internal/syscall.")
-        || func.starts_with("internal/runtime/syscall.")
-}
-
+/// Prints a stack so that the program's own code comes first: the library
+/// frames above it (libc, std, the Go standard library...) fold into one
+/// line, and the library frames below the last frame of the program (the
+/// runtime's start-up) into a count. A stack that is library code all the
+/// way (a Go dial goroutine) is printed whole.
 fn stack(out: &mut String, frames: &[Frame]) {
-    let skip = frames.iter().take_while(|f| is_plumbing(f)).count();
-    let skip = if skip == frames.len() { 0 } else { skip };
+    let first_own = frames.iter().position(|f| !f.is_library());
+    let (skip, shown) = match first_own {
+        Some(first) => {
+            // The tail ends at the program's last frame with a source
+            // location (not a generated `main` shim).
+            let last =
+                frames.iter().rposition(|f| !f.is_library() && f.file.is_some()).unwrap_or(first).max(first);
+            (first, &frames[first..=last])
+        }
+        // All library code: still fold how the syscall was made.
+        None => {
+            let plumbing = frames.iter().take_while(|f| is_syscall_plumbing(f)).count();
+            let plumbing = if plumbing == frames.len() { 0 } else { plumbing };
+            (plumbing, &frames[plumbing..])
+        }
+    };
     if skip > 0 {
         let names: Vec<String> = frames[..skip].iter().map(Frame::label).collect();
-        let line = format!("    ({skip} syscall frames: {})", names.join(" ← "));
+        let line = format!("    ({skip} library frames: {})", names.join(" ← "));
         let _ = writeln!(out, "{}", fit(&line, WIDTH));
     }
-    let shown = &frames[skip..];
     for (i, f) in shown.iter().take(MAX_FRAMES).enumerate() {
         let prefix = if i == 0 { "    at " } else { "       " };
         let label = f.label();
@@ -151,9 +163,21 @@ fn stack(out: &mut String, frames: &[Frame]) {
         };
         let _ = writeln!(out, "{}", fit(&line, WIDTH));
     }
-    if shown.len() > MAX_FRAMES {
-        let _ = writeln!(out, "       … {} more frames", shown.len() - MAX_FRAMES);
+    let below = frames.len() - skip - shown.len().min(MAX_FRAMES);
+    if below > 0 {
+        let _ = writeln!(out, "       … {below} more frames");
     }
+}
+
+/// libc and Go's raw syscall layer: how a syscall is made, not who made it.
+fn is_syscall_plumbing(f: &Frame) -> bool {
+    let module = f.module.as_deref().unwrap_or_default();
+    let func = f.function.as_deref().unwrap_or_default();
+    module.starts_with("libc.so")
+        || module.starts_with("libc-")
+        || func.starts_with("syscall.")
+        || func.starts_with("runtime/internal/syscall.")
+        || func.starts_with("internal/runtime/syscall.")
 }
 
 /// Cuts the end of a line to `width` columns.
