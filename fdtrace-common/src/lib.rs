@@ -24,6 +24,8 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const STACKS_MAP: &str = "STACKS";
 /// Traced processes: tgid → [`target`] flags.
 pub const TARGETS_MAP: &str = "TARGETS";
+/// Flags decided while attaching ([`runtime_flags`]), at index 0.
+pub const RUNTIME_MAP: &str = "RUNTIME";
 /// Per-CPU loss counters, indexed by [`Loss`].
 pub const LOSSES_MAP: &str = "LOSSES";
 /// Syscall arguments stashed at entry, keyed by tid.
@@ -52,6 +54,30 @@ pub mod programs {
     pub const PROCESS_EXEC: &str = "process_exec";
     /// tracepoint `sched:sched_process_exit`.
     pub const PROCESS_EXIT: &str = "process_exit";
+    /// `fd_install(fd, file)`: every fd installed, whatever the path.
+    pub const FENTRY_FD_INSTALL: &str = "fentry_fd_install";
+    pub const KPROBE_FD_INSTALL: &str = "kprobe_fd_install";
+    /// The per-fd removal function (`file_close_fd_locked(files, fd)`,
+    /// `pick_file(files, fd)`): the fd is the second argument.
+    pub const FENTRY_FD_REMOVE: &str = "fentry_fd_remove";
+    pub const KPROBE_FD_REMOVE: &str = "kprobe_fd_remove";
+    /// `close_fd(fd)` / `file_close_fd(fd)`: the fd is the first argument.
+    pub const FENTRY_CLOSE_FD: &str = "fentry_close_fd";
+    pub const KPROBE_CLOSE_FD: &str = "kprobe_close_fd";
+    /// `tcp_connect(sk)` and `tcp_close(sk, timeout)`.
+    pub const FENTRY_TCP_CONNECT: &str = "fentry_tcp_connect";
+    pub const KPROBE_TCP_CONNECT: &str = "kprobe_tcp_connect";
+    pub const FENTRY_TCP_CLOSE: &str = "fentry_tcp_close";
+    pub const KPROBE_TCP_CLOSE: &str = "kprobe_tcp_close";
+}
+
+/// Bits of the [`RUNTIME_MAP`] flags word, set after attaching.
+pub mod runtime_flags {
+    /// `fd_install` is hooked: syscall exits report only failed opens
+    /// (and dup2/dup3, which replace a slot without installing).
+    pub const INSTALL_HOOKED: u32 = 1;
+    /// `tcp_connect` is hooked.
+    pub const TCP_HOOKED: u32 = 2;
 }
 
 /// Capacity of the trailing string buffer of [`FdOpen`], [`SockAddrEvent`]
@@ -88,10 +114,12 @@ pub enum EventKind {
     /// another stack: [`StackRecord`]. It immediately precedes the event
     /// of the same thread whose `stack_id` is [`STACK_INLINE`].
     Stack = 9,
+    /// A TCP socket changed state or was connected/closed: [`SockState`].
+    SockState = 10,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::FdOpen,
         EventKind::Close,
         EventKind::CloseRange,
@@ -101,6 +129,7 @@ impl EventKind {
         EventKind::Exec,
         EventKind::Exit,
         EventKind::Stack,
+        EventKind::SockState,
     ];
 
     pub const fn from_u32(v: u32) -> Option<Self> {
@@ -114,6 +143,7 @@ impl EventKind {
             7 => EventKind::Exec,
             8 => EventKind::Exit,
             9 => EventKind::Stack,
+            10 => EventKind::SockState,
             _ => return None,
         })
     }
@@ -130,6 +160,7 @@ impl EventKind {
             EventKind::Exec => size_of::<Exec>(),
             EventKind::Exit => size_of::<Exit>(),
             EventKind::Stack => size_of::<StackRecord>(),
+            EventKind::SockState => size_of::<SockState>(),
         }
     }
 
@@ -143,7 +174,8 @@ impl EventKind {
             | EventKind::CloseRange
             | EventKind::SetCloexec
             | EventKind::Fork
-            | EventKind::Exit => self.max_size(),
+            | EventKind::Exit
+            | EventKind::SockState => self.max_size(),
         }
     }
 }
@@ -237,7 +269,9 @@ pub struct FdOpen {
     pub flags: u64,
     /// Id in the stack map, or a negative errno when the capture failed.
     pub stack_id: i32,
-    pub _pad: u32,
+    /// A [`kind_hint`] from the installed file's inode (function tiers).
+    pub kind_hint: u16,
+    pub _pad: u16,
     /// The return address found at the user stack pointer when the syscall
     /// was made: recovers the caller of a frameless libc wrapper. 0 if not
     /// read.
@@ -247,6 +281,9 @@ pub struct FdOpen {
     /// For sockets: the peer (the kernel's view, else accept's address
     /// argument).
     pub remote: SockAddr,
+    /// For sockets: the `struct sock *`, which ties later state changes to
+    /// this fd. 0 otherwise.
+    pub sk: u64,
     /// Bytes used in `path` (open* filename, memfd name).
     pub path_len: u16,
     pub _pad2: [u8; 6],
@@ -294,6 +331,48 @@ impl SockOp {
     }
 }
 
+/// What an installed fd's inode says it is (values of `FdOpen::kind_hint`).
+pub mod kind_hint {
+    pub const UNKNOWN: u16 = 0;
+    pub const SOCKET: u16 = 1;
+    pub const PIPE: u16 = 2;
+    /// Regular file, directory, device, symlink.
+    pub const FILE: u16 = 3;
+    /// An anonymous inode (eventfd, epoll, timerfd...): the syscall says
+    /// which.
+    pub const ANON: u16 = 4;
+}
+
+/// Where a [`SockState`] comes from.
+pub mod sock_source {
+    /// `tcp_connect(sk)`: the SYN is about to go out.
+    pub const TCP_CONNECT: u16 = 1;
+    /// `tcp_close(sk)`: the last reference to the socket is gone.
+    pub const TCP_CLOSE: u16 = 2;
+    /// `sock:inet_sock_set_state`.
+    pub const SET_STATE: u16 = 3;
+}
+
+/// A TCP socket's state and addresses, keyed by its `struct sock *`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockState {
+    pub header: Header,
+    /// A [`sock_source`] value.
+    pub source: u16,
+    pub family: u16,
+    /// The fd, when the event happens in a syscall that names it
+    /// (connect); else -1.
+    pub fd: i32,
+    /// TCP states (`include/net/tcp_states.h`); `old_state` is 0 when
+    /// unknown.
+    pub old_state: u32,
+    pub new_state: u32,
+    pub sk: u64,
+    pub local: SockAddr,
+    pub remote: SockAddr,
+}
+
 /// `connect`, `bind` or `listen` returned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -316,6 +395,8 @@ pub struct SockAddrEvent {
     pub local: SockAddr,
     /// The socket's peer as the kernel holds it after the call.
     pub remote: SockAddr,
+    /// The `struct sock *`, when read from the kernel.
+    pub sk: u64,
     /// Bytes used in `path`: the `AF_UNIX` socket path (a leading NUL marks
     /// an abstract address).
     pub path_len: u16,
@@ -378,10 +459,11 @@ pub struct Exit {
 
 const _: () = assert!(size_of::<Header>() == 40);
 const _: () = assert!(size_of::<SockAddr>() == 24);
-const _: () = assert!(size_of::<FdOpen>() == 152 + PATH_CAP);
+const _: () = assert!(size_of::<FdOpen>() == 160 + PATH_CAP);
 const _: () = assert!(size_of::<Close>() == 48);
 const _: () = assert!(size_of::<CloseRange>() == 56);
-const _: () = assert!(size_of::<SockAddrEvent>() == 144 + PATH_CAP);
+const _: () = assert!(size_of::<SockAddrEvent>() == 152 + PATH_CAP);
+const _: () = assert!(size_of::<SockState>() == 112);
 const _: () = assert!(size_of::<SetCloexec>() == 48);
 const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
@@ -500,10 +582,18 @@ pub struct Config {
     /// 0 on kernels without IPv6.
     pub skc_v6_rcv_saddr_off: u32,
     pub skc_v6_daddr_off: u32,
-    pub _pad: u32,
+    pub skc_state_off: u32,
+    /// `fdtable.close_on_exec` (a bitmap pointer).
+    pub fdtable_close_on_exec_off: u32,
+    /// Where there is no `bpf_task_pt_regs` (before 5.15), the user
+    /// registers are found as x86_64's `task_pt_regs()` does: at the top of
+    /// the task's kernel stack, `task->stack + THREAD_SIZE - sizeof(pt_regs)`.
+    /// 0 disables it.
+    pub task_stack_off: u32,
+    pub thread_size: u32,
 }
 
-const _: () = assert!(size_of::<Config>() == 96);
+const _: () = assert!(size_of::<Config>() == 108);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {

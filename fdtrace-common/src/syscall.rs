@@ -51,6 +51,14 @@ pub enum Syscall {
     // Removal.
     Close = 60,
     CloseRange = 61,
+    // fds installed by paths only the function tiers see (fd_install).
+    /// recvmsg/recvmmsg: fds received over SCM_RIGHTS.
+    Recvmsg = 70,
+    Recvmmsg = 71,
+    /// io_uring_enter: an io_uring operation installed it.
+    IoUringEnter = 72,
+    /// Installed outside any syscall fdtrace knows.
+    Other = 79,
 }
 
 /// What a syscall does to the fd table, which decides the hooks it needs.
@@ -64,10 +72,12 @@ pub enum Role {
     SocketInfo,
     /// fcntl/ioctl: only some commands matter; the entry filters them.
     Control,
+    /// Not hooked itself: seen installing fds through `fd_install`.
+    Installs,
 }
 
 impl Syscall {
-    pub const ALL: [Syscall; 38] = [
+    pub const ALL: [Syscall; 42] = [
         Syscall::Socket,
         Syscall::Socketpair,
         Syscall::Accept,
@@ -106,6 +116,10 @@ impl Syscall {
         Syscall::IoUringSetup,
         Syscall::Close,
         Syscall::CloseRange,
+        Syscall::Recvmsg,
+        Syscall::Recvmmsg,
+        Syscall::IoUringEnter,
+        Syscall::Other,
     ];
 
     /// The syscall's name, as in `syscalls:sys_enter_<name>`.
@@ -149,6 +163,10 @@ impl Syscall {
             Syscall::IoUringSetup => "io_uring_setup",
             Syscall::Close => "close",
             Syscall::CloseRange => "close_range",
+            Syscall::Recvmsg => "recvmsg",
+            Syscall::Recvmmsg => "recvmmsg",
+            Syscall::IoUringEnter => "io_uring_enter",
+            Syscall::Other => "other",
         }
     }
 
@@ -157,6 +175,7 @@ impl Syscall {
             Syscall::Close | Syscall::CloseRange => Role::Removes,
             Syscall::Connect | Syscall::Bind | Syscall::Listen => Role::SocketInfo,
             Syscall::Fcntl | Syscall::Ioctl => Role::Control,
+            Syscall::Recvmsg | Syscall::Recvmmsg | Syscall::IoUringEnter | Syscall::Other => Role::Installs,
             Syscall::Socket
             | Syscall::Socketpair
             | Syscall::Accept
@@ -232,6 +251,10 @@ impl Syscall {
             Syscall::IoUringSetup => 425,
             Syscall::Close => 3,
             Syscall::CloseRange => 436,
+            Syscall::Recvmsg => 47,
+            Syscall::Recvmmsg => 299,
+            Syscall::IoUringEnter => 426,
+            Syscall::Other => u32::MAX,
         }
     }
 
@@ -300,6 +323,9 @@ impl Syscall {
             | Syscall::EpollCreate
             | Syscall::Signalfd
             | Syscall::InotifyInit => false,
+            // Received fds: MSG_CMSG_CLOEXEC is in recvmsg's flags (arg 2);
+            // the fd table's bit is read instead.
+            Syscall::Recvmsg | Syscall::Recvmmsg | Syscall::IoUringEnter | Syscall::Other => false,
             // These install nothing.
             Syscall::Connect
             | Syscall::Bind

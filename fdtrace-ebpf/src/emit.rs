@@ -2,19 +2,19 @@
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_USER_STACK},
     helpers::{
-        bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+        bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
     },
     programs::tracing::StackIdContext,
 };
 use fdtrace_common::{
-    config_flags, fd_flags,
+    config_flags, fd_flags, runtime_flags,
     syscall::consts::{AF_INET, AF_INET6, AF_UNIX},
     EventKind, Header, Loss, SockAddr, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH, STACK_INLINE,
 };
 
-use crate::maps::{config, EVENTS, LOSSES, SCRATCH, STACKS, TARGETS};
+use crate::maps::{config, EVENTS, LOSSES, RUNTIME, SCRATCH, STACKS, TARGETS};
 
 pub use fdtrace_common::STACK_NOT_CAPTURED;
 
@@ -23,6 +23,14 @@ pub use fdtrace_common::STACK_NOT_CAPTURED;
 pub fn is_traced(tgid: u32) -> bool {
     // SAFETY: the value is only tested for presence.
     unsafe { TARGETS.get(&tgid).is_some() }
+}
+
+/// Whether `fd_install` is hooked (decided after attaching, so read from
+/// the RUNTIME map, not CONFIG).
+#[inline(always)]
+pub fn install_hooked() -> bool {
+    // SAFETY: plain read of an array slot.
+    RUNTIME.get(0).is_some_and(|f| f & runtime_flags::INSTALL_HOOKED != 0)
 }
 
 /// Counts one loss of the given kind.
@@ -159,16 +167,44 @@ pub struct UserRegs([u64; 13]);
 impl UserRegs {
     #[inline(always)]
     pub fn read() -> Option<UserRegs> {
-        if config!(flags) & config_flags::HAVE_TASK_PT_REGS == 0 {
+        if config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
+            // SAFETY: helpers with checked results; the loader only sets the
+            // flag on kernels that have bpf_task_pt_regs.
+            return unsafe {
+                let task = bpf_get_current_task_btf();
+                let regs = bpf_task_pt_regs(task) as *const pt_regs;
+                let from = core::ptr::addr_of!((*regs).r10).cast::<[u64; 13]>();
+                bpf_probe_read_kernel(from).ok().map(UserRegs)
+            };
+        }
+        Self::read_from_stack()
+    }
+
+    /// x86_64's `task_pt_regs()`: the user registers are the last
+    /// `pt_regs` of the task's kernel stack. Trusted only if the saved code
+    /// and stack segments are the 64-bit user ones, so a wrong THREAD_SIZE
+    /// (a KASAN kernel) or a kernel thread gives `None`, not garbage.
+    #[inline(always)]
+    fn read_from_stack() -> Option<UserRegs> {
+        const USER_CS: u64 = 0x33;
+        const USER_DS: u64 = 0x2b;
+        let (stack_off, thread_size) = (config!(task_stack_off), config!(thread_size));
+        if stack_off == 0 || thread_size == 0 {
             return None;
         }
-        // SAFETY: helpers with checked results; the loader only sets the
-        // flag on kernels that have bpf_task_pt_regs.
+        // SAFETY: checked kernel reads.
         unsafe {
-            let task = bpf_get_current_task_btf();
-            let regs = bpf_task_pt_regs(task) as *const pt_regs;
-            let from = core::ptr::addr_of!((*regs).r10).cast::<[u64; 13]>();
-            bpf_probe_read_kernel(from).ok().map(UserRegs)
+            let task = bpf_get_current_task();
+            let stack: u64 = bpf_probe_read_kernel((task + u64::from(stack_off)) as *const u64).ok()?;
+            let regs = stack + u64::from(thread_size) - size_of::<pt_regs>() as u64;
+            // Words 7..=20: r10 .. sp, ss.
+            let words: [u64; 14] = bpf_probe_read_kernel((regs + 7 * 8) as *const [u64; 14]).ok()?;
+            if words[10] != USER_CS || words[13] != USER_DS {
+                return None;
+            }
+            let mut w = [0u64; 13];
+            w.copy_from_slice(&words[..13]);
+            Some(UserRegs(w))
         }
     }
 
@@ -179,6 +215,12 @@ impl UserRegs {
     pub fn args(&self) -> [u64; 6] {
         let r = &self.0;
         [r[7], r[6], r[5], r[0], r[2], r[1]]
+    }
+
+    /// The number of the syscall in progress.
+    #[inline(always)]
+    pub fn syscall_nr(&self) -> u32 {
+        self.0[8] as u32
     }
 
     /// The word at the user stack pointer. At the `syscall` instruction of
@@ -246,23 +288,32 @@ pub fn read_sockaddr(src: u64, len: u64, out: &mut SockAddr, path: &mut [u8; PAT
             ok
         },
         AF_UNIX => {
-            // sun_path: up to len - 2 bytes, not necessarily NUL-terminated;
-            // abstract addresses start with a NUL.
-            let mut n = (len - 2) as usize;
-            if n > 108 {
-                n = 108;
-            }
+            // sun_path: up to len - 2 bytes (at most 108), not necessarily
+            // NUL-terminated; abstract addresses start with a NUL. The size
+            // is masked so older verifiers (5.10) see it bounded and
+            // unsigned.
+            let n = (len.min(110) as u32).saturating_sub(2);
+            // The compiler knows n <= 108 and would drop a plain mask; read
+            // it back through a volatile so the mask reaches the verifier.
+            // SAFETY: reading a local.
+            let n = unsafe { core::ptr::read_volatile(&n) } & 0x7f;
             if n == 0 {
                 return (0, 0);
             }
-            // SAFETY: n is at most 108 < PATH_CAP.
-            let ok = unsafe { bpf_probe_read_user_buf((src + 2) as *const u8, &mut path[..n]) }.is_ok();
-            if !ok {
+            // SAFETY: n <= 127 < PATH_CAP; the helper writes at most n bytes.
+            let ret = unsafe {
+                aya_ebpf::helpers::generated::bpf_probe_read_user(
+                    path.as_mut_ptr().cast(),
+                    n,
+                    (src + 2) as *const _,
+                )
+            };
+            if ret != 0 {
                 count(Loss::ReadFailed);
                 return (0, fd_flags::READ_FAILED);
             }
             // Userspace trims a pathname address at its first NUL.
-            return (n as u16, 0);
+            return (n.min(108) as u16, 0);
         }
         _ => true,
     };

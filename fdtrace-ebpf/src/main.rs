@@ -6,16 +6,24 @@
 //! full is counted in `LOSSES`.
 //!
 //! One module per hook family:
-//! - [`syscalls`]: the tracepoint tier (`syscalls:sys_enter_*`/`sys_exit_*`);
+//! - [`syscalls`]: syscall tracepoints (`syscalls:sys_enter_*`/`sys_exit_*`);
+//! - [`fdtable`]: the kernel's fd-table functions (fentry/kprobe tiers);
+//! - [`tcp`]: `tcp_connect`/`tcp_close` (fentry/kprobe tiers);
 //! - [`process`]: fork, exec and exit.
+//!
+//! [`fdopen`] builds the fd-creation record the same way for every tier;
+//! [`sockets`] reads the fd table and sockets; [`emit`] sends records.
 #![no_std]
 #![no_main]
 
 mod emit;
+mod fdopen;
+mod fdtable;
 mod maps;
 mod process;
 mod sockets;
 mod syscalls;
+mod tcp;
 
 #[cfg(not(test))]
 #[panic_handler]

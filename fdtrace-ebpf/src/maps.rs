@@ -3,7 +3,7 @@
 use aya_ebpf::{
     btf_maps::StackTrace,
     macros::{btf_map, map},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fdtrace_common::{
     Config, Inflight, Loss, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
@@ -20,6 +20,10 @@ pub static STACKS: StackTrace<{ DEFAULT_STACK_ENTRIES as usize }, 0, STACK_DEPTH
 /// Traced processes: tgid → `fdtrace_common::target` flags.
 #[map]
 pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(DEFAULT_MAX_TARGETS, 0);
+
+/// Flags decided while attaching (`fdtrace_common::runtime_flags`), slot 0.
+#[map]
+pub static RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Syscall arguments stashed at entry, by tid. LRU: a thread killed inside
 /// a syscall never reaches the exit hook, and its entry must not pin a slot.

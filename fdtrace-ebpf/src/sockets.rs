@@ -1,10 +1,12 @@
-//! Reading a socket's addresses from the kernel, given an fd of the current
-//! task: `task->files->fdt->fd[fd]->private_data` is the `struct socket`,
-//! whose `sk` starts with `struct sock_common`. The kernel's view is exact
-//! where the syscall's arguments are not (accept with a NULL address, the
-//! port bind(0) or connect chose). Offsets come from BTF via `CONFIG`.
+//! Reading the kernel's fd table and sockets, for the current task:
+//! `task->files->fdt->fd[fd]` is the `struct file`; for a socket,
+//! `file->private_data` is the `struct socket`, whose `sk` starts with
+//! `struct sock_common`. The kernel's view is exact where syscall
+//! arguments are not (accept with a NULL address, the port bind(0) or
+//! connect chose). Offsets come from BTF via `CONFIG`.
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
 use fdtrace_common::{
+    kind_hint,
     syscall::consts::{AF_INET, AF_INET6},
     SockAddr,
 };
@@ -13,6 +15,7 @@ use crate::maps::config;
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
+const S_IFIFO: u16 = 0o010000;
 
 #[inline(always)]
 fn read<T>(base: u64, off: u32) -> Option<T> {
@@ -23,39 +26,86 @@ fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }.ok()
 }
 
-/// The `struct sock *` behind `fd` of the current task, if it is a socket.
+/// The current task's `struct fdtable *`.
 #[inline(always)]
-fn sock_of_fd(fd: i32) -> Option<u64> {
-    if fd < 0 || config!(socket_sk_off) == 0 {
+fn fdtable() -> Option<u64> {
+    if config!(files_fdt_off) == 0 && config!(fdtable_fd_off) == 0 {
         return None;
     }
     // SAFETY: no preconditions.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, config!(task_files_off))?;
-    let fdt: u64 = read(files, config!(files_fdt_off))?;
+    read(files, config!(files_fdt_off))
+}
+
+/// The `struct file *` behind `fd` of the current task.
+#[inline(always)]
+fn file_of_fd(fd: i32) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    let fdt = fdtable()?;
     let max_fds: u32 = read(fdt, config!(fdtable_max_fds_off))?;
     if fd as u32 >= max_fds {
         return None;
     }
     let array: u64 = read(fdt, config!(fdtable_fd_off))?;
-    let file: u64 = read(array, fd as u32 * 8)?;
+    read(array, fd as u32 * 8)
+}
+
+#[inline(always)]
+fn inode_mode(file: u64) -> Option<u16> {
     let inode: u64 = read(file, config!(file_inode_off))?;
-    let mode: u16 = read(inode, config!(inode_mode_off))?;
-    if mode & S_IFMT != S_IFSOCK {
+    read(inode, config!(inode_mode_off))
+}
+
+/// What the file's inode says it is.
+#[inline(always)]
+pub fn file_kind(file: u64) -> u16 {
+    match inode_mode(file) {
+        None => kind_hint::UNKNOWN,
+        Some(mode) => match mode & S_IFMT {
+            S_IFSOCK => kind_hint::SOCKET,
+            S_IFIFO => kind_hint::PIPE,
+            // Anonymous inodes (eventfd, epoll...) have no type bits.
+            0 => kind_hint::ANON,
+            _ => kind_hint::FILE,
+        },
+    }
+}
+
+/// The `struct sock *` of a socket file.
+#[inline(always)]
+pub fn sock_of_file(file: u64) -> Option<u64> {
+    if config!(socket_sk_off) == 0 || inode_mode(file)? & S_IFMT != S_IFSOCK {
         return None;
     }
     let socket: u64 = read(file, config!(file_private_data_off))?;
     read(socket, config!(socket_sk_off))
 }
 
-/// (local, remote) of the socket `fd`, for IPv4/IPv6 sockets; zeroed
-/// addresses otherwise.
+/// The `struct sock *` behind `fd` of the current task, if a socket.
 #[inline(always)]
-pub fn socket_addrs(fd: i32) -> (SockAddr, SockAddr) {
+pub fn sock_of_fd(fd: i32) -> Option<u64> {
+    sock_of_file(file_of_fd(fd)?)
+}
+
+/// Whether `fd` has close-on-exec set in the current task's table.
+#[inline(always)]
+pub fn fd_is_cloexec(fd: i32) -> bool {
+    if fd < 0 || config!(fdtable_close_on_exec_off) == 0 {
+        return false;
+    }
+    let Some(fdt) = fdtable() else { return false };
+    let Some(bits) = read::<u64>(fdt, config!(fdtable_close_on_exec_off)) else { return false };
+    let word: u64 = read(bits, (fd as u32 / 64) * 8).unwrap_or(0);
+    word >> (fd as u32 % 64) & 1 == 1
+}
+
+/// (local, remote) of a socket, for IPv4/IPv6; zeroed otherwise.
+#[inline(always)]
+pub fn sock_addrs(sk: u64) -> (SockAddr, SockAddr) {
     let (mut local, mut remote) = (SockAddr::default(), SockAddr::default());
-    let Some(sk) = sock_of_fd(fd) else {
-        return (local, remote);
-    };
     let family: u16 = read(sk, config!(skc_family_off)).unwrap_or(0);
     let num: u16 = read(sk, config!(skc_num_off)).unwrap_or(0);
     let dport: u16 = read(sk, config!(skc_dport_off)).unwrap_or(0);
@@ -87,4 +137,10 @@ pub fn socket_addrs(fd: i32) -> (SockAddr, SockAddr) {
         remote.port = u16::from_be(dport);
     }
     (local, remote)
+}
+
+/// The TCP state of a socket (`sk->__sk_common.skc_state`).
+#[inline(always)]
+pub fn sock_state(sk: u64) -> u32 {
+    u32::from(read::<u8>(sk, config!(skc_state_off)).unwrap_or(0))
 }

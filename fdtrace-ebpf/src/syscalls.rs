@@ -13,28 +13,19 @@
 //! fd-creating calls the new fd is still reported, flagged `MISSED_ENTRY`,
 //! with what the return value alone tells.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
-    EbpfContext as _,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext, EbpfContext as _,
 };
 use fdtrace_common::{
-    fd_flags,
-    syscall::consts::{
-        EAGAIN, FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD, O_CREAT, O_TRUNC, O_WRONLY,
-        SOCK_TYPE_MASK,
-    },
-    Close, CloseRange, EventKind, FdOpen, Inflight, Loss, SetCloexec, SockAddrEvent, SockOp, Syscall,
-    PATH_CAP,
+    config_flags,
+    syscall::consts::{FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD},
+    Close, CloseRange, EventKind, Inflight, Loss, SetCloexec, SockAddrEvent, SockOp, PATH_CAP,
 };
 
 use crate::{
-    emit::{
-        count, header, is_traced, read_fd_pair, read_sockaddr, read_user_str, scratch, send, send_scratch,
-        user_stack, UserRegs,
-    },
-    maps::INFLIGHT,
-    sockets::socket_addrs,
+    emit::{count, header, install_hooked, is_traced, read_sockaddr, scratch, send, send_scratch, UserRegs},
+    fdopen::*,
+    maps::{config, INFLIGHT},
+    sockets::{sock_addrs, sock_of_fd},
 };
 
 /// Record layout of every `sys_enter_*` tracepoint: `__syscall_nr` at 8,
@@ -45,27 +36,6 @@ const ENTER_ARGS_OFF: usize = 16;
 /// `sys_exit_*`: `__syscall_nr` at 8, `ret` at 16.
 const EXIT_NR_OFF: usize = 8;
 const EXIT_RET_OFF: usize = 16;
-
-macro_rules! nr {
-    ($($name:ident = $sc:ident),* $(,)?) => {
-        $(const $name: u32 = Syscall::$sc.nr();)*
-    };
-}
-nr! {
-    NR_SOCKET = Socket, NR_SOCKETPAIR = Socketpair, NR_ACCEPT = Accept, NR_ACCEPT4 = Accept4,
-    NR_CONNECT = Connect, NR_BIND = Bind, NR_LISTEN = Listen,
-    NR_OPEN = Open, NR_OPENAT = Openat, NR_OPENAT2 = Openat2, NR_CREAT = Creat,
-    NR_OPEN_BY_HANDLE_AT = OpenByHandleAt, NR_MEMFD_CREATE = MemfdCreate,
-    NR_MEMFD_SECRET = MemfdSecret, NR_PIPE = Pipe, NR_PIPE2 = Pipe2,
-    NR_DUP = Dup, NR_DUP2 = Dup2, NR_DUP3 = Dup3, NR_FCNTL = Fcntl, NR_IOCTL = Ioctl,
-    NR_EVENTFD = Eventfd, NR_EVENTFD2 = Eventfd2, NR_EPOLL_CREATE = EpollCreate,
-    NR_EPOLL_CREATE1 = EpollCreate1, NR_TIMERFD_CREATE = TimerfdCreate,
-    NR_SIGNALFD = Signalfd, NR_SIGNALFD4 = Signalfd4, NR_INOTIFY_INIT = InotifyInit,
-    NR_INOTIFY_INIT1 = InotifyInit1, NR_FANOTIFY_INIT = FanotifyInit,
-    NR_PIDFD_OPEN = PidfdOpen, NR_PIDFD_GETFD = PidfdGetfd, NR_USERFAULTFD = Userfaultfd,
-    NR_PERF_EVENT_OPEN = PerfEventOpen, NR_IO_URING_SETUP = IoUringSetup,
-    NR_CLOSE = Close, NR_CLOSE_RANGE = CloseRange,
-}
 
 /// Reads a field of the tracepoint record at a constant offset.
 #[inline(always)]
@@ -160,8 +130,10 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     let nr = field::<i32>(&ctx, EXIT_NR_OFF) as u32;
     let ret = field::<i64>(&ctx, EXIT_RET_OFF);
     let regs = UserRegs::read();
-    let entry = match regs {
-        // Linux 5.15+: the arguments are still in the user registers.
+    // Where the loader hooked no entries (bpf_task_pt_regs, Linux 5.15+),
+    // the arguments are still in the user registers; else in the stash.
+    let from_regs = regs.filter(|_| config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0);
+    let entry = match from_regs {
         Some(r) => {
             let args = r.args();
             if !exit_control(pid_tgid, nr, ret, &args) {
@@ -191,7 +163,11 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
         NR_CONNECT => sock_addr(pid_tgid, SockOp::Connect, ret, entry),
         NR_BIND => sock_addr(pid_tgid, SockOp::Bind, ret, entry),
         NR_LISTEN => sock_addr(pid_tgid, SockOp::Listen, ret, entry),
-        _ => fd_open(&ctx, pid_tgid, nr, ret, entry, regs),
+        // With fd_install hooked, installs are reported there; exits
+        // only add failures, and dup2/dup3 (which replace a slot without
+        // installing).
+        _ if ret >= 0 && install_hooked() && !matches!(nr, NR_DUP2 | NR_DUP3) => {}
+        _ => report_open(&ctx, pid_tgid, nr, ret, entry, regs, None),
     }
     0
 }
@@ -219,186 +195,6 @@ fn exit_control(pid_tgid: u64, nr: u32, ret: i64, args: &[u64; 6]) -> bool {
     false
 }
 
-/// Reports an fd-creating syscall's result.
-#[inline(always)]
-fn fd_open(
-    ctx: &TracePointContext,
-    pid_tgid: u64,
-    nr: u32,
-    ret: i64,
-    entry: Option<Inflight>,
-    regs: Option<UserRegs>,
-) {
-    // A non-blocking accept finding nothing is routine, not an event.
-    if ret == -EAGAIN {
-        return;
-    }
-    let Some(syscall) = syscall_of(nr) else {
-        return;
-    };
-    let Some(ev) = scratch::<FdOpen>() else {
-        return;
-    };
-    ev.header = header(EventKind::FdOpen, pid_tgid);
-    ev.syscall = syscall as u16;
-    ev.family = 0;
-    ev.sock_type = 0;
-    ev.protocol = 0;
-    ev.fd = if ret >= 0 { ret as i32 } else { -1 };
-    ev.fd2 = -1;
-    ev.src_fd = -1;
-    ev.fd_flags = 0;
-    ev.ret = ret;
-    ev.flags = 0;
-    ev._pad = 0;
-    ev.local = Default::default();
-    ev.remote = Default::default();
-    ev.path_len = 0;
-    ev._pad2 = [0; 6];
-
-    let args = match entry {
-        Some(e) => e.args,
-        None => {
-            ev.fd_flags |= fd_flags::MISSED_ENTRY;
-            [0; 6]
-        }
-    };
-    // What each syscall's arguments tell: (raw flags, path pointer).
-    let mut path_ptr = 0u64;
-    match nr {
-        NR_SOCKET | NR_SOCKETPAIR => {
-            ev.family = args[0] as u16;
-            ev.sock_type = (args[1] & SOCK_TYPE_MASK) as u16;
-            ev.protocol = args[2] as u16;
-            ev.flags = args[1];
-            if nr == NR_SOCKETPAIR {
-                ev.fd = -1;
-                if ret == 0 && entry.is_some() {
-                    match read_fd_pair(args[3]) {
-                        Some((a, b)) => {
-                            ev.fd = a;
-                            ev.fd2 = b;
-                        }
-                        None => ev.fd_flags |= fd_flags::READ_FAILED,
-                    }
-                }
-            }
-        }
-        NR_ACCEPT | NR_ACCEPT4 => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
-            if nr == NR_ACCEPT4 {
-                ev.flags = args[3];
-            }
-            if ret >= 0 && args[1] != 0 && args[2] != 0 {
-                // The address length is value-result: read what the kernel
-                // wrote back.
-                // SAFETY: user read through the checked helper.
-                let len = unsafe { bpf_probe_read_user(args[2] as *const u32) }.unwrap_or(0);
-                let (n, f) = read_sockaddr(args[1], u64::from(len), &mut ev.remote, &mut ev.path);
-                ev.path_len = n;
-                ev.fd_flags |= f;
-            }
-            // The kernel's view is exact even when the caller passed no
-            // address buffer.
-            if ret >= 0 {
-                let (local, remote) = socket_addrs(ret as i32);
-                if local.family != 0 {
-                    ev.local = local;
-                }
-                if remote.family != 0 {
-                    ev.remote = remote;
-                }
-            }
-        }
-        NR_OPEN => {
-            path_ptr = args[0];
-            ev.flags = args[1];
-        }
-        NR_OPENAT => {
-            path_ptr = args[1];
-            ev.flags = args[2];
-        }
-        NR_OPENAT2 => {
-            path_ptr = args[1];
-            // struct open_how starts with the u64 flags.
-            if args[2] != 0 {
-                // SAFETY: user read through the checked helper.
-                ev.flags = unsafe { bpf_probe_read_user(args[2] as *const u64) }.unwrap_or(0);
-            }
-        }
-        NR_CREAT => {
-            path_ptr = args[0];
-            ev.flags = O_CREAT | O_WRONLY | O_TRUNC;
-        }
-        NR_OPEN_BY_HANDLE_AT => ev.flags = args[2],
-        NR_MEMFD_CREATE => {
-            path_ptr = args[0];
-            ev.flags = args[1];
-        }
-        NR_PIPE | NR_PIPE2 => {
-            ev.fd = -1;
-            if nr == NR_PIPE2 {
-                ev.flags = args[1];
-            }
-            if ret == 0 && entry.is_some() {
-                match read_fd_pair(args[0]) {
-                    Some((a, b)) => {
-                        ev.fd = a;
-                        ev.fd2 = b;
-                    }
-                    None => ev.fd_flags |= fd_flags::READ_FAILED,
-                }
-            }
-        }
-        NR_DUP | NR_DUP2 | NR_DUP3 => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
-            if nr == NR_DUP3 {
-                ev.flags = args[2];
-            }
-        }
-        NR_FCNTL => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
-            ev.flags = args[1];
-        }
-        NR_SIGNALFD | NR_SIGNALFD4 => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
-            if nr == NR_SIGNALFD4 {
-                ev.flags = args[3];
-            }
-            // signalfd on an existing signalfd updates it in place.
-            if ev.src_fd >= 0 {
-                ev.fd_flags |= fd_flags::REUSED_FD;
-            }
-        }
-        NR_PIDFD_GETFD => {
-            ev.src_fd = if entry.is_some() { args[1] as i32 } else { -1 };
-            ev.flags = args[2];
-        }
-        NR_EVENTFD2 | NR_TIMERFD_CREATE => ev.flags = args[1],
-        NR_EPOLL_CREATE1 | NR_INOTIFY_INIT1 | NR_FANOTIFY_INIT | NR_USERFAULTFD | NR_MEMFD_SECRET
-        | NR_PIDFD_OPEN => ev.flags = args[0],
-        NR_PERF_EVENT_OPEN => ev.flags = args[4],
-        _ => {}
-    }
-    if syscall.new_fd_cloexec(ev.flags) {
-        ev.fd_flags |= fd_flags::CLOEXEC;
-    }
-    if path_ptr != 0 && entry.is_some() {
-        let (n, f) = read_user_str(path_ptr, &mut ev.path);
-        ev.path_len = n;
-        ev.fd_flags |= f;
-    }
-    if ret >= 0 {
-        ev.stack_id = user_stack(ctx, pid_tgid);
-        ev.caller_ip = regs.map_or(0, |r| r.caller_ip());
-    } else {
-        ev.stack_id = crate::emit::STACK_NOT_CAPTURED;
-        ev.caller_ip = 0;
-    }
-    let path_len = ev.path_len as usize;
-    send_scratch(size_of::<FdOpen>() - PATH_CAP, path_len);
-}
-
 /// Reports connect/bind/listen.
 #[inline(always)]
 fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
@@ -414,6 +210,7 @@ fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
     ev.addr = Default::default();
     ev.local = Default::default();
     ev.remote = Default::default();
+    ev.sk = 0;
     ev.path_len = 0;
     ev._pad2 = [0; 6];
     match entry {
@@ -424,7 +221,10 @@ fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
                 ev.path_len = n;
                 ev.flags |= f;
             }
-            (ev.local, ev.remote) = socket_addrs(ev.fd);
+            if let Some(sk) = sock_of_fd(ev.fd) {
+                ev.sk = sk;
+                (ev.local, ev.remote) = sock_addrs(sk);
+            }
         }
         None => {
             // Without the entry the fd is unknown: nothing to report.
@@ -433,43 +233,4 @@ fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
     }
     let path_len = ev.path_len as usize;
     send_scratch(size_of::<SockAddrEvent>() - PATH_CAP, path_len);
-}
-
-#[inline(always)]
-fn syscall_of(nr: u32) -> Option<Syscall> {
-    Some(match nr {
-        NR_SOCKET => Syscall::Socket,
-        NR_SOCKETPAIR => Syscall::Socketpair,
-        NR_ACCEPT => Syscall::Accept,
-        NR_ACCEPT4 => Syscall::Accept4,
-        NR_OPEN => Syscall::Open,
-        NR_OPENAT => Syscall::Openat,
-        NR_OPENAT2 => Syscall::Openat2,
-        NR_CREAT => Syscall::Creat,
-        NR_OPEN_BY_HANDLE_AT => Syscall::OpenByHandleAt,
-        NR_MEMFD_CREATE => Syscall::MemfdCreate,
-        NR_MEMFD_SECRET => Syscall::MemfdSecret,
-        NR_PIPE => Syscall::Pipe,
-        NR_PIPE2 => Syscall::Pipe2,
-        NR_DUP => Syscall::Dup,
-        NR_DUP2 => Syscall::Dup2,
-        NR_DUP3 => Syscall::Dup3,
-        NR_FCNTL => Syscall::Fcntl,
-        NR_EVENTFD => Syscall::Eventfd,
-        NR_EVENTFD2 => Syscall::Eventfd2,
-        NR_EPOLL_CREATE => Syscall::EpollCreate,
-        NR_EPOLL_CREATE1 => Syscall::EpollCreate1,
-        NR_TIMERFD_CREATE => Syscall::TimerfdCreate,
-        NR_SIGNALFD => Syscall::Signalfd,
-        NR_SIGNALFD4 => Syscall::Signalfd4,
-        NR_INOTIFY_INIT => Syscall::InotifyInit,
-        NR_INOTIFY_INIT1 => Syscall::InotifyInit1,
-        NR_FANOTIFY_INIT => Syscall::FanotifyInit,
-        NR_PIDFD_OPEN => Syscall::PidfdOpen,
-        NR_PIDFD_GETFD => Syscall::PidfdGetfd,
-        NR_USERFAULTFD => Syscall::Userfaultfd,
-        NR_PERF_EVENT_OPEN => Syscall::PerfEventOpen,
-        NR_IO_URING_SETUP => Syscall::IoUringSetup,
-        _ => return None,
-    })
 }

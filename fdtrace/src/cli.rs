@@ -20,10 +20,20 @@ Examples:
     version,
     about = "Find the sockets and other file descriptors a process opens and never closes, and where in the program it opened them.",
     after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub trace: TraceArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Check what this kernel supports and which hooks fdtrace would use, then exit.
+    Check,
 }
 
 #[derive(clap::Args, Debug, Clone)]

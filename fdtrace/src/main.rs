@@ -11,6 +11,7 @@
 //! - [`stream`]: live event lines;
 //! - [`session`]: the loop that ties them together.
 mod attach;
+mod check;
 mod cli;
 mod clock;
 mod events;
@@ -34,6 +35,11 @@ fn main() -> ExitCode {
         .parse_env("FDTRACE_LOG")
         .init();
 
+    if let Some(cli::Command::Check) = cli.command {
+        let check = attach::Tracer::check();
+        print!("{}", check::render(&check));
+        return if check::usable(&check) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

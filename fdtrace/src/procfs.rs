@@ -10,6 +10,7 @@ use std::{
 
 use fdtrace_common::syscall::consts::{AF_INET, AF_INET6, AF_UNIX};
 
+pub use crate::events::TcpState;
 use crate::{
     events::{Addr, FdKind, SockSpec},
     ledger::{FdDesc, ProcFd},
@@ -168,62 +169,6 @@ pub fn fd_numbers(pid: u32) -> io::Result<Vec<i32>> {
         .collect();
     fds.sort_unstable();
     Ok(fds)
-}
-
-/// TCP states as numbered in the kernel (`include/net/tcp_states.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TcpState {
-    Established = 1,
-    SynSent,
-    SynRecv,
-    FinWait1,
-    FinWait2,
-    TimeWait,
-    Close,
-    CloseWait,
-    LastAck,
-    Listen,
-    Closing,
-    NewSynRecv,
-}
-
-impl TcpState {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        use TcpState::*;
-        Some(match v {
-            1 => Established,
-            2 => SynSent,
-            3 => SynRecv,
-            4 => FinWait1,
-            5 => FinWait2,
-            6 => TimeWait,
-            7 => Close,
-            8 => CloseWait,
-            9 => LastAck,
-            10 => Listen,
-            11 => Closing,
-            12 => NewSynRecv,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        use TcpState::*;
-        match self {
-            Established => "ESTABLISHED",
-            SynSent => "SYN_SENT",
-            SynRecv => "SYN_RECV",
-            FinWait1 => "FIN_WAIT1",
-            FinWait2 => "FIN_WAIT2",
-            TimeWait => "TIME_WAIT",
-            Close => "CLOSE",
-            CloseWait => "CLOSE_WAIT",
-            LastAck => "LAST_ACK",
-            Listen => "LISTEN",
-            Closing => "CLOSING",
-            NewSynRecv => "NEW_SYN_RECV",
-        }
-    }
 }
 
 /// One row of `/proc/net/{tcp,tcp6,udp,udp6,unix}`.

@@ -110,7 +110,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         "fdtrace: tracing {} via {} hooks ({} tier) in {} ms; Ctrl-C to stop",
         names.join(", "),
         tracer.plan.attached.len(),
-        tracer.plan.tier.map_or("no".into(), |t| t.to_string()),
+        tracer.plan.tier_summary(),
         started.elapsed().as_millis()
     );
 
@@ -141,7 +141,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             pid: root.tgid,
             comm: root.comm.clone(),
             started_ns,
-            tier: tracer.plan.tier.map_or("none".into(), |t| t.to_string()),
+            tier: tracer.plan.tier_summary(),
             ..report::Header::default()
         },
         report_opts: report::Options {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     clock::Clock,
-    events::{Addr, Body, Event, FdKind, Open, SockOp},
+    events::{Addr, Body, Event, FdKind, Open, SockOp, SockSource},
     ledger::{CloseCause, Effect, FdEntry},
 };
 
@@ -74,6 +74,9 @@ pub struct Line {
     pub open_at_exit: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u32>,
+    /// TCP state (socket state events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
     /// Stack map id of an fd-creating event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack_id: Option<u32>,
@@ -212,6 +215,29 @@ pub fn lines(ev: &Event, effects: &[Effect], clock: &Clock) -> Vec<Line> {
         }
         // Part of the next event, not an event.
         Body::UserStack(_) => {}
+        Body::SockState(change) => {
+            let state = |s: Option<crate::events::TcpState>| s.map_or("?", |s| s.name());
+            let mut line = Line {
+                event: change.source.name().into(),
+                fd: change.fd,
+                kind: Some("socket"),
+                local: change.local.as_ref().map(Addr::to_string),
+                remote: change.remote.as_ref().map(Addr::to_string),
+                state: change.new.map(|s| s.name()),
+                ..base.clone()
+            };
+            let addrs = format!(
+                "{} -> {}",
+                line.local.clone().unwrap_or_else(|| "?".into()),
+                line.remote.clone().unwrap_or_else(|| "?".into())
+            );
+            line.details = match change.source {
+                SockSource::TcpConnect => format!("{addrs} (SYN out)"),
+                SockSource::TcpClose => format!("{addrs}, closed in {}", state(change.new)),
+                SockSource::SetState => format!("{addrs} {} -> {}", state(change.old), state(change.new)),
+            };
+            out.push(line);
+        }
         Body::Exit { code } => {
             let open = closed(CloseCause::Exit).count();
             out.push(Line {

@@ -4,17 +4,19 @@
 //!   is given);
 //! - `test`: install what the tests need, build, run every test;
 //! - `setup`: only the installation part of `test`;
-//! - `build-ebpf`: install the eBPF toolchain if needed and build the object.
+//! - `build-ebpf`: install the eBPF toolchain if needed and build the object;
+//! - `vm-run`: boot a Debian cloud kernel under qemu and run a script in it.
 //!
 //! Everything installs idempotently: a second run finds it present and
 //! costs nothing.
 mod ebpf_build;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
     process::{Command, ExitCode},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -46,6 +48,26 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boot a Debian cloud kernel under qemu (TCG), run a shell script in it,
+    /// print its output and exit with its status.
+    VmRun {
+        /// Kernel: 5.10 (bullseye), 6.1 (bookworm) or 6.12 (trixie).
+        #[arg(long, default_value = "6.1")]
+        kernel: vm::KernelVersion,
+        /// A host file or directory to put in the VM, at GUEST or else at the
+        /// same path; dynamically linked programs bring their libraries.
+        #[arg(long = "file", value_name = "HOST[:GUEST]")]
+        files: Vec<String>,
+        /// Seconds for the whole run, boot included.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 2048)]
+        memory: u32,
+        /// The script (busybox sh); several words are joined with spaces.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        script: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +91,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Setup => setup::all(),
         Cmd::Run { args } => run_fdtrace(&ws, args),
         Cmd::Test { args } => test(&ws, args),
+        Cmd::VmRun { kernel, files, timeout, memory, script } => {
+            let status =
+                vm::vm_run(&ws, kernel, &files, &script.join(" "), Duration::from_secs(timeout), memory)?;
+            if status != 0 {
+                std::process::exit(status);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -3,9 +3,15 @@
 //! every program is loaded and attached on its own, so one the kernel
 //! refuses is skipped (with a warning) or replaced by a fallback.
 //!
-//! Tiers (`--attach`): the tracepoint tier hooks syscall tracepoints and the
-//! sched lifecycle tracepoints; it works wherever tracepoints do.
+//! Tiers (`--attach`): fentry (BPF trampolines) and kprobe hook kernel
+//! functions in families ([`function`]): fd install, fd close, TCP connect
+//! and close. The tracepoint tier hooks syscall tracepoints; it works
+//! wherever tracepoints do and covers whatever the function tiers do not.
+//! dup2/dup3, fcntl/ioctl close-on-exec changes, connect/bind/listen and
+//! the process lifecycle (fork, exec, exit) are tracepoints in every tier.
+//! `auto` tries fentry, then kprobe, then the tracepoints, per family.
 pub mod btf;
+pub mod function;
 mod preflight;
 pub mod tracefs;
 mod tracepoint;
@@ -15,12 +21,14 @@ use std::fmt;
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
-        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId, RawTracePoint, TracePoint,
+        fentry::FEntryLinkId, kprobe::KProbeLinkId, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId, FEntry, KProbe, RawTracePoint, TracePoint,
     },
     Ebpf, EbpfLoader,
 };
 use fdtrace_common::{
-    config_flags, target, Loss, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, STACKS_MAP, TARGETS_MAP,
+    config_flags, runtime_flags, target, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, RUNTIME_MAP,
+    STACKS_MAP, TARGETS_MAP,
 };
 use log::warn;
 
@@ -32,21 +40,41 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// How fdtrace hooks the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {
-    /// The best tier this kernel supports, per hook.
+    /// The best tier this kernel supports, per hook family.
     Auto,
+    /// fentry on kernel functions (BPF trampolines); fails if unavailable.
+    Fentry,
+    /// kprobes on kernel functions; fails if unavailable.
+    Kprobe,
     /// Syscall and sched tracepoints only.
     Tracepoint,
 }
 
+impl AttachMode {
+    /// The function tiers to try, in order.
+    fn function_tiers(self) -> &'static [Tier] {
+        match self {
+            AttachMode::Auto => &[Tier::Fentry, Tier::Kprobe],
+            AttachMode::Fentry => &[Tier::Fentry],
+            AttachMode::Kprobe => &[Tier::Kprobe],
+            AttachMode::Tracepoint => &[],
+        }
+    }
+}
+
 /// A tier a hook ended up on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tier {
+    Fentry,
+    Kprobe,
     Tracepoint,
 }
 
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Tier::Fentry => "fentry",
+            Tier::Kprobe => "kprobe",
             Tier::Tracepoint => "tracepoint",
         })
     }
@@ -85,6 +113,9 @@ pub enum Error {
     /// Nothing at all could be attached.
     #[error("no fd hook could be attached on this kernel:\n{0}\nrun `fdtrace check` for details")]
     NothingAttached(String),
+    /// `--attach fentry|kprobe` and that tier does not work here.
+    #[error("--attach {tier}: the {family} hooks cannot use {tier} on this kernel:\n{why}\nuse --attach auto (or run `fdtrace check`)")]
+    TierUnavailable { tier: Tier, family: &'static str, why: String },
     #[error("fdtrace's eBPF object lacks {0} (a build problem: rebuild with `cargo xtask build-ebpf`)")]
     BadObject(String),
     #[error("updating the eBPF map {map}: {source}")]
@@ -98,13 +129,35 @@ pub enum Error {
 /// What was attached where, for the start-up line and report headers.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
-    pub tier: Option<Tier>,
+    /// Each function family and what it ended up on.
+    pub families: Vec<(function::Family, function::Outcome)>,
     /// Hooks attached, e.g. "syscalls:sys_enter_socket".
     pub attached: Vec<String>,
     /// Hooks skipped, with why.
     pub skipped: Vec<(String, String)>,
     /// The kernel side can read the caller of a frameless libc wrapper.
     pub caller_ip: bool,
+}
+
+/// What `fdtrace check` found.
+#[derive(Debug)]
+pub struct Check {
+    pub kernel: String,
+    pub privileged: Result<(), String>,
+    /// BTF and ring buffer present.
+    pub kernel_support: Result<(), String>,
+    pub task_pt_regs: bool,
+    pub tracefs: Result<String, String>,
+    /// Syscalls whose tracepoints exist (of those fdtrace uses).
+    pub syscall_tracepoints: usize,
+    pub families: Vec<CheckRow>,
+}
+
+/// Each function tier for one family: the function it hooked, or why not.
+#[derive(Debug)]
+pub struct CheckRow {
+    pub family: function::Family,
+    pub tiers: Vec<(Tier, Result<String, String>)>,
 }
 
 /// Counts of what the kernel side could not deliver in full.
@@ -129,11 +182,45 @@ impl Losses {
     }
 }
 
+impl Plan {
+    /// "fentry", "tracepoint", or per family when they differ, e.g.
+    /// "kprobe (fd install, fd close) + tracepoint".
+    pub fn tier_summary(&self) -> String {
+        let mut by_tier: std::collections::BTreeMap<Tier, Vec<&str>> = Default::default();
+        for (family, outcome) in &self.families {
+            let tier = outcome.hooked.map_or(Tier::Tracepoint, |(t, _)| t);
+            by_tier.entry(tier).or_default().push(family.name);
+        }
+        match by_tier.len() {
+            0 => "tracepoint".into(),
+            1 => by_tier.keys().next().expect("one").to_string(),
+            _ => by_tier
+                .iter()
+                .map(|(t, fams)| {
+                    if *t == Tier::Tracepoint {
+                        t.to_string()
+                    } else {
+                        format!("{t} ({})", fams.join(", "))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" + "),
+        }
+    }
+
+    /// The function hooked for a family, if any.
+    pub fn hooked(&self, name: &str) -> Option<(Tier, function::Candidate)> {
+        self.families.iter().find(|(f, _)| f.name == name).and_then(|(_, o)| o.hooked)
+    }
+}
+
 /// What was attached, so it can be detached in parallel.
 #[derive(Default)]
 pub struct Links {
     pub tracepoints: Vec<(&'static str, TracePointLinkId)>,
     pub raw_tracepoints: Vec<(&'static str, RawTracePointLinkId)>,
+    pub fentry: Vec<(&'static str, FEntryLinkId)>,
+    pub kprobes: Vec<(&'static str, KProbeLinkId)>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -168,7 +255,10 @@ impl Tracer {
             config.flags |= config_flags::HAVE_TASK_PT_REGS;
         }
 
+        // One parse of the kernel's BTF serves the loader and fentry.
+        let aya_btf = aya::Btf::from_sys_fs().ok();
         let mut ebpf = EbpfLoader::new()
+            .btf(aya_btf.as_ref())
             .override_global(CONFIG_GLOBAL, &config, true)
             .map_max_entries(EVENTS_MAP, opts.ringbuf_size)
             .map_max_entries(STACKS_MAP, opts.stack_entries)
@@ -189,14 +279,48 @@ impl Tracer {
         let stacks = ebpf.take_map(STACKS_MAP).and_then(|m| StackTraceMap::try_from(m).ok());
         let losses = ebpf.take_map(LOSSES_MAP).and_then(|m| PerCpuArray::try_from(m).ok());
 
-        let mut plan = Plan { caller_ip: kernel.has_task_pt_regs, ..Plan::default() };
+        let regs_at_exit = kernel.has_task_pt_regs;
+        let mut plan = Plan { caller_ip: regs_at_exit || config.task_stack_off != 0, ..Plan::default() };
         let mut links = Links::default();
-        match opts.mode {
-            AttachMode::Auto | AttachMode::Tracepoint => {
-                tracepoint::attach(&mut ebpf, &tracefs, &mut plan, &mut links, kernel.has_task_pt_regs);
-                plan.tier = Some(Tier::Tracepoint);
+
+        // Function families first: what they cover decides which
+        // tracepoints are still needed.
+        let tiers = opts.mode.function_tiers();
+        let mut prober = function::Prober::new(&tracefs.root);
+        for family in function::FAMILIES {
+            let outcome =
+                function::attach(&mut ebpf, aya_btf.as_ref(), &mut prober, &family, tiers, &mut links);
+            if outcome.hooked.is_none() && matches!(opts.mode, AttachMode::Fentry | AttachMode::Kprobe) {
+                let why = if outcome.failures.is_empty() {
+                    "none of its kernel functions exists here".to_string()
+                } else {
+                    function::summarize(&outcome.failures)
+                };
+                return Err(Error::TierUnavailable { tier: tiers[0], family: family.name, why });
+            }
+            plan.families.push((family, outcome));
+        }
+        let mut runtime = 0;
+        if plan.hooked(function::INSTALL.name).is_some() {
+            runtime |= runtime_flags::INSTALL_HOOKED;
+        }
+        if plan.hooked(function::TCP_CONNECT.name).is_some() {
+            runtime |= runtime_flags::TCP_HOOKED;
+        }
+        {
+            let map = ebpf.map_mut(RUNTIME_MAP).ok_or_else(|| Error::BadObject(RUNTIME_MAP.into()))?;
+            let mut map: aya::maps::Array<_, u32> =
+                aya::maps::Array::try_from(map).map_err(|source| Error::Map { map: RUNTIME_MAP, source })?;
+            map.set(0, runtime, 0).map_err(|source| Error::Map { map: RUNTIME_MAP, source })?;
+        }
+        let mut covered = std::collections::HashSet::new();
+        if let Some((_, cand)) = plan.hooked(function::CLOSE.name) {
+            covered.insert("sys_enter_close");
+            if cand.covers_close_range {
+                covered.insert("sys_enter_close_range");
             }
         }
+        tracepoint::attach(&mut ebpf, &tracefs, &mut plan, &mut links, kernel.has_task_pt_regs, &covered);
         for (hook, why) in &plan.skipped {
             warn!("skipped {hook}: {why}");
         }
@@ -205,6 +329,99 @@ impl Tracer {
             return Err(Error::NothingAttached(reasons.join("\n")));
         }
         Ok((Tracer { ebpf, plan, links, stacks, losses }, ring))
+    }
+
+    /// Probes the kernel without tracing anything: what each tier can do
+    /// for each hook family, and the plan `--attach auto` would pick.
+    pub fn check() -> Check {
+        let mut c = Check {
+            kernel: preflight::kernel_release(),
+            privileged: preflight::check_privileges().map_err(|e| e.to_string()),
+            kernel_support: Ok(()),
+            task_pt_regs: false,
+            tracefs: Err("not checked".into()),
+            syscall_tracepoints: 0,
+            families: vec![],
+        };
+        if c.privileged.is_err() {
+            return c;
+        }
+        let kernel = match preflight::Kernel::probe() {
+            Ok(k) => k,
+            Err(e) => {
+                c.kernel_support = Err(e.to_string());
+                return c;
+            }
+        };
+        c.task_pt_regs = kernel.has_task_pt_regs;
+        let tracefs = match tracefs::Tracefs::locate_or_mount() {
+            Ok(t) => t,
+            Err(e) => {
+                c.tracefs = Err(e.to_string());
+                return c;
+            }
+        };
+        c.tracefs = Ok(format!(
+            "{}{}",
+            tracefs.root.display(),
+            if tracefs.mounted_now { " (was not mounted; mounted it)" } else { "" }
+        ));
+        c.syscall_tracepoints = Syscall::ALL
+            .iter()
+            .filter(|sc| !tracepoint::phases(**sc, kernel.has_task_pt_regs).is_empty())
+            .filter(|sc| {
+                tracefs.exists("syscalls", &format!("sys_exit_{}", sc.name()))
+                    || tracefs.exists("syscalls", &format!("sys_enter_{}", sc.name()))
+            })
+            .count();
+        let config = match tracepoint::lifecycle_config(&tracefs, &kernel) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                c.kernel_support = Err(e.to_string());
+                return c;
+            }
+        };
+        let aya_btf = aya::Btf::from_sys_fs().ok();
+        let mut prober = function::Prober::new(&tracefs.root);
+        let load = || {
+            EbpfLoader::new()
+                .btf(aya_btf.as_ref())
+                .override_global(CONFIG_GLOBAL, &config, true)
+                .map_max_entries(EVENTS_MAP, 1 << 16)
+                .map_max_entries(STACKS_MAP, 16)
+                .load(EBPF_OBJECT)
+        };
+        for family in function::FAMILIES {
+            let mut row = CheckRow { family, tiers: vec![] };
+            for tier in [Tier::Fentry, Tier::Kprobe] {
+                let result = match load() {
+                    Err(e) => Err(format!("loading the object: {}", function::error_chain(&e))),
+                    Ok(mut ebpf) => {
+                        let mut links = Links::default();
+                        let out = function::attach(
+                            &mut ebpf,
+                            aya_btf.as_ref(),
+                            &mut prober,
+                            &family,
+                            &[tier],
+                            &mut links,
+                        );
+                        let result = match out.hooked {
+                            Some((_, cand)) => Ok(cand.function.to_string()),
+                            None if out.failures.is_empty() => {
+                                Err("no candidate function in this kernel".into())
+                            }
+                            None => Err(function::summarize(&out.failures)),
+                        };
+                        drop(Tracer { ebpf, plan: Plan::default(), links, stacks: None, losses: None });
+                        result
+                    }
+                };
+                row.tiers.push((tier, result));
+            }
+            c.families.push(row);
+        }
+        c
     }
 
     /// Sums the per-CPU loss counters.
@@ -238,20 +455,22 @@ impl Drop for Tracer {
     fn drop(&mut self) {
         const THREADS: usize = 128;
         let mut owned: Vec<Box<dyn Send>> = Vec::new();
-        for (program, id) in std::mem::take(&mut self.links.tracepoints) {
-            let prog: Option<&mut TracePoint> =
-                self.ebpf.program_mut(program).and_then(|p| p.try_into().ok());
-            if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
-                owned.push(Box::new(link));
-            }
+        // Takes the links of one program type out of aya's ownership.
+        macro_rules! take {
+            ($links:ident, $ty:ty) => {
+                for (program, id) in std::mem::take(&mut self.links.$links) {
+                    let prog: Option<&mut $ty> =
+                        self.ebpf.program_mut(program).and_then(|p| p.try_into().ok());
+                    if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
+                        owned.push(Box::new(link));
+                    }
+                }
+            };
         }
-        for (program, id) in std::mem::take(&mut self.links.raw_tracepoints) {
-            let prog: Option<&mut RawTracePoint> =
-                self.ebpf.program_mut(program).and_then(|p| p.try_into().ok());
-            if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
-                owned.push(Box::new(link));
-            }
-        }
+        take!(tracepoints, TracePoint);
+        take!(raw_tracepoints, RawTracePoint);
+        take!(fentry, FEntry);
+        take!(kprobes, KProbe);
         let per_thread = owned.len().div_ceil(THREADS).max(1);
         std::thread::scope(|s| {
             while !owned.is_empty() {

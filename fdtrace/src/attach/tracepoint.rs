@@ -1,6 +1,6 @@
 //! The tracepoint tier: `syscalls:sys_{enter,exit}_*` for fd syscalls, and
 //! the sched lifecycle tracepoints.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aya::{
     programs::{RawTracePoint, TracePoint},
@@ -66,6 +66,12 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
         config.skc_v6_rcv_saddr_off = opt("sock_common", "skc_v6_rcv_saddr");
         config.skc_v6_daddr_off = opt("sock_common", "skc_v6_daddr");
     }
+    // x86_64 kernel stacks are 16 KiB (32 KiB with KASAN, which the kernel
+    // side detects: the registers it finds then fail its segment check).
+    if !kernel.has_task_pt_regs {
+        config.task_stack_off = opt("task_struct", "stack");
+        config.thread_size = 16 << 10;
+    }
     if let Some(exec) = tracefs.format("sched", "sched_process_exec") {
         config.exec_filename_loc_off = exec.get("filename").map_or(0, |f| f.offset);
         config.exec_old_pid_off = exec.get("old_pid").map_or(0, |f| f.offset);
@@ -118,8 +124,16 @@ fn exit_layout_ok(f: &Format) -> Result<(), String> {
 /// Loads and attaches the tracepoint tier. Failures are recorded in `plan`
 /// (skipped hooks), never fatal here: the caller decides whether what was
 /// attached is enough.
-pub fn attach(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: &mut Links, regs_at_exit: bool) {
-    attach_syscalls(ebpf, tracefs, plan, links, regs_at_exit);
+/// `covered`: tracepoints a function hook replaces (e.g. "sys_enter_close").
+pub fn attach(
+    ebpf: &mut Ebpf,
+    tracefs: &Tracefs,
+    plan: &mut Plan,
+    links: &mut Links,
+    regs_at_exit: bool,
+    covered: &HashSet<&str>,
+) {
+    attach_syscalls(ebpf, tracefs, plan, links, regs_at_exit, covered);
     attach_lifecycle(ebpf, tracefs, plan, links);
 }
 
@@ -140,6 +154,7 @@ fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePo
 /// close-on-exec changes.
 pub fn phases(sc: Syscall, regs_at_exit: bool) -> &'static [&'static str] {
     match (sc.role(), sc, regs_at_exit) {
+        (Role::Installs, _, _) => &[],
         (Role::Removes, _, _) => &["enter"],
         (_, Syscall::Ioctl, false) => &["enter"],
         (_, _, true) => &["exit"],
@@ -153,12 +168,16 @@ fn attach_syscalls(
     plan: &mut Plan,
     links: &mut Links,
     regs_at_exit: bool,
+    covered: &HashSet<&str>,
 ) {
     // Programs are loaded on first use; one that fails stays failed.
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
     for sc in Syscall::ALL {
         for &phase in phases(sc, regs_at_exit) {
             let name = format!("sys_{phase}_{}", sc.name());
+            if covered.contains(name.as_str()) {
+                continue;
+            }
             let hook = format!("syscalls:{name}");
             let Some(format) = tracefs.format("syscalls", &name) else {
                 plan.skipped.push((hook, "tracepoint not present on this kernel".into()));

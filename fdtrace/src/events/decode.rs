@@ -8,12 +8,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use bytes::Buf;
 use fdtrace_common::{
-    fd_flags, fork_flags,
+    fd_flags, fork_flags, kind_hint, sock_source,
     syscall::consts::{AF_INET, AF_INET6, AF_UNIX},
     EventKind, SockOp, Syscall, PATH_CAP,
 };
 
-use super::{Addr, Body, Comm, Event, Open, SockCall, SockSpec, StackId, StackRef};
+use super::{
+    Addr, Body, Comm, Event, FdKind, Open, SockCall, SockSource, SockSpec, SockStateChange, StackId,
+    StackRef, TcpState,
+};
 
 use fdtrace_common::{STACK_INLINE, STACK_NOT_CAPTURED};
 
@@ -91,6 +94,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             }
             Body::UserStack((0..n).map(|_| b.get_u64_ne()).collect())
         }
+        EventKind::SockState => Body::SockState(sock_state(&mut b)?),
     };
     Ok(Event { ts_ns, tgid, tid, comm: Comm(comm), body })
 }
@@ -113,10 +117,12 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
     let ret = b.get_i64_ne();
     let raw_flags = b.get_u64_ne();
     let stack_id = b.get_i32_ne();
-    let _pad = b.get_u32_ne();
+    let hint = b.get_u16_ne();
+    let _pad = b.get_u16_ne();
     let caller_ip = b.get_u64_ne();
     let raw_local = sock_addr(b);
     let raw_remote = sock_addr(b);
+    let sk = b.get_u64_ne();
     let string = trailing_string(kind, b)?;
     let local = addr(raw_local, &[]);
     let remote = addr(raw_remote, string);
@@ -154,6 +160,42 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
         missed_entry: flags & fd_flags::MISSED_ENTRY != 0,
         read_failed: flags & fd_flags::READ_FAILED != 0,
         reused_fd: flags & fd_flags::REUSED_FD != 0,
+        kind_hint: match hint {
+            kind_hint::SOCKET => Some(FdKind::Socket),
+            kind_hint::PIPE => Some(FdKind::Pipe),
+            kind_hint::FILE => Some(FdKind::File),
+            kind_hint::ANON => Some(FdKind::Other),
+            _ => None,
+        },
+        sk: (sk != 0).then_some(sk),
+    })
+}
+
+fn sock_state(b: &mut &[u8]) -> Result<SockStateChange, DecodeError> {
+    let kind = EventKind::SockState;
+    let raw_source = b.get_u16_ne();
+    let source = match raw_source {
+        sock_source::TCP_CONNECT => SockSource::TcpConnect,
+        sock_source::TCP_CLOSE => SockSource::TcpClose,
+        sock_source::SET_STATE => SockSource::SetState,
+        v => return Err(DecodeError::BadField { kind, field: "source", value: v.into() }),
+    };
+    let _family = b.get_u16_ne();
+    let fd = b.get_i32_ne();
+    let old = b.get_u32_ne();
+    let new = b.get_u32_ne();
+    let sk = b.get_u64_ne();
+    let local = addr(sock_addr(b), &[]);
+    let remote = addr(sock_addr(b), &[]);
+    let state = |v: u32| u8::try_from(v).ok().and_then(TcpState::from_u8);
+    Ok(SockStateChange {
+        source,
+        fd: (fd >= 0).then_some(fd),
+        old: state(old),
+        new: state(new),
+        sk,
+        local,
+        remote,
     })
 }
 
@@ -170,6 +212,7 @@ fn sock_call(b: &mut &[u8]) -> Result<SockCall, DecodeError> {
     let raw_addr = sock_addr(b);
     let raw_local = sock_addr(b);
     let raw_remote = sock_addr(b);
+    let sk = b.get_u64_ne();
     let string = trailing_string(kind, b)?;
     Ok(SockCall {
         op,
@@ -178,6 +221,7 @@ fn sock_call(b: &mut &[u8]) -> Result<SockCall, DecodeError> {
         addr: addr(raw_addr, string),
         local: addr(raw_local, &[]),
         remote: addr(raw_remote, &[]),
+        sk: (sk != 0).then_some(sk),
     })
 }
 
@@ -287,10 +331,12 @@ mod tests {
             ret: 7,
             flags: 0o2000000,
             stack_id: 12,
+            kind_hint: 0,
             _pad: 0,
             caller_ip: 0x4000,
             local: SockAddr::default(),
             remote: SockAddr::default(),
+            sk: 0,
             path_len: 10,
             _pad2: [0; 6],
             path: path_buf(b"/etc/hosts"),
@@ -357,6 +403,7 @@ mod tests {
             addr: SockAddr { family: AF_UNIX, ..Default::default() },
             local: SockAddr::default(),
             remote: SockAddr::default(),
+            sk: 0xffff_8880_1234_5678,
             path_len: 13,
             _pad2: [0; 6],
             path: path_buf(b"/run/x.sock\0\0"),
@@ -448,6 +495,42 @@ mod tests {
         r.stack_id = STACK_INLINE;
         let Body::Open(o) = decode(&wire(&r, Some(10))).unwrap().body else { panic!() };
         assert_eq!(o.stack.id, StackId::InlinePending);
+    }
+
+    #[test]
+    fn sock_states_and_kind_hints_decode() {
+        let ss = fdtrace_common::SockState {
+            header: header(EventKind::SockState),
+            source: sock_source::TCP_CLOSE,
+            family: AF_INET,
+            fd: -1,
+            old_state: 0,
+            new_state: 8,
+            sk: 0xffff_8880_0000_1000,
+            local: SockAddr {
+                family: AF_INET,
+                port: 5000,
+                scope_id: 0,
+                addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            remote: SockAddr::default(),
+        };
+        let Body::SockState(c) = decode(&wire(&ss, None)).unwrap().body else { panic!() };
+        assert_eq!(
+            (c.source, c.fd, c.old, c.new, c.sk),
+            (SockSource::TcpClose, None, None, Some(TcpState::CloseWait), ss.sk)
+        );
+        assert_eq!(c.local, Some(Addr::Inet("127.0.0.1:5000".parse().unwrap())));
+        let mut bad = ss;
+        bad.source = 77;
+        assert!(decode(&wire(&bad, None)).is_err());
+
+        let mut r = fd_open();
+        r.syscall = Syscall::Recvmsg as u16;
+        r.kind_hint = kind_hint::SOCKET;
+        r.sk = 0x1000;
+        let Body::Open(o) = decode(&wire(&r, Some(10))).unwrap().body else { panic!() };
+        assert_eq!((o.kind(), o.sk), (Some(FdKind::Socket), Some(0x1000)));
     }
 
     #[test]

@@ -41,6 +41,98 @@ pub enum Body {
     /// The user stack of the thread's next event, sent inline because its
     /// stack-map bucket was taken (innermost first).
     UserStack(Vec<u64>),
+    /// A TCP socket was connected, closed, or changed state.
+    SockState(SockStateChange),
+}
+
+/// What a [`Body::SockState`] reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockStateChange {
+    pub source: SockSource,
+    /// The fd, when the event names one (connect); else the socket is
+    /// found by `sk`.
+    pub fd: Option<i32>,
+    pub old: Option<TcpState>,
+    pub new: Option<TcpState>,
+    pub sk: u64,
+    pub local: Option<Addr>,
+    pub remote: Option<Addr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockSource {
+    /// `tcp_connect()`: the SYN is about to go out.
+    TcpConnect,
+    /// `tcp_close()`: the last reference to the socket is gone.
+    TcpClose,
+    /// `sock:inet_sock_set_state`.
+    SetState,
+}
+
+impl SockSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            SockSource::TcpConnect => "tcp_connect",
+            SockSource::TcpClose => "tcp_close",
+            SockSource::SetState => "tcp_state",
+        }
+    }
+}
+
+/// TCP states as numbered in the kernel (`include/net/tcp_states.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TcpState {
+    Established = 1,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    NewSynRecv,
+}
+
+impl TcpState {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use TcpState::*;
+        Some(match v {
+            1 => Established,
+            2 => SynSent,
+            3 => SynRecv,
+            4 => FinWait1,
+            5 => FinWait2,
+            6 => TimeWait,
+            7 => Close,
+            8 => CloseWait,
+            9 => LastAck,
+            10 => Listen,
+            11 => Closing,
+            12 => NewSynRecv,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        use TcpState::*;
+        match self {
+            Established => "ESTABLISHED",
+            SynSent => "SYN_SENT",
+            SynRecv => "SYN_RECV",
+            FinWait1 => "FIN_WAIT1",
+            FinWait2 => "FIN_WAIT2",
+            TimeWait => "TIME_WAIT",
+            Close => "CLOSE",
+            CloseWait => "CLOSE_WAIT",
+            LastAck => "LAST_ACK",
+            Listen => "LISTEN",
+            Closing => "CLOSING",
+            NewSynRecv => "NEW_SYN_RECV",
+        }
+    }
 }
 
 /// Result of an fd-creating syscall.
@@ -71,6 +163,10 @@ pub struct Open {
     pub read_failed: bool,
     /// `signalfd` given an existing fd: nothing new was installed.
     pub reused_fd: bool,
+    /// What the installed file's inode is (function tiers).
+    pub kind_hint: Option<FdKind>,
+    /// For sockets: the kernel's `struct sock *`.
+    pub sk: Option<u64>,
 }
 
 impl Open {
@@ -78,6 +174,10 @@ impl Open {
     /// whose kind is that of the source fd.
     pub fn kind(&self) -> Option<FdKind> {
         Some(match self.syscall {
+            // Received or installed by io_uring: the inode says.
+            Syscall::Recvmsg | Syscall::Recvmmsg | Syscall::IoUringEnter | Syscall::Other => {
+                return self.kind_hint.or(Some(FdKind::Other))
+            }
             Syscall::Socket | Syscall::Socketpair | Syscall::Accept | Syscall::Accept4 => FdKind::Socket,
             Syscall::Open | Syscall::Openat | Syscall::Openat2 | Syscall::Creat | Syscall::OpenByHandleAt => {
                 FdKind::File
@@ -95,9 +195,9 @@ impl Open {
             Syscall::PerfEventOpen => FdKind::PerfEvent,
             Syscall::IoUringSetup => FdKind::IoUring,
             // pidfd_getfd takes an fd from another process: kind unknown here.
-            Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Fcntl | Syscall::PidfdGetfd => {
-                return None
-            }
+            Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Fcntl => return None,
+            // From another process: only the inode can tell.
+            Syscall::PidfdGetfd => return self.kind_hint,
             Syscall::Connect
             | Syscall::Bind
             | Syscall::Listen
@@ -202,6 +302,7 @@ pub struct SockCall {
     /// holds them (IPv4/IPv6 only).
     pub local: Option<Addr>,
     pub remote: Option<Addr>,
+    pub sk: Option<u64>,
 }
 
 /// What an fd refers to.

@@ -1,5 +1,5 @@
 //! What the ledger knows about one open fd.
-use crate::events::{Addr, FdKind, SockSpec, StackRef, Syscall};
+use crate::events::{Addr, FdKind, SockSpec, StackRef, Syscall, TcpState};
 
 /// One lifetime of one fd number in one fd table.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +46,10 @@ pub struct FdDesc {
     pub listening: bool,
     /// Inode number, for fds found in `/proc` (`socket:[123]`).
     pub inode: Option<u64>,
+    /// The kernel's `struct sock *`, for sockets seen being created.
+    pub sk: Option<u64>,
+    /// Last TCP state the kernel reported.
+    pub state: Option<TcpState>,
 }
 
 /// Why an fd left the table.

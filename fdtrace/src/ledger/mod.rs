@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub use entry::{CloseCause, FdDesc, FdEntry, Origin};
 
-use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, StackRef, Syscall};
+use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, StackRef, Syscall};
 
 /// `CLOSE_RANGE_CLOEXEC`: mark instead of close.
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
@@ -90,6 +90,8 @@ pub struct Ledger {
     next_serial: u64,
     /// When each (process, fd number) last changed, for reconciliation.
     touched: HashMap<(u32, i32), u64>,
+    /// Socket → the fds of a table that refer to it (dups share a socket).
+    by_sk: HashMap<(TableId, u64), Vec<i32>>,
     /// Events for processes the ledger does not follow.
     pub ignored_events: u64,
 }
@@ -115,7 +117,7 @@ impl Ledger {
                 stack: None,
                 desc: f.desc,
             };
-            self.table_mut(table).fds.insert(f.fd, entry);
+            self.insert(table, entry);
         }
         self.attach_process(tgid, comm, table, scan_ns);
     }
@@ -194,11 +196,16 @@ impl Ledger {
             Body::Exec { .. } => self.exec(tgid, table, ev.ts_ns, out),
             Body::Exit { code } => self.exit(tgid, *code, ev.ts_ns, out),
             Body::UserStack(_) => {}
+            Body::SockState(change) => self.sock_state(table, change),
         }
     }
 
     fn open(&mut self, tgid: u32, table: TableId, ev: &Event, open: &Open, out: &mut Vec<Effect>) {
         if open.ret < 0 || open.reused_fd {
+            return;
+        }
+        // dup2(fd, fd) changes nothing.
+        if open.is_dup() && open.src_fd.is_some() && open.src_fd == open.fd {
             return;
         }
         let since_ns = self.procs.get(&tgid).map_or(0, |p| p.since_ns);
@@ -218,6 +225,7 @@ impl Ledger {
                 desc.sock = open.socket;
                 desc.remote = open.remote.clone();
                 desc.local = open.local.clone();
+                desc.sk = open.sk;
                 if let (Syscall::Accept | Syscall::Accept4, Some(listener)) = (open.syscall, open.src_fd) {
                     let listener = self.table_mut(table).fds.get(&listener);
                     if desc.local.is_none() {
@@ -247,7 +255,7 @@ impl Ledger {
             };
             self.stacks.entry((tgid, open.stack)).or_default().opened += 1;
             self.touched.insert((tgid, fd), ev.ts_ns);
-            self.table_mut(table).fds.insert(fd, entry.clone());
+            self.insert(table, entry.clone());
             out.push(Effect::Opened { tgid, entry });
         }
     }
@@ -271,6 +279,12 @@ impl Ledger {
         if call.local.is_some() {
             e.desc.local = call.local.clone();
         }
+        let newly_indexed = e.desc.sk.is_none() && call.sk.is_some();
+        if newly_indexed {
+            e.desc.sk = call.sk;
+            let (fd, sk) = (e.fd, call.sk.unwrap_or_default());
+            self.by_sk.entry((table, sk)).or_default().push(fd);
+        }
     }
 
     fn fork(&mut self, table: TableId, child: u32, shares: bool, ev: &Event, out: &mut Vec<Effect>) {
@@ -288,7 +302,7 @@ impl Ledger {
                 e.serial = self.serial();
                 e.origin = Origin::Inherited;
                 e.tid = 0;
-                self.table_mut(t).fds.insert(e.fd, e);
+                self.insert(t, e);
             }
             t
         };
@@ -298,10 +312,12 @@ impl Ledger {
     fn exec(&mut self, tgid: u32, table: TableId, ts_ns: u64, out: &mut Vec<Effect>) {
         // execve unshares a shared table, then closes close-on-exec fds.
         let table = if self.table_mut(table).users > 1 {
-            let copy = self.table_mut(table).fds.clone();
+            let copy: Vec<FdEntry> = self.table_mut(table).fds.values().cloned().collect();
             self.table_mut(table).users -= 1;
             let t = self.new_table();
-            self.table_mut(t).fds = copy;
+            for e in copy {
+                self.insert(t, e);
+            }
             self.table_mut(t).users = 1;
             if let Some(p) = self.procs.get_mut(&tgid) {
                 p.table = t;
@@ -345,7 +361,7 @@ impl Ledger {
         at_ns: u64,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let Some(entry) = self.table_mut(table).fds.remove(&fd) else {
+        let Some(entry) = self.remove(table, fd) else {
             return false;
         };
         if cause != CloseCause::MissedClose {
@@ -409,7 +425,7 @@ impl Ledger {
                 stack: None,
                 desc: f.desc,
             };
-            self.table_mut(table).fds.insert(fd, entry.clone());
+            self.insert(table, entry.clone());
             out.push(Effect::Opened { tgid, entry });
         }
         (missed_open, missed_close)
@@ -418,6 +434,69 @@ impl Ledger {
     fn attach_process(&mut self, tgid: u32, comm: Comm, table: TableId, since_ns: u64) {
         self.table_mut(table).users += 1;
         self.procs.insert(tgid, Process { tgid, comm, table, since_ns });
+    }
+
+    /// Puts an entry in a table, keeping the socket index.
+    fn insert(&mut self, table: TableId, entry: FdEntry) {
+        if let Some(sk) = entry.desc.sk {
+            self.by_sk.entry((table, sk)).or_default().push(entry.fd);
+        }
+        if let Some(old) = self.table_mut(table).fds.insert(entry.fd, entry) {
+            self.unindex(table, &old);
+        }
+    }
+
+    fn remove(&mut self, table: TableId, fd: i32) -> Option<FdEntry> {
+        let entry = self.table_mut(table).fds.remove(&fd)?;
+        self.unindex(table, &entry);
+        Some(entry)
+    }
+
+    fn unindex(&mut self, table: TableId, entry: &FdEntry) {
+        if let Some(sk) = entry.desc.sk {
+            if let Some(fds) = self.by_sk.get_mut(&(table, sk)) {
+                if let Some(i) = fds.iter().position(|&f| f == entry.fd) {
+                    fds.swap_remove(i);
+                }
+                if fds.is_empty() {
+                    self.by_sk.remove(&(table, sk));
+                }
+            }
+        }
+    }
+
+    /// A socket's state or addresses changed: update every fd of the
+    /// process that refers to it (by fd when the event names one).
+    fn sock_state(&mut self, table: TableId, change: &SockStateChange) {
+        let mut fds = self.by_sk.get(&(table, change.sk)).cloned().unwrap_or_default();
+        if let Some(fd) = change.fd {
+            if !fds.contains(&fd) {
+                fds.push(fd);
+            }
+        }
+        for fd in fds {
+            let newly_indexed = {
+                let Some(e) = self.table_mut(table).fds.get_mut(&fd) else { continue };
+                if e.kind != FdKind::Socket {
+                    continue;
+                }
+                if change.new.is_some() {
+                    e.desc.state = change.new;
+                }
+                if change.local.is_some() {
+                    e.desc.local = change.local.clone();
+                }
+                if change.remote.is_some() {
+                    e.desc.remote = change.remote.clone();
+                }
+                let newly = e.desc.sk.is_none();
+                e.desc.sk.get_or_insert(change.sk);
+                newly
+            };
+            if newly_indexed {
+                self.by_sk.entry((table, change.sk)).or_default().push(fd);
+            }
+        }
     }
 
     fn new_table(&mut self) -> TableId {

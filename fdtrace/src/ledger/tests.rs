@@ -1,6 +1,6 @@
 //! Ledger semantics, one behaviour per test, Given/When/Then.
 use super::*;
-use crate::events::{Addr, Open, SockSpec, StackId};
+use crate::events::{Addr, Open, SockSource, SockSpec, SockStateChange, StackId, TcpState};
 
 const PID: u32 = 100;
 
@@ -29,6 +29,8 @@ fn open(syscall: Syscall, fd: i32) -> Open {
         missed_entry: false,
         read_failed: false,
         reused_fd: false,
+        kind_hint: None,
+        sk: None,
     }
 }
 
@@ -340,6 +342,7 @@ fn accept_records_the_peer_and_the_listeners_local_address() {
                     addr: Some(local.clone()),
                     local: None,
                     remote: None,
+                    sk: None,
                 }),
             ),
             ev(
@@ -352,6 +355,7 @@ fn accept_records_the_peer_and_the_listeners_local_address() {
                     addr: None,
                     local: None,
                     remote: None,
+                    sk: None,
                 }),
             ),
             ev(4, PID, accept),
@@ -374,6 +378,7 @@ fn the_kernels_view_of_addresses_wins_over_the_calls_arguments() {
         addr: Some(asked),
         local: Some(actual.clone()),
         remote: None,
+        sk: None,
     };
     apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Sock(bind))]);
     assert_eq!(l.lookup(PID, 3).unwrap().desc.local, Some(actual));
@@ -391,6 +396,7 @@ fn connect_in_progress_records_the_peer_but_a_refused_one_does_not() {
             addr: Some(peer.clone()),
             local: None,
             remote: None,
+            sk: None,
         })
     };
     apply(
@@ -404,6 +410,69 @@ fn connect_in_progress_records_the_peer_but_a_refused_one_does_not() {
     );
     assert_eq!(l.lookup(PID, 3).unwrap().desc.remote, Some(peer));
     assert_eq!(l.lookup(PID, 4).unwrap().desc.remote, None);
+}
+
+#[test]
+fn dup2_onto_itself_changes_nothing() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(3))]);
+    let serial = l.lookup(PID, 3).unwrap().serial;
+    let fx = apply(&mut l, &[ev(2, PID, dup(Syscall::Dup2, 3, 3))]);
+    assert!(fx.is_empty());
+    assert_eq!(l.lookup(PID, 3).unwrap().serial, serial);
+}
+
+fn sk_socket(fd: i32, sk: u64) -> Body {
+    let Body::Open(o) = socket(fd) else { unreachable!() };
+    Body::Open(Open { sk: Some(sk), ..o })
+}
+
+fn state_change(sk: u64, fd: Option<i32>, new: TcpState) -> Body {
+    Body::SockState(SockStateChange {
+        source: SockSource::SetState,
+        fd,
+        old: None,
+        new: Some(new),
+        sk,
+        local: None,
+        remote: Some(Addr::Inet("10.0.0.1:443".parse().unwrap())),
+    })
+}
+
+#[test]
+fn socket_state_reaches_every_fd_of_the_socket() {
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, sk_socket(3, 0xa0)),
+            ev(2, PID, dup(Syscall::Dup, 3, 4)),
+            ev(3, PID, state_change(0xa0, None, TcpState::CloseWait)),
+        ],
+    );
+    for fd in [3, 4] {
+        let d = &l.lookup(PID, fd).unwrap().desc;
+        assert_eq!((d.state, d.remote.is_some()), (Some(TcpState::CloseWait), true), "fd {fd}");
+    }
+    // After both closes, a late state change touches nothing.
+    apply(
+        &mut l,
+        &[
+            ev(4, PID, Body::Close { fd: 3 }),
+            ev(4, PID, Body::Close { fd: 4 }),
+            ev(5, PID, sk_socket(3, 0xb0)),
+        ],
+    );
+    apply(&mut l, &[ev(6, PID, state_change(0xa0, None, TcpState::Close))]);
+    assert_eq!(l.lookup(PID, 3).unwrap().desc.state, None);
+}
+
+#[test]
+fn a_state_change_naming_an_fd_indexes_its_socket() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, socket(5)), ev(2, PID, state_change(0xc0, Some(5), TcpState::SynSent))]);
+    apply(&mut l, &[ev(3, PID, state_change(0xc0, None, TcpState::Established))]);
+    assert_eq!(l.lookup(PID, 5).unwrap().desc.state, Some(TcpState::Established));
 }
 
 #[test]

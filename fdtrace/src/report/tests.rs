@@ -52,6 +52,8 @@ fn socket(ts: u64, fd: i32, stack_id: u32) -> Event {
             missed_entry: false,
             read_failed: false,
             reused_fd: false,
+            kind_hint: None,
+            sk: None,
         }),
     )
 }
@@ -67,6 +69,7 @@ fn connect(ts: u64, fd: i32, peer: &str) -> Event {
             addr: addr.clone(),
             local: None,
             remote: addr,
+            sk: None,
         }),
     )
 }
