@@ -26,6 +26,11 @@ pub const STACKS_MAP: &str = "STACKS";
 pub const TARGETS_MAP: &str = "TARGETS";
 /// Flags decided while attaching ([`runtime_flags`]), at index 0.
 pub const RUNTIME_MAP: &str = "RUNTIME";
+/// Sockets of traced processes: `struct sock *` → tgid. State changes
+/// happen in softirq context, where the current task is anyone.
+pub const SOCKS_MAP: &str = "SOCKS";
+/// Default number of sockets whose state is followed.
+pub const DEFAULT_MAX_SOCKS: u32 = 1 << 17;
 /// Per-CPU loss counters, indexed by [`Loss`].
 pub const LOSSES_MAP: &str = "LOSSES";
 /// Syscall arguments stashed at entry, keyed by tid.
@@ -35,8 +40,11 @@ pub const CONFIG_GLOBAL: &str = "CONFIG";
 
 /// Program names (the eBPF function names), grouped by hook family.
 pub mod programs {
-    /// Attached to the `syscalls:sys_enter_*` tracepoints of syscalls with
-    /// 0..=6 arguments; index by arity.
+    /// Entry programs that stash the arguments (kernels without
+    /// `bpf_task_pt_regs`), for syscalls with 0..=6 arguments; index by
+    /// arity. `close` and `close_range` have programs of their own named
+    /// like their tracepoints (`sys_enter_close`), as does every syscall's
+    /// exit (`sys_exit_socket`).
     pub const SYS_ENTER: [&str; 7] = [
         "sys_enter_0",
         "sys_enter_1",
@@ -46,8 +54,6 @@ pub mod programs {
         "sys_enter_5",
         "sys_enter_6",
     ];
-    /// Attached to every `syscalls:sys_exit_*` tracepoint fdtrace uses.
-    pub const SYS_EXIT: &str = "sys_exit";
     /// raw tracepoint `sched_process_fork`.
     pub const PROCESS_FORK: &str = "process_fork";
     /// tracepoint `sched:sched_process_exec`.
@@ -69,6 +75,8 @@ pub mod programs {
     pub const KPROBE_TCP_CONNECT: &str = "kprobe_tcp_connect";
     pub const FENTRY_TCP_CLOSE: &str = "fentry_tcp_close";
     pub const KPROBE_TCP_CLOSE: &str = "kprobe_tcp_close";
+    /// tracepoint `sock:inet_sock_set_state`.
+    pub const SOCK_SET_STATE: &str = "sock_set_state";
 }
 
 /// Bits of the [`RUNTIME_MAP`] flags word, set after attaching.

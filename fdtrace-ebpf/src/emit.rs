@@ -3,7 +3,8 @@ use aya_ebpf::{
     bindings::{pt_regs, BPF_F_USER_STACK},
     helpers::{
         bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
     },
     programs::tracing::StackIdContext,
@@ -14,7 +15,7 @@ use fdtrace_common::{
     EventKind, Header, Loss, SockAddr, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH, STACK_INLINE,
 };
 
-use crate::maps::{config, EVENTS, LOSSES, RUNTIME, SCRATCH, STACKS, TARGETS};
+use crate::maps::{config, EVENTS, LOSSES, RUNTIME, SCRATCH, SOCKS, STACKS, TARGETS};
 
 pub use fdtrace_common::STACK_NOT_CAPTURED;
 
@@ -39,6 +40,15 @@ pub fn count(loss: Loss) {
     if let Some(counter) = LOSSES.get_ptr_mut(loss as u32) {
         // SAFETY: per-CPU slot; programs do not migrate while running.
         unsafe { *counter += 1 };
+    }
+}
+
+/// Remembers that `sk` belongs to a traced process, so its state changes
+/// (often in softirq context) can be attributed.
+#[inline(always)]
+pub fn track_sock(sk: u64, tgid: u32) {
+    if sk != 0 {
+        let _ = SOCKS.insert(&sk, &tgid, 0);
     }
 }
 
@@ -67,6 +77,9 @@ pub fn send<T: 'static>(record: T) {
     }
 }
 
+const USER_CS: u64 = 0x33;
+const USER_DS: u64 = 0x2b;
+
 /// The per-CPU scratch record, for records too large for the BPF stack.
 #[inline(always)]
 pub fn scratch<T>() -> Option<&'static mut T> {
@@ -74,7 +87,7 @@ pub fn scratch<T>() -> Option<&'static mut T> {
 }
 
 #[inline(always)]
-fn scratch_slot<T>(slot: u32) -> Option<&'static mut T> {
+pub fn scratch_slot<T>(slot: u32) -> Option<&'static mut T> {
     const { assert!(size_of::<T>() <= MAX_EVENT_SIZE) };
     let ptr = SCRATCH.get_ptr_mut(slot)?;
     // SAFETY: the slot is MAX_EVENT_SIZE bytes (asserted above), 8-aligned
@@ -158,53 +171,61 @@ fn send_inline_stack<C: StackIdContext>(ctx: &C, pid_tgid: u64) -> bool {
     true
 }
 
-/// The user registers of the current syscall, from `pt_regs` words 7..=19
-/// (r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp), read in
-/// one go. `None` where `bpf_task_pt_regs` is missing (before Linux 5.15).
-#[derive(Clone, Copy)]
-pub struct UserRegs([u64; 13]);
+/// The user registers of the current syscall, from `pt_regs` words 7..=20
+/// (r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss), read
+/// in one go into a per-CPU map slot (the programs that use them are close
+/// to the 512-byte stack limit). Not an `Option`: LLVM may copy an
+/// `Option`'s uninitialized payload, which the verifier refuses to read;
+/// `ok` says whether the words are real.
+pub struct UserRegs {
+    w: [u64; 14],
+    pub ok: bool,
+}
+
+/// Scratch slot holding the current [`UserRegs`].
+const REGS_SLOT: u32 = 2;
 
 impl UserRegs {
+    /// Reads the registers; `None` only if the scratch slot is missing.
     #[inline(always)]
-    pub fn read() -> Option<UserRegs> {
-        if config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
-            // SAFETY: helpers with checked results; the loader only sets the
-            // flag on kernels that have bpf_task_pt_regs.
-            return unsafe {
-                let task = bpf_get_current_task_btf();
-                let regs = bpf_task_pt_regs(task) as *const pt_regs;
-                let from = core::ptr::addr_of!((*regs).r10).cast::<[u64; 13]>();
-                bpf_probe_read_kernel(from).ok().map(UserRegs)
-            };
+    pub fn read() -> Option<&'static UserRegs> {
+        let regs: &mut UserRegs = scratch_slot(REGS_SLOT)?;
+        regs.ok = false;
+        let from = if config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
+            // SAFETY: the loader only sets the flag on kernels that have
+            // bpf_task_pt_regs.
+            unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
+        } else {
+            Self::stack_pt_regs()
+        };
+        if from != 0 {
+            let src = (from + 7 * 8) as *const u8;
+            // SAFETY: checked kernel read into the slot.
+            let dst = unsafe { core::slice::from_raw_parts_mut(regs.w.as_mut_ptr().cast::<u8>(), 14 * 8) };
+            regs.ok = unsafe { bpf_probe_read_kernel_buf(src, dst) }.is_ok();
         }
-        Self::read_from_stack()
+        // Trust registers only if they are a 64-bit user frame (cs, ss): a
+        // kernel thread, or a wrong THREAD_SIZE guess, fails this.
+        if regs.w[10] != USER_CS || regs.w[13] != USER_DS {
+            regs.ok = false;
+        }
+        Some(regs)
     }
 
-    /// x86_64's `task_pt_regs()`: the user registers are the last
-    /// `pt_regs` of the task's kernel stack. Trusted only if the saved code
-    /// and stack segments are the 64-bit user ones, so a wrong THREAD_SIZE
-    /// (a KASAN kernel) or a kernel thread gives `None`, not garbage.
+    /// x86_64's `task_pt_regs()`, where there is no helper: the user
+    /// registers are the last `pt_regs` of the task's kernel stack. 0 if
+    /// the loader gave no offsets.
     #[inline(always)]
-    fn read_from_stack() -> Option<UserRegs> {
-        const USER_CS: u64 = 0x33;
-        const USER_DS: u64 = 0x2b;
+    fn stack_pt_regs() -> u64 {
         let (stack_off, thread_size) = (config!(task_stack_off), config!(thread_size));
         if stack_off == 0 || thread_size == 0 {
-            return None;
+            return 0;
         }
-        // SAFETY: checked kernel reads.
-        unsafe {
-            let task = bpf_get_current_task();
-            let stack: u64 = bpf_probe_read_kernel((task + u64::from(stack_off)) as *const u64).ok()?;
-            let regs = stack + u64::from(thread_size) - size_of::<pt_regs>() as u64;
-            // Words 7..=20: r10 .. sp, ss.
-            let words: [u64; 14] = bpf_probe_read_kernel((regs + 7 * 8) as *const [u64; 14]).ok()?;
-            if words[10] != USER_CS || words[13] != USER_DS {
-                return None;
-            }
-            let mut w = [0u64; 13];
-            w.copy_from_slice(&words[..13]);
-            Some(UserRegs(w))
+        // SAFETY: checked kernel read.
+        let task = unsafe { bpf_get_current_task() };
+        match unsafe { bpf_probe_read_kernel((task + u64::from(stack_off)) as *const u64) } {
+            Ok(stack) if stack != 0 => stack + u64::from(thread_size) - size_of::<pt_regs>() as u64,
+            _ => 0,
         }
     }
 
@@ -213,14 +234,14 @@ impl UserRegs {
     /// them, they do not write them.
     #[inline(always)]
     pub fn args(&self) -> [u64; 6] {
-        let r = &self.0;
+        let r = &self.w;
         [r[7], r[6], r[5], r[0], r[2], r[1]]
     }
 
     /// The number of the syscall in progress.
     #[inline(always)]
     pub fn syscall_nr(&self) -> u32 {
-        self.0[8] as u32
+        self.w[8] as u32
     }
 
     /// The word at the user stack pointer. At the `syscall` instruction of
@@ -228,13 +249,25 @@ impl UserRegs {
     /// wrapper's caller, which a frame-pointer walk skips.
     #[inline(always)]
     pub fn caller_ip(&self) -> u64 {
-        let sp = self.0[12];
-        if sp == 0 {
+        let sp = self.w[12];
+        if !self.ok || sp == 0 {
             return 0;
         }
         // SAFETY: checked user read.
         unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0)
     }
+}
+
+/// A syscall's arguments, when known (from the registers or the entry
+/// stash). Always initialized, for the same reason as [`UserRegs`].
+#[derive(Clone, Copy)]
+pub struct Args {
+    pub known: bool,
+    pub args: [u64; 6],
+}
+
+impl Args {
+    pub const UNKNOWN: Args = Args { known: false, args: [0; 6] };
 }
 
 /// Reads a NUL-terminated user string into `dst`. Returns the bytes used

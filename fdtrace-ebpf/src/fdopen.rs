@@ -5,11 +5,14 @@ use aya_ebpf::{helpers::bpf_probe_read_user, programs::tracing::StackIdContext};
 use fdtrace_common::{
     fd_flags, kind_hint,
     syscall::consts::{EAGAIN, O_CREAT, O_TRUNC, O_WRONLY, SOCK_TYPE_MASK},
-    EventKind, FdOpen, Inflight, Syscall, PATH_CAP, STACK_NOT_CAPTURED,
+    EventKind, FdOpen, Syscall, PATH_CAP, STACK_NOT_CAPTURED,
 };
 
 use crate::{
-    emit::{header, read_fd_pair, read_sockaddr, read_user_str, scratch, send_scratch, user_stack, UserRegs},
+    emit::{
+        header, read_fd_pair, read_sockaddr, read_user_str, scratch, send_scratch, track_sock, user_stack,
+        Args, UserRegs,
+    },
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
 };
 
@@ -31,39 +34,48 @@ nr! {
     NR_INOTIFY_INIT1 = InotifyInit1, NR_FANOTIFY_INIT = FanotifyInit,
     NR_PIDFD_OPEN = PidfdOpen, NR_PIDFD_GETFD = PidfdGetfd, NR_USERFAULTFD = Userfaultfd,
     NR_PERF_EVENT_OPEN = PerfEventOpen, NR_IO_URING_SETUP = IoUringSetup,
-    NR_CLOSE = Close, NR_CLOSE_RANGE = CloseRange, NR_RECVMSG = Recvmsg, NR_RECVMMSG = Recvmmsg,
+    NR_RECVMSG = Recvmsg, NR_RECVMMSG = Recvmmsg,
     NR_IO_URING_ENTER = IoUringEnter,
 }
 
-/// An fd being installed: `fd_install(fd, file)`.
+/// An fd being installed: `fd_install(fd, file)`; `file` 0 when the
+/// record is a syscall exit's.
 #[derive(Clone, Copy)]
 pub struct Install {
     pub fd: i32,
     pub file: u64,
 }
 
-/// Reports an fd-creating syscall's result (`install` is `None`, called
-/// at syscall exit), or one fd installed by `fd_install` (called inside the
-/// syscall; `ret` is the fd).
+impl Install {
+    pub const NONE: Install = Install { fd: -1, file: 0 };
+
+    fn is_some(&self) -> bool {
+        self.file != 0
+    }
+}
+
+/// Reports an fd-creating syscall's result (`install` is
+/// [`Install::NONE`], called at syscall exit), or one fd installed by
+/// `fd_install` (called inside the syscall; `ret` is the fd).
 #[inline(always)]
 pub fn report_open<C: StackIdContext>(
     ctx: &C,
     pid_tgid: u64,
     nr: u32,
     ret: i64,
-    entry: Option<Inflight>,
-    regs: Option<UserRegs>,
-    install: Option<Install>,
+    entry: &Args,
+    regs: &UserRegs,
+    install: Install,
 ) {
     // A non-blocking accept finding nothing is routine, not an event.
     if ret == -EAGAIN {
         return;
     }
-    let syscall = match (syscall_of(nr), install) {
-        (Some(s), _) => s,
+    let syscall = match syscall_of(nr) {
+        Some(s) => s,
         // fd_install from a path with no fd-creating syscall of its own.
-        (None, Some(_)) => Syscall::Other,
-        (None, None) => return,
+        None if install.is_some() => Syscall::Other,
+        None => return,
     };
     let Some(ev) = scratch::<FdOpen>() else {
         return;
@@ -87,13 +99,10 @@ pub fn report_open<C: StackIdContext>(
     ev.path_len = 0;
     ev._pad2 = [0; 6];
 
-    let args = match entry {
-        Some(e) => e.args,
-        None => {
-            ev.fd_flags |= fd_flags::MISSED_ENTRY;
-            [0; 6]
-        }
-    };
+    if !entry.known {
+        ev.fd_flags |= fd_flags::MISSED_ENTRY;
+    }
+    let args = entry.args;
     // What each syscall's arguments tell: (raw flags, path pointer).
     let mut path_ptr = 0u64;
     match nr {
@@ -102,9 +111,9 @@ pub fn report_open<C: StackIdContext>(
             ev.sock_type = (args[1] & SOCK_TYPE_MASK) as u16;
             ev.protocol = args[2] as u16;
             ev.flags = args[1];
-            if nr == NR_SOCKETPAIR && install.is_none() {
+            if nr == NR_SOCKETPAIR && !install.is_some() {
                 ev.fd = -1;
-                if ret == 0 && entry.is_some() {
+                if ret == 0 && entry.known {
                     match read_fd_pair(args[3]) {
                         Some((a, b)) => {
                             ev.fd = a;
@@ -116,12 +125,12 @@ pub fn report_open<C: StackIdContext>(
             }
         }
         NR_ACCEPT | NR_ACCEPT4 => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
+            ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
             if nr == NR_ACCEPT4 {
                 ev.flags = args[3];
             }
             // The address length is value-result: readable after the call.
-            if ret >= 0 && args[1] != 0 && args[2] != 0 && install.is_none() {
+            if ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some() {
                 // SAFETY: user read through the checked helper.
                 let len = unsafe { bpf_probe_read_user(args[2] as *const u32) }.unwrap_or(0);
                 let (n, f) = read_sockaddr(args[1], u64::from(len), &mut ev.remote, &mut ev.path);
@@ -159,10 +168,10 @@ pub fn report_open<C: StackIdContext>(
                 ev.flags = args[1];
             }
             // At exit the pair is in user memory; each install is one fd.
-            if install.is_none() {
+            if !install.is_some() {
                 ev.fd = -1;
             }
-            if ret == 0 && entry.is_some() && install.is_none() {
+            if ret == 0 && entry.known && !install.is_some() {
                 match read_fd_pair(args[0]) {
                     Some((a, b)) => {
                         ev.fd = a;
@@ -173,17 +182,17 @@ pub fn report_open<C: StackIdContext>(
             }
         }
         NR_DUP | NR_DUP2 | NR_DUP3 => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
+            ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
             if nr == NR_DUP3 {
                 ev.flags = args[2];
             }
         }
         NR_FCNTL => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
+            ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
             ev.flags = args[1];
         }
         NR_SIGNALFD | NR_SIGNALFD4 => {
-            ev.src_fd = if entry.is_some() { args[0] as i32 } else { -1 };
+            ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
             if nr == NR_SIGNALFD4 {
                 ev.flags = args[3];
             }
@@ -193,7 +202,7 @@ pub fn report_open<C: StackIdContext>(
             }
         }
         NR_PIDFD_GETFD => {
-            ev.src_fd = if entry.is_some() { args[1] as i32 } else { -1 };
+            ev.src_fd = if entry.known { args[1] as i32 } else { -1 };
             ev.flags = args[2];
         }
         NR_EVENTFD2 | NR_TIMERFD_CREATE => ev.flags = args[1],
@@ -202,42 +211,38 @@ pub fn report_open<C: StackIdContext>(
         NR_PERF_EVENT_OPEN => ev.flags = args[4],
         _ => {}
     }
-    match install {
+    if install.is_some() {
         // What the table says, whatever the path.
-        Some(i) => {
-            if fd_is_cloexec(i.fd) {
-                ev.fd_flags |= fd_flags::CLOEXEC;
-            }
-            ev.kind_hint = file_kind(i.file);
+        if fd_is_cloexec(install.fd) {
+            ev.fd_flags |= fd_flags::CLOEXEC;
         }
-        None if syscall.new_fd_cloexec(ev.flags) => ev.fd_flags |= fd_flags::CLOEXEC,
-        None => {}
+        ev.kind_hint = file_kind(install.file);
+    } else if syscall.new_fd_cloexec(ev.flags) {
+        ev.fd_flags |= fd_flags::CLOEXEC;
     }
     // Sockets: the kernel's addresses, exact even for accept without an
     // address buffer.
-    let sock = match install {
-        Some(i) => sock_of_file(i.file),
-        None if ret >= 0 && matches!(nr, NR_SOCKET | NR_ACCEPT | NR_ACCEPT4) => sock_of_fd(ret as i32),
-        None => None,
+    let sock = if install.is_some() {
+        sock_of_file(install.file)
+    } else if ret >= 0 && matches!(nr, NR_SOCKET | NR_ACCEPT | NR_ACCEPT4) {
+        sock_of_fd(ret as i32)
+    } else {
+        None
     };
     if let Some(sk) = sock {
         ev.sk = sk;
-        let (local, remote) = sock_addrs(sk);
-        if local.family != 0 {
-            ev.local = local;
-        }
-        if remote.family != 0 {
-            ev.remote = remote;
-        }
+        track_sock(sk, (pid_tgid >> 32) as u32);
+        // accept's address argument, if any, is replaced by the kernel's.
+        sock_addrs(sk, &mut ev.local, &mut ev.remote);
     }
-    if path_ptr != 0 && entry.is_some() {
+    if path_ptr != 0 && entry.known {
         let (n, f) = read_user_str(path_ptr, &mut ev.path);
         ev.path_len = n;
         ev.fd_flags |= f;
     }
     if ret >= 0 {
         ev.stack_id = user_stack(ctx, pid_tgid);
-        ev.caller_ip = regs.map_or(0, |r| r.caller_ip());
+        ev.caller_ip = regs.caller_ip();
     } else {
         ev.stack_id = STACK_NOT_CAPTURED;
         ev.caller_ip = 0;

@@ -17,10 +17,10 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{tracing::StackIdContext, FEntryContext, ProbeContext},
 };
-use fdtrace_common::{Close, EventKind, Inflight};
+use fdtrace_common::{Close, EventKind};
 
 use crate::{
-    emit::{header, is_traced, send, UserRegs},
+    emit::{header, is_traced, send, Args, UserRegs},
     fdopen::{report_open, Install},
 };
 
@@ -46,14 +46,17 @@ fn on_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) {
     if !is_traced((pid_tgid >> 32) as u32) {
         return;
     }
-    let regs = UserRegs::read();
+    let Some(regs) = UserRegs::read() else {
+        return;
+    };
     // Without the registers the syscall is unknown: the record still says
     // which fd, and the inode says what kind.
-    let (nr, entry) = match regs {
-        Some(r) => (r.syscall_nr(), Some(Inflight { nr: r.syscall_nr(), _pad: 0, args: r.args() })),
-        None => (u32::MAX, None),
+    let (nr, entry) = if regs.ok {
+        (regs.syscall_nr(), Args { known: true, args: regs.args() })
+    } else {
+        (u32::MAX, Args::UNKNOWN)
     };
-    report_open(ctx, pid_tgid, nr, i64::from(fd), entry, regs, Some(Install { fd, file }));
+    report_open(ctx, pid_tgid, nr, i64::from(fd), &entry, regs, Install { fd, file });
 }
 
 /// `file_close_fd_locked(files, fd)` / `pick_file(files, fd)`.

@@ -8,7 +8,8 @@
 //! One module per hook family:
 //! - [`syscalls`]: syscall tracepoints (`syscalls:sys_enter_*`/`sys_exit_*`);
 //! - [`fdtable`]: the kernel's fd-table functions (fentry/kprobe tiers);
-//! - [`tcp`]: `tcp_connect`/`tcp_close` (fentry/kprobe tiers);
+//! - [`tcp`]: TCP states: `inet_sock_set_state`, and `tcp_connect`/`tcp_close`
+//!   (fentry/kprobe tiers);
 //! - [`process`]: fork, exec and exit.
 //!
 //! [`fdopen`] builds the fd-creation record the same way for every tier;

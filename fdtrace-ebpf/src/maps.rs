@@ -6,7 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fdtrace_common::{
-    Config, Inflight, Loss, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
+    Config, Inflight, Loss, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE,
+    STACK_DEPTH,
 };
 
 /// Every event, in the order the programs submitted them.
@@ -20,6 +21,11 @@ pub static STACKS: StackTrace<{ DEFAULT_STACK_ENTRIES as usize }, 0, STACK_DEPTH
 /// Traced processes: tgid → `fdtrace_common::target` flags.
 #[map]
 pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(DEFAULT_MAX_TARGETS, 0);
+
+/// Sockets of traced processes, for `inet_sock_set_state`: sk → tgid. LRU:
+/// a socket closed while nobody traced it must not pin a slot.
+#[map]
+pub static SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DEFAULT_MAX_SOCKS, 0);
 
 /// Flags decided while attaching (`fdtrace_common::runtime_flags`), slot 0.
 #[map]
@@ -36,9 +42,9 @@ pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Loss::COUNT 
 
 /// Room to build records before they are copied into the ring buffer: slot
 /// 0 for the event, slot 1 for an inline stack sent while slot 0 is being
-/// built.
+/// built, slot 2 for the user registers (`emit::UserRegs`).
 #[map]
-pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(2, 0);
+pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(3, 0);
 
 /// Written by the loader before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]

@@ -102,13 +102,14 @@ pub fn fd_is_cloexec(fd: i32) -> bool {
     word >> (fd as u32 % 64) & 1 == 1
 }
 
-/// (local, remote) of a socket, for IPv4/IPv6; zeroed otherwise.
+/// Writes the local and remote addresses of a socket (IPv4/IPv6) into
+/// `local`/`remote`, which are left zeroed otherwise. In place: these run
+/// inside programs whose stack is nearly full.
 #[inline(always)]
-pub fn sock_addrs(sk: u64) -> (SockAddr, SockAddr) {
-    let (mut local, mut remote) = (SockAddr::default(), SockAddr::default());
+pub fn sock_addrs(sk: u64, local: &mut SockAddr, remote: &mut SockAddr) {
+    *local = SockAddr::default();
+    *remote = SockAddr::default();
     let family: u16 = read(sk, config!(skc_family_off)).unwrap_or(0);
-    let num: u16 = read(sk, config!(skc_num_off)).unwrap_or(0);
-    let dport: u16 = read(sk, config!(skc_dport_off)).unwrap_or(0);
     match family {
         AF_INET => {
             let saddr: [u8; 4] = read(sk, config!(skc_rcv_saddr_off)).unwrap_or([0; 4]);
@@ -119,24 +120,24 @@ pub fn sock_addrs(sk: u64) -> (SockAddr, SockAddr) {
         AF_INET6 => {
             let (s_off, d_off) = (config!(skc_v6_rcv_saddr_off), config!(skc_v6_daddr_off));
             if s_off == 0 || d_off == 0 {
-                return (local, remote);
+                return;
             }
-            // SAFETY: checked kernel reads into our buffers.
+            // SAFETY: checked kernel reads into the record.
             unsafe {
                 let _ = bpf_probe_read_kernel_buf((sk + u64::from(s_off)) as *const u8, &mut local.addr);
                 let _ = bpf_probe_read_kernel_buf((sk + u64::from(d_off)) as *const u8, &mut remote.addr);
             }
         }
-        _ => return (local, remote),
+        _ => return,
     }
     local.family = family;
-    local.port = num;
+    local.port = read(sk, config!(skc_num_off)).unwrap_or(0);
     // A socket with no peer yet (listening, or before connect) has port 0.
+    let dport: u16 = read(sk, config!(skc_dport_off)).unwrap_or(0);
     if dport != 0 {
         remote.family = family;
         remote.port = u16::from_be(dport);
     }
-    (local, remote)
 }
 
 /// The TCP state of a socket (`sk->__sk_common.skc_state`).

@@ -1,6 +1,6 @@
-//! Tracepoint tier: two programs shared by every `syscalls:sys_enter_*` and
-//! `syscalls:sys_exit_*` tracepoint fdtrace attaches to. They dispatch on
-//! the syscall number in the record.
+//! Syscall tracepoints: one exit program per syscall; entry programs for
+//! close and close_range, and, on kernels without `bpf_task_pt_regs`, one
+//! per arity that stashes the arguments for the exit.
 //!
 //! Ordering: fds are *removed* while `close`/`close_range` run and
 //! *installed* while an fd-creating syscall runs. Removals are reported at
@@ -22,7 +22,10 @@ use fdtrace_common::{
 };
 
 use crate::{
-    emit::{count, header, install_hooked, is_traced, read_sockaddr, scratch, send, send_scratch, UserRegs},
+    emit::{
+        count, header, install_hooked, is_traced, read_sockaddr, scratch, send, send_scratch, track_sock,
+        Args, UserRegs,
+    },
     fdopen::*,
     maps::{config, INFLIGHT},
     sockets::{sock_addrs, sock_of_fd},
@@ -34,7 +37,6 @@ use crate::{
 const ENTER_NR_OFF: usize = 8;
 const ENTER_ARGS_OFF: usize = 16;
 /// `sys_exit_*`: `__syscall_nr` at 8, `ret` at 16.
-const EXIT_NR_OFF: usize = 8;
 const EXIT_RET_OFF: usize = 16;
 
 /// Reads a field of the tracepoint record at a constant offset.
@@ -45,7 +47,8 @@ fn field<T: Copy>(ctx: &TracePointContext, off: usize) -> T {
     unsafe { *(ctx.as_ptr() as *const u8).add(off).cast::<T>() }
 }
 
-/// The enter program reads exactly as many arguments as the tracepoint has:
+/// The stashing entry programs (kernels before 5.15) read exactly as many
+/// arguments as the tracepoint has:
 /// the kernel refuses to attach a program whose context reads go past a
 /// record's end, so there is one program per arity (`sys_enter_0`..`_6`),
 /// and the loader picks by each tracepoint's format.
@@ -84,14 +87,6 @@ fn sys_enter(ctx: &TracePointContext, args: &[u64; 6]) {
     let nr = field::<i32>(ctx, ENTER_NR_OFF) as u32;
     let arg = |i: usize| args[i];
     match nr {
-        NR_CLOSE => send(Close { header: header(EventKind::Close, pid_tgid), fd: arg(0) as i32, _pad: 0 }),
-        NR_CLOSE_RANGE => send(CloseRange {
-            header: header(EventKind::CloseRange, pid_tgid),
-            first: arg(0) as u32,
-            last: arg(1) as u32,
-            flags: arg(2) as u32,
-            _pad: 0,
-        }),
         NR_FCNTL => match arg(1) {
             F_SETFD => send(SetCloexec {
                 header: header(EventKind::SetCloexec, pid_tgid),
@@ -121,53 +116,128 @@ fn stash(pid_tgid: u64, nr: u32, arg: &impl Fn(usize) -> u64) {
     }
 }
 
+/// `close(fd)`: reported at entry (see the module comment on ordering).
 #[tracepoint]
-pub fn sys_exit(ctx: TracePointContext) -> u32 {
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_traced((pid_tgid >> 32) as u32) {
+        let fd = field::<u64>(&ctx, ENTER_ARGS_OFF) as i32;
+        send(Close { header: header(EventKind::Close, pid_tgid), fd, _pad: 0 });
+    }
+    0
+}
+
+/// `close_range(first, last, flags)`: reported at entry.
+#[tracepoint]
+pub fn sys_enter_close_range(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_traced((pid_tgid >> 32) as u32) {
+        let arg = |i: usize| field::<u64>(&ctx, ENTER_ARGS_OFF + 8 * i);
+        send(CloseRange {
+            header: header(EventKind::CloseRange, pid_tgid),
+            first: arg(0) as u32,
+            last: arg(1) as u32,
+            flags: arg(2) as u32,
+            _pad: 0,
+        });
+    }
+    0
+}
+
+/// One exit program per syscall, the number a constant: each holds only
+/// its own syscall's code, which keeps them small for the verifier (older
+/// kernels verify slowly) and leaves no dispatch at run time.
+macro_rules! exit_programs {
+    ($($name:ident = $nr:ident),* $(,)?) => {$(
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            sys_exit::<{ $nr }>(&ctx)
+        }
+    )*};
+}
+exit_programs!(
+    sys_exit_socket = NR_SOCKET,
+    sys_exit_socketpair = NR_SOCKETPAIR,
+    sys_exit_accept = NR_ACCEPT,
+    sys_exit_accept4 = NR_ACCEPT4,
+    sys_exit_connect = NR_CONNECT,
+    sys_exit_bind = NR_BIND,
+    sys_exit_listen = NR_LISTEN,
+    sys_exit_open = NR_OPEN,
+    sys_exit_openat = NR_OPENAT,
+    sys_exit_openat2 = NR_OPENAT2,
+    sys_exit_creat = NR_CREAT,
+    sys_exit_open_by_handle_at = NR_OPEN_BY_HANDLE_AT,
+    sys_exit_memfd_create = NR_MEMFD_CREATE,
+    sys_exit_memfd_secret = NR_MEMFD_SECRET,
+    sys_exit_pipe = NR_PIPE,
+    sys_exit_pipe2 = NR_PIPE2,
+    sys_exit_dup = NR_DUP,
+    sys_exit_dup2 = NR_DUP2,
+    sys_exit_dup3 = NR_DUP3,
+    sys_exit_fcntl = NR_FCNTL,
+    sys_exit_ioctl = NR_IOCTL,
+    sys_exit_eventfd = NR_EVENTFD,
+    sys_exit_eventfd2 = NR_EVENTFD2,
+    sys_exit_epoll_create = NR_EPOLL_CREATE,
+    sys_exit_epoll_create1 = NR_EPOLL_CREATE1,
+    sys_exit_timerfd_create = NR_TIMERFD_CREATE,
+    sys_exit_signalfd = NR_SIGNALFD,
+    sys_exit_signalfd4 = NR_SIGNALFD4,
+    sys_exit_inotify_init = NR_INOTIFY_INIT,
+    sys_exit_inotify_init1 = NR_INOTIFY_INIT1,
+    sys_exit_fanotify_init = NR_FANOTIFY_INIT,
+    sys_exit_pidfd_open = NR_PIDFD_OPEN,
+    sys_exit_pidfd_getfd = NR_PIDFD_GETFD,
+    sys_exit_userfaultfd = NR_USERFAULTFD,
+    sys_exit_perf_event_open = NR_PERF_EVENT_OPEN,
+    sys_exit_io_uring_setup = NR_IO_URING_SETUP,
+);
+
+#[inline(always)]
+fn sys_exit<const NR: u32>(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced((pid_tgid >> 32) as u32) {
         return 0;
     }
-    let nr = field::<i32>(&ctx, EXIT_NR_OFF) as u32;
-    let ret = field::<i64>(&ctx, EXIT_RET_OFF);
-    let regs = UserRegs::read();
+    let nr = NR;
+    let ret = field::<i64>(ctx, EXIT_RET_OFF);
+    let Some(regs) = UserRegs::read() else {
+        return 0;
+    };
     // Where the loader hooked no entries (bpf_task_pt_regs, Linux 5.15+),
     // the arguments are still in the user registers; else in the stash.
-    let from_regs = regs.filter(|_| config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0);
-    let entry = match from_regs {
-        Some(r) => {
-            let args = r.args();
-            if !exit_control(pid_tgid, nr, ret, &args) {
-                return 0;
-            }
-            Some(Inflight { nr, _pad: 0, args })
+    let entry = if regs.ok && config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
+        let args = regs.args();
+        if !exit_control(pid_tgid, nr, ret, &args) {
+            return 0;
         }
-        None => {
-            let tid = pid_tgid as u32;
-            // SAFETY: copied out before the entry is removed.
-            let entry = unsafe { INFLIGHT.get(&tid) }.copied();
-            let _ = INFLIGHT.remove(&tid);
-            match entry {
-                Some(e) if e.nr == nr => Some(e),
-                // fcntl's entry only stashes the commands that create fds:
-                // any other fcntl arrives here without one, and is not an
-                // event.
-                _ if nr == NR_FCNTL => return 0,
-                _ => {
-                    count(Loss::MissedEntry);
-                    None
-                }
+        Args { known: true, args }
+    } else {
+        let tid = pid_tgid as u32;
+        // SAFETY: copied out before the entry is removed.
+        let stashed = unsafe { INFLIGHT.get(&tid) }.copied();
+        let _ = INFLIGHT.remove(&tid);
+        match stashed {
+            Some(e) if e.nr == nr => Args { known: true, args: e.args },
+            // fcntl's entry only stashes the commands that create fds: any
+            // other fcntl arrives here without one, and is not an event.
+            _ if nr == NR_FCNTL => return 0,
+            _ => {
+                count(Loss::MissedEntry);
+                Args::UNKNOWN
             }
         }
     };
     match nr {
-        NR_CONNECT => sock_addr(pid_tgid, SockOp::Connect, ret, entry),
-        NR_BIND => sock_addr(pid_tgid, SockOp::Bind, ret, entry),
-        NR_LISTEN => sock_addr(pid_tgid, SockOp::Listen, ret, entry),
+        NR_CONNECT => sock_addr(pid_tgid, SockOp::Connect, ret, &entry),
+        NR_BIND => sock_addr(pid_tgid, SockOp::Bind, ret, &entry),
+        NR_LISTEN => sock_addr(pid_tgid, SockOp::Listen, ret, &entry),
         // With fd_install hooked, installs are reported there; exits
         // only add failures, and dup2/dup3 (which replace a slot without
         // installing).
         _ if ret >= 0 && install_hooked() && !matches!(nr, NR_DUP2 | NR_DUP3) => {}
-        _ => report_open(&ctx, pid_tgid, nr, ret, entry, regs, None),
+        _ => report_open(ctx, pid_tgid, nr, ret, &entry, regs, Install::NONE),
     }
     0
 }
@@ -197,7 +267,7 @@ fn exit_control(pid_tgid: u64, nr: u32, ret: i64, args: &[u64; 6]) -> bool {
 
 /// Reports connect/bind/listen.
 #[inline(always)]
-fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
+fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: &Args) {
     let Some(ev) = scratch::<SockAddrEvent>() else {
         return;
     };
@@ -213,20 +283,21 @@ fn sock_addr(pid_tgid: u64, op: SockOp, ret: i64, entry: Option<Inflight>) {
     ev.sk = 0;
     ev.path_len = 0;
     ev._pad2 = [0; 6];
-    match entry {
-        Some(e) => {
-            ev.fd = e.args[0] as i32;
+    match entry.known {
+        true => {
+            ev.fd = entry.args[0] as i32;
             if op != SockOp::Listen {
-                let (n, f) = read_sockaddr(e.args[1], e.args[2], &mut ev.addr, &mut ev.path);
+                let (n, f) = read_sockaddr(entry.args[1], entry.args[2], &mut ev.addr, &mut ev.path);
                 ev.path_len = n;
                 ev.flags |= f;
             }
             if let Some(sk) = sock_of_fd(ev.fd) {
                 ev.sk = sk;
-                (ev.local, ev.remote) = sock_addrs(sk);
+                track_sock(sk, (pid_tgid >> 32) as u32);
+                sock_addrs(sk, &mut ev.local, &mut ev.remote);
             }
         }
-        None => {
+        false => {
             // Without the entry the fd is unknown: nothing to report.
             return;
         }

@@ -1,17 +1,20 @@
-//! Function tiers: TCP. `tcp_connect(sk)` runs in the connecting task with
-//! the local port chosen and the SYN about to leave; `tcp_close(sk)` when
-//! the last reference to the socket goes (its state then says how it
-//! ended: CLOSE_WAIT means the peer had closed first).
+//! TCP sockets' states. Function tiers: `tcp_connect(sk)` runs in the
+//! connecting task with the local port chosen and the SYN about to leave;
+//! `tcp_close(sk)` when the last reference to the socket goes (its state
+//! then says how it ended: CLOSE_WAIT means the peer had closed first).
+//! Every tier: `sock:inet_sock_set_state` for each state change.
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, kprobe},
-    programs::{FEntryContext, ProbeContext},
+    macros::{fentry, kprobe, tracepoint},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
+    EbpfContext as _,
 };
-use fdtrace_common::{sock_source, EventKind, SockState};
+use fdtrace_common::{sock_source, syscall::consts::AF_INET, EventKind, Loss, SockAddr, SockState};
 
 use crate::{
-    emit::{header, is_traced, send, UserRegs},
+    emit::{count, header, is_traced, send, track_sock, UserRegs},
     fdopen::NR_CONNECT,
+    maps::{EVENTS, SOCKS},
     sockets::{sock_addrs, sock_state},
 };
 
@@ -53,20 +56,96 @@ fn on_sock(sk: u64, source: u16) {
     }
     // In connect(2) the fd is its first argument.
     let fd = match UserRegs::read() {
-        Some(r) if r.syscall_nr() == NR_CONNECT => r.args()[0] as i32,
+        Some(r) if r.ok && r.syscall_nr() == NR_CONNECT => r.args()[0] as i32,
         _ => -1,
     };
-    let (local, remote) = sock_addrs(sk);
-    let state = sock_state(sk);
+    if source == sock_source::TCP_CONNECT {
+        track_sock(sk, (pid_tgid >> 32) as u32);
+    }
+    match EVENTS.reserve::<SockState>(0) {
+        Some(mut entry) => {
+            // SAFETY: every field is written before submit.
+            let ev = unsafe { &mut *entry.as_mut_ptr() };
+            ev.header = header(EventKind::SockState, pid_tgid);
+            ev.source = source;
+            ev.fd = fd;
+            ev.old_state = 0;
+            ev.new_state = sock_state(sk);
+            ev.sk = sk;
+            sock_addrs(sk, &mut ev.local, &mut ev.remote);
+            ev.family = ev.local.family;
+            entry.submit(0);
+        }
+        None => count(Loss::RingbufFull),
+    }
+}
+
+/// `sock:inet_sock_set_state`, every TCP state change, in whatever context
+/// it happens (the peer's FIN arrives in softirq): attributed through the
+/// SOCKS map, not the current task. The loader checks the record layout
+/// against these offsets.
+#[tracepoint]
+pub fn sock_set_state(ctx: TracePointContext) -> u32 {
+    const TCP: u16 = 6;
+    const TCP_CLOSE: u32 = 7;
+    let field = |off: usize| -> *const u8 {
+        // SAFETY: in-record offsets, checked by the loader.
+        unsafe { (ctx.as_ptr() as *const u8).add(off) }
+    };
+    // SAFETY: reads at fixed offsets of the tracepoint record.
+    let (sk, old, new, sport, dport, family, protocol) = unsafe {
+        (
+            *field(8).cast::<u64>(),
+            *field(16).cast::<i32>() as u32,
+            *field(20).cast::<i32>() as u32,
+            *field(24).cast::<u16>(),
+            *field(26).cast::<u16>(),
+            *field(28).cast::<u16>(),
+            *field(30).cast::<u16>(),
+        )
+    };
+    if protocol != TCP {
+        return 0;
+    }
+    // SAFETY: the value is copied out.
+    let Some(tgid) = (unsafe { SOCKS.get(&sk) }).copied() else {
+        return 0;
+    };
+    let (mut local, mut remote) = (
+        SockAddr { family, port: sport, ..SockAddr::default() },
+        SockAddr { family, port: dport, ..SockAddr::default() },
+    );
+    // Arrays are copied with a read helper: the verifier allows only
+    // constant-offset loads from a tracepoint context.
+    // SAFETY: in-record offsets, checked by the loader.
+    unsafe {
+        if family == AF_INET {
+            local.addr[..4].copy_from_slice(&ctx.read_at::<[u8; 4]>(32).unwrap_or([0; 4]));
+            remote.addr[..4].copy_from_slice(&ctx.read_at::<[u8; 4]>(36).unwrap_or([0; 4]));
+        } else {
+            local.addr = ctx.read_at::<[u8; 16]>(40).unwrap_or([0; 16]);
+            remote.addr = ctx.read_at::<[u8; 16]>(56).unwrap_or([0; 16]);
+        }
+    }
+    if dport == 0 {
+        remote = SockAddr::default();
+    }
+    if new == TCP_CLOSE {
+        let _ = SOCKS.remove(&sk);
+    }
+    // Not the current task's: the socket's owner, no thread or comm.
+    let mut h = header(EventKind::SockState, u64::from(tgid) << 32);
+    h.comm = [0; 16];
     send(SockState {
-        header: header(EventKind::SockState, pid_tgid),
-        source,
-        family: local.family,
-        fd,
-        old_state: 0,
-        new_state: state,
+        header: h,
+        source: sock_source::SET_STATE,
+        family,
+        fd: -1,
+        old_state: old,
+        new_state: new,
         sk,
         local,
         remote,
     });
+    0
 }

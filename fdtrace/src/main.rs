@@ -19,6 +19,7 @@ mod ledger;
 mod procfs;
 mod report;
 mod session;
+mod sockdiag;
 mod stream;
 mod symbolize;
 

@@ -144,22 +144,15 @@ pub fn describe_fd(pid: u32, fd: i32) -> Option<ProcFd> {
     Some(ProcFd { fd, kind, cloexec, desc })
 }
 
-/// The rows of `/proc/PID/net` for the given socket fds of `pid`, by fd:
-/// their TCP state and addresses now.
-pub fn socket_rows(pid: u32, fds: impl Iterator<Item = i32>) -> HashMap<i32, SocketRow> {
-    let inodes: Vec<(i32, u64)> = fds
-        .filter_map(|fd| {
-            let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-            let (kind, desc) = classify_link(&link.to_string_lossy());
-            (kind == FdKind::Socket).then_some((fd, desc.inode?))
-        })
-        .collect();
-    if inodes.is_empty() {
-        return HashMap::new();
-    }
-    // dup'd fds share an inode: look up, do not take.
-    let table = sockets(pid);
-    inodes.into_iter().filter_map(|(fd, inode)| Some((fd, table.get(&inode)?.clone()))).collect()
+/// The socket inodes of the given fds of `pid` (fds that are not sockets,
+/// or closed meanwhile, are left out).
+pub fn socket_inodes(pid: u32, fds: impl Iterator<Item = i32>) -> Vec<(i32, u64)> {
+    fds.filter_map(|fd| {
+        let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+        let (kind, desc) = classify_link(&link.to_string_lossy());
+        (kind == FdKind::Socket).then_some((fd, desc.inode?))
+    })
+    .collect()
 }
 
 /// Just the fd numbers of `pid` (cheap: one readdir).

@@ -26,6 +26,7 @@ use crate::{
     ledger::{Effect, Ledger},
     procfs,
     report::{self, SockState},
+    sockdiag,
     stream::{Format, Printer},
     symbolize::Stacks,
 };
@@ -142,6 +143,14 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             comm: root.comm.clone(),
             started_ns,
             tier: tracer.plan.tier_summary(),
+            hooks: tracer
+                .plan
+                .families
+                .iter()
+                .map(|(f, o)| {
+                    (f.name.to_string(), o.hooked.map_or("tracepoint".to_string(), |(t, _)| t.to_string()))
+                })
+                .collect(),
             ..report::Header::default()
         },
         report_opts: report::Options {
@@ -231,6 +240,13 @@ struct Session<'t, W: Write> {
 
 impl<W: Write> Session<'_, W> {
     fn event(&mut self, mut ev: Event) {
+        // Events from softirq context (TCP state changes) carry the
+        // socket's owner but no thread: name it after the process.
+        if ev.comm.0[0] == 0 {
+            if let Some(p) = self.ledger.process(ev.tgid) {
+                ev.comm = p.comm;
+            }
+        }
         // An inline stack belongs to the same thread's next event.
         match &mut ev.body {
             Body::UserStack(frames) => {
@@ -333,16 +349,44 @@ impl<W: Write> Session<'_, W> {
         }
     }
 
-    /// TCP states and addresses of live processes' sockets, from /proc.
+    /// States, addresses and idle times of live processes' sockets: TCP
+    /// from sock_diag (one dump per report) when the process shares our
+    /// network namespace, everything else from `/proc/PID/net`.
     fn socket_states(&self) -> HashMap<(u32, i32), SockState> {
         let mut states = HashMap::new();
+        let mut diag = None;
         for p in self.ledger.processes() {
             let fds = self.ledger.open_fds(p.tgid).filter(|e| e.kind == FdKind::Socket).map(|e| e.fd);
-            for (fd, row) in procfs::socket_rows(p.tgid, fds) {
-                states.insert(
-                    (p.tgid, fd),
-                    SockState { state: row.state, local: row.local, remote: row.remote },
-                );
+            let inodes = procfs::socket_inodes(p.tgid, fds);
+            if inodes.is_empty() {
+                continue;
+            }
+            let tcp = if sockdiag::same_netns(p.tgid) {
+                diag.get_or_insert_with(|| sockdiag::tcp_sockets().unwrap_or_default()).clone()
+            } else {
+                HashMap::new()
+            };
+            let mut proc_table = None;
+            for (fd, inode) in inodes {
+                let state = match tcp.get(&inode) {
+                    Some(s) => SockState {
+                        state: s.state,
+                        local: Some(s.local.clone()),
+                        remote: s.remote.clone(),
+                        idle_ms: s.idle_ms,
+                    },
+                    None => {
+                        let table = proc_table.get_or_insert_with(|| procfs::sockets(p.tgid));
+                        let Some(row) = table.get(&inode) else { continue };
+                        SockState {
+                            state: row.state,
+                            local: row.local.clone(),
+                            remote: row.remote.clone(),
+                            idle_ms: None,
+                        }
+                    }
+                };
+                states.insert((p.tgid, fd), state);
             }
         }
         states

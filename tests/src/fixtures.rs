@@ -11,7 +11,16 @@ fn out_dir() -> PathBuf {
     dir
 }
 
+/// In a VM there is no compiler: `$FDTRACE_FIXTURES_PREBUILT` says the
+/// fixtures were built on the host, at the same paths.
+fn prebuilt() -> bool {
+    std::env::var_os("FDTRACE_FIXTURES_PREBUILT").is_some()
+}
+
 fn run(cmd: &mut Command, what: &str) {
+    if prebuilt() {
+        return;
+    }
     let out =
         cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e} (run `cargo xtask setup`)"));
     assert!(
@@ -25,16 +34,20 @@ fn run(cmd: &mut Command, what: &str) {
 /// `tests/c/leaky.c` built with `gcc -O2 -g -fno-omit-frame-pointer`.
 pub fn c_leaky() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = out_dir().join("leaky-c");
-        let src = workspace_root().join("tests/c/leaky.c");
-        run(
-            Command::new("gcc").args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src),
-            "gcc leaky.c",
-        );
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| c_program("leaky")).clone()
+}
+
+/// `tests/c/halfclose.c`, built the same way.
+pub fn c_halfclose() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| c_program("halfclose")).clone()
+}
+
+fn c_program(name: &str) -> PathBuf {
+    let bin = out_dir().join(format!("{name}-c"));
+    let src = workspace_root().join(format!("tests/c/{name}.c"));
+    run(Command::new("gcc").args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src), "gcc");
+    bin
 }
 
 /// A Go program from `tests/go/<name>`.
@@ -43,7 +56,8 @@ pub fn go(name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let dir = out_dir().join("go");
         std::fs::create_dir_all(&dir).expect("create target/fixtures/go");
-        let cache = out_dir().join("go-cache");
+        // Caches stay outside target/fixtures, which VMs receive whole.
+        let cache = workspace_root().join("target/fixtures-cache/go");
         run(
             Command::new("go")
                 .current_dir(workspace_root().join("tests/go"))
@@ -51,7 +65,7 @@ pub fn go(name: &str) -> PathBuf {
                 .arg(&dir)
                 .args(["./httpclient", "./httpserver"])
                 .env("GOCACHE", &cache)
-                .env("GOPATH", out_dir().join("gopath"))
+                .env("GOPATH", workspace_root().join("target/fixtures-cache/gopath"))
                 .env("GOFLAGS", "-mod=mod")
                 .env("CGO_ENABLED", "0"),
             "go build",

@@ -29,6 +29,11 @@ pub fn fdtrace_bin() -> PathBuf {
     path
 }
 
+/// The tier the tests force with `$FDTRACE_ATTACH`, if any.
+pub fn attach_tier() -> Option<String> {
+    std::env::var("FDTRACE_ATTACH").ok().filter(|t| !t.is_empty() && t != "auto")
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
@@ -98,6 +103,35 @@ impl Lines {
     }
 }
 
+/// A server in its own process, so the client's report holds only the
+/// client's sockets.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `bin` and reads its `listening ADDR` line.
+    pub fn start(bin: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).expect("server output");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("server said {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running workload program that printed `ready <pid>`.
 pub struct Workload {
     child: Child,
@@ -131,6 +165,11 @@ impl Workload {
 
     /// The JSON lines the workload printed, up to `done`.
     pub fn json_until_done(&mut self, timeout: Duration) -> Vec<Value> {
+        self.json_until("done", timeout)
+    }
+
+    /// The JSON lines the workload printed, up to the line `end`.
+    pub fn json_until(&mut self, end: &str, timeout: Duration) -> Vec<Value> {
         let mut out = vec![];
         let deadline = Instant::now() + timeout;
         loop {
@@ -139,7 +178,7 @@ impl Workload {
                 .stdout
                 .next(left)
                 .unwrap_or_else(|| panic!("workload did not finish; saw {:?}", self.stdout.seen));
-            if line == "done" {
+            if line == end {
                 return out;
             }
             if let Ok(v) = serde_json::from_str(&line) {
@@ -201,9 +240,16 @@ impl Trace {
         t
     }
 
-    /// Starts fdtrace without waiting for anything.
+    /// Starts fdtrace without waiting for anything. `$FDTRACE_ATTACH`
+    /// (fentry, kprobe, tracepoint) adds `--attach`: the VM matrix runs the
+    /// same tests on each tier.
     pub fn spawn(args: &[&str]) -> Trace {
-        Trace::spawn_cmd(Command::new(fdtrace_bin()).args(args))
+        let mut cmd = Command::new(fdtrace_bin());
+        cmd.args(args);
+        if let Some(tier) = attach_tier() {
+            cmd.args(["--attach", &tier]);
+        }
+        Trace::spawn_cmd(&mut cmd)
     }
 
     pub fn spawn_cmd(cmd: &mut Command) -> Trace {

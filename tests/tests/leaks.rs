@@ -3,48 +3,16 @@
 //! final report must put the leaked sockets in one group whose stack names
 //! the leaking code, with the server as peer; the fixed variant of each
 //! must report no unclosed sockets.
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use fdtrace_tests::{
     fixtures,
-    harness::{ebpf_available, Trace, Workload},
+    harness::{ebpf_available, Server, Trace, Workload},
 };
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
-
-/// A server in its own process, so the client's report holds only the
-/// client's sockets.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(bin: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).expect("server output");
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("server said {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Traces `client` from its go signal for `secs` and returns the final
 /// report and the client's pid.
@@ -104,6 +72,14 @@ fn assert_one_leak(report: &Value, n: u64, peer: &str, leaker: &str, not: &str) 
 fn assert_no_leak(report: &Value) {
     assert_eq!(report["unclosed"], 0, "the fixed program reported unclosed sockets:\n{report:#}");
     assert!(report["groups"].as_array().unwrap().is_empty());
+}
+
+/// Builds the C and Go programs (also how `cargo xtask vm-test` prebuilds
+/// them for VMs, which have no compilers).
+#[test]
+fn fixtures_build() {
+    assert!(fixtures::c_leaky().exists() && fixtures::c_halfclose().exists());
+    assert!(fixtures::go("httpclient").exists() && fixtures::go("httpserver").exists());
 }
 
 #[test]

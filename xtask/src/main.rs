@@ -5,13 +5,16 @@
 //! - `test`: install what the tests need, build, run every test;
 //! - `setup`: only the installation part of `test`;
 //! - `build-ebpf`: install the eBPF toolchain if needed and build the object;
-//! - `vm-run`: boot a Debian cloud kernel under qemu and run a script in it.
+//! - `vm-run`: boot a Debian cloud kernel under qemu and run a script in it;
+//! - `vm-test`: the kernel matrix: the integration tests on each tier of
+//!   each kernel (part of `test`).
 //!
 //! Everything installs idempotently: a second run finds it present and
 //! costs nothing.
 mod ebpf_build;
 mod setup;
 mod vm;
+mod vmtest;
 
 use std::{
     path::{Path, PathBuf},
@@ -47,6 +50,19 @@ enum Cmd {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Run the integration tests on Debian cloud kernels 5.10, 6.1 and 6.12
+    /// under qemu, once per tier (fentry, kprobe, tracepoint); print the table.
+    VmTest {
+        /// Kernels (default: all).
+        #[arg(long = "kernel")]
+        kernels: Vec<vm::KernelVersion>,
+        /// Tiers (default: all).
+        #[arg(long = "tier")]
+        tiers: Vec<String>,
+        /// VMs at a time.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
     },
     /// Boot a Debian cloud kernel under qemu (TCG), run a shell script in it,
     /// print its output and exit with its status.
@@ -91,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Setup => setup::all(),
         Cmd::Run { args } => run_fdtrace(&ws, args),
         Cmd::Test { args } => test(&ws, args),
+        Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),
         Cmd::VmRun { kernel, files, timeout, memory, script } => {
             let status =
                 vm::vm_run(&ws, kernel, &files, &script.join(" "), Duration::from_secs(timeout), memory)?;
@@ -190,6 +207,15 @@ fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
         bail!("fdtrace exited with {status}");
     }
     Ok(())
+}
+
+fn vm_test(ws: &Path, kernels: Vec<vm::KernelVersion>, tiers: Vec<String>, jobs: usize) -> Result<()> {
+    let kernels = if kernels.is_empty() { vm::KernelVersion::ALL.to_vec() } else { kernels };
+    let tiers = if tiers.is_empty() { vmtest::TIERS.iter().map(|t| t.to_string()).collect() } else { tiers };
+    if let Some(bad) = tiers.iter().find(|t| !vmtest::TIERS.contains(&t.as_str())) {
+        bail!("unknown tier {bad}: use fentry, kprobe or tracepoint");
+    }
+    vmtest::run(ws, &kernels, &tiers, jobs)
 }
 
 fn test(ws: &Path, extra: Vec<String>) -> Result<()> {

@@ -219,7 +219,7 @@ fn try_fentry(
     }
     match prog.attach() {
         Ok(id) => {
-            links.fentry.push((cand.fentry, id));
+            links.fentry.push((cand.fentry.to_string(), id));
             Ok(())
         }
         Err(e) => {
@@ -251,7 +251,7 @@ fn try_kprobe(
     let id = prog
         .attach(cand.function, 0)
         .map_err(|e| Failed(explain(Tier::Kprobe, "attach", &error_chain(&e))))?;
-    links.kprobes.push((cand.kprobe, id));
+    links.kprobes.push((cand.kprobe.to_string(), id));
     Ok(())
 }
 

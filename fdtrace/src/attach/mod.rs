@@ -217,10 +217,10 @@ impl Plan {
 /// What was attached, so it can be detached in parallel.
 #[derive(Default)]
 pub struct Links {
-    pub tracepoints: Vec<(&'static str, TracePointLinkId)>,
-    pub raw_tracepoints: Vec<(&'static str, RawTracePointLinkId)>,
-    pub fentry: Vec<(&'static str, FEntryLinkId)>,
-    pub kprobes: Vec<(&'static str, KProbeLinkId)>,
+    pub tracepoints: Vec<(String, TracePointLinkId)>,
+    pub raw_tracepoints: Vec<(String, RawTracePointLinkId)>,
+    pub fentry: Vec<(String, FEntryLinkId)>,
+    pub kprobes: Vec<(String, KProbeLinkId)>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -460,7 +460,7 @@ impl Drop for Tracer {
             ($links:ident, $ty:ty) => {
                 for (program, id) in std::mem::take(&mut self.links.$links) {
                     let prog: Option<&mut $ty> =
-                        self.ebpf.program_mut(program).and_then(|p| p.try_into().ok());
+                        self.ebpf.program_mut(&program).and_then(|p| p.try_into().ok());
                     if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
                         owned.push(Box::new(link));
                     }
@@ -469,8 +469,14 @@ impl Drop for Tracer {
         }
         take!(tracepoints, TracePoint);
         take!(raw_tracepoints, RawTracePoint);
+        // fentry and kprobe links are few and quick to remove, and removing
+        // them patches kernel text: one at a time, before the tracepoints.
+        let mut sequential: Vec<Box<dyn Send>> = Vec::new();
+        std::mem::swap(&mut owned, &mut sequential);
         take!(fentry, FEntry);
         take!(kprobes, KProbe);
+        std::mem::swap(&mut owned, &mut sequential);
+        drop(sequential);
         let per_thread = owned.len().div_ceil(THREADS).max(1);
         std::thread::scope(|s| {
             while !owned.is_empty() {

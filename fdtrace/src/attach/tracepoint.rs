@@ -65,6 +65,8 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
         config.skc_daddr_off = opt("sock_common", "skc_daddr");
         config.skc_v6_rcv_saddr_off = opt("sock_common", "skc_v6_rcv_saddr");
         config.skc_v6_daddr_off = opt("sock_common", "skc_v6_daddr");
+        config.skc_state_off = opt("sock_common", "skc_state");
+        config.fdtable_close_on_exec_off = opt("fdtable", "close_on_exec");
     }
     // x86_64 kernel stacks are 16 KiB (32 KiB with KASAN, which the kernel
     // side detects: the registers it finds then fail its segment check).
@@ -112,6 +114,36 @@ fn enter_arity(f: &Format) -> Result<usize, String> {
         return Err(format!("{} arguments", args.len()));
     }
     Ok(args.len())
+}
+
+/// The `inet_sock_set_state` offsets `fdtrace-ebpf/src/tcp.rs` reads.
+fn set_state_layout_ok(f: &Format) -> Result<(), String> {
+    let want = [
+        ("skaddr", 8, 8),
+        ("oldstate", 16, 4),
+        ("newstate", 20, 4),
+        ("sport", 24, 2),
+        ("dport", 26, 2),
+        ("family", 28, 2),
+        ("protocol", 30, 2),
+        ("saddr", 32, 4),
+        ("daddr", 36, 4),
+        ("saddr_v6", 40, 16),
+        ("daddr_v6", 56, 16),
+    ];
+    for (name, offset, size) in want {
+        match f.get(name) {
+            Some(field) if field.offset == offset && field.size == size => {}
+            Some(field) => {
+                return Err(format!(
+                    "{name} at offset {} size {} (expected {offset}, {size})",
+                    field.offset, field.size
+                ))
+            }
+            None => return Err(format!("no {name} field")),
+        }
+    }
+    Ok(())
 }
 
 fn exit_layout_ok(f: &Format) -> Result<(), String> {
@@ -171,7 +203,7 @@ fn attach_syscalls(
     covered: &HashSet<&str>,
 ) {
     // Programs are loaded on first use; one that fails stays failed.
-    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
+    let mut loaded: HashMap<String, Result<(), String>> = HashMap::new();
     for sc in Syscall::ALL {
         for &phase in phases(sc, regs_at_exit) {
             let name = format!("sys_{phase}_{}", sc.name());
@@ -183,9 +215,12 @@ fn attach_syscalls(
                 plan.skipped.push((hook, "tracepoint not present on this kernel".into()));
                 continue;
             };
-            let program = match phase {
-                "enter" => enter_arity(&format).map(|n| programs::SYS_ENTER[n]),
-                _ => exit_layout_ok(&format).map(|()| programs::SYS_EXIT),
+            // Programs are named like their tracepoints, but for the
+            // argument-stashing entries, which are shared by arity.
+            let program = match (phase, sc.role()) {
+                ("enter", Role::Removes) => enter_arity(&format).map(|_| name.clone()),
+                ("enter", _) => enter_arity(&format).map(|n| programs::SYS_ENTER[n].to_string()),
+                _ => exit_layout_ok(&format).map(|()| name.clone()),
             };
             let program = match program {
                 Ok(p) => p,
@@ -194,16 +229,17 @@ fn attach_syscalls(
                     continue;
                 }
             };
-            let ready = loaded.entry(program).or_insert_with(|| load_tracepoint(ebpf, program).map(|_| ()));
+            let ready =
+                loaded.entry(program.clone()).or_insert_with(|| load_tracepoint(ebpf, &program).map(|_| ()));
             if let Err(why) = ready {
                 plan.skipped.push((hook, why.clone()));
                 continue;
             }
             let prog: &mut TracePoint =
-                ebpf.program_mut(program).and_then(|p| p.try_into().ok()).expect("loaded above");
+                ebpf.program_mut(&program).and_then(|p| p.try_into().ok()).expect("loaded above");
             match prog.attach("syscalls", &name) {
                 Ok(id) => {
-                    links.tracepoints.push((program, id));
+                    links.tracepoints.push((program.to_string(), id));
                     plan.attached.push(hook);
                 }
                 Err(e) => plan.skipped.push((hook, format!("attach failed: {e:#}"))),
@@ -225,24 +261,35 @@ fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: 
     })();
     match fork {
         Ok(id) => {
-            links.raw_tracepoints.push((programs::PROCESS_FORK, id));
+            links.raw_tracepoints.push((programs::PROCESS_FORK.to_string(), id));
             plan.attached.push("raw_tp:sched_process_fork".into());
         }
         Err(why) => plan.skipped.push(("raw_tp:sched_process_fork".into(), why)),
     }
-    for (program, name) in
-        [(programs::PROCESS_EXEC, "sched_process_exec"), (programs::PROCESS_EXIT, "sched_process_exit")]
-    {
-        let hook = format!("sched:{name}");
-        if !tracefs.exists("sched", name) {
+    for (program, category, name) in [
+        (programs::PROCESS_EXEC, "sched", "sched_process_exec"),
+        (programs::PROCESS_EXIT, "sched", "sched_process_exit"),
+        (programs::SOCK_SET_STATE, "sock", "inet_sock_set_state"),
+    ] {
+        let hook = format!("{category}:{name}");
+        if name == "inet_sock_set_state" {
+            let layout = tracefs
+                .format(category, name)
+                .map_or(Err("not present on this kernel".into()), |f| set_state_layout_ok(&f));
+            if let Err(why) = layout {
+                plan.skipped.push((hook, format!("{why} (TCP states will come from /proc at report time)")));
+                continue;
+            }
+        }
+        if !tracefs.exists(category, name) {
             plan.skipped.push((hook, "tracepoint not present on this kernel".into()));
             continue;
         }
         let result = load_tracepoint(ebpf, program)
-            .and_then(|p| p.attach("sched", name).map_err(|e| format!("attach failed: {e:#}")));
+            .and_then(|p| p.attach(category, name).map_err(|e| format!("attach failed: {e:#}")));
         match result {
             Ok(id) => {
-                links.tracepoints.push((program, id));
+                links.tracepoints.push((program.to_string(), id));
                 plan.attached.push(hook);
             }
             Err(why) => plan.skipped.push((hook, why)),

@@ -122,7 +122,6 @@ impl Ledger {
         self.attach_process(tgid, comm, table, scan_ns);
     }
 
-    #[cfg(test)]
     pub fn process(&self, tgid: u32) -> Option<&Process> {
         self.procs.get(&tgid)
     }
@@ -156,7 +155,9 @@ impl Ledger {
             self.ignored_events += 1;
             return;
         };
-        proc.comm = ev.comm;
+        if ev.comm.0[0] != 0 {
+            proc.comm = ev.comm;
+        }
         let (tgid, table) = (proc.tgid, proc.table);
         match &ev.body {
             Body::Open(open) => self.open(tgid, table, ev, open, out),

@@ -46,6 +46,8 @@ pub struct Header {
     pub now_ns: u64,
     pub is_final: bool,
     pub tier: String,
+    /// Hook family → the tier it runs on.
+    pub hooks: BTreeMap<String, String>,
     pub events: u64,
     pub lost_events: u64,
     pub stacks_failed: u64,
@@ -61,6 +63,8 @@ pub struct SockState {
     pub state: Option<TcpState>,
     pub local: Option<Addr>,
     pub remote: Option<Addr>,
+    /// Milliseconds since it last sent or received data.
+    pub idle_ms: Option<u32>,
 }
 
 /// One report. The JSON form is documented in the README and kept stable.
@@ -76,6 +80,9 @@ pub struct Report {
     #[serde(rename = "final")]
     pub is_final: bool,
     pub tier: String,
+    /// Hook family ("fd install", "fd close", "tcp connect", "tcp close")
+    /// → "fentry", "kprobe" or "tracepoint".
+    pub hooks: BTreeMap<String, String>,
     pub events: u64,
     pub lost_events: u64,
     pub stacks_failed: u64,
@@ -128,11 +135,14 @@ pub struct Group {
     pub fds: Vec<FdInfo>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Peer {
     pub remote: String,
     pub state: Option<&'static str>,
     pub count: usize,
+    /// The least idle of these sockets has sent or received nothing for
+    /// this long (when the kernel reports it).
+    pub idle_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -146,6 +156,8 @@ pub struct FdInfo {
     pub state: Option<&'static str>,
     pub path: Option<String>,
     pub age_s: f64,
+    /// Seconds since it last sent or received data (TCP).
+    pub idle_s: Option<f64>,
     /// Still open in a process that exited.
     pub at_exit: bool,
 }
@@ -249,9 +261,15 @@ pub fn build(
             proto: d.sock.map(|s| s.label()),
             local: local.map(|a| a.to_string()),
             remote: remote.map(|a| a.to_string()),
-            state: st.and_then(|s| s.state).map(TcpState::name).or(d.listening.then_some("LISTEN")),
+            // /proc's state now, else the last the kernel reported.
+            state: st
+                .and_then(|s| s.state)
+                .or(d.state)
+                .map(TcpState::name)
+                .or(d.listening.then_some("LISTEN")),
             path: d.path.clone(),
             age_s,
+            idle_s: st.and_then(|s| s.idle_ms).map(|ms| f64::from(ms) / 1000.0),
             at_exit: c.at_exit,
         });
     }
@@ -292,6 +310,7 @@ pub fn build(
         elapsed_s: secs(elapsed_ns),
         is_final: h.is_final,
         tier: h.tier.clone(),
+        hooks: h.hooks.clone(),
         events: h.events,
         lost_events: h.lost_events,
         stacks_failed: h.stacks_failed,
@@ -322,11 +341,17 @@ pub fn build(
 /// counted per address: `127.0.0.1:*`.
 fn peers(fds: &[FdInfo]) -> Vec<Peer> {
     const MANY: usize = 5;
+    // (remote, state) → (count, least idle).
     let count = |key: &dyn Fn(&FdInfo) -> Option<String>| {
-        let mut counts: HashMap<(String, Option<&'static str>), usize> = HashMap::new();
+        let mut counts: HashMap<(String, Option<&'static str>), (usize, Option<f64>)> = HashMap::new();
         for f in fds {
             if let Some(k) = key(f) {
-                *counts.entry((k, f.state)).or_default() += 1;
+                let e = counts.entry((k, f.state)).or_insert((0, f.idle_s));
+                e.0 += 1;
+                e.1 = match (e.1, f.idle_s) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
             }
         }
         counts
@@ -349,8 +374,10 @@ fn peers(fds: &[FdInfo]) -> Vec<Peer> {
             counts = by_host;
         }
     }
-    let mut peers: Vec<Peer> =
-        counts.into_iter().map(|((remote, state), count)| Peer { remote, state, count }).collect();
+    let mut peers: Vec<Peer> = counts
+        .into_iter()
+        .map(|((remote, state), (count, idle_s))| Peer { remote, state, count, idle_s })
+        .collect();
     peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.remote.cmp(&b.remote)));
     peers
 }

@@ -164,8 +164,14 @@ fn peers_are_counted_with_their_states() {
         [socket(S, 3, 1), connect(S, 3, "127.0.0.1:9901"), socket(S, 4, 1), connect(S, 4, "127.0.0.1:9901")];
     let (l, s) = given(&events);
     let mut states = HashMap::new();
-    states.insert((PID, 3), SockState { state: Some(TcpState::Established), local: None, remote: None });
-    states.insert((PID, 4), SockState { state: Some(TcpState::CloseWait), local: None, remote: None });
+    states.insert(
+        (PID, 3),
+        SockState { state: Some(TcpState::Established), local: None, remote: None, idle_ms: Some(12_500) },
+    );
+    states.insert(
+        (PID, 4),
+        SockState { state: Some(TcpState::CloseWait), local: None, remote: None, idle_ms: Some(900) },
+    );
     let r = build(&header(5 * S), &opts(), &l, &s, &states);
     let peers = &r.groups[0].peers;
     assert_eq!(peers.len(), 2);
@@ -173,6 +179,8 @@ fn peers_are_counted_with_their_states() {
     assert!(peers.iter().any(|p| p.state == Some("CLOSE_WAIT")));
     let text = text::render(&r);
     assert!(text.contains("CLOSE_WAIT  ← peer closed, this process did not"), "{text}");
+    assert!(text.contains("ESTABLISHED, idle ≥ 12.5 s"), "{text}");
+    assert_eq!(r.groups[0].fds.iter().find(|f| f.fd == 3).unwrap().idle_s, Some(12.5));
 }
 
 #[test]
@@ -183,7 +191,10 @@ fn many_clients_of_one_host_are_counted_per_host() {
         events.push(connect(S, 10 + i, &format!("10.0.0.1:{}", 40000 + i)));
     }
     let r = build_at(10, &events, &opts());
-    assert_eq!(r.groups[0].peers, vec![Peer { remote: "10.0.0.1:*".into(), state: None, count: 8 }]);
+    assert_eq!(
+        r.groups[0].peers,
+        vec![Peer { remote: "10.0.0.1:*".into(), state: None, count: 8, idle_s: None }]
+    );
 }
 
 #[test]

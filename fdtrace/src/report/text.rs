@@ -92,8 +92,12 @@ fn group(out: &mut String, n: usize, g: &Group) {
     let _ = writeln!(out, "    {}", kinds.join(", "));
     for p in g.peers.iter().take(5) {
         let state = p.state.map(|s| format!(" {s}")).unwrap_or_default();
+        let idle = match p.idle_s {
+            Some(s) if s >= 1.0 && p.state != Some("LISTEN") => format!(", idle ≥ {}", age(s)),
+            _ => String::new(),
+        };
         let note = if p.state == Some("CLOSE_WAIT") { "  ← peer closed, this process did not" } else { "" };
-        let _ = writeln!(out, "    {:>5} × {}{state}{note}", p.count, p.remote);
+        let _ = writeln!(out, "    {:>5} × {}{state}{idle}{note}", p.count, p.remote);
     }
     if g.peers.len() > 5 {
         let _ = writeln!(out, "          … {} more peers", g.peers.len() - 5);

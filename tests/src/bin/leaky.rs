@@ -8,7 +8,9 @@
 //! Flags: `--interval-ms N` (default 200), `--requests N` (0 = forever),
 //! `--fixed` (fetch_inventory closes too), `--connect ADDR` (use a server
 //! elsewhere instead of the built-in one), `--serve` (only run the
-//! server), `--wait` (print `ready PID` and wait for a line on stdin).
+//! server), `--hangup` (with `--serve`: close each connection right after
+//! accepting it), `--wait` (print `ready PID` and wait for a line on
+//! stdin).
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -27,6 +29,12 @@ fn main() {
     if has("--serve") {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         println!("listening {}", listener.local_addr().expect("addr"));
+        if has("--hangup") {
+            // Accept and close at once: clients see EOF.
+            for conn in listener.incoming() {
+                drop(conn);
+            }
+        }
         serve(listener);
         return;
     }
