@@ -31,6 +31,12 @@ pub const RUNTIME_MAP: &str = "RUNTIME";
 pub const SOCKS_MAP: &str = "SOCKS";
 /// Default number of sockets whose state is followed.
 pub const DEFAULT_MAX_SOCKS: u32 = 1 << 17;
+/// Go processes: tgid → [`GoInfo`] (offsets into the runtime's `g`).
+pub const GO_PROCS_MAP: &str = "GO_PROCS";
+/// Goroutine creations: [`GoKey`] → [`GoOrigin`].
+pub const GO_CREATORS_MAP: &str = "GO_CREATORS";
+/// net/http dial goroutines: [`GoroutineKey`] → `*http.Transport`.
+pub const GO_DIALS_MAP: &str = "GO_DIALS";
 /// Per-CPU loss counters, indexed by [`Loss`].
 pub const LOSSES_MAP: &str = "LOSSES";
 /// Syscall arguments stashed at entry, keyed by tid.
@@ -77,6 +83,54 @@ pub mod programs {
     pub const KPROBE_TCP_CLOSE: &str = "kprobe_tcp_close";
     /// tracepoint `sock:inet_sock_set_state`.
     pub const SOCK_SET_STATE: &str = "sock_set_state";
+    /// uprobe on `runtime.newproc` (a `go` statement) in Go programs.
+    pub const GO_NEWPROC: &str = "go_newproc";
+    /// uprobe on `net/http.(*Transport).dialConnFor`.
+    pub const GO_DIAL_CONN_FOR: &str = "go_dial_conn_for";
+}
+
+/// Where a Go program's runtime keeps what fdtrace reads, from its DWARF
+/// (values of [`GO_PROCS_MAP`]). Offsets into `runtime.g`; 0 when absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoInfo {
+    /// `g.gopc`: the pc of the `go` statement that created the goroutine.
+    pub gopc_off: u32,
+    pub goid_off: u32,
+    /// `g.parentGoid` (Go 1.21+).
+    pub parent_goid_off: u32,
+    pub _pad: u32,
+}
+
+/// A goroutine creation: the `go` statement's pc and the creating
+/// goroutine's id (0 where the runtime does not record the parent, before
+/// Go 1.21).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub gopc: u64,
+    pub parent_goid: u64,
+}
+
+/// The creating goroutine's stack at the `go` statement.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOrigin {
+    pub stack_id: i32,
+    pub _pad: u32,
+    /// The return address of `runtime.newproc`: the creator's own frame,
+    /// which the frame-pointer walk from newproc's entry skips.
+    pub caller: u64,
+}
+
+/// A live goroutine: its `g` and id (a `g` is reused by later goroutines).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoroutineKey {
+    pub g: u64,
+    pub goid: u64,
 }
 
 /// Bits of the [`RUNTIME_MAP`] flags word, set after attaching.
@@ -292,6 +346,13 @@ pub struct FdOpen {
     /// For sockets: the `struct sock *`, which ties later state changes to
     /// this fd. 0 otherwise.
     pub sk: u64,
+    /// Go: the stack that created the goroutine opening this fd (or
+    /// [`STACK_NOT_CAPTURED`]), and that stack's innermost frame.
+    pub go_spawn_stack: i32,
+    pub _pad3: u32,
+    pub go_spawn_pc: u64,
+    /// Go: the `*http.Transport` dialing, in a net/http dial goroutine.
+    pub go_transport: u64,
     /// Bytes used in `path` (open* filename, memfd name).
     pub path_len: u16,
     pub _pad2: [u8; 6],
@@ -467,7 +528,8 @@ pub struct Exit {
 
 const _: () = assert!(size_of::<Header>() == 40);
 const _: () = assert!(size_of::<SockAddr>() == 24);
-const _: () = assert!(size_of::<FdOpen>() == 160 + PATH_CAP);
+const _: () = assert!(size_of::<FdOpen>() == 184 + PATH_CAP);
+const _: () = assert!(size_of::<GoKey>() == 24 && size_of::<GoOrigin>() == 16);
 const _: () = assert!(size_of::<Close>() == 48);
 const _: () = assert!(size_of::<CloseRange>() == 56);
 const _: () = assert!(size_of::<SockAddrEvent>() == 152 + PATH_CAP);
@@ -478,9 +540,9 @@ const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
 const _: () = assert!(size_of::<Exit>() == 48);
 const _: () = assert!(MAX_EVENT_SIZE == size_of::<StackRecord>());
 // The kernel side rounds the used part of a string up to 8 bytes.
-const _: () = assert!(EventKind::FdOpen.min_size() % 8 == 0);
-const _: () = assert!(EventKind::SockAddr.min_size() % 8 == 0);
-const _: () = assert!(EventKind::Exec.min_size() % 8 == 0);
+const _: () = assert!(EventKind::FdOpen.min_size().is_multiple_of(8));
+const _: () = assert!(EventKind::SockAddr.min_size().is_multiple_of(8));
+const _: () = assert!(EventKind::Exec.min_size().is_multiple_of(8));
 
 /// `stack_id` of an event whose stack follows the [`StackRecord`] sent
 /// just before it by the same thread.
@@ -623,6 +685,9 @@ pub struct Inflight {
 
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: plain-old-data: #[repr(C)], integer fields only, explicit
+    // padding.
+    unsafe impl aya::Pod for super::GoInfo {}
     // SAFETY: plain-old-data: #[repr(C)], integer fields only, no padding
     // that is not an explicit field.
     unsafe impl aya::Pod for super::Config {}

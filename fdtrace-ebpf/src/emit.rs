@@ -171,14 +171,14 @@ fn send_inline_stack<C: StackIdContext>(ctx: &C, pid_tgid: u64) -> bool {
     true
 }
 
-/// The user registers of the current syscall, from `pt_regs` words 7..=20
-/// (r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss), read
-/// in one go into a per-CPU map slot (the programs that use them are close
+/// The user registers of the current syscall, from `pt_regs` words 1..=20
+/// (r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax,
+/// ip, cs, flags, sp, ss), read in one go into a per-CPU map slot (the programs that use them are close
 /// to the 512-byte stack limit). Not an `Option`: LLVM may copy an
 /// `Option`'s uninitialized payload, which the verifier refuses to read;
 /// `ok` says whether the words are real.
 pub struct UserRegs {
-    w: [u64; 14],
+    w: [u64; 20],
     pub ok: bool,
 }
 
@@ -199,14 +199,14 @@ impl UserRegs {
             Self::stack_pt_regs()
         };
         if from != 0 {
-            let src = (from + 7 * 8) as *const u8;
+            let src = (from + 8) as *const u8;
             // SAFETY: checked kernel read into the slot.
-            let dst = unsafe { core::slice::from_raw_parts_mut(regs.w.as_mut_ptr().cast::<u8>(), 14 * 8) };
+            let dst = unsafe { core::slice::from_raw_parts_mut(regs.w.as_mut_ptr().cast::<u8>(), 20 * 8) };
             regs.ok = unsafe { bpf_probe_read_kernel_buf(src, dst) }.is_ok();
         }
         // Trust registers only if they are a 64-bit user frame (cs, ss): a
         // kernel thread, or a wrong THREAD_SIZE guess, fails this.
-        if regs.w[10] != USER_CS || regs.w[13] != USER_DS {
+        if regs.w[16] != USER_CS || regs.w[19] != USER_DS {
             regs.ok = false;
         }
         Some(regs)
@@ -235,13 +235,19 @@ impl UserRegs {
     #[inline(always)]
     pub fn args(&self) -> [u64; 6] {
         let r = &self.w;
-        [r[7], r[6], r[5], r[0], r[2], r[1]]
+        [r[13], r[12], r[11], r[6], r[8], r[7]]
+    }
+
+    /// r14: the current goroutine's `g` in Go code (register ABI, Go 1.17+).
+    #[inline(always)]
+    pub fn r14(&self) -> u64 {
+        self.w[0]
     }
 
     /// The number of the syscall in progress.
     #[inline(always)]
     pub fn syscall_nr(&self) -> u32 {
-        self.w[8] as u32
+        self.w[14] as u32
     }
 
     /// The word at the user stack pointer. At the `syscall` instruction of
@@ -249,7 +255,7 @@ impl UserRegs {
     /// wrapper's caller, which a frame-pointer walk skips.
     #[inline(always)]
     pub fn caller_ip(&self) -> u64 {
-        let sp = self.w[12];
+        let sp = self.w[18];
         if !self.ok || sp == 0 {
             return 0;
         }

@@ -13,6 +13,7 @@ use crate::{
         header, read_fd_pair, read_sockaddr, read_user_str, scratch, send_scratch, track_sock, user_stack,
         Args, UserRegs,
     },
+    go::goroutine_origin,
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
 };
 
@@ -96,6 +97,8 @@ pub fn report_open<C: StackIdContext>(
     ev.local = Default::default();
     ev.remote = Default::default();
     ev.sk = 0;
+    ev._pad3 = 0;
+    (ev.go_spawn_stack, ev.go_spawn_pc, ev.go_transport) = goroutine_origin((pid_tgid >> 32) as u32, regs);
     ev.path_len = 0;
     ev._pad2 = [0; 6];
 

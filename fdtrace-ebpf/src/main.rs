@@ -10,6 +10,7 @@
 //! - [`fdtable`]: the kernel's fd-table functions (fentry/kprobe tiers);
 //! - [`tcp`]: TCP states: `inet_sock_set_state`, and `tcp_connect`/`tcp_close`
 //!   (fentry/kprobe tiers);
+//! - [`go`]: uprobes in Go programs (goroutine origins, net/http dials);
 //! - [`process`]: fork, exec and exit.
 //!
 //! [`fdopen`] builds the fd-creation record the same way for every tier;
@@ -20,6 +21,7 @@
 mod emit;
 mod fdopen;
 mod fdtable;
+mod go;
 mod maps;
 mod process;
 mod sockets;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fdtrace_common::{
-    Config, Inflight, Loss, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE,
-    STACK_DEPTH,
+    Config, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Loss, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS,
+    DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
 };
 
 /// Every event, in the order the programs submitted them.
@@ -26,6 +26,18 @@ pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(DEFAULT_MAX_TA
 /// a socket closed while nobody traced it must not pin a slot.
 #[map]
 pub static SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DEFAULT_MAX_SOCKS, 0);
+
+/// Go programs being traced, with their `runtime.g` offsets.
+#[map]
+pub static GO_PROCS: HashMap<u32, GoInfo> = HashMap::with_max_entries(DEFAULT_MAX_TARGETS, 0);
+
+/// Goroutine creations (`go` statements) and the creator's stack.
+#[map]
+pub static GO_CREATORS: LruHashMap<GoKey, GoOrigin> = LruHashMap::with_max_entries(1 << 14, 0);
+
+/// net/http dial goroutines and the Transport they dial for.
+#[map]
+pub static GO_DIALS: LruHashMap<GoroutineKey, u64> = LruHashMap::with_max_entries(1 << 14, 0);
 
 /// Flags decided while attaching (`fdtrace_common::runtime_flags`), slot 0.
 #[map]

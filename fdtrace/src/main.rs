@@ -15,6 +15,7 @@ mod check;
 mod cli;
 mod clock;
 mod events;
+mod golang;
 mod ledger;
 mod procfs;
 mod report;

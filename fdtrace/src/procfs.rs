@@ -257,7 +257,7 @@ pub fn sockets(pid: u32) -> HashMap<u64, SocketRow> {
         }
     }
     for (inode, sock_type, path) in parse_unix_table(&read("unix")) {
-        let local = (!path.is_empty()).then(|| Addr::Unix(path));
+        let local = (!path.is_empty()).then_some(Addr::Unix(path));
         let spec = Some(SockSpec { family: AF_UNIX, sock_type, protocol: 0 });
         out.entry(inode).or_insert(SocketRow { spec, local, remote: None, state: None, inode });
     }

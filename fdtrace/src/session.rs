@@ -7,6 +7,7 @@ use std::{
     collections::HashMap,
     io::{self, BufWriter, Write},
     os::fd::{FromRawFd, OwnedFd},
+    path::Path,
     time::Duration,
 };
 
@@ -23,6 +24,7 @@ use crate::{
     cli::TraceArgs,
     clock::{monotonic_ns, Clock},
     events::{reader::EventReader, Body, Comm, Event, FdKind, StackId},
+    golang,
     ledger::{Effect, Ledger},
     procfs,
     report::{self, SockState},
@@ -76,12 +78,17 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         stacks: !args.no_stacks,
         ringbuf_size: args.ringbuf_size,
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
+        go_programs: targets
+            .iter()
+            .filter_map(|t| Some((t.tgid, golang::inspect(Path::new(&format!("/proc/{}/exe", t.tgid)))?)))
+            .collect(),
     };
     // Handle signals from here on: a Ctrl-C during start-up still detaches.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let started = std::time::Instant::now();
     let (tracer, ring) = Tracer::start(&opts, &tgids)?;
+    let notes = goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
     let mut reader = EventReader::new(ring).context("watching the ring buffer")?;
 
     // The baseline: what is open now. Events stamped before the scan refine
@@ -151,6 +158,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
                     (f.name.to_string(), o.hooked.map_or("tracepoint".to_string(), |(t, _)| t.to_string()))
                 })
                 .collect(),
+            notes,
             ..report::Header::default()
         },
         report_opts: report::Options {
@@ -265,7 +273,7 @@ impl<W: Write> Session<'_, W> {
         // Resolve new stacks now, while the process (and its maps) exist.
         for e in &self.effects {
             if let Effect::Opened { tgid, entry } = e {
-                if let Some(stack) = entry.stack {
+                for stack in [entry.stack, entry.desc.go_spawn].into_iter().flatten() {
                     if !self.stacks.known(*tgid, stack) {
                         let tracer = self.tracer;
                         self.stacks.resolve(*tgid, stack, |id| tracer.stack(id));
@@ -409,6 +417,34 @@ impl<W: Write> Session<'_, W> {
             warn!("writing output: {e}");
         }
     }
+}
+
+/// What following goroutines in the Go programs among the targets could
+/// not do, for the report's notes.
+fn goroutine_notes(tracer: &Tracer, go: &[(u32, golang::GoBinary)], follow_forks: bool) -> Vec<String> {
+    let mut notes = vec![];
+    for ((tgid, result), (_, binary)) in tracer.plan.go.iter().zip(go) {
+        match result {
+            Ok(()) => {
+                log::debug!(
+                    "pid {tgid}: {} goroutine origins followed",
+                    binary.version.as_deref().unwrap_or("Go")
+                );
+                if let Some(why) = binary.imprecision() {
+                    notes.push(format!("pid {tgid}: {why}"));
+                }
+            }
+            Err(e) => {
+                let note = format!("pid {tgid}: {e}");
+                eprintln!("fdtrace: {note}");
+                notes.push(note);
+            }
+        }
+    }
+    if !go.is_empty() && follow_forks {
+        notes.push("goroutine origins are followed in the traced Go programs, not in their children".into());
+    }
+    notes
 }
 
 /// Sends `tgid` on `tx` when the process exits (pidfd readable).

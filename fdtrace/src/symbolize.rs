@@ -158,10 +158,19 @@ impl Stacks {
                     None => Resolved::Failed("stack no longer in the stack map".into()),
                     Some(ips) => {
                         let mut ips = ips.to_vec();
-                        if let Some(caller) = stack.caller_ip {
-                            if ips.get(1) != Some(&caller) && is_return_address(tgid, caller) {
+                        match stack.caller_ip {
+                            // The probed function's entry is not a return
+                            // address; its caller is.
+                            Some(caller) if stack.at_entry && !ips.is_empty() => ips[0] = caller,
+                            None if stack.at_entry && !ips.is_empty() => {
+                                ips.remove(0);
+                            }
+                            Some(caller)
+                                if ips.get(1) != Some(&caller) && is_return_address(tgid, caller) =>
+                            {
                                 ips.insert(1.min(ips.len()), caller);
                             }
+                            _ => {}
                         }
                         Resolved::Frames(self.symbolize(tgid, &ips).into())
                     }
@@ -368,7 +377,7 @@ mod tests {
     #[test]
     fn symbolizes_this_process() {
         let mut stacks = Stacks::new();
-        let here = symbolizes_this_process as usize as u64;
+        let here = symbolizes_this_process as *const () as u64;
         let frames = stacks.symbolize(std::process::id(), &[here + 1]);
         let f = frames[0].function.as_deref().unwrap_or_default();
         assert!(f.contains("symbolizes_this_process"), "got {frames:?}");

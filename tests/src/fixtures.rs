@@ -50,29 +50,42 @@ fn c_program(name: &str) -> PathBuf {
     bin
 }
 
-/// A Go program from `tests/go/<name>`.
+/// A Go program from `tests/go/<name>`, or `httpclient-stripped`: the
+/// client built without symbols and DWARF (`-ldflags=-s -w`).
 pub fn go(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let dir = out_dir().join("go");
         std::fs::create_dir_all(&dir).expect("create target/fixtures/go");
-        // Caches stay outside target/fixtures, which VMs receive whole.
-        let cache = workspace_root().join("target/fixtures-cache/go");
-        run(
-            Command::new("go")
-                .current_dir(workspace_root().join("tests/go"))
-                .args(["build", "-o"])
-                .arg(&dir)
-                .args(["./httpclient", "./httpserver"])
-                .env("GOCACHE", &cache)
-                .env("GOPATH", workspace_root().join("target/fixtures-cache/gopath"))
-                .env("GOFLAGS", "-mod=mod")
-                .env("CGO_ENABLED", "0"),
-            "go build",
-        );
+        go_build(&dir, &[], &["./httpclient", "./httpserver", "./sessionserver"]);
+        go_build(&dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);
         dir
     });
     dir.join(name)
+}
+
+fn go_build(out: &std::path::Path, flags: &[&str], packages: &[&str]) {
+    // Caches stay outside target/fixtures, which VMs receive whole.
+    let cache = workspace_root().join("target/fixtures-cache/go");
+    run(
+        Command::new("go")
+            .current_dir(workspace_root().join("tests/go"))
+            .arg("build")
+            .args(flags)
+            .arg("-o")
+            .arg(out)
+            .args(packages)
+            .env("GOCACHE", &cache)
+            .env("GOPATH", workspace_root().join("target/fixtures-cache/gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("CGO_ENABLED", "0"),
+        "go build",
+    );
+}
+
+/// A file under `tests/go/`.
+pub fn go_source(rel: &str) -> PathBuf {
+    workspace_root().join("tests/go").join(rel)
 }
 
 /// `go version`, for messages.

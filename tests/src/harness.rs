@@ -111,6 +111,10 @@ pub struct Server {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `bin` and reads its `listening ADDR` line.
     pub fn start(bin: &str, args: &[&str]) -> Server {
         let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start server");
@@ -219,6 +223,25 @@ impl Finished {
     /// stdout lines that parse as JSON.
     pub fn json(&self) -> Vec<Value> {
         self.stdout.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// The final report of a run that succeeded, checked complete: no
+    /// events lost, and the ledger agreed with /proc.
+    pub fn final_report(&self) -> Value {
+        assert!(self.status.success(), "fdtrace failed:\n{}", self.stderr_text());
+        let report = self
+            .json()
+            .into_iter()
+            .rfind(|v| v["type"] == "report" && v["final"] == true)
+            .unwrap_or_else(|| panic!("no final report in:\n{}", self.stdout.join("\n")));
+        assert_eq!(report["lost_events"], 0, "{report:#}");
+        assert_eq!(
+            (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
+            (Some(0), Some(0)),
+            "{report:#}"
+        );
+        assert_eq!(report["complete"], true);
+        report
     }
 
     /// `"type":"event"` objects of process `pid`.

@@ -45,6 +45,9 @@ pub enum Cell {
     Unsupported(String),
 }
 
+/// Kernel version → (release, tier → cell).
+type Results = BTreeMap<String, (String, BTreeMap<String, Cell>)>;
+
 pub fn run(ws: &Path, kernels: &[KernelVersion], tiers: &[String], jobs: usize) -> Result<()> {
     let start = Instant::now();
     vm::ensure_tools()?;
@@ -53,7 +56,7 @@ pub fn run(ws: &Path, kernels: &[KernelVersion], tiers: &[String], jobs: usize) 
     let files = build(ws)?;
     let script = script(ws, &files.tests, tiers);
 
-    let results: Mutex<BTreeMap<String, (String, BTreeMap<String, Cell>)>> = Mutex::new(BTreeMap::new());
+    let results: Mutex<Results> = Mutex::new(BTreeMap::new());
     let queue = Mutex::new(kernels.iter().collect::<Vec<_>>());
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {

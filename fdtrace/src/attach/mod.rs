@@ -21,14 +21,18 @@ use std::fmt;
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
-        fentry::FEntryLinkId, kprobe::KProbeLinkId, raw_trace_point::RawTracePointLinkId,
-        trace_point::TracePointLinkId, FEntry, KProbe, RawTracePoint, TracePoint,
+        fentry::FEntryLinkId,
+        kprobe::KProbeLinkId,
+        raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
+        uprobe::{UProbeLinkId, UProbeScope},
+        FEntry, KProbe, ProgramError, RawTracePoint, TracePoint, UProbe,
     },
     Ebpf, EbpfLoader,
 };
 use fdtrace_common::{
-    config_flags, runtime_flags, target, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, RUNTIME_MAP,
-    STACKS_MAP, TARGETS_MAP,
+    config_flags, programs, runtime_flags, target, GoInfo, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP,
+    GO_PROCS_MAP, LOSSES_MAP, RUNTIME_MAP, STACKS_MAP, TARGETS_MAP,
 };
 use log::warn;
 
@@ -88,6 +92,9 @@ pub struct Options {
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ringbuf_size: u32,
     pub stack_entries: u32,
+    /// Go programs among the targets, whose goroutines are followed back
+    /// to where they were started.
+    pub go_programs: Vec<(u32, crate::golang::GoBinary)>,
 }
 
 /// Why fdtrace cannot trace. Each message says what to do about it.
@@ -137,6 +144,8 @@ pub struct Plan {
     pub skipped: Vec<(String, String)>,
     /// The kernel side can read the caller of a frameless libc wrapper.
     pub caller_ip: bool,
+    /// Per Go program: whether its goroutine origins are followed.
+    pub go: Vec<(u32, Result<(), GoError>)>,
 }
 
 /// What `fdtrace check` found.
@@ -221,6 +230,7 @@ pub struct Links {
     pub raw_tracepoints: Vec<(String, RawTracePointLinkId)>,
     pub fentry: Vec<(String, FEntryLinkId)>,
     pub kprobes: Vec<(String, KProbeLinkId)>,
+    pub uprobes: Vec<(String, UProbeLinkId)>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -230,6 +240,58 @@ pub struct Tracer {
     links: Links,
     stacks: Option<StackTraceMap<MapData>>,
     losses: Option<PerCpuArray<MapData, u64>>,
+}
+
+/// Follows a Go program's goroutines back to the code that started them:
+/// registers its `runtime.g` offsets and attaches the uprobes (on
+/// `/proc/PID/exe`, which also finds a binary deleted since it started).
+fn attach_go(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    tgid: u32,
+    go: &crate::golang::GoBinary,
+) -> Result<(), GoError> {
+    if let Some(why) = go.limitation() {
+        return Err(GoError::Unsupported(why));
+    }
+    let info = go.offsets.expect("checked by limitation()");
+    {
+        let map = ebpf.map_mut(GO_PROCS_MAP).ok_or(GoError::Unsupported("object lacks GO_PROCS".into()))?;
+        let mut map: aya::maps::HashMap<_, u32, GoInfo> =
+            aya::maps::HashMap::try_from(map).map_err(|e| GoError::Unsupported(e.to_string()))?;
+        map.insert(tgid, info, 0).map_err(|e| GoError::Unsupported(e.to_string()))?;
+    }
+    let exe = format!("/proc/{tgid}/exe");
+    let pid = std::num::NonZeroU32::new(tgid).ok_or(GoError::Unsupported("pid 0".into()))?;
+    let mut hooks = vec![(programs::GO_NEWPROC, crate::golang::NEWPROC)];
+    if go.has_dial_conn_for {
+        hooks.push((programs::GO_DIAL_CONN_FOR, crate::golang::DIAL_CONN_FOR));
+    }
+    for (program, function) in hooks {
+        let attach = |why: String| GoError::Attach { function, why };
+        let prog: &mut UProbe = ebpf
+            .program_mut(program)
+            .ok_or_else(|| attach("program missing from the object".into()))?
+            .try_into()
+            .map_err(|e: ProgramError| attach(e.to_string()))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| attach(function::error_chain(&e)))?;
+        }
+        let id = prog
+            .attach(function, &exe, UProbeScope::OneProcess(pid))
+            .map_err(|e| attach(function::error_chain(&e)))?;
+        links.uprobes.push((program.to_string(), id));
+    }
+    Ok(())
+}
+
+/// What following a Go program's goroutines needs, and whether it worked.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum GoError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("attaching to {function}: {why}")]
+    Attach { function: &'static str, why: String },
 }
 
 impl Tracer {
@@ -282,6 +344,12 @@ impl Tracer {
         let regs_at_exit = kernel.has_task_pt_regs;
         let mut plan = Plan { caller_ip: regs_at_exit || config.task_stack_off != 0, ..Plan::default() };
         let mut links = Links::default();
+
+        // Go uprobes before the fd hooks: every fd seen opened in a
+        // goroutine started from then on finds its origin.
+        for (tgid, go) in &opts.go_programs {
+            plan.go.push((*tgid, attach_go(&mut ebpf, &mut links, *tgid, go)));
+        }
 
         // Function families first: what they cover decides which
         // tracepoints are still needed.
@@ -475,6 +543,7 @@ impl Drop for Tracer {
         std::mem::swap(&mut owned, &mut sequential);
         take!(fentry, FEntry);
         take!(kprobes, KProbe);
+        take!(uprobes, UProbe);
         std::mem::swap(&mut owned, &mut sequential);
         drop(sequential);
         let per_thread = owned.len().div_ceil(THREADS).max(1);

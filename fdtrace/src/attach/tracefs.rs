@@ -75,7 +75,7 @@ pub struct Format {
 
 impl Format {
     /// Parses lines like
-    /// `field:const char * filename;	offset:24;	size:8;	signed:0;`.
+    /// `field:const char * filename;    offset:24;    size:8;    signed:0;`.
     pub fn parse(text: &str) -> Format {
         let mut fields = HashMap::new();
         for line in text.lines() {

@@ -123,6 +123,10 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
     let raw_local = sock_addr(b);
     let raw_remote = sock_addr(b);
     let sk = b.get_u64_ne();
+    let go_spawn_stack = b.get_i32_ne();
+    let _pad3 = b.get_u32_ne();
+    let go_spawn_pc = b.get_u64_ne();
+    let go_transport = b.get_u64_ne();
     let string = trailing_string(kind, b)?;
     let local = addr(raw_local, &[]);
     let remote = addr(raw_remote, string);
@@ -156,6 +160,7 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
                 err => StackId::Failed(err),
             },
             caller_ip: (caller_ip != 0).then_some(caller_ip),
+            at_entry: false,
         },
         missed_entry: flags & fd_flags::MISSED_ENTRY != 0,
         read_failed: flags & fd_flags::READ_FAILED != 0,
@@ -168,6 +173,12 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
             _ => None,
         },
         sk: (sk != 0).then_some(sk),
+        go_spawn: (go_spawn_stack >= 0).then_some(StackRef {
+            id: StackId::Id(go_spawn_stack as u32),
+            caller_ip: (go_spawn_pc != 0).then_some(go_spawn_pc),
+            at_entry: true,
+        }),
+        go_transport: (go_transport != 0).then_some(go_transport),
     })
 }
 
@@ -337,6 +348,10 @@ mod tests {
             local: SockAddr::default(),
             remote: SockAddr::default(),
             sk: 0,
+            go_spawn_stack: STACK_NOT_CAPTURED,
+            _pad3: 0,
+            go_spawn_pc: 0,
+            go_transport: 0,
             path_len: 10,
             _pad2: [0; 6],
             path: path_buf(b"/etc/hosts"),
@@ -353,7 +368,7 @@ mod tests {
         assert_eq!((o.fd, o.fd2, o.src_fd, o.ret), (Some(7), None, None, 7));
         assert!(o.cloexec);
         assert_eq!(o.path.as_deref(), Some("/etc/hosts"));
-        assert_eq!(o.stack, StackRef { id: StackId::Id(12), caller_ip: Some(0x4000) });
+        assert_eq!(o.stack, StackRef { id: StackId::Id(12), caller_ip: Some(0x4000), at_entry: false });
         assert_eq!(o.socket, None);
     }
 
@@ -387,7 +402,7 @@ mod tests {
         r.caller_ip = 0;
         let Body::Open(o) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
         assert_eq!(o.socket.unwrap().label(), "tcp6");
-        assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None });
+        assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None, at_entry: false });
     }
 
     #[test]

@@ -167,6 +167,10 @@ pub struct Open {
     pub kind_hint: Option<FdKind>,
     /// For sockets: the kernel's `struct sock *`.
     pub sk: Option<u64>,
+    /// Go: the stack that started the goroutine that opened it.
+    pub go_spawn: Option<StackRef>,
+    /// Go: the `*http.Transport` a net/http dial goroutine dialed for.
+    pub go_transport: Option<u64>,
 }
 
 impl Open {
@@ -221,6 +225,10 @@ pub struct StackRef {
     /// The return address at the user stack pointer (caller of a frameless
     /// libc wrapper), when read.
     pub caller_ip: Option<u64>,
+    /// Captured at a function's entry by a uprobe: frame 0 is the probed
+    /// function itself, and `caller_ip` (its return address) takes its
+    /// place.
+    pub at_entry: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

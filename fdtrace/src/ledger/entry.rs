@@ -20,6 +20,22 @@ pub struct FdEntry {
     pub desc: FdDesc,
 }
 
+impl FdEntry {
+    /// Where it was opened, for counting: its stack, and in Go the stack
+    /// that started the goroutine.
+    pub fn site(&self) -> Option<Site> {
+        Some(Site { stack: self.stack?, spawn: self.desc.go_spawn })
+    }
+}
+
+/// A place in the program that opens fds: the stack at the open, and for a
+/// goroutine the stack at the `go` statement that started it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Site {
+    pub stack: StackRef,
+    pub spawn: Option<StackRef>,
+}
+
 /// How an fd came to be in the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -50,6 +66,10 @@ pub struct FdDesc {
     pub sk: Option<u64>,
     /// Last TCP state the kernel reported.
     pub state: Option<TcpState>,
+    /// Go: the stack that started the goroutine that opened it.
+    pub go_spawn: Option<StackRef>,
+    /// Go: the `*http.Transport` it was dialed for.
+    pub go_transport: Option<u64>,
 }
 
 /// Why an fd left the table.

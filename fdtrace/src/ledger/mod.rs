@@ -20,9 +20,9 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use entry::{CloseCause, FdDesc, FdEntry, Origin};
+pub use entry::{CloseCause, FdDesc, FdEntry, Origin, Site};
 
-use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, StackRef, Syscall};
+use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, Syscall};
 
 /// `CLOSE_RANGE_CLOEXEC`: mark instead of close.
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
@@ -43,7 +43,7 @@ pub struct ProcFd {
     pub desc: FdDesc,
 }
 
-/// Counters kept per (process, stack) for the report.
+/// Counters kept per (process, site) for the report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackCounts {
     pub opened: u64,
@@ -85,7 +85,7 @@ pub struct Ledger {
     procs: HashMap<u32, Process>,
     tables: HashMap<TableId, Table>,
     exited: Vec<Exited>,
-    stacks: HashMap<(u32, StackRef), StackCounts>,
+    stacks: HashMap<(u32, Site), StackCounts>,
     next_table: u64,
     next_serial: u64,
     /// When each (process, fd number) last changed, for reconciliation.
@@ -145,7 +145,7 @@ impl Ledger {
         &self.exited
     }
 
-    pub fn stack_counts(&self) -> &HashMap<(u32, StackRef), StackCounts> {
+    pub fn stack_counts(&self) -> &HashMap<(u32, Site), StackCounts> {
         &self.stacks
     }
 
@@ -227,6 +227,8 @@ impl Ledger {
                 desc.remote = open.remote.clone();
                 desc.local = open.local.clone();
                 desc.sk = open.sk;
+                desc.go_spawn = open.go_spawn;
+                desc.go_transport = open.go_transport;
                 if let (Syscall::Accept | Syscall::Accept4, Some(listener)) = (open.syscall, open.src_fd) {
                     let listener = self.table_mut(table).fds.get(&listener);
                     if desc.local.is_none() {
@@ -254,7 +256,9 @@ impl Ledger {
                 stack: Some(open.stack),
                 desc,
             };
-            self.stacks.entry((tgid, open.stack)).or_default().opened += 1;
+            if let Some(site) = entry.site() {
+                self.stacks.entry((tgid, site)).or_default().opened += 1;
+            }
             self.touched.insert((tgid, fd), ev.ts_ns);
             self.insert(table, entry.clone());
             out.push(Effect::Opened { tgid, entry });
@@ -369,8 +373,8 @@ impl Ledger {
             self.touched.insert((tgid, fd), at_ns);
         }
         // Exit is not the program closing it: the fd counts as open at exit.
-        if let (Some(stack), false) = (entry.stack, cause == CloseCause::Exit) {
-            self.stacks.entry((tgid, stack)).or_default().closed += 1;
+        if let (Some(site), false) = (entry.site(), cause == CloseCause::Exit) {
+            self.stacks.entry((tgid, site)).or_default().closed += 1;
         }
         out.push(Effect::Closed { tgid, entry, cause, at_ns });
         true

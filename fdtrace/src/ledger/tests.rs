@@ -1,6 +1,6 @@
 //! Ledger semantics, one behaviour per test, Given/When/Then.
 use super::*;
-use crate::events::{Addr, Open, SockSource, SockSpec, SockStateChange, StackId, TcpState};
+use crate::events::{Addr, Open, SockSource, SockSpec, SockStateChange, StackId, StackRef, TcpState};
 
 const PID: u32 = 100;
 
@@ -9,7 +9,7 @@ fn ev(ts_ns: u64, tgid: u32, body: Body) -> Event {
 }
 
 fn stack(id: u32) -> StackRef {
-    StackRef { id: StackId::Id(id), caller_ip: None }
+    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false }
 }
 
 fn open(syscall: Syscall, fd: i32) -> Open {
@@ -31,6 +31,8 @@ fn open(syscall: Syscall, fd: i32) -> Open {
         reused_fd: false,
         kind_hint: None,
         sk: None,
+        go_spawn: None,
+        go_transport: None,
     }
 }
 
@@ -84,7 +86,10 @@ fn open_then_close_leaves_nothing_open() {
     let fx = apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Close { fd: 3 })]);
     assert!(open_fds(&l, PID).is_empty());
     assert_eq!(closes(&fx), vec![(3, CloseCause::Close)]);
-    assert_eq!(l.stack_counts()[&(PID, stack(1))], StackCounts { opened: 1, closed: 1 });
+    assert_eq!(
+        l.stack_counts()[&(PID, Site { stack: stack(1), spawn: None })],
+        StackCounts { opened: 1, closed: 1 }
+    );
 }
 
 #[test]
@@ -205,7 +210,10 @@ fn exit_closes_everything_and_keeps_what_was_open_at_exit() {
     assert_eq!((gone.tgid, gone.at_ns), (PID, 5));
     assert_eq!(gone.open_at_exit.iter().map(|e| e.fd).collect::<Vec<_>>(), vec![3]);
     // Open at exit does not count as closed by the program.
-    assert_eq!(l.stack_counts()[&(PID, stack(1))], StackCounts { opened: 2, closed: 1 });
+    assert_eq!(
+        l.stack_counts()[&(PID, Site { stack: stack(1), spawn: None })],
+        StackCounts { opened: 2, closed: 1 }
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::{
     events::{Addr, FdKind},
-    ledger::{FdEntry, Ledger, Origin},
+    ledger::{FdEntry, Ledger, Origin, Site},
     procfs::TcpState,
     symbolize::{Frame, Resolved, Stacks},
 };
@@ -55,6 +55,8 @@ pub struct Header {
     pub missed_close: u64,
     /// Reconciliation with /proc ran for this report.
     pub reconciled: bool,
+    /// What the session could not do (a Go binary without symbols...).
+    pub notes: Vec<String>,
 }
 
 /// A socket's state and addresses as `/proc/net` showed them at report time.
@@ -101,6 +103,8 @@ pub struct Report {
     pub more_groups: usize,
     /// Traced processes that exited, with what they left open.
     pub exited: Vec<ExitInfo>,
+    /// Limits of this session's view (see the README).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -116,6 +120,10 @@ pub struct ExitInfo {
 pub struct Group {
     /// Innermost first. Empty for the pseudo-groups named in `origin`.
     pub stack: Vec<Frame>,
+    /// Go: the stack that started the goroutine that opened these fds
+    /// (innermost first: the `go` statement's function), when it was
+    /// followed. Empty otherwise.
+    pub spawned_by: Vec<Frame>,
     /// "stack", or for fds without a stack: "pre-existing" (open when
     /// fdtrace attached), "missed-open" (found by reconciliation),
     /// "not-captured", "failed: <why>".
@@ -132,7 +140,18 @@ pub struct Group {
     pub kinds: BTreeMap<String, usize>,
     /// For sockets: peers with counts, most common first.
     pub peers: Vec<Peer>,
+    /// Known leak patterns this group matches.
+    pub findings: Vec<Finding>,
     pub fds: Vec<FdInfo>,
+}
+
+/// A known leak pattern, recognized from the group's evidence.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Finding {
+    /// "http-transport-per-request", "http-bodies-not-closed".
+    pub kind: &'static str,
+    /// What it means and what to do, for people.
+    pub message: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -160,12 +179,15 @@ pub struct FdInfo {
     pub idle_s: Option<f64>,
     /// Still open in a process that exited.
     pub at_exit: bool,
+    /// Go: the `*http.Transport` that dialed it ("0xc000130000").
+    pub http_transport: Option<String>,
 }
 
-/// How fds are grouped.
+/// How fds are grouped: by the stack that opened them (and in Go the
+/// stack that started the goroutine), or by why there is no stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Stack(Arc<[Frame]>),
+    Stack { frames: Arc<[Frame]>, spawn: Option<Arc<[Frame]>> },
     Origin(String),
 }
 
@@ -210,16 +232,11 @@ pub fn build(
 
     // Raw stack keys → group key (identical symbolic stacks merge).
     let key_of = |pid: u32, entry: &FdEntry| -> Key {
-        match (entry.origin, entry.stack) {
+        match (entry.origin, entry.site()) {
             (Origin::PreExisting, _) => Key::Origin("pre-existing".into()),
             (Origin::MissedOpen, _) => Key::Origin("missed-open".into()),
             (_, None) => Key::Origin("not-captured".into()),
-            (_, Some(s)) => match stacks.get(pid, s) {
-                Some(Resolved::Frames(f)) => Key::Stack(f.clone()),
-                Some(Resolved::NotCaptured) => Key::Origin("not-captured".into()),
-                Some(Resolved::Failed(why)) => Key::Origin(format!("failed: {why}")),
-                None => Key::Origin("failed: not resolved".into()),
-            },
+            (_, Some(site)) => site_key(pid, site, stacks),
         }
     };
 
@@ -229,11 +246,15 @@ pub fn build(
         let key = key_of(c.pid, c.entry);
         let g = groups.entry(key.clone()).or_insert_with(|| Group {
             stack: match &key {
-                Key::Stack(f) => f.to_vec(),
+                Key::Stack { frames, .. } => frames.to_vec(),
                 Key::Origin(_) => vec![],
             },
+            spawned_by: match &key {
+                Key::Stack { spawn: Some(s), .. } => s.to_vec(),
+                _ => vec![],
+            },
             origin: match &key {
-                Key::Stack(_) => "stack".into(),
+                Key::Stack { .. } => "stack".into(),
                 Key::Origin(o) => o.clone(),
             },
             open: 0,
@@ -243,6 +264,7 @@ pub fn build(
             growth_per_s: 0.0,
             kinds: BTreeMap::new(),
             peers: vec![],
+            findings: vec![],
             fds: vec![],
         });
         g.open += 1;
@@ -271,16 +293,17 @@ pub fn build(
             age_s,
             idle_s: st.and_then(|s| s.idle_ms).map(|ms| f64::from(ms) / 1000.0),
             at_exit: c.at_exit,
+            http_transport: d.go_transport.map(|t| format!("{t:#x}")),
         });
     }
 
     // Opened/closed per group from the ledger's per-stack counters.
     let mut totals: HashMap<Key, (u64, u64)> = HashMap::new();
-    for (&(pid, stack), counts) in ledger.stack_counts() {
-        let key = match stacks.get(pid, stack) {
-            Some(Resolved::Frames(f)) => Key::Stack(f.clone()),
-            _ => continue,
-        };
+    for (&(pid, site), counts) in ledger.stack_counts() {
+        let key = site_key(pid, site, stacks);
+        if !matches!(key, Key::Stack { .. }) {
+            continue;
+        }
         let t = totals.entry(key).or_default();
         t.0 += counts.opened;
         t.1 += counts.closed;
@@ -293,6 +316,7 @@ pub fn build(
             g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
         }
         g.peers = peers(&g.fds);
+        g.findings = findings(g);
         g.fds.sort_by(|a, b| b.age_s.total_cmp(&a.age_s).then(a.fd.cmp(&b.fd)));
         g.fds.truncate(opts.fds_per_group);
     }
@@ -333,8 +357,75 @@ pub fn build(
                 open_at_exit: e.open_at_exit.len(),
             })
             .collect(),
+        notes: h.notes.clone(),
     }
 }
+
+/// The group key of an fd opened at `site` in process `pid`.
+fn site_key(pid: u32, site: Site, stacks: &Stacks) -> Key {
+    match stacks.get(pid, site.stack) {
+        Some(Resolved::Frames(f)) => Key::Stack {
+            frames: f.clone(),
+            // A spawn stack that could not be resolved leaves the group
+            // keyed by its own stack.
+            spawn: site.spawn.and_then(|s| match stacks.get(pid, s) {
+                Some(Resolved::Frames(f)) if !f.is_empty() => Some(f.clone()),
+                _ => None,
+            }),
+        },
+        Some(Resolved::NotCaptured) => Key::Origin("not-captured".into()),
+        Some(Resolved::Failed(why)) => Key::Origin(format!("failed: {why}")),
+        None => Key::Origin("failed: not resolved".into()),
+    }
+}
+
+/// Recognizes net/http's two classic connection leaks from which
+/// `*http.Transport` dialed each of a group's sockets (before `fds` is
+/// truncated).
+///
+/// - every socket from a Transport of its own: a Transport (or Client with
+///   one) made per request and dropped; its idle keep-alive connection
+///   stays open until the process exits.
+/// - many sockets of one Transport to one peer, still growing: a Transport
+///   keeps at most `MaxIdleConnsPerHost` (2) idle connections per host, so
+///   more means connections still in use: response bodies not read to EOF
+///   and closed.
+fn findings(g: &Group) -> Vec<Finding> {
+    const MIN: usize = 3;
+    let mut per_transport: HashMap<&str, usize> = HashMap::new();
+    for f in &g.fds {
+        if let Some(t) = &f.http_transport {
+            *per_transport.entry(t).or_default() += 1;
+        }
+    }
+    let dialed: usize = per_transport.values().sum();
+    let mut out = vec![];
+    if dialed >= MIN && per_transport.len() * 10 >= dialed * 9 {
+        out.push(Finding {
+            kind: "http-transport-per-request",
+            message: format!(
+                "{dialed} connections from {} different http.Transports: a Transport (or a Client with its own) \
+                 is made per request and dropped, and each keeps its idle connection open. Share one \
+                 Transport/Client, or call CloseIdleConnections() when done with it.",
+                per_transport.len()
+            ),
+        });
+    } else if let Some((_, &n)) = per_transport.iter().max_by_key(|(_, n)| **n) {
+        if n > MIN && g.growth_per_s >= 0.05 && g.peers.len() == 1 {
+            out.push(Finding {
+                kind: "http-bodies-not-closed",
+                message: format!(
+                    "{n} connections of one http.Transport to one host, and growing: more than it keeps idle, \
+                     so they are still in use. Read each response body to EOF and Close() it."
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// A peer (remote address, or what a listener listens on) and its state.
+type PeerKey = (String, Option<&'static str>);
 
 /// Remote address + state → count, most common first. When a group has
 /// many peers that differ only by port (the clients of a server), they are
@@ -343,7 +434,7 @@ fn peers(fds: &[FdInfo]) -> Vec<Peer> {
     const MANY: usize = 5;
     // (remote, state) → (count, least idle).
     let count = |key: &dyn Fn(&FdInfo) -> Option<String>| {
-        let mut counts: HashMap<(String, Option<&'static str>), (usize, Option<f64>)> = HashMap::new();
+        let mut counts: HashMap<PeerKey, (usize, Option<f64>)> = HashMap::new();
         for f in fds {
             if let Some(k) = key(f) {
                 let e = counts.entry((k, f.state)).or_insert((0, f.idle_s));

@@ -10,7 +10,7 @@ const PID: u32 = 100;
 const S: u64 = 1_000_000_000;
 
 fn stack(id: u32) -> StackRef {
-    StackRef { id: StackId::Id(id), caller_ip: None }
+    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false }
 }
 
 fn frames(names: &[&str]) -> Resolved {
@@ -54,8 +54,34 @@ fn socket(ts: u64, fd: i32, stack_id: u32) -> Event {
             reused_fd: false,
             kind_hint: None,
             sk: None,
+            go_spawn: None,
+            go_transport: None,
         }),
     )
+}
+
+/// A socket opened in a net/http dial goroutine (stack 1) started from
+/// `spawn`, dialing for `transport`.
+fn go_dial(ts: u64, fd: i32, spawn: u32, transport: u64) -> Event {
+    let mut e = socket(ts, fd, 1);
+    if let Body::Open(o) = &mut e.body {
+        o.go_spawn = Some(stack(spawn));
+        o.go_transport = Some(transport);
+    }
+    e
+}
+
+/// `given`, plus spawn stacks 10 and 11 (two callers) and 12 (unresolvable).
+fn given_go(events: &[Event]) -> (Ledger, Stacks) {
+    let (l, mut s) = given(events);
+    s.insert(
+        PID,
+        stack(10),
+        frames(&["net/http.(*Transport).queueForDial", "main.fetchStatus", "main.main"]),
+    );
+    s.insert(PID, stack(11), frames(&["net/http.(*Transport).queueForDial", "main.poll", "main.main"]));
+    s.insert(PID, stack(12), Resolved::Failed("gone".into()));
+    (l, s)
 }
 
 fn connect(ts: u64, fd: i32, peer: &str) -> Event {
@@ -309,4 +335,73 @@ fn json_has_the_documented_fields() {
         assert!(g["fds"][0].get(key).is_some(), "no {key} in fd");
     }
     assert_eq!(g["fds"][0]["remote"], "127.0.0.1:9901");
+}
+
+#[test]
+fn goroutines_group_by_the_stack_that_started_them() {
+    let events = [
+        go_dial(S, 3, 10, 0xa),
+        go_dial(S, 4, 11, 0xb),
+        go_dial(2 * S, 5, 10, 0xc),
+        go_dial(2 * S, 6, 12, 0xd),
+        ev(3 * S, Body::Close { fd: 5 }),
+    ];
+    let (l, s) = given_go(&events);
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    assert_eq!(r.groups.len(), 3, "{r:#?}");
+    let by_caller = |f: &str| {
+        r.groups.iter().find(|g| g.spawned_by.iter().any(|x| x.function.as_deref() == Some(f))).unwrap()
+    };
+    let fetch = by_caller("main.fetchStatus");
+    assert_eq!((fetch.open, fetch.opened, fetch.closed), (1, 2, 1));
+    assert_eq!(fetch.stack[1].function.as_deref(), Some("main.leak"), "the opening stack is kept");
+    assert_eq!(by_caller("main.poll").open, 1);
+    // An unresolvable spawn stack leaves the fd grouped by its own stack.
+    let plain = r.groups.iter().find(|g| g.spawned_by.is_empty()).unwrap();
+    assert_eq!((plain.open, plain.opened), (1, 1));
+    let text = text::render(&r);
+    assert!(text.contains("started by"), "{text}");
+    let started = text.find("at main.fetchStatus").expect(&text);
+    assert!(text[..started].contains("net.dial"), "the opening stack is shown before the caller:\n{text}");
+}
+
+#[test]
+fn a_transport_per_request_is_named() {
+    let events: Vec<Event> = (0..5).map(|i| go_dial((i + 1) * S, 3 + i as i32, 10, 0x100 + i)).collect();
+    let (l, s) = given_go(&events);
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    let g = &r.groups[0];
+    assert_eq!(g.findings.len(), 1, "{g:#?}");
+    assert_eq!(g.findings[0].kind, "http-transport-per-request");
+    assert!(g.findings[0].message.starts_with("5 connections from 5 different http.Transports"));
+    assert_eq!(g.fds[0].http_transport.as_deref(), Some("0x100"));
+    assert!(text::render(&r).contains("CloseIdleConnections"));
+}
+
+#[test]
+fn one_transport_growing_past_its_idle_pool_is_named() {
+    let peer = "127.0.0.1:8080";
+    let mut events = vec![];
+    for i in 0..5 {
+        events.push(go_dial((i + 1) * S, 3 + i as i32, 10, 0xa));
+        events.push(connect((i + 1) * S, 3 + i as i32, peer));
+    }
+    let (l, s) = given_go(&events);
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    let kinds: Vec<&str> = r.groups[0].findings.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, ["http-bodies-not-closed"]);
+
+    // Two sockets of one Transport are its idle pool: nothing to say.
+    let (l, s) = given_go(&events[..4]);
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    assert!(r.groups[0].findings.is_empty());
+}
+
+#[test]
+fn notes_are_shown() {
+    let (l, s) = given(&[]);
+    let h = Header { notes: vec!["pid 100: Go binary (go1.22) without symbols".into()], ..header(S) };
+    let r = build(&h, &opts(), &l, &s, &HashMap::new());
+    assert_eq!(r.notes.len(), 1);
+    assert!(text::render(&r).contains("note: pid 100: Go binary (go1.22) without symbols"));
 }

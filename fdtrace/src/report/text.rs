@@ -44,6 +44,9 @@ pub fn render(r: &Report) -> String {
         };
         let _ = writeln!(out, "  pid {} ({}) exited ({how}) with {} fds open", e.pid, e.comm, e.open_at_exit);
     }
+    for n in &r.notes {
+        let _ = writeln!(out, "{}", fit(&format!("  note: {n}"), WIDTH));
+    }
     if r.pids.len() > 1 {
         let pids: Vec<String> = r.pids.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(out, "  processes: {}", pids.join(", "));
@@ -108,7 +111,18 @@ fn group(out: &mut String, n: usize, g: &Group) {
             let _ = writeln!(out, "    e.g. {}", paths.join(", "));
         }
     }
+    for f in &g.findings {
+        wrap(out, "    ! ", "      ", &f.message);
+    }
     match g.origin.as_str() {
+        "stack" if !g.spawned_by.is_empty() => {
+            // A goroutine's own stack says how (net/http dialing); the
+            // stack that started it says who.
+            let line = format!("    opened in a goroutine: {}", goroutine_summary(&g.stack));
+            let _ = writeln!(out, "{}", fit(&line, WIDTH));
+            let _ = writeln!(out, "    started by:");
+            stack(out, &g.spawned_by);
+        }
         "stack" => stack(out, &g.stack),
         "pre-existing" => {
             let _ = writeln!(out, "    (open before fdtrace attached: where they were opened is unknown)");
@@ -173,6 +187,23 @@ fn stack(out: &mut String, frames: &[Frame]) {
     }
 }
 
+/// A goroutine's stack in one line: where it opened the fd (past the
+/// syscall plumbing) and the function it runs.
+fn goroutine_summary(frames: &[Frame]) -> String {
+    let plumbing = frames.iter().take_while(|f| is_syscall_plumbing(f)).count();
+    let frames = if plumbing < frames.len() { &frames[plumbing..] } else { frames };
+    let body = match frames.iter().rposition(|f| f.function.as_deref() != Some("runtime.goexit")) {
+        Some(last) => &frames[..=last],
+        None => frames,
+    };
+    match body {
+        [] => "(no frames)".into(),
+        [one] => one.label(),
+        [first, second] => format!("{} ← {}", first.label(), second.label()),
+        [first, .., last] => format!("{} ← … {} frames … ← {}", first.label(), body.len() - 2, last.label()),
+    }
+}
+
 /// libc and Go's raw syscall layer: how a syscall is made, not who made it.
 fn is_syscall_plumbing(f: &Frame) -> bool {
     let module = f.module.as_deref().unwrap_or_default();
@@ -182,6 +213,26 @@ fn is_syscall_plumbing(f: &Frame) -> bool {
         || func.starts_with("syscall.")
         || func.starts_with("runtime/internal/syscall.")
         || func.starts_with("internal/runtime/syscall.")
+}
+
+/// Writes `text` in lines of at most [`WIDTH`] columns, the first after
+/// `first`, the rest after `rest`.
+fn wrap(out: &mut String, first: &str, rest: &str, text: &str) {
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            let _ = writeln!(out, "{line}");
+            line = rest.to_string();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    let _ = writeln!(out, "{line}");
 }
 
 /// Cuts the end of a line to `width` columns.

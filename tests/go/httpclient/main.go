@@ -6,6 +6,9 @@
 //
 // -fixed: the same, but CloseIdleConnections() before dropping it.
 // -reuse: one shared client for all requests (the idiomatic fix).
+// -leak-body: the shared client, but fetchHeaders never closes the
+// response body, so no connection returns to the pool and every request
+// dials a new one.
 package main
 
 import (
@@ -47,12 +50,25 @@ func fetchShared(url string) error {
 	return err
 }
 
+// fetchHeaders only wants the status line, and forgets the body.
+func fetchHeaders(url string) error {
+	resp, err := shared.Get(url)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
+
 func main() {
 	url := flag.String("url", "", "server URL")
 	interval := flag.Duration("interval", 200*time.Millisecond, "time between requests")
 	requests := flag.Int("requests", 0, "stop after this many requests (0: never)")
 	fixed := flag.Bool("fixed", false, "close idle connections after each request")
 	reuse := flag.Bool("reuse", false, "use one shared client")
+	leakBody := flag.Bool("leak-body", false, "use the shared client and never close response bodies")
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin first")
 	flag.Parse()
 	if *wait {
@@ -61,9 +77,12 @@ func main() {
 	}
 	for n := 0; *requests == 0 || n < *requests; n++ {
 		var err error
-		if *reuse {
+		switch {
+		case *leakBody:
+			err = fetchHeaders(*url)
+		case *reuse:
 			err = fetchShared(*url)
-		} else {
+		default:
 			err = fetchStatus(*url, *fixed)
 		}
 		if err != nil {

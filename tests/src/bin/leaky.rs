@@ -56,7 +56,7 @@ fn main() {
     let mut cache: Vec<TcpStream> = Vec::new();
     let mut n = 0u64;
     while requests == 0 || n < requests {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             fetch_price(addr);
         } else if let Some(conn) = fetch_inventory(addr) {
             if !fixed {
