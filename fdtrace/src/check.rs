@@ -42,6 +42,14 @@ pub fn render(c: &Check) -> String {
         }
     );
     let _ = writeln!(out, "syscall tracepoints: {} of the syscalls fdtrace hooks", c.syscall_tracepoints);
+    let _ = writeln!(
+        out,
+        "uprobes:            {}",
+        match &c.uprobes {
+            Ok(()) => "yes (Go programs: goroutines followed to the code that started them)".to_string(),
+            Err(e) => format!("NO: {e}"),
+        }
+    );
     let _ =
         writeln!(out, "\nhook families (function tiers; the tracepoint tier covers any family they cannot):");
     let mut plan = vec![];

@@ -88,7 +88,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let started = std::time::Instant::now();
     let (tracer, ring) = Tracer::start(&opts, &tgids)?;
-    let notes = goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
+    let (notes, origin_notes) = goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
     let mut reader = EventReader::new(ring).context("watching the ring buffer")?;
 
     // The baseline: what is open now. Events stamped before the scan refine
@@ -159,6 +159,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
                 })
                 .collect(),
             notes,
+            origin_notes,
             ..report::Header::default()
         },
         report_opts: report::Options {
@@ -420,9 +421,14 @@ impl<W: Write> Session<'_, W> {
 }
 
 /// What following goroutines in the Go programs among the targets could
-/// not do, for the report's notes.
-fn goroutine_notes(tracer: &Tracer, go: &[(u32, golang::GoBinary)], follow_forks: bool) -> Vec<String> {
+/// not do, and how the origins it found may be wrong: for the reports.
+fn goroutine_notes(
+    tracer: &Tracer,
+    go: &[(u32, golang::GoBinary)],
+    follow_forks: bool,
+) -> (Vec<String>, Vec<String>) {
     let mut notes = vec![];
+    let mut origin_notes = vec![];
     for ((tgid, result), (_, binary)) in tracer.plan.go.iter().zip(go) {
         match result {
             Ok(()) => {
@@ -431,7 +437,7 @@ fn goroutine_notes(tracer: &Tracer, go: &[(u32, golang::GoBinary)], follow_forks
                     binary.version.as_deref().unwrap_or("Go")
                 );
                 if let Some(why) = binary.imprecision() {
-                    notes.push(format!("pid {tgid}: {why}"));
+                    origin_notes.push(format!("pid {tgid}: {why}"));
                 }
             }
             Err(e) => {
@@ -444,7 +450,7 @@ fn goroutine_notes(tracer: &Tracer, go: &[(u32, golang::GoBinary)], follow_forks
     if !go.is_empty() && follow_forks {
         notes.push("goroutine origins are followed in the traced Go programs, not in their children".into());
     }
-    notes
+    (notes, origin_notes)
 }
 
 /// Sends `tgid` on `tx` when the process exits (pidfd readable).

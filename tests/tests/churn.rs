@@ -7,6 +7,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use fdtrace_tests::harness::{ebpf_available, Trace, Workload};
+use serde_json::Value;
 
 const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 const T: Duration = Duration::from_secs(60);
@@ -69,10 +70,17 @@ fn churn_matches_proc(seed: &str) {
     assert!(out.status.success(), "{}", out.stderr_text());
     let report = out.json().into_iter().rfind(|v| v["type"] == "report").expect("final report");
     assert_eq!(report["lost_events"], 0, "seed {seed}: events lost");
+    let missed: Vec<&Value> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["origin"] == "missed-open")
+        .flat_map(|g| g["fds"].as_array().unwrap())
+        .collect();
     assert_eq!(
         (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
         (Some(0), Some(0)),
-        "seed {seed}: the ledger disagreed with /proc before correction"
+        "seed {seed}: the ledger disagreed with /proc before correction; missed opens: {missed:#?}"
     );
     let mut got = BTreeMap::new();
     for g in report["groups"].as_array().unwrap() {

@@ -45,9 +45,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Install what is needed, build, and run all tests.
+    /// Install what is needed, build, and run all tests: the host suite,
+    /// then the kernel matrix (`vm-test`).
     Test {
-        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        /// Only the host suite (no VMs): for quick iterations.
+        #[arg(long)]
+        host_only: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter); they
+        /// imply --host-only.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -60,9 +65,10 @@ enum Cmd {
         /// Tiers (default: all).
         #[arg(long = "tier")]
         tiers: Vec<String>,
-        /// VMs at a time.
-        #[arg(long, default_value_t = 2)]
-        jobs: usize,
+        /// VMs at a time (default: one per 2 host CPUs; an emulated CPU
+        /// takes a host CPU, and starved of it the guest kernel stalls).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Boot a Debian cloud kernel under qemu (TCG), run a shell script in it,
     /// print its output and exit with its status.
@@ -104,9 +110,9 @@ fn run(cli: Cli) -> Result<()> {
     let ws = workspace();
     match cli.command {
         Cmd::BuildEbpf => build_ebpf(&ws),
-        Cmd::Setup => setup::all(),
+        Cmd::Setup => setup::all(&ws),
         Cmd::Run { args } => run_fdtrace(&ws, args),
-        Cmd::Test { args } => test(&ws, args),
+        Cmd::Test { host_only, args } => test(&ws, host_only, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),
         Cmd::VmRun { kernel, files, timeout, memory, script } => {
             let status =
@@ -209,7 +215,14 @@ fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
-fn vm_test(ws: &Path, kernels: Vec<vm::KernelVersion>, tiers: Vec<String>, jobs: usize) -> Result<()> {
+fn vm_test(
+    ws: &Path,
+    kernels: Vec<vm::KernelVersion>,
+    tiers: Vec<String>,
+    jobs: Option<usize>,
+) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = jobs.unwrap_or((cpus / 2).max(1));
     let kernels = if kernels.is_empty() { vm::KernelVersion::ALL.to_vec() } else { kernels };
     let tiers = if tiers.is_empty() { vmtest::TIERS.iter().map(|t| t.to_string()).collect() } else { tiers };
     if let Some(bad) = tiers.iter().find(|t| !vmtest::TIERS.contains(&t.as_str())) {
@@ -218,8 +231,8 @@ fn vm_test(ws: &Path, kernels: Vec<vm::KernelVersion>, tiers: Vec<String>, jobs:
     vmtest::run(ws, &kernels, &tiers, jobs)
 }
 
-fn test(ws: &Path, extra: Vec<String>) -> Result<()> {
-    setup::all()?;
+fn test(ws: &Path, host_only: bool, extra: Vec<String>) -> Result<()> {
+    setup::all(ws)?;
     let start = Instant::now();
     // The integration tests run the fdtrace binary: build it first.
     sh(cargo().current_dir(ws).args(["build", "-p", "fdtrace", "-p", "fdtrace-tests", "--bins"]))?;
@@ -235,6 +248,16 @@ fn test(ws: &Path, extra: Vec<String>) -> Result<()> {
     if !status.success() {
         bail!("tests failed ({status})");
     }
+    let host = start.elapsed();
+    if host_only || !extra.is_empty() {
+        println!("xtask: host tests passed in {:.0} s (kernel matrix not run)", host.as_secs_f64());
+        return Ok(());
+    }
+    println!(
+        "xtask: host tests passed in {:.0} s; now the kernel matrix (cargo xtask vm-test)",
+        host.as_secs_f64()
+    );
+    vm_test(ws, vec![], vec![], None)?;
     println!("xtask: all tests passed in {:.0} s", start.elapsed().as_secs_f64());
     Ok(())
 }

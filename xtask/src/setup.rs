@@ -27,9 +27,15 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.
-pub fn all() -> Result<()> {
+pub fn all(ws: &std::path::Path) -> Result<()> {
     ebpf_toolchain()?;
-    packages(PACKAGES)
+    packages(PACKAGES)?;
+    // The kernel matrix: qemu, busybox, and the Debian kernels.
+    crate::vm::ensure_tools()?;
+    for version in crate::vm::KernelVersion::ALL {
+        crate::vm::ensure_kernel(ws, version)?;
+    }
+    Ok(())
 }
 
 /// rust-src for the eBPF toolchain, and bpf-linker built against its LLVM.

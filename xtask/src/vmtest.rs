@@ -24,7 +24,8 @@ pub const TIERS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
 /// Test binaries (by target name) and the tests to run in each. The host
 /// runs everything; the VMs, emulated and slow, run what exercises the
 /// hooks: the scripted event sequence, the fd paths only function hooks
-/// see, one churn seed, and the C and Rust leak reports.
+/// see, one churn seed, the C and Rust leak reports, and the Go client
+/// followed through its goroutines (uprobes).
 const SUITES: &[(&str, &[&str])] = &[
     (
         "events",
@@ -33,6 +34,7 @@ const SUITES: &[(&str, &[&str])] = &[
     ("paths", &["fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for"]),
     ("churn", &["open_set_equals_proc_after_random_churn"]),
     ("leaks", &["c_leak_is_attributed_to_open_session", "rust_leak_is_attributed_to_fetch_inventory"]),
+    ("go", &["transport_per_request_is_traced_to_the_function_making_the_requests"]),
 ];
 
 /// Workload programs the tests run (from `tests/src/bin`).
@@ -150,6 +152,10 @@ fn build(ws: &Path) -> Result<Files> {
     all.extend(WORKLOADS.iter().map(|w| debug.join(w)));
     all.extend(SUITES.iter().map(|(s, _)| tests[*s].clone()));
     all.push(ws.join("target/fixtures"));
+    // The Go test reads the line its report names, and checks its count
+    // against `ss` (not in busybox).
+    all.push(ws.join("tests/go/httpclient/main.go"));
+    all.push(crate::vm::find_in_path("ss").context("ss (package iproute2)")?);
     Ok(Files { tests, all })
 }
 
@@ -167,8 +173,10 @@ fn script(ws: &Path, tests: &BTreeMap<String, PathBuf>, tiers: &[String]) -> Str
             for name in *names {
                 let _ = writeln!(
                     s,
-                    "{} --exact {name} --test-threads=1 >/tmp/out 2>&1; rc=$?; \
-                     if [ $rc != 0 ]; then cat /tmp/out | tail -40; fi; echo \"=== result {tier} {suite}::{name} $rc\"",
+                    "t0=$(date +%s); {} --exact {name} --test-threads=1 >/tmp/out 2>&1; rc=$?; \
+                     if [ $rc != 0 ]; then cat /tmp/out | tail -40; fi; \
+                     echo \"=== time {tier} {suite}::{name} $(( $(date +%s) - t0 ))\"; \
+                     echo \"=== result {tier} {suite}::{name} $rc\"",
                     tests[*suite].display()
                 );
             }

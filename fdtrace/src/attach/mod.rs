@@ -160,6 +160,8 @@ pub struct Check {
     /// Syscalls whose tracepoints exist (of those fdtrace uses).
     pub syscall_tracepoints: usize,
     pub families: Vec<CheckRow>,
+    /// uprobes (following goroutines in Go programs).
+    pub uprobes: Result<(), String>,
 }
 
 /// Each function tier for one family: the function it hooked, or why not.
@@ -254,6 +256,7 @@ fn attach_go(
     if let Some(why) = go.limitation() {
         return Err(GoError::Unsupported(why));
     }
+    preflight::uprobes().map_err(GoError::Unsupported)?;
     let info = go.offsets.expect("checked by limitation()");
     {
         let map = ebpf.map_mut(GO_PROCS_MAP).ok_or(GoError::Unsupported("object lacks GO_PROCS".into()))?;
@@ -410,6 +413,7 @@ impl Tracer {
             tracefs: Err("not checked".into()),
             syscall_tracepoints: 0,
             families: vec![],
+            uprobes: preflight::uprobes(),
         };
         if c.privileged.is_err() {
             return c;

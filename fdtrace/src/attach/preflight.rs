@@ -84,3 +84,13 @@ pub fn resolve_target(pid: u32) -> Result<Target, TargetError> {
     let tgid = if status.tgid == 0 { pid } else { status.tgid };
     Ok(Target { tgid, comm: status.name, given_thread: (tgid != pid).then_some(pid) })
 }
+
+/// Whether the kernel has the uprobe PMU aya attaches uprobes with.
+pub fn uprobes() -> Result<(), String> {
+    let pmu = "/sys/bus/event_source/devices/uprobe/type";
+    if std::path::Path::new(pmu).exists() {
+        Ok(())
+    } else {
+        Err(format!("{pmu} is missing (a kernel without CONFIG_UPROBE_EVENTS): Go programs are traced without goroutine origins"))
+    }
+}

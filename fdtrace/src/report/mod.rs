@@ -57,6 +57,9 @@ pub struct Header {
     pub reconciled: bool,
     /// What the session could not do (a Go binary without symbols...).
     pub notes: Vec<String>,
+    /// How goroutine origins may be wrong: noted only in reports that
+    /// show some.
+    pub origin_notes: Vec<String>,
 }
 
 /// A socket's state and addresses as `/proc/net` showed them at report time.
@@ -142,6 +145,10 @@ pub struct Group {
     pub peers: Vec<Peer>,
     /// Known leak patterns this group matches.
     pub findings: Vec<Finding>,
+    /// For fds without a stack (open before fdtrace attached, or found in
+    /// /proc): the groups, numbered from 1 as listed, whose sockets have
+    /// the same peer and state: probably the same leak, from before.
+    pub same_peers_as: Vec<usize>,
     pub fds: Vec<FdInfo>,
 }
 
@@ -265,6 +272,7 @@ pub fn build(
             kinds: BTreeMap::new(),
             peers: vec![],
             findings: vec![],
+            same_peers_as: vec![],
             fds: vec![],
         });
         g.open += 1;
@@ -325,6 +333,8 @@ pub fn build(
     });
     let more_groups = groups.len().saturating_sub(opts.top);
     groups.truncate(opts.top);
+    link_stackless(&mut groups);
+    let any_spawn = groups.iter().any(|(_, g)| !g.spawned_by.is_empty());
 
     Report {
         ty: "report",
@@ -357,7 +367,36 @@ pub fn build(
                 open_at_exit: e.open_at_exit.len(),
             })
             .collect(),
-        notes: h.notes.clone(),
+        notes: h.notes.iter().chain(h.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),
+    }
+}
+
+/// Points each stackless group at the groups with a stack that share a
+/// peer (remote and state) with it.
+fn link_stackless(groups: &mut [(Key, Group)]) {
+    let peers_of = |g: &Group| -> Vec<(String, Option<&'static str>)> {
+        g.peers
+            .iter()
+            .filter(|p| !p.remote.starts_with("listening"))
+            .map(|p| (p.remote.clone(), p.state))
+            .collect()
+    };
+    let with_stack: Vec<(usize, Vec<_>)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, (k, _))| matches!(k, Key::Stack { .. }))
+        .map(|(i, (_, g))| (i + 1, peers_of(g)))
+        .collect();
+    for (key, g) in groups.iter_mut() {
+        if !matches!(key, Key::Origin(o) if o == "pre-existing" || o == "missed-open") {
+            continue;
+        }
+        let mine = peers_of(g);
+        g.same_peers_as = with_stack
+            .iter()
+            .filter(|(_, theirs)| theirs.iter().any(|p| mine.contains(p)))
+            .map(|(n, _)| *n)
+            .collect();
     }
 }
 
@@ -431,7 +470,7 @@ type PeerKey = (String, Option<&'static str>);
 /// many peers that differ only by port (the clients of a server), they are
 /// counted per address: `127.0.0.1:*`.
 fn peers(fds: &[FdInfo]) -> Vec<Peer> {
-    const MANY: usize = 5;
+    const MANY: usize = 3;
     // (remote, state) → (count, least idle).
     let count = |key: &dyn Fn(&FdInfo) -> Option<String>| {
         let mut counts: HashMap<PeerKey, (usize, Option<f64>)> = HashMap::new();

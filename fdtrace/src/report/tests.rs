@@ -347,8 +347,10 @@ fn goroutines_group_by_the_stack_that_started_them() {
         ev(3 * S, Body::Close { fd: 5 }),
     ];
     let (l, s) = given_go(&events);
-    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    let h = Header { origin_notes: vec!["go1.19: parents not recorded".into()], ..header(10 * S) };
+    let r = build(&h, &opts(), &l, &s, &HashMap::new());
     assert_eq!(r.groups.len(), 3, "{r:#?}");
+    assert_eq!(r.notes, ["go1.19: parents not recorded"], "shown with the origins it qualifies");
     let by_caller = |f: &str| {
         r.groups.iter().find(|g| g.spawned_by.iter().any(|x| x.function.as_deref() == Some(f))).unwrap()
     };
@@ -400,8 +402,40 @@ fn one_transport_growing_past_its_idle_pool_is_named() {
 #[test]
 fn notes_are_shown() {
     let (l, s) = given(&[]);
-    let h = Header { notes: vec!["pid 100: Go binary (go1.22) without symbols".into()], ..header(S) };
+    let h = Header {
+        notes: vec!["pid 100: Go binary (go1.22) without symbols".into()],
+        origin_notes: vec!["go1.19: parents not recorded".into()],
+        ..header(S)
+    };
     let r = build(&h, &opts(), &l, &s, &HashMap::new());
-    assert_eq!(r.notes.len(), 1);
+    assert_eq!(r.notes.len(), 1, "no goroutine origins in the report: no note on them");
     assert!(text::render(&r).contains("note: pid 100: Go binary (go1.22) without symbols"));
+}
+
+#[test]
+fn sockets_from_before_point_at_the_group_with_the_same_peers() {
+    let mut l = Ledger::new();
+    let peer: Addr = Addr::Inet("127.0.0.1:8080".parse().unwrap());
+    let old = ProcFd {
+        fd: 3,
+        kind: FdKind::Socket,
+        cloexec: false,
+        desc: crate::ledger::FdDesc { remote: Some(peer), ..Default::default() },
+    };
+    l.add_process(PID, Comm::from_str_lossy("app"), 0, vec![old]);
+    let mut out = vec![];
+    for e in [socket(S, 4, 1), connect(S, 4, "127.0.0.1:8080"), socket(S, 5, 3), connect(S, 5, "10.0.0.1:53")]
+    {
+        l.apply(&e, &mut out);
+    }
+    let (_, s) = given(&[]);
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    let pre = r.groups.iter().find(|g| g.origin == "pre-existing").unwrap();
+    let n = r
+        .groups
+        .iter()
+        .position(|g| g.stack.iter().any(|f| f.function.as_deref() == Some("main.leak")))
+        .unwrap();
+    assert_eq!(pre.same_peers_as, [n + 1]);
+    assert!(text::render(&r).contains(&format!("same peers and states as #{}", n + 1)));
 }

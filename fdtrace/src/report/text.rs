@@ -45,7 +45,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "  pid {} ({}) exited ({how}) with {} fds open", e.pid, e.comm, e.open_at_exit);
     }
     for n in &r.notes {
-        let _ = writeln!(out, "{}", fit(&format!("  note: {n}"), WIDTH));
+        wrap(&mut out, "  note: ", "        ", n);
     }
     if r.pids.len() > 1 {
         let pids: Vec<String> = r.pids.iter().map(|p| p.to_string()).collect();
@@ -126,6 +126,14 @@ fn group(out: &mut String, n: usize, g: &Group) {
         "stack" => stack(out, &g.stack),
         "pre-existing" => {
             let _ = writeln!(out, "    (open before fdtrace attached: where they were opened is unknown)");
+            if !g.same_peers_as.is_empty() {
+                let groups: Vec<String> = g.same_peers_as.iter().map(|n| format!("#{n}")).collect();
+                let _ = writeln!(
+                    out,
+                    "    (same peers and states as {}: probably the same leak, from before)",
+                    groups.join(", ")
+                );
+            }
         }
         "missed-open" => {
             let _ = writeln!(
