@@ -36,7 +36,7 @@ nr! {
     NR_PIDFD_OPEN = PidfdOpen, NR_PIDFD_GETFD = PidfdGetfd, NR_USERFAULTFD = Userfaultfd,
     NR_PERF_EVENT_OPEN = PerfEventOpen, NR_IO_URING_SETUP = IoUringSetup,
     NR_RECVMSG = Recvmsg, NR_RECVMMSG = Recvmmsg,
-    NR_IO_URING_ENTER = IoUringEnter,
+    NR_IO_URING_ENTER = IoUringEnter, NR_CLOSE_RANGE = CloseRange,
 }
 
 /// An fd being installed: `fd_install(fd, file)`; `file` 0 when the

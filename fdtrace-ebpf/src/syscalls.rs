@@ -17,7 +17,10 @@ use aya_ebpf::{
 };
 use fdtrace_common::{
     config_flags,
-    syscall::consts::{FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD},
+    syscall::consts::{
+        CLOSE_RANGE_CLOEXEC, CLOSE_RANGE_UNSHARE, FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC,
+        F_SETFD,
+    },
     Close, CloseRange, EventKind, Inflight, Loss, SetCloexec, SockAddrEvent, SockOp, PATH_CAP,
 };
 
@@ -127,17 +130,69 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `close_range(first, last, flags)`: reported at entry.
+/// `close_range(first, last, flags)`: the closing form is reported at
+/// entry. `CLOSE_RANGE_CLOEXEC` closes nothing, only marks, and kernels
+/// before 5.11 refuse it (EINVAL): that form is reported at exit, and only
+/// when it succeeded. Flags the kernel does not know fail the call, which
+/// then closes nothing: not reported.
 #[tracepoint]
 pub fn sys_enter_close_range(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_traced((pid_tgid >> 32) as u32) {
         let arg = |i: usize| field::<u64>(&ctx, ENTER_ARGS_OFF + 8 * i);
+        let flags = arg(2);
+        if flags & !u64::from(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
+            return 0;
+        }
+        if flags & u64::from(CLOSE_RANGE_CLOEXEC) != 0 {
+            if config!(flags) & config_flags::HAVE_TASK_PT_REGS == 0 {
+                stash(pid_tgid, NR_CLOSE_RANGE, &arg);
+            }
+            return 0;
+        }
         send(CloseRange {
             header: header(EventKind::CloseRange, pid_tgid),
             first: arg(0) as u32,
             last: arg(1) as u32,
-            flags: arg(2) as u32,
+            flags: flags as u32,
+            _pad: 0,
+        });
+    }
+    0
+}
+
+/// `close_range(.., CLOSE_RANGE_CLOEXEC)` that succeeded (see the entry).
+#[tracepoint]
+pub fn sys_exit_close_range(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let ret = field::<i64>(&ctx, EXIT_RET_OFF);
+    let args = if config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
+        match UserRegs::read() {
+            Some(regs) if regs.ok => regs.args(),
+            _ => return 0,
+        }
+    } else {
+        let tid = pid_tgid as u32;
+        // SAFETY: copied out before the entry is removed.
+        let stashed = unsafe { INFLIGHT.get(&tid) }.copied();
+        match stashed {
+            Some(e) if e.nr == NR_CLOSE_RANGE => {
+                let _ = INFLIGHT.remove(&tid);
+                e.args
+            }
+            // Only the marking form stashes: nothing to do for the others.
+            _ => return 0,
+        }
+    };
+    if ret == 0 && args[2] & u64::from(CLOSE_RANGE_CLOEXEC) != 0 {
+        send(CloseRange {
+            header: header(EventKind::CloseRange, pid_tgid),
+            first: args[0] as u32,
+            last: args[1] as u32,
+            flags: args[2] as u32,
             _pad: 0,
         });
     }

@@ -332,6 +332,7 @@ impl<W: Write> Session<'_, W> {
         self.header.events = reader.records;
         self.header.lost_events = losses.lost_events();
         self.header.stacks_failed = losses.stack_failed;
+        self.header.partial_events = losses.partial();
         self.header.missed_open = self.missed_open;
         self.header.missed_close = self.missed_close;
         self.header.reconciled = reconciled;

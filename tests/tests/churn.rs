@@ -80,7 +80,10 @@ fn churn_matches_proc(seed: &str) {
     assert_eq!(
         (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
         (Some(0), Some(0)),
-        "seed {seed}: the ledger disagreed with /proc before correction; missed opens: {missed:#?}"
+        "seed {seed}: the ledger disagreed with /proc before correction ({} events, partial: {}); \
+         missed opens: {missed:#?}",
+        report["events"],
+        report["partial_events"]
     );
     let mut got = BTreeMap::new();
     for g in report["groups"].as_array().unwrap() {

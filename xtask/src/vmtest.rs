@@ -166,6 +166,9 @@ fn script(ws: &Path, tests: &BTreeMap<String, PathBuf>, tiers: &[String]) -> Str
         "export CI=true FDTRACE_FIXTURES_PREBUILT=1 FDTRACE_CHURN_SEEDS=1 FDTRACE_BIN={}",
         ws.join("target/release/fdtrace").display()
     );
+    // The churn workload holds thousands of fds; the kernel's default hard
+    // limit (4096) is below what a systemd machine gives (524288).
+    let _ = writeln!(s, "ulimit -Hn 524288; ulimit -n 524288");
     let _ = writeln!(s, "echo '=== check'; $FDTRACE_BIN check; echo '=== end check'");
     for tier in tiers {
         let _ = writeln!(s, "export FDTRACE_ATTACH={tier}");

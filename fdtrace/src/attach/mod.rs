@@ -191,6 +191,20 @@ impl Losses {
     pub fn lost_events(&self) -> u64 {
         self.ringbuf_full
     }
+
+    /// Events sent with part of their data missing, by reason (non-zero
+    /// reasons only).
+    pub fn partial(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        [
+            ("missed_entry", self.missed_entry),
+            ("read_failed", self.read_failed),
+            ("inflight_full", self.inflight_full),
+            ("targets_full", self.targets_full),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
 }
 
 impl Plan {
@@ -389,6 +403,8 @@ impl Tracer {
             covered.insert("sys_enter_close");
             if cand.covers_close_range {
                 covered.insert("sys_enter_close_range");
+                // Its exit only completes what the entry stashed.
+                covered.insert("sys_exit_close_range");
             }
         }
         tracepoint::attach(&mut ebpf, &tracefs, &mut plan, &mut links, kernel.has_task_pt_regs, &covered);

@@ -187,6 +187,9 @@ fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePo
 pub fn phases(sc: Syscall, regs_at_exit: bool) -> &'static [&'static str] {
     match (sc.role(), sc, regs_at_exit) {
         (Role::Installs, _, _) => &[],
+        // close_range's marking form (CLOSE_RANGE_CLOEXEC) is reported at
+        // exit, when it succeeded.
+        (Role::Removes, Syscall::CloseRange, _) => &["enter", "exit"],
         (Role::Removes, _, _) => &["enter"],
         (_, Syscall::Ioctl, false) => &["enter"],
         (_, _, true) => &["exit"],
@@ -305,6 +308,7 @@ mod tests {
     fn hooks_per_syscall() {
         assert_eq!(phases(Syscall::Close, true), ["enter"]);
         assert_eq!(phases(Syscall::Close, false), ["enter"]);
+        assert_eq!(phases(Syscall::CloseRange, true), ["enter", "exit"]);
         assert_eq!(phases(Syscall::Socket, true), ["exit"]);
         assert_eq!(phases(Syscall::Socket, false), ["enter", "exit"]);
         assert_eq!(phases(Syscall::Ioctl, true), ["exit"]);

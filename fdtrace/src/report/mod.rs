@@ -51,6 +51,9 @@ pub struct Header {
     pub events: u64,
     pub lost_events: u64,
     pub stacks_failed: u64,
+    /// Events delivered with part of their data missing, by reason
+    /// ("missed_entry", "read_failed", ...); only non-zero reasons.
+    pub partial_events: BTreeMap<&'static str, u64>,
     pub missed_open: u64,
     pub missed_close: u64,
     /// Reconciliation with /proc ran for this report.
@@ -91,6 +94,10 @@ pub struct Report {
     pub events: u64,
     pub lost_events: u64,
     pub stacks_failed: u64,
+    /// Events the kernel side could only send in part, by reason:
+    /// "missed_entry" (a syscall's entry was not seen), "read_failed"
+    /// (user memory unreadable), "inflight_full", "targets_full".
+    pub partial_events: BTreeMap<&'static str, u64>,
     pub missed_open: u64,
     pub missed_close: u64,
     /// No events lost and the ledger agreed with /proc.
@@ -348,6 +355,7 @@ pub fn build(
         events: h.events,
         lost_events: h.lost_events,
         stacks_failed: h.stacks_failed,
+        partial_events: h.partial_events.clone(),
         missed_open: h.missed_open,
         missed_close: h.missed_close,
         complete: h.lost_events == 0 && h.missed_open == 0 && h.missed_close == 0,

@@ -37,6 +37,11 @@ pub fn render(r: &Report) -> String {
     if r.stacks_failed > 0 {
         let _ = writeln!(out, "  {} stacks could not be captured", r.stacks_failed);
     }
+    if !r.partial_events.is_empty() {
+        let why: Vec<String> =
+            r.partial_events.iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+        let _ = writeln!(out, "  events with partial data: {}", why.join(", "));
+    }
     for e in &r.exited {
         let how = match e.status & 0x7f {
             0 => format!("status {}", e.status >> 8 & 0xff),

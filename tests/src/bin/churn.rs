@@ -161,7 +161,14 @@ unsafe fn op(rng: &mut Rng, fds: &mut Fds, listener: i32, port: u16) {
             17 => {
                 let first = FIRST_FREE as u32 + rng.below(60) as u32;
                 let last = first + rng.below(6) as u32;
-                let flags = if rng.below(4) == 0 { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
+                // Also calls that fail and close nothing: unknown flags
+                // (and CLOSE_RANGE_CLOEXEC before Linux 5.11), first > last.
+                let (first, last, flags) = match rng.below(10) {
+                    0 | 1 => (first, last, libc::CLOSE_RANGE_CLOEXEC),
+                    2 => (first, last, 1 << 12),
+                    3 => (last + 1, first, 0),
+                    _ => (first, last, 0),
+                };
                 libc::syscall(libc::SYS_close_range, first, last, flags);
                 fds.refresh();
             }
