@@ -140,13 +140,18 @@ pub fn sys_enter_close_range(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_traced((pid_tgid >> 32) as u32) {
         let arg = |i: usize| field::<u64>(&ctx, ENTER_ARGS_OFF + 8 * i);
-        let flags = arg(2);
-        if flags & !u64::from(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
+        // The arguments are `unsigned int`: the upper half of the
+        // registers is not theirs.
+        let flags = arg(2) as u32;
+        if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
             return 0;
         }
-        if flags & u64::from(CLOSE_RANGE_CLOEXEC) != 0 {
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
             if config!(flags) & config_flags::HAVE_TASK_PT_REGS == 0 {
-                stash(pid_tgid, NR_CLOSE_RANGE, &arg);
+                // Only the record's three arguments: the kernel refuses to
+                // attach a program that reads past a record's end.
+                let three = [arg(0), arg(1), u64::from(flags)];
+                stash(pid_tgid, NR_CLOSE_RANGE, &|i| three.get(i).copied().unwrap_or(0));
             }
             return 0;
         }
@@ -154,7 +159,7 @@ pub fn sys_enter_close_range(ctx: TracePointContext) -> u32 {
             header: header(EventKind::CloseRange, pid_tgid),
             first: arg(0) as u32,
             last: arg(1) as u32,
-            flags: flags as u32,
+            flags,
             _pad: 0,
         });
     }
@@ -187,7 +192,7 @@ pub fn sys_exit_close_range(ctx: TracePointContext) -> u32 {
             _ => return 0,
         }
     };
-    if ret == 0 && args[2] & u64::from(CLOSE_RANGE_CLOEXEC) != 0 {
+    if ret == 0 && (args[2] as u32) & CLOSE_RANGE_CLOEXEC != 0 {
         send(CloseRange {
             header: header(EventKind::CloseRange, pid_tgid),
             first: args[0] as u32,

@@ -334,7 +334,8 @@ impl<W: Write> Session<'_, W> {
         self.header.stacks_failed = losses.stack_failed;
         self.header.partial_events = losses.partial();
         self.header.missed_open = self.missed_open;
-        self.header.missed_close = self.missed_close;
+        // Opens onto numbers the ledger held open are closes it missed too.
+        self.header.missed_close = self.missed_close + self.ledger.overwritten;
         self.header.reconciled = reconciled;
         let built = std::time::Instant::now();
         let states = self.socket_states();

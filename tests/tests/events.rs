@@ -111,6 +111,12 @@ fn trace_scripted(
     assert!(w.wait().success());
     let out = trace.wait(T);
     assert!(out.status.success(), "fdtrace failed: {}", out.stderr_text());
+    // Tracepoints may be missing on a kernel (skipped with a warning); one
+    // that exists must attach.
+    let stderr = out.stderr_text();
+    let refused: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("attach failed") || l.contains("refused")).collect();
+    assert!(refused.is_empty(), "hooks this kernel has were not attached: {refused:#?}");
     (w.pid, steps, out)
 }
 

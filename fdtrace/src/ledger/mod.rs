@@ -94,6 +94,9 @@ pub struct Ledger {
     by_sk: HashMap<(TableId, u64), Vec<i32>>,
     /// Events for processes the ledger does not follow.
     pub ignored_events: u64,
+    /// Opens onto a number the ledger held open (dup2/dup3 aside): the
+    /// kernel only hands out free numbers, so a close was missed.
+    pub overwritten: u64,
 }
 
 impl Ledger {
@@ -243,6 +246,10 @@ impl Ledger {
             let refines = ev.ts_ns <= since_ns
                 && self.table_mut(table).fds.get(&fd).is_some_and(|e| e.origin == Origin::PreExisting);
             if !refines {
+                let held = self.table_mut(table).fds.contains_key(&fd);
+                if held && !matches!(open.syscall, Syscall::Dup2 | Syscall::Dup3) {
+                    self.overwritten += 1;
+                }
                 self.close(tgid, table, fd, CloseCause::Replaced, ev.ts_ns, out);
             }
             let entry = FdEntry {

@@ -327,6 +327,7 @@ fn pre_existing_fds_have_no_stack_and_are_refined_by_earlier_events() {
     // After the scan, an open on a held number means a missed close.
     let fx = apply(&mut l, &[ev(11, PID, socket(3))]);
     assert_eq!(closes(&fx), vec![(3, CloseCause::Replaced)]);
+    assert_eq!(l.overwritten, 1, "counted as a missed close");
 }
 
 #[test]
