@@ -24,6 +24,20 @@ mod sockdiag;
 mod stream;
 mod symbolize;
 
+/// Shared by the seeded fuzz tests.
+#[cfg(test)]
+mod fuzz {
+    /// A xorshift64 generator: deterministic input for fuzz loops.
+    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+}
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -202,9 +202,19 @@ impl Stacks {
         let syms = match self.blaze.symbolize(&src, Input::AbsAddr(&lookups)) {
             Ok(s) => s,
             Err(e) => {
-                self.symbolize_errors += 1;
-                log::debug!("symbolizing stack of {tgid}: {e}");
-                vec![]
+                // Corrupt debug info fails the lookup as a whole: the symbol
+                // tables alone still give function names.
+                log::debug!("symbolizing stack of {tgid}: {e}; retrying without debug info");
+                let mut plain = Process::new(tgid.into());
+                plain.debug_syms = false;
+                match self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.symbolize_errors += 1;
+                        log::debug!("symbolizing stack of {tgid} from symbol tables: {e}");
+                        vec![]
+                    }
+                }
             }
         };
         let maps = Maps::read(tgid);

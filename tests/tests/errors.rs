@@ -141,13 +141,25 @@ fn an_unmountable_tracefs_says_how_to_mount_it() {
     assert_fails_with(&out, &["tracefs is not mounted", "mount -t tracefs tracefs /sys/kernel/tracing"]);
 }
 
-/// Stops fdtrace with `how` and checks its programs and links are gone.
-fn stops_cleanly(how: impl FnOnce(&Trace), expect_success: bool) {
-    let w = Workload::spawn(SCRIPTED, &[]);
-    let trace = Trace::start(&["-p", &w.pid.to_string()]);
+/// Probes created through tracefs (none expected: aya attaches kprobes and
+/// uprobes through perf_event_open), for a before/after comparison.
+fn tracefs_probes() -> (String, String) {
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/kernel/tracing/{f}")).unwrap_or_default();
+    (read("kprobe_events"), read("uprobe_events"))
+}
+
+/// Starts fdtrace with `extra` arguments on a workload, stops it with
+/// `how`, and checks its programs, links and probes are gone.
+fn stops_cleanly_with(extra: &[&str], how: impl FnOnce(&Trace, &mut Workload), expect_success: bool) {
+    let probes = tracefs_probes();
+    let mut w = Workload::spawn(SCRIPTED, &[]);
+    let pid = w.pid.to_string();
+    let mut args = vec!["-p", &pid];
+    args.extend(extra);
+    let trace = Trace::start(&args);
     let (progs, links) = bpf_objects_of(trace.pid());
     assert!(!progs.is_empty() && !links.is_empty(), "fdtrace holds no BPF programs/links?");
-    how(&trace);
+    how(&trace, &mut w);
     let out = trace.wait(T);
     assert_eq!(out.status.success(), expect_success, "{}", out.stderr_text());
     for id in progs {
@@ -156,6 +168,28 @@ fn stops_cleanly(how: impl FnOnce(&Trace), expect_success: bool) {
     for id in links {
         assert!(!bpf_exists("link", id), "link {id} still attached after fdtrace stopped");
     }
+    assert_eq!(tracefs_probes(), probes, "tracefs kprobe/uprobe events changed");
+}
+
+fn stops_cleanly(how: impl FnOnce(&Trace), expect_success: bool) {
+    stops_cleanly_with(&[], |t, _| how(t), expect_success);
+}
+
+#[test]
+fn the_duration_end_and_the_target_exit_detach_everything() {
+    if !ebpf_available("the_duration_end_and_the_target_exit_detach_everything") {
+        return;
+    }
+    stops_cleanly_with(&["-d", "1"], |_, _| {}, true);
+    stops_cleanly_with(
+        &[],
+        |_, w| {
+            w.send("go");
+            w.json_until_done(T);
+            w.send("exit");
+        },
+        true,
+    );
 }
 
 #[test]
@@ -173,14 +207,4 @@ fn even_sigkill_leaves_nothing_attached() {
         return;
     }
     stops_cleanly(|t| t.signal(libc::SIGKILL), false);
-}
-
-#[test]
-fn the_duration_ends_the_trace_with_success() {
-    if !ebpf_available("the_duration_ends_the_trace_with_success") {
-        return;
-    }
-    let w = Workload::spawn(SCRIPTED, &[]);
-    let out = run_fdtrace(&["-p", &w.pid.to_string(), "-d", "0.5"], T);
-    assert!(out.status.success(), "{}", out.stderr_text());
 }

@@ -6,6 +6,8 @@
 //! they are spread over K processes (itself and K-1 children forked after
 //! `go`, for fdtrace -f), when one process may not hold N fds (the hard
 //! RLIMIT_NOFILE, which only CAP_SYS_RESOURCE raises).
+//! `fdstress --threads N` starts N threads that, released together, each
+//! open and close sockets, pipes and files 20 times and keep one socket.
 //! All print `ready PID`, wait for a line on stdin, open, print `opened`,
 //! then wait for another line before exiting.
 use std::io::BufRead;
@@ -43,6 +45,35 @@ fn descend(level: u32, index: u64) -> i32 {
     } else {
         branch_b(level, index)
     }
+}
+
+fn racing_threads(n: usize) -> u64 {
+    let start = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                let mut failed = 0;
+                for _ in 0..20 {
+                    // SAFETY: plain syscalls; every fd is closed at once.
+                    unsafe {
+                        let s = open_socket();
+                        let mut p = [0; 2];
+                        let piped = libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC);
+                        let f = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                        failed += u64::from(s < 0 || piped < 0 || f < 0);
+                        libc::close(s);
+                        libc::close(p[0]);
+                        libc::close(p[1]);
+                        libc::close(f);
+                    }
+                }
+                failed + u64::from(open_socket() < 0)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().expect("thread")).sum()
 }
 
 fn main() {
@@ -113,6 +144,9 @@ fn main() {
             unsafe { libc::read(done[0], (&mut f as *mut u64).cast(), 8) };
             failed += f;
         }
+    }
+    if let Some(n) = value("--threads") {
+        failed += racing_threads(n as usize);
     }
     println!("opened ({failed} failed)");
     let _ = std::io::stdin().lock().lines().next();

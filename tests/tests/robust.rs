@@ -1,0 +1,206 @@
+//! Robustness: fdtrace under conditions that break tracers — a ring buffer
+//! that overflows, two fdtraces on one process, a thousand threads racing,
+//! a binary deleted or with corrupt debug info. None may crash, hang, or
+//! report wrong counts; what was lost is counted exactly.
+use std::{collections::BTreeSet, process::Command, time::Duration};
+
+use fdtrace_tests::harness::{ebpf_available, Server, Trace, Workload};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
+const FDSTRESS: &str = env!("CARGO_BIN_EXE_fdstress");
+
+/// fdtrace is stopped (SIGSTOP) while the workload churns: the 16 KiB ring
+/// fills and the kernel side counts every record it could not reserve.
+/// What arrived plus what was counted lost must be what the workload did,
+/// and the report must say it is incomplete and how to fix it.
+#[test]
+fn an_overflowing_ring_is_counted_exactly_and_named() {
+    if !ebpf_available("an_overflowing_ring_is_counted_exactly_and_named") {
+        return;
+    }
+    let mut w = Workload::spawn(LOADGEN, &["open", "--secs", "0.5"]);
+    let pid = w.pid.to_string();
+    let trace = Trace::start(&["-p", &pid, "--ringbuf-size", "16K", "--format", "json", "-i", "3600"]);
+    trace.signal(libc::SIGSTOP);
+    w.send("go");
+    let done = w.stdout.wait_for("the workload's result", T, |l| l.starts_with('{'));
+    let done: Value = serde_json::from_str(&done).unwrap();
+    assert!(w.wait().success());
+    trace.signal(libc::SIGCONT);
+    let out = trace.wait(T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let report = out.final_report_unchecked();
+    let (lost, events) = (report["lost_events"].as_u64().unwrap(), report["events"].as_u64().unwrap());
+    let fd_events = done["fd_events"].as_u64().unwrap();
+    assert!(lost > 0, "nothing lost with fdtrace stopped and a 16K ring? {report:#}");
+    // Besides the opens and closes: the exit record, and a thread's start
+    // and end at most.
+    let extra = (events + lost) as i64 - fd_events as i64;
+    assert!(
+        (0..=4).contains(&extra),
+        "received {events} + lost {lost} = {} but the workload made {fd_events} fd events",
+        events + lost
+    );
+    assert_eq!(report["complete"], false);
+    let stderr = out.stderr_text();
+    assert!(
+        stderr.contains(&format!("{lost} lost")) && stderr.contains("--ringbuf-size"),
+        "the loss and its remedy are not on stderr:\n{stderr}"
+    );
+}
+
+/// Two fdtraces on one process each load their own programs and maps:
+/// both see everything.
+#[test]
+fn two_fdtraces_on_one_process_both_see_the_leak() {
+    if !ebpf_available("two_fdtraces_on_one_process_both_see_the_leak") {
+        return;
+    }
+    let server = Server::start(LEAKY, &["--serve"]);
+    let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
+    let mut w = Workload::spawn(LEAKY, &args);
+    let pid = w.pid.to_string();
+    let targs = ["-p", &pid, "--format", "json", "-i", "100", "-d", "3.5"];
+    let (a, b) = (Trace::start(&targs), Trace::start(&targs));
+    w.send("go");
+    let summary = |t: Trace| {
+        let r = t.wait(T).final_report();
+        assert_eq!(r["lost_events"], 0);
+        let g = &r["groups"][0];
+        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64(), r["missed_open"].as_u64())
+    };
+    let (ra, rb) = (summary(a), summary(b));
+    assert_eq!(ra, (Some(6), Some(6), Some(0), Some(0)));
+    assert_eq!(ra, rb, "the two fdtraces disagree");
+}
+
+/// 1,000 threads open and close fds at once, each keeping one socket: the
+/// ledger must match `/proc` exactly, with nothing missed.
+#[test]
+fn a_thousand_threads_racing_agree_with_proc() {
+    if !ebpf_available("a_thousand_threads_racing_agree_with_proc") {
+        return;
+    }
+    let mut w = Workload::spawn(FDSTRESS, &["--threads", "1000"]);
+    let pid = w.pid;
+    let trace = Trace::start(&[
+        "-p",
+        &pid.to_string(),
+        "--all-fds",
+        "--min-age",
+        "0",
+        "-t",
+        "100000",
+        "--fds-per-group",
+        "100000",
+        "--format",
+        "json",
+        "-i",
+        "3600",
+    ]);
+    w.send("go");
+    let opened = w.stdout.wait_for("opened", T, |l| l.starts_with("opened"));
+    assert_eq!(opened, "opened (0 failed)");
+    let want: BTreeSet<i64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    trace.signal(libc::SIGINT);
+    let out = trace.wait(T);
+    let report = out.final_report();
+    assert_eq!(report["lost_events"], 0);
+    assert_eq!(
+        (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
+        (Some(0), Some(0)),
+        "{}",
+        out.stderr_text()
+    );
+    let got: BTreeSet<i64> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["fds"].as_array().unwrap())
+        .filter(|fd| fd["pid"] == pid)
+        .map(|fd| fd["fd"].as_i64().unwrap())
+        .collect();
+    assert!(want.len() > 1000, "{} fds open", want.len());
+    assert_eq!(got, want, "fdtrace's open set differs from /proc");
+    w.send("exit");
+}
+
+/// The leak group of a report on the Rust leaky client started from `bin`.
+fn leak_group(bin: &str, before_go: impl FnOnce()) -> Value {
+    let server = Server::start(LEAKY, &["--serve"]);
+    let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
+    let mut w = Workload::spawn(bin, &args);
+    before_go();
+    let pid = w.pid.to_string();
+    let trace = Trace::start(&["-p", &pid, "--format", "json", "-i", "100", "-d", "3.5"]);
+    w.send("go");
+    let out = trace.wait(T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let report = out.final_report();
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{report:#}");
+    assert_eq!((groups[0]["open"].as_u64(), groups[0]["opened"].as_u64()), (Some(6), Some(6)), "{report:#}");
+    groups[0].clone()
+}
+
+fn frames(group: &Value) -> Vec<String> {
+    group["stack"].as_array().unwrap().iter().map(|f| f.to_string()).collect()
+}
+
+/// A binary deleted from disk while it runs: frames come from the mapping
+/// the process still holds, or as module+offset — never a crash.
+#[test]
+fn a_deleted_binary_still_gets_a_report() {
+    if !ebpf_available("a_deleted_binary_still_gets_a_report") {
+        return;
+    }
+    let dir = tempdir("deleted");
+    let copy = dir.join("leaky-deleted");
+    std::fs::copy(LEAKY, &copy).unwrap();
+    let g = leak_group(copy.to_str().unwrap(), || std::fs::remove_file(&copy).unwrap());
+    let frames = frames(&g);
+    assert!(!frames.is_empty(), "no frames at all");
+    assert!(
+        frames.iter().any(|f| f.contains("fetch_inventory") || f.contains("leaky-deleted")),
+        "frames name neither the function nor the module: {frames:#?}"
+    );
+}
+
+/// Debug info overwritten with garbage: the symbol table still names the
+/// function; file:line is simply missing.
+#[test]
+fn corrupt_debug_info_still_gets_a_report() {
+    if !ebpf_available("corrupt_debug_info_still_gets_a_report") {
+        return;
+    }
+    let dir = tempdir("corrupt");
+    let copy = dir.join("leaky-corrupt");
+    let garbage = dir.join("garbage");
+    std::fs::write(
+        &garbage,
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let status = Command::new("objcopy")
+        .arg(format!("--update-section=.debug_info={}", garbage.display()))
+        .arg(format!("--update-section=.debug_line={}", garbage.display()))
+        .args([LEAKY, copy.to_str().unwrap()])
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(status.success());
+    let g = leak_group(copy.to_str().unwrap(), || {});
+    let frames = frames(&g);
+    assert!(frames.iter().any(|f| f.contains("fetch_inventory")), "{frames:#?}");
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fdtrace-robust-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
