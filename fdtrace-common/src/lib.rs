@@ -607,6 +607,9 @@ pub mod config_flags {
     /// from the user registers at exit (no entry hooks needed), and so is
     /// the return address at the user stack pointer.
     pub const HAVE_TASK_PT_REGS: u32 = 4;
+    /// `--comm`: add processes that exec (or fork) with the name in
+    /// [`Config::comm`](super::Config::comm) to the traced set.
+    pub const MATCH_COMM: u32 = 8;
 }
 
 /// Read-only settings the loader writes before load ([`CONFIG_GLOBAL`]).
@@ -661,9 +664,12 @@ pub struct Config {
     /// 0 disables it.
     pub task_stack_off: u32,
     pub thread_size: u32,
+    /// With [`config_flags::MATCH_COMM`]: the comm to trace, NUL-padded
+    /// (at most 15 bytes, as the kernel keeps it).
+    pub comm: [u8; 16],
 }
 
-const _: () = assert!(size_of::<Config>() == 108);
+const _: () = assert!(size_of::<Config>() == 124);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {
@@ -671,6 +677,8 @@ pub mod target {
     pub const ROOT: u32 = 1;
     /// Traced because a traced process forked it.
     pub const CHILD: u32 = 2;
+    /// Traced because its name matched `--comm` when it exec'd.
+    pub const COMM: u32 = 4;
 }
 
 /// Syscall arguments stashed at entry (values of [`INFLIGHT_MAP`]).
