@@ -12,7 +12,8 @@ use crate::{
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo fdtrace -- ./server --port 8080 run ./server (as you, not root) traced from its first
+  sudo fdtrace -- ./server --port 8080
+                                       run ./server (as you, not root), traced from its first
                                        instruction; the final report when it exits
   sudo fdtrace -p 4242                 report unclosed sockets of pid 4242 every 5 s
   sudo fdtrace -p 4242 -d 30 -a        one report after 30 s, every kind of fd
@@ -228,6 +229,16 @@ mod tests {
         assert!(cli.trace.events);
         assert_eq!(cli.trace.format, Format::Json);
         assert_eq!(cli.trace.duration, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn help_shows_the_common_uses_within_100_columns() {
+        let help = Cli::command().render_long_help().to_string();
+        let examples = help.split("Examples:").nth(1).expect("examples in --help");
+        for use_ in ["sudo fdtrace -- ", "sudo fdtrace -p 4242 ", "--comm ", "--events ", "--state "] {
+            assert!(examples.contains(use_), "no example of {use_:?}:\n{examples}");
+        }
+        assert!(help.lines().all(|l| l.chars().count() <= 100), "{help}");
     }
 
     #[test]
