@@ -664,12 +664,16 @@ pub struct Config {
     /// 0 disables it.
     pub task_stack_off: u32,
     pub thread_size: u32,
+    /// Records are submitted without waking fdtrace (a wakeup is an
+    /// interrupt, costly in VMs) until this many bytes wait in the ring;
+    /// fdtrace also drains on a short timer. 0: wake on every record.
+    pub wakeup_bytes: u32,
     /// With [`config_flags::MATCH_COMM`]: the comm to trace, NUL-padded
     /// (at most 15 bytes, as the kernel keeps it).
     pub comm: [u8; 16],
 }
 
-const _: () = assert!(size_of::<Config>() == 124);
+const _: () = assert!(size_of::<Config>() == 128);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {
