@@ -607,6 +607,9 @@ pub mod config_flags {
     /// from the user registers at exit (no entry hooks needed), and so is
     /// the return address at the user stack pointer.
     pub const HAVE_TASK_PT_REGS: u32 = 4;
+    /// `--comm`: add processes that exec (or fork) with the name in
+    /// [`Config::comm`](super::Config::comm) to the traced set.
+    pub const MATCH_COMM: u32 = 8;
 }
 
 /// Read-only settings the loader writes before load ([`CONFIG_GLOBAL`]).
@@ -665,9 +668,12 @@ pub struct Config {
     /// interrupt, costly in VMs) until this many bytes wait in the ring;
     /// fdtrace also drains on a short timer. 0: wake on every record.
     pub wakeup_bytes: u32,
+    /// With [`config_flags::MATCH_COMM`]: the comm to trace, NUL-padded
+    /// (at most 15 bytes, as the kernel keeps it).
+    pub comm: [u8; 16],
 }
 
-const _: () = assert!(size_of::<Config>() == 112);
+const _: () = assert!(size_of::<Config>() == 128);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {
@@ -675,6 +681,8 @@ pub mod target {
     pub const ROOT: u32 = 1;
     /// Traced because a traced process forked it.
     pub const CHILD: u32 = 2;
+    /// Traced because its name matched `--comm` when it exec'd.
+    pub const COMM: u32 = 4;
 }
 
 /// Syscall arguments stashed at entry (values of [`INFLIGHT_MAP`]).

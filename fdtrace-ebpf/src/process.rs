@@ -6,7 +6,7 @@
 //! field relocations.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str_bytes,
     },
     macros::{raw_tracepoint, tracepoint},
@@ -56,7 +56,9 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
             flags |= fork_flags::SHARES_FILES;
         }
     }
-    if config!(flags) & config_flags::FOLLOW_FORKS != 0 {
+    // With --comm, a matching process's forks have its name: new
+    // processes with that name too.
+    if config!(flags) & config_flags::FOLLOW_FORKS != 0 || comm_matches() {
         if TARGETS.insert(&child_tgid, &target::CHILD, 0).is_ok() {
             flags |= fork_flags::FOLLOWED;
         } else {
@@ -71,8 +73,17 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
 #[tracepoint]
 pub fn process_exec(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
-        return 0;
+    let tgid = (pid_tgid >> 32) as u32;
+    if !is_traced(tgid) {
+        // --comm: the new program has the name; trace it from here, before
+        // its first instruction runs.
+        if !comm_matches() {
+            return 0;
+        }
+        if TARGETS.insert(&tgid, &target::COMM, 0).is_err() {
+            count(Loss::TargetsFull);
+            return 0;
+        }
     }
     let Some(ev) = scratch::<Exec>() else {
         return 0;
@@ -94,6 +105,30 @@ pub fn process_exec(ctx: TracePointContext) -> u32 {
     let len = ev.path_len as usize;
     send_scratch(size_of::<Exec>() - PATH_CAP, len);
     0
+}
+
+/// `--comm`: whether the current task's name is the one configured (at
+/// exec, the new program's name: the kernel sets it before the tracepoint).
+#[inline(always)]
+fn comm_matches() -> bool {
+    if config!(flags) & config_flags::MATCH_COMM == 0 {
+        return false;
+    }
+    let Ok(comm) = bpf_get_current_comm() else {
+        return false;
+    };
+    let want = config!(comm);
+    let mut i = 0;
+    while i < 16 {
+        if comm[i] != want[i] {
+            return false;
+        }
+        if comm[i] == 0 {
+            return true;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `sched:sched_process_exit`, once per exiting thread, in its context.

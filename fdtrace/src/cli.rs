@@ -3,16 +3,31 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::{attach::AttachMode, stream::Format};
+use crate::{
+    attach::AttachMode,
+    events::FdKind,
+    filter::{self, Cidr, Filter},
+    stream::Format,
+};
 
 const EXAMPLES: &str = "\
 Examples:
+  sudo fdtrace -- ./server --port 8080
+                                       run ./server (as you, not root), traced from its first
+                                       instruction; the final report when it exits
   sudo fdtrace -p 4242                 report unclosed sockets of pid 4242 every 5 s
   sudo fdtrace -p 4242 -d 30 -a        one report after 30 s, every kind of fd
-  sudo fdtrace -p 4242 --events        print every fd/socket open and close as it happens
-  sudo fdtrace -p 4242 --events --format json -d 10
-                                       ten seconds of events as JSON lines
-  sudo fdtrace -p 4242 -f --min-age 10 also trace its children; only fds older than 10 s";
+  sudo fdtrace --comm nginx --state CLOSE_WAIT
+                                       every nginx process, running or started later;
+                                       only sockets the peer closed and nginx did not
+  sudo fdtrace -p 4242 --events --port 5432
+                                       every open/close of sockets to or from port 5432, live
+
+Launch mode (-- CMD ARGS...): CMD keeps the terminal's stdin, stdout and stderr; reports go to
+stderr (or -o FILE) and fdtrace exits with CMD's exit code (128+N when a signal N killed it).
+Under sudo, CMD runs as the user who ran sudo, with that user's HOME, USER and LOGNAME.
+Ctrl-C reaches CMD (it is in the terminal's process group); SIGINT or SIGTERM sent to fdtrace
+alone is passed on to CMD. fdtrace keeps tracing until CMD exits, then prints the final report.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,8 +54,22 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct TraceArgs {
     /// Process to trace, with all its threads. A thread id traces its process.
-    #[arg(short, long = "pid", value_name = "PID", required = false)]
+    /// Repeat it, or separate pids with commas, to trace several in one session.
+    #[arg(short, long = "pid", value_name = "PID", required = false, value_delimiter = ',')]
     pub pids: Vec<u32>,
+
+    /// Trace every process named NAME (its comm, as `ps -o comm` shows it):
+    /// those running now, and those that start (exec) or fork later.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+
+    /// Start this command and trace it from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD", conflicts_with_all = ["pids", "comm"])]
+    pub command: Vec<String>,
+
+    /// Write reports or event lines to FILE (default: stdout; stderr in launch mode).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 
     /// Print one line per fd/socket event as it happens (instead of reports).
     #[arg(short, long)]
@@ -55,8 +84,25 @@ pub struct TraceArgs {
     pub min_age: Duration,
 
     /// Report every kind of fd (files, pipes, ...), not only sockets.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "kinds")]
     pub all_fds: bool,
+
+    /// Only fds of this kind: socket, file, pipe, eventfd, epoll, memfd, timerfd,
+    /// signalfd, inotify, pidfd, ... Repeatable. Reports default to sockets, events to all.
+    #[arg(long = "kind", value_name = "KIND", value_parser = filter::parse_kind)]
+    pub kinds: Vec<FdKind>,
+
+    /// Only sockets with this local or remote port. Repeatable.
+    #[arg(long = "port", value_name = "N")]
+    pub ports: Vec<u16>,
+
+    /// Only sockets whose peer is in ADDR[/PREFIX] (IPv4 or IPv6). Repeatable.
+    #[arg(long = "remote", value_name = "ADDR[/PREFIX]", value_parser = Cidr::parse)]
+    pub remotes: Vec<Cidr>,
+
+    /// Only sockets in this TCP state (ESTABLISHED, CLOSE_WAIT, LISTEN, ...). Repeatable.
+    #[arg(long = "state", value_name = "STATE", value_parser = filter::parse_state)]
+    pub states: Vec<&'static str>,
 
     /// Show at most this many groups (stacks) per report.
     #[arg(short, long, value_name = "N", default_value_t = 10)]
@@ -93,6 +139,34 @@ pub struct TraceArgs {
     /// Print debug logs to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+impl TraceArgs {
+    /// What reports count: sockets unless `--kind` or `--all-fds` say otherwise.
+    pub fn report_filter(&self) -> Filter {
+        let kinds = match (self.all_fds, self.kinds.is_empty()) {
+            (true, _) => None,
+            (false, true) => Some(vec![FdKind::Socket]),
+            (false, false) => Some(self.kinds.clone()),
+        };
+        Filter { kinds, ..self.event_filter() }
+    }
+
+    /// What `--events` shows: every kind unless `--kind` says otherwise;
+    /// `None` when nothing is filtered.
+    pub fn event_filter(&self) -> Filter {
+        Filter {
+            kinds: (!self.kinds.is_empty()).then(|| self.kinds.clone()),
+            ports: self.ports.clone(),
+            remotes: self.remotes.clone(),
+            states: self.states.clone(),
+        }
+    }
+
+    /// Launch mode: a command after `--`.
+    pub fn launches(&self) -> bool {
+        !self.command.is_empty()
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -155,5 +229,63 @@ mod tests {
         assert!(cli.trace.events);
         assert_eq!(cli.trace.format, Format::Json);
         assert_eq!(cli.trace.duration, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn help_shows_the_common_uses_within_100_columns() {
+        let help = Cli::command().render_long_help().to_string();
+        let examples = help.split("Examples:").nth(1).expect("examples in --help");
+        for use_ in ["sudo fdtrace -- ", "sudo fdtrace -p 4242 ", "--comm ", "--events ", "--state "] {
+            assert!(examples.contains(use_), "no example of {use_:?}:\n{examples}");
+        }
+        assert!(help.lines().all(|l| l.chars().count() <= 100), "{help}");
+    }
+
+    #[test]
+    fn several_pids_repeated_or_comma_separated() {
+        let cli = Cli::try_parse_from(["fdtrace", "-p", "1,2", "-p", "3"]).unwrap();
+        assert_eq!(cli.trace.pids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_command_after_the_double_dash_is_launched() {
+        let cli = Cli::try_parse_from(["fdtrace", "-f", "--", "ls", "-l", "--all"]).unwrap();
+        assert_eq!(cli.trace.command, ["ls", "-l", "--all"]);
+        assert!(cli.trace.follow_forks && cli.trace.launches());
+        let err = Cli::try_parse_from(["fdtrace", "-p", "1", "--", "ls"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn filters_parse_and_default_to_sockets_in_reports_only() {
+        let cli = Cli::try_parse_from(["fdtrace", "-p", "1"]).unwrap();
+        assert_eq!(cli.trace.report_filter().kind_names(), ["socket"]);
+        assert_eq!(cli.trace.event_filter(), Filter::default());
+        let cli = Cli::try_parse_from([
+            "fdtrace",
+            "-p",
+            "1",
+            "--kind",
+            "pipe",
+            "--kind",
+            "file",
+            "--port",
+            "80",
+            "--remote",
+            "10.0.0.0/8",
+            "--state",
+            "close-wait",
+        ])
+        .unwrap();
+        let f = cli.trace.report_filter();
+        assert_eq!(f.kind_names(), ["pipe", "file"]);
+        assert_eq!((f.ports.as_slice(), f.states.as_slice()), (&[80u16][..], &["CLOSE_WAIT"][..]));
+        assert_eq!(f.remotes, [Cidr::parse("10.0.0.0/8").unwrap()]);
+        assert_eq!(
+            Cli::try_parse_from(["fdtrace", "-p", "1", "-a"]).unwrap().trace.report_filter().kinds,
+            None
+        );
+        assert!(Cli::try_parse_from(["fdtrace", "-p", "1", "-a", "--kind", "pipe"]).is_err());
+        assert!(Cli::try_parse_from(["fdtrace", "-p", "1", "--state", "open"]).is_err());
     }
 }

@@ -9,13 +9,17 @@
 //! - [`symbolize`]: user stacks → function, file:line;
 //! - [`report`]: unclosed fds grouped by stack (text, JSON);
 //! - [`stream`]: live event lines;
-//! - [`session`]: the loop that ties them together.
+//! - [`session`]: the loop that ties them together;
+//! - [`launch`]: starting a command to trace from its first instruction;
+//! - [`filter`]: which fds reports and event lines show.
 mod attach;
 mod check;
 mod cli;
 mod clock;
 mod events;
+mod filter;
 mod golang;
+mod launch;
 mod ledger;
 mod procfs;
 mod report;
@@ -24,19 +28,6 @@ mod sockdiag;
 mod stream;
 mod symbolize;
 
-/// Shared by the seeded fuzz tests.
-#[cfg(test)]
-mod fuzz {
-    /// A xorshift64 generator: deterministic input for fuzz loops.
-    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        }
-    }
-}
 
 use std::process::ExitCode;
 
@@ -56,16 +47,49 @@ fn main() -> ExitCode {
         print!("{}", check::render(&check));
         return if check::usable(&check) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
+    // Launch mode: fork the command now, while fdtrace is single-threaded;
+    // it waits before exec until the session has attached.
+    let launched = if cli.trace.launches() {
+        // SAFETY: no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let run_as = launch::RunAs::from_sudo(euid, |k| std::env::var(k).ok());
+        match launch::Command::new(&cli.trace.command, run_as).and_then(|c| c.spawn_blocked()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("fdtrace: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        }
+    } else {
+        None
+    };
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(session::run(&cli.trace)));
+        .and_then(|rt| rt.block_on(session::run(&cli.trace, launched)));
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(outcome) => ExitCode::from(outcome.exit_code.unwrap_or(0)),
         Err(e) => {
             eprintln!("fdtrace: error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<launch::LaunchError>() {
+                Some(launch) => ExitCode::from(launch.exit_code()),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// Shared by the seeded fuzz tests.
+#[cfg(test)]
+mod fuzz {
+    /// A xorshift64 generator: deterministic input for fuzz loops.
+    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
         }
     }
 }

@@ -45,6 +45,33 @@ pub fn parse_status(text: &str) -> Status {
     s
 }
 
+/// Processes (not fdtrace itself) whose name (`comm`) is `name`, compared
+/// on the 15 bytes the kernel keeps.
+pub fn pids_with_comm(name: &str) -> Vec<u32> {
+    let want = &name.as_bytes()[..name.len().min(15)];
+    let me = std::process::id();
+    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
+    let mut pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c.strip_suffix(b"\n").unwrap_or(&c) == want)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether `pid` has exited (a zombie waiting to be reaped, or gone).
+pub fn is_zombie_or_gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "PID (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 pub fn status(pid: &str) -> io::Result<Status> {
     Ok(parse_status(&fs::read_to_string(format!("/proc/{pid}/status"))?))
 }

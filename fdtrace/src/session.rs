@@ -5,9 +5,9 @@
 //! (+ stacks resolved as they first appear) → event lines / reports.
 use std::{
     collections::HashMap,
+    fs::File,
     io::{self, BufWriter, Write},
     os::fd::{FromRawFd, OwnedFd},
-    path::Path,
     time::Duration,
 };
 
@@ -24,7 +24,9 @@ use crate::{
     cli::TraceArgs,
     clock::{monotonic_ns, Clock},
     events::{reader::EventReader, Body, Comm, Event, FdKind, StackId},
+    filter::{Facts, Filter},
     golang,
+    launch::{self, Launched},
     ledger::{Effect, Ledger},
     procfs,
     report::{self, SockState},
@@ -50,11 +52,19 @@ pub enum Stop {
     TargetsExited,
 }
 
+/// How a session ended, and in launch mode the command's exit code (what
+/// fdtrace exits with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub stop: Stop,
+    pub exit_code: Option<u8>,
+}
+
 /// Resolves the pids the user gave into processes, saying when a thread id
 /// stands for its process.
 pub fn resolve_targets(pids: &[u32]) -> anyhow::Result<Vec<Target>> {
     if pids.is_empty() {
-        bail!("no process given: name one with -p PID (see fdtrace --help)");
+        bail!("no process given: name one with -p PID, --comm NAME, or start one with `fdtrace -- CMD ARGS` (see fdtrace --help)");
     }
     let mut targets: Vec<Target> = Vec::new();
     for &pid in pids {
@@ -72,25 +82,58 @@ pub fn resolve_targets(pids: &[u32]) -> anyhow::Result<Vec<Target>> {
     Ok(targets)
 }
 
-pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
-    let targets = resolve_targets(&args.pids)?;
-    let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
+/// The processes the session starts with: the launched command, the pids
+/// given, the processes already running with the `--comm` name.
+fn initial_targets(args: &TraceArgs, launched: Option<&Launched>) -> anyhow::Result<Vec<Target>> {
+    if let Some(l) = launched {
+        return Ok(vec![Target { tgid: l.pid, comm: l.comm.clone(), given_thread: None }]);
+    }
+    if args.comm.is_some() && args.pids.is_empty() {
+        return Ok(vec![]);
+    }
+    resolve_targets(&args.pids)
+}
+
+pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Result<Outcome> {
+    let mut targets = initial_targets(args, launched.as_ref())?;
+    let go_programs = match &launched {
+        // Before exec /proc/PID/exe is fdtrace: inspect the command's file.
+        Some(l) => golang::inspect(&l.path).map(|g| (l.pid, l.path.clone(), g)).into_iter().collect(),
+        None => targets
+            .iter()
+            .filter_map(|t| {
+                let exe = std::path::PathBuf::from(format!("/proc/{}/exe", t.tgid));
+                Some((t.tgid, exe.clone(), golang::inspect(&exe)?))
+            })
+            .collect(),
+    };
     let opts = attach::Options {
         mode: args.attach,
         follow_forks: args.follow_forks,
         stacks: !args.no_stacks,
         ringbuf_size: args.ringbuf_size,
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
-        go_programs: targets
-            .iter()
-            .filter_map(|t| Some((t.tgid, golang::inspect(Path::new(&format!("/proc/{}/exe", t.tgid)))?)))
-            .collect(),
+        go_programs,
+        comm: args.comm.clone(),
     };
     // Handle signals from here on: a Ctrl-C during start-up still detaches.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let started = std::time::Instant::now();
-    let (tracer, ring) = Tracer::start(&opts, &tgids)?;
+    let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
+    let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
+    // --comm: what runs now. Processes that exec after the hooks went in
+    // are added by the kernel; scanning after attaching misses none.
+    if let Some(comm) = &args.comm {
+        for pid in procfs::pids_with_comm(comm) {
+            let Ok(t) = resolve_target(pid) else { continue };
+            if targets.iter().any(|x| x.tgid == t.tgid) {
+                continue;
+            }
+            tracer.add_target(t.tgid)?;
+            targets.push(t);
+        }
+    }
     let (notes, origin_notes) = goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
     let mut reader = EventReader::new(ring).context("watching the ring buffer")?;
 
@@ -106,7 +149,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         ledger.add_process(t.tgid, Comm::from_str_lossy(&t.comm), scan_ns, fds);
         watch_exit(t.tgid, exit_tx.clone())?;
     }
-    let mut alive = tgids.len();
+    let mut alive = targets.len();
 
     log::debug!(
         "callers of libc syscall wrappers: {}",
@@ -116,14 +159,22 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             "not recoverable (no bpf_task_pt_regs)"
         }
     );
-    let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.tgid, t.comm)).collect();
+    let mut names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.tgid, t.comm)).collect();
+    if let Some(comm) = &args.comm {
+        names.push(format!("every process named {comm} from now on"));
+    }
     eprintln!(
-        "fdtrace: tracing {} via {} hooks ({} tier) in {} ms; Ctrl-C to stop",
+        "fdtrace: tracing {} via {} hooks ({} tier) in {} ms; {}",
         names.join(", "),
         tracer.plan.attached.len(),
         tracer.plan.tier_summary(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        if launched.is_some() { "report when it exits" } else { "Ctrl-C to stop" }
     );
+    // Everything is in place: let the command exec.
+    if let Some(l) = &mut launched {
+        l.release()?;
+    }
 
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
@@ -136,13 +187,21 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let clock = Clock::new();
-    let out = BufWriter::new(io::stdout().lock());
+    let out: BufWriter<Box<dyn Write>> = BufWriter::new(match &args.output {
+        Some(path) => Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        // The command's output is the terminal's: reports stay out of it.
+        None if launched.is_some() => Box::new(io::stderr()),
+        None => Box::new(io::stdout()),
+    });
     let output = if args.events {
         Output::Events(Printer::new(out, args.format, clock))
     } else {
         Output::Reports { out, format: args.format }
     };
-    let root = &targets[0];
+    let (root_pid, root_comm) = match targets.first() {
+        Some(t) => (t.tgid, t.comm.clone()),
+        None => (0, args.comm.clone().unwrap_or_default()),
+    };
     let mut s = Session {
         tracer: &tracer,
         ledger,
@@ -153,9 +212,12 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         output_closed: false,
         missed_open: 0,
         missed_close: 0,
+        targets: targets.iter().map(|t| t.tgid).collect(),
+        watch_comm: args.comm.is_some(),
+        event_filter: args.event_filter(),
         header: report::Header {
-            pid: root.tgid,
-            comm: root.comm.clone(),
+            pid: root_pid,
+            comm: root_comm,
             started_ns,
             tier: tracer.plan.tier_summary(),
             hooks: tracer
@@ -172,7 +234,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         },
         report_opts: report::Options {
             min_age_ns: args.min_age.as_nanos() as u64,
-            all_fds: args.all_fds,
+            filter: args.report_filter(),
             top: args.top,
             fds_per_group: args.fds_per_group,
         },
@@ -195,13 +257,24 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
                 s.report(&mut reader, false).await;
                 if s.output_closed { break Stop::Interrupted; }
             }
-            _ = sigint.recv() => break Stop::Interrupted,
-            _ = sigterm.recv() => break Stop::Terminated,
+            _ = sigint.recv() => match &launched {
+                // The command decides what an interrupt means; its exit
+                // ends the session.
+                Some(l) => forward(l, libc::SIGINT),
+                None => break Stop::Interrupted,
+            },
+            _ = sigterm.recv() => match &launched {
+                Some(l) => forward(l, libc::SIGTERM),
+                None => break Stop::Terminated,
+            },
             _ = &mut deadline => break Stop::Duration,
             Some(tgid) = exit_rx.recv() => {
-                eprintln!("fdtrace: process {tgid} exited");
+                if launched.is_none() {
+                    eprintln!("fdtrace: process {tgid} exited");
+                }
                 alive -= 1;
-                if alive == 0 {
+                // --comm goes on until stopped: more may start.
+                if alive == 0 && !s.watch_comm {
                     break Stop::TargetsExited;
                 }
             }
@@ -224,6 +297,10 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     let detach = std::time::Instant::now();
     drop(tracer);
     log::debug!("detached in {} ms", detach.elapsed().as_millis());
+    let exit_code = match &mut launched {
+        Some(l) => Some(wait_for_command(l, &mut exit_rx, &mut sigint, &mut sigterm).await),
+        None => None,
+    };
     eprintln!(
         "fdtrace: {} events, {} lost{}{}",
         reader.records,
@@ -235,7 +312,40 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             String::new()
         },
     );
-    Ok(stop)
+    Ok(Outcome { stop, exit_code })
+}
+
+/// Passes a signal fdtrace got on to the launched command, unless it was
+/// the terminal's Ctrl-C, which the command (in the same foreground
+/// process group) got already.
+fn forward(l: &Launched, sig: i32) {
+    if sig == libc::SIGINT && launch::interrupt_reached_command() {
+        return;
+    }
+    l.signal(sig);
+}
+
+/// Waits for the launched command to exit (it may outlive the trace with
+/// `-d`), passing signals on; returns its exit code as a shell gives it.
+async fn wait_for_command(
+    l: &mut Launched,
+    exit_rx: &mut mpsc::UnboundedReceiver<u32>,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> u8 {
+    if !procfs::is_zombie_or_gone(l.pid) {
+        eprintln!("fdtrace: stopped tracing; waiting for {} (pid {}) to exit", l.name, l.pid);
+        loop {
+            tokio::select! {
+                _ = exit_rx.recv() => break,
+                _ = sigint.recv() => forward(l, libc::SIGINT),
+                _ = sigterm.recv() => forward(l, libc::SIGTERM),
+            }
+        }
+    }
+    let code = l.wait_exit();
+    eprintln!("fdtrace: {} (pid {}) exited with code {code}", l.name, l.pid);
+    code
 }
 
 /// Where results go: event lines, or reports.
@@ -259,6 +369,12 @@ struct Session<'t, W: Write> {
     missed_close: u64,
     header: report::Header,
     report_opts: report::Options,
+    /// The processes the user named (or launched, or that matched --comm).
+    targets: Vec<u32>,
+    /// `--comm`: processes the kernel adds at exec join the session.
+    watch_comm: bool,
+    /// What `--events` shows.
+    event_filter: Filter,
 }
 
 impl<W: Write> Session<'_, W> {
@@ -284,7 +400,17 @@ impl<W: Write> Session<'_, W> {
             _ => {}
         }
         self.effects.clear();
-        self.ledger.apply(&ev, &mut self.effects);
+        if matches!(ev.body, Body::Exec { .. }) && self.watch_comm && self.ledger.process(ev.tgid).is_none() {
+            // Added by the kernel at this exec (--comm): its fds now are
+            // what it kept across exec and what it opened since (events
+            // stamped before the scan refine those).
+            let scan_ns = monotonic_ns();
+            let fds = procfs::list_fds(ev.tgid).unwrap_or_default();
+            self.ledger.add_process(ev.tgid, ev.comm, scan_ns, fds);
+            self.targets.push(ev.tgid);
+        } else {
+            self.ledger.apply(&ev, &mut self.effects);
+        }
         // Resolve new stacks now, while the process (and its maps) exist.
         for e in &self.effects {
             if let Effect::Opened { tgid, entry } = e {
@@ -301,7 +427,9 @@ impl<W: Write> Session<'_, W> {
                 self.ledger.exited().last().map_or(self.header.comm.clone(), |e| e.comm.to_string());
         }
         if let Output::Events(p) = &mut self.output {
-            if let Err(e) = p.event(&ev, &self.effects) {
+            let (filter, ledger, effects) = (&self.event_filter, &self.ledger, &self.effects);
+            let keep = |line: &crate::stream::Line| shown(filter, ledger, effects, line);
+            if let Err(e) = p.event(&ev, effects, keep) {
                 self.write_failed(e);
             }
         }
@@ -351,6 +479,16 @@ impl<W: Write> Session<'_, W> {
         // Opens onto numbers the ledger held open are closes it missed too.
         self.header.missed_close = self.missed_close + self.ledger.overwritten;
         self.header.reconciled = reconciled;
+        self.header.targets = self
+            .targets
+            .iter()
+            .map(|&tgid| {
+                let comm = self.ledger.process(tgid).map(|p| p.comm.to_string()).or_else(|| {
+                    self.ledger.exited().iter().rfind(|e| e.tgid == tgid).map(|e| e.comm.to_string())
+                });
+                (tgid, comm.unwrap_or_default())
+            })
+            .collect();
         let built = std::time::Instant::now();
         let states = self.socket_states();
         let r = report::build(&self.header, &self.report_opts, &self.ledger, &self.stacks, &states);
@@ -436,16 +574,40 @@ impl<W: Write> Session<'_, W> {
     }
 }
 
+/// Whether an event line passes `--kind`/`--port`/`--remote`/`--state`.
+/// Lines about processes (fork, exec, exit) always do; a line's socket
+/// state is the last one the kernel reported for its fd.
+fn shown(filter: &Filter, ledger: &Ledger, effects: &[Effect], line: &crate::stream::Line) -> bool {
+    if *filter == Filter::default() || matches!(line.event.as_str(), "fork" | "exec" | "exit") {
+        return true;
+    }
+    let state = line.state.or_else(|| {
+        let fd = line.fd?;
+        let closed = effects.iter().find_map(|e| match e {
+            Effect::Closed { tgid, entry, .. } if *tgid == line.pid && entry.fd == fd => Some(entry),
+            _ => None,
+        });
+        let entry = ledger.entry(line.pid, fd).or(closed)?;
+        entry.desc.state.map(|s| s.name()).or(entry.desc.listening.then_some("LISTEN"))
+    });
+    filter.matches(&Facts {
+        kind: line.kind,
+        local: line.local.as_deref(),
+        remote: line.remote.as_deref(),
+        state,
+    })
+}
+
 /// What following goroutines in the Go programs among the targets could
 /// not do, and how the origins it found may be wrong: for the reports.
 fn goroutine_notes(
     tracer: &Tracer,
-    go: &[(u32, golang::GoBinary)],
+    go: &[(u32, std::path::PathBuf, golang::GoBinary)],
     follow_forks: bool,
 ) -> (Vec<String>, Vec<String>) {
     let mut notes = vec![];
     let mut origin_notes = vec![];
-    for ((tgid, result), (_, binary)) in tracer.plan.go.iter().zip(go) {
+    for ((tgid, result), (_, _, binary)) in tracer.plan.go.iter().zip(go) {
         match result {
             Ok(()) => {
                 log::debug!(

@@ -404,8 +404,9 @@ impl<W: Write> Printer<W> {
         Printer { out, format, clock, header_done: false }
     }
 
-    pub fn event(&mut self, ev: &Event, effects: &[Effect]) -> io::Result<()> {
-        for line in lines(ev, effects, &self.clock) {
+    /// Prints the lines of one event that `keep` keeps.
+    pub fn event(&mut self, ev: &Event, effects: &[Effect], keep: impl Fn(&Line) -> bool) -> io::Result<()> {
+        for line in lines(ev, effects, &self.clock).into_iter().filter(|l| keep(l)) {
             self.line(&line)?;
         }
         Ok(())

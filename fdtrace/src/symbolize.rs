@@ -13,7 +13,7 @@
 use std::{collections::HashMap, fs, os::unix::fs::FileExt, path::Path, sync::Arc};
 
 use blazesym::symbolize::{
-    source::{Process, Source},
+    source::{Elf, Process, Source},
     Input, Symbolized, Symbolizer as Blaze,
 };
 use serde::Serialize;
@@ -92,6 +92,10 @@ pub struct Stacks {
     /// Stacks that came inline, interned: key - 1 indexes `inline`.
     inline: Vec<Arc<[u64]>>,
     inline_keys: HashMap<Arc<[u64]>, u32>,
+    /// Each process's mappings as last read: a process that exited before
+    /// its stacks were resolved (a short command in launch mode) is
+    /// symbolized from the files they name.
+    maps: HashMap<u32, Arc<Maps>>,
     pub symbolize_errors: u64,
 }
 
@@ -109,6 +113,7 @@ impl Stacks {
             raw: HashMap::new(),
             inline: Vec::new(),
             inline_keys: HashMap::new(),
+            maps: HashMap::new(),
             symbolize_errors: 0,
         }
     }
@@ -166,7 +171,7 @@ impl Stacks {
                                 ips.remove(0);
                             }
                             Some(caller)
-                                if ips.get(1) != Some(&caller) && is_return_address(tgid, caller) =>
+                                if ips.get(1) != Some(&caller) && self.is_return_address(tgid, caller) =>
                             {
                                 ips.insert(1.min(ips.len()), caller);
                             }
@@ -198,31 +203,44 @@ impl Stacks {
     fn symbolize(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
         // Return addresses point after the call: look up the call itself.
         let lookups: Vec<u64> = ips.iter().map(|ip| ip.saturating_sub(1)).collect();
-        let src = Source::Process(Process::new(tgid.into()));
-        let syms = match self.blaze.symbolize(&src, Input::AbsAddr(&lookups)) {
-            Ok(s) => s,
-            Err(e) => {
-                // Corrupt debug info fails the lookup as a whole: the symbol
-                // tables alone still give function names.
-                log::debug!("symbolizing stack of {tgid}: {e}; retrying without debug info");
-                let mut plain = Process::new(tgid.into());
-                plain.debug_syms = false;
-                match self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)) {
-                    Ok(s) => s,
-                    Err(e) => {
+        let live = Maps::read(tgid);
+        let gone = live.0.is_empty();
+        let maps = if gone {
+            self.maps.get(&tgid).cloned().unwrap_or_default()
+        } else {
+            let live = Arc::new(live);
+            self.maps.insert(tgid, live.clone());
+            live
+        };
+        let syms = if gone {
+            self.symbolize_files(&maps, &lookups)
+        } else {
+            let src = Source::Process(Process::new(tgid.into()));
+            match self.blaze.symbolize(&src, Input::AbsAddr(&lookups)) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Corrupt debug info fails the lookup as a whole: the
+                    // symbol tables alone still give function names.
+                    log::debug!("symbolizing stack of {tgid}: {e}; retrying without debug info");
+                    let mut plain = Process::new(tgid.into());
+                    plain.debug_syms = false;
+                    self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)).unwrap_or_else(|e| {
                         self.symbolize_errors += 1;
                         log::debug!("symbolizing stack of {tgid} from symbol tables: {e}");
                         vec![]
-                    }
+                    })
                 }
             }
         };
-        let maps = Maps::read(tgid);
         let mut frames = Vec::with_capacity(ips.len());
         for (i, &ip) in lookups.iter().enumerate() {
             match syms.get(i) {
                 Some(Symbolized::Sym(sym)) => {
-                    let module = sym.module.as_ref().map(|m| basename(&m.to_string_lossy()));
+                    let module = sym
+                        .module
+                        .as_ref()
+                        .map(|m| basename(&m.to_string_lossy()))
+                        .or_else(|| maps.locate(ip).map(|(m, _)| m));
                     // Inlined calls: innermost first, then the function
                     // that contains them.
                     for inl in sym.inlined.iter().rev() {
@@ -253,6 +271,41 @@ impl Stacks {
     }
 }
 
+impl Stacks {
+    /// Symbolizes addresses of a process that is gone from the files its
+    /// last known mappings name (file offsets, one file at a time).
+    fn symbolize_files(&mut self, maps: &Maps, addrs: &[u64]) -> Vec<Symbolized<'static>> {
+        let mut out: Vec<Option<Symbolized>> = vec![None; addrs.len()];
+        let mut by_file: HashMap<&str, Vec<(usize, u64)>> = HashMap::new();
+        for (i, &addr) in addrs.iter().enumerate() {
+            if let Some((path, off)) = maps.file_offset(addr) {
+                by_file.entry(path).or_default().push((i, off));
+            }
+        }
+        for (path, wanted) in by_file {
+            let offsets: Vec<u64> = wanted.iter().map(|(_, off)| *off).collect();
+            let src = Source::Elf(Elf::new(path));
+            match self.blaze.symbolize(&src, Input::FileOffset(&offsets)) {
+                Ok(syms) => {
+                    for ((i, _), sym) in wanted.iter().zip(syms) {
+                        out[*i] = Some(match sym {
+                            Symbolized::Sym(sym) => Symbolized::Sym(sym.into_owned()),
+                            Symbolized::Unknown(why) => Symbolized::Unknown(why),
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.symbolize_errors += 1;
+                    log::debug!("symbolizing {path}: {e}");
+                }
+            }
+        }
+        out.into_iter()
+            .map(|s| s.unwrap_or(Symbolized::Unknown(blazesym::symbolize::Reason::UnknownAddr)))
+            .collect()
+    }
+}
+
 /// Whether a Go function belongs to the standard library: its package path
 /// has no dot in the first element (`net/http`, `runtime`), and it is not
 /// `main`. (`github.com/x/y.F` and `main.f` are the program's.)
@@ -277,16 +330,22 @@ fn basename(path: &str) -> String {
     Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Whether the instruction before `addr` in process `pid` is a call, i.e.
-/// `addr` is a return address.
-fn is_return_address(pid: u32, addr: u64) -> bool {
-    let Some(start) = addr.checked_sub(7) else { return false };
-    let Ok(mem) = fs::File::open(format!("/proc/{pid}/mem")) else { return false };
-    let mut b = [0u8; 7];
-    if mem.read_exact_at(&mut b, start).is_err() {
-        return false;
+impl Stacks {
+    /// Whether the instruction before `addr` in process `pid` is a call,
+    /// i.e. `addr` is a return address. Read from the process, or from the
+    /// file mapped there when the process is gone.
+    fn is_return_address(&self, pid: u32, addr: u64) -> bool {
+        let Some(start) = addr.checked_sub(7) else { return false };
+        let mut b = [0u8; 7];
+        let from_memory = fs::File::open(format!("/proc/{pid}/mem"))
+            .and_then(|mem| mem.read_exact_at(&mut b, start))
+            .is_ok();
+        let mut from_file = || {
+            let (path, off) = self.maps.get(&pid)?.file_offset(start)?;
+            fs::File::open(path).and_then(|f| f.read_exact_at(&mut b, off)).ok()
+        };
+        (from_memory || from_file().is_some()) && ends_with_call(&b)
     }
-    ends_with_call(&b)
 }
 
 /// x86-64 call encodings that end right before a return address.
@@ -302,6 +361,7 @@ fn ends_with_call(b: &[u8; 7]) -> bool {
 }
 
 /// `/proc/PID/maps`, for naming unsymbolized addresses module+offset.
+#[derive(Default)]
 struct Maps(Vec<(u64, u64, u64, String)>);
 
 impl Maps {
@@ -311,10 +371,15 @@ impl Maps {
     }
 
     fn locate(&self, addr: u64) -> Option<(String, u64)> {
+        self.file_offset(addr).map(|(path, off)| (basename(path), off))
+    }
+
+    /// The file an address is mapped from, and its offset in the file.
+    fn file_offset(&self, addr: u64) -> Option<(&str, u64)> {
         self.0
             .iter()
             .find(|(start, end, _, _)| (*start..*end).contains(&addr))
-            .map(|(start, _, off, path)| (basename(path), addr - start + off))
+            .map(|(start, _, off, path)| (path.as_str(), addr - start + off))
     }
 }
 

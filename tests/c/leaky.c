@@ -1,12 +1,14 @@
 /*
  * leaky: a C client that leaks TCP connections.
  *
- *   leaky HOST PORT REQUESTS INTERVAL_MS [--fixed]
+ *   leaky HOST PORT REQUESTS INTERVAL_MS [--fixed] [--no-wait] [--exit=CODE]
  *
  * Prints "ready PID", waits for a line on stdin, then makes REQUESTS
  * requests, alternating between ping_server (closes its socket) and
  * open_session (keeps it in a table nobody frees: the leak). With --fixed,
- * open_session closes too. Built with -O2 -fno-omit-frame-pointer.
+ * open_session closes too. With --no-wait it starts at once; with
+ * --exit=CODE it exits with CODE when done instead of waiting forever.
+ * Built with -O2 -fno-omit-frame-pointer.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -58,11 +60,17 @@ int main(int argc, char **argv)
 	}
 	const char *host = argv[1];
 	int port = atoi(argv[2]), requests = atoi(argv[3]), interval = atoi(argv[4]);
-	int fixed = argc > 5 && strcmp(argv[5], "--fixed") == 0;
+	int fixed = 0, wait = 1, exit_code = -1;
+	for (int i = 5; i < argc; i++) {
+		fixed |= strcmp(argv[i], "--fixed") == 0;
+		wait &= strcmp(argv[i], "--no-wait") != 0;
+		if (strncmp(argv[i], "--exit=", 7) == 0)
+			exit_code = atoi(argv[i] + 7);
+	}
 	printf("ready %d\n", getpid());
 	fflush(stdout);
 	char line[16];
-	if (!fgets(line, sizeof line, stdin))
+	if (wait && !fgets(line, sizeof line, stdin))
 		return 1;
 	for (int i = 0; i < requests; i++) {
 		if (i % 2 == 0)
@@ -73,6 +81,8 @@ int main(int argc, char **argv)
 	}
 	printf("done %d\n", nsessions);
 	fflush(stdout);
+	if (exit_code >= 0)
+		return exit_code;
 	pause();
 	return 0;
 }

@@ -212,8 +212,14 @@ fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
         "leaky",
     ]))?;
     let fdtrace = ws.join("target/release/fdtrace");
-    let has_target =
-        args.iter().any(|a| a == "-p" || a.starts_with("--pid") || (a.starts_with("-p") && a.len() > 2));
+    // A pid, a --comm name or a command to launch (`-- CMD`): no example.
+    let has_target = args.iter().any(|a| {
+        a == "-p"
+            || a == "--"
+            || a.starts_with("--pid")
+            || a.starts_with("--comm")
+            || (a.starts_with("-p") && a.len() > 2)
+    });
     let mut example = None;
     if !has_target {
         let leaky = ws.join("target/release/leaky");

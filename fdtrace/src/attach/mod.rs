@@ -92,9 +92,11 @@ pub struct Options {
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ringbuf_size: u32,
     pub stack_entries: u32,
-    /// Go programs among the targets, whose goroutines are followed back
-    /// to where they were started.
-    pub go_programs: Vec<(u32, crate::golang::GoBinary)>,
+    /// Go programs among the targets (pid, executable, what it is), whose
+    /// goroutines are followed back to where they were started.
+    pub go_programs: Vec<(u32, std::path::PathBuf, crate::golang::GoBinary)>,
+    /// `--comm`: also trace processes that exec or fork with this name.
+    pub comm: Option<String>,
 }
 
 /// Why fdtrace cannot trace. Each message says what to do about it.
@@ -269,6 +271,7 @@ fn attach_go(
     ebpf: &mut Ebpf,
     links: &mut Links,
     tgid: u32,
+    exe: &std::path::Path,
     go: &crate::golang::GoBinary,
 ) -> Result<(), GoError> {
     if let Some(why) = go.limitation() {
@@ -282,7 +285,6 @@ fn attach_go(
             aya::maps::HashMap::try_from(map).map_err(|e| GoError::Unsupported(e.to_string()))?;
         map.insert(tgid, info, 0).map_err(|e| GoError::Unsupported(e.to_string()))?;
     }
-    let exe = format!("/proc/{tgid}/exe");
     let pid = std::num::NonZeroU32::new(tgid).ok_or(GoError::Unsupported("pid 0".into()))?;
     let mut hooks = vec![(programs::GO_NEWPROC, crate::golang::NEWPROC)];
     if go.has_dial_conn_for {
@@ -299,7 +301,7 @@ fn attach_go(
             prog.load().map_err(|e| attach(function::error_chain(&e)))?;
         }
         let id = prog
-            .attach(function, &exe, UProbeScope::OneProcess(pid))
+            .attach(function, exe, UProbeScope::OneProcess(pid))
             .map_err(|e| attach(function::error_chain(&e)))?;
         links.uprobes.push((program.to_string(), id));
     }
@@ -337,6 +339,11 @@ impl Tracer {
         if kernel.has_task_pt_regs {
             config.flags |= config_flags::HAVE_TASK_PT_REGS;
         }
+        if let Some(comm) = &opts.comm {
+            config.flags |= config_flags::MATCH_COMM;
+            let n = comm.len().min(15);
+            config.comm[..n].copy_from_slice(&comm.as_bytes()[..n]);
+        }
         // The kernel side wakes fdtrace only when this much waits (the
         // session also drains every DRAIN_EVERY): an interrupt per record
         // would cost more than the tracing itself.
@@ -372,8 +379,8 @@ impl Tracer {
 
         // Go uprobes before the fd hooks: every fd seen opened in a
         // goroutine started from then on finds its origin.
-        for (tgid, go) in &opts.go_programs {
-            plan.go.push((*tgid, attach_go(&mut ebpf, &mut links, *tgid, go)));
+        for (tgid, exe, go) in &opts.go_programs {
+            plan.go.push((*tgid, attach_go(&mut ebpf, &mut links, *tgid, exe, go)));
         }
 
         // Function families first: what they cover decides which
@@ -518,6 +525,15 @@ impl Tracer {
             c.families.push(row);
         }
         c
+    }
+
+    /// Adds a process to the traced set after start (`--comm` matches
+    /// found in `/proc`).
+    pub fn add_target(&mut self, tgid: u32) -> Result<(), Error> {
+        let map = self.ebpf.map_mut(TARGETS_MAP).ok_or_else(|| Error::BadObject(TARGETS_MAP.into()))?;
+        let mut map: aya::maps::HashMap<_, u32, u32> =
+            aya::maps::HashMap::try_from(map).map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
+        map.insert(tgid, target::ROOT, 0).map_err(|source| Error::Map { map: TARGETS_MAP, source })
     }
 
     /// Sums the per-CPU loss counters.

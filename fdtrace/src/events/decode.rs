@@ -577,7 +577,7 @@ mod tests {
                 let i = next() as usize % r.len();
                 r[i] = next() as u8;
             }
-            r.truncate(next() as usize % (r.len() + 1).max(1) + if next() % 2 == 0 { r.len() } else { 0 });
+            r.truncate(next() as usize % (r.len() + 1).max(1) + if next().is_multiple_of(2) { r.len() } else { 0 });
             tally(decode(&r));
         }
         assert!(ok > 0 && errors > 0, "the fuzz reached both outcomes ({ok} decoded, {errors} errors)");
@@ -620,7 +620,7 @@ mod tests {
         for _ in 0..20_000 {
             let len = (next() % 450) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            if len >= 4 && next() % 2 == 0 {
+            if len >= 4 && next().is_multiple_of(2) {
                 let kind = EventKind::ALL[(next() % EventKind::ALL.len() as u64) as usize] as u32;
                 bytes[..4].copy_from_slice(&kind.to_ne_bytes());
             }

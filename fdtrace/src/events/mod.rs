@@ -335,6 +335,29 @@ pub enum FdKind {
 }
 
 impl FdKind {
+    pub const ALL: [FdKind; 15] = [
+        FdKind::Socket,
+        FdKind::File,
+        FdKind::Pipe,
+        FdKind::Memfd,
+        FdKind::Eventfd,
+        FdKind::Epoll,
+        FdKind::Timerfd,
+        FdKind::Signalfd,
+        FdKind::Inotify,
+        FdKind::Fanotify,
+        FdKind::Pidfd,
+        FdKind::Userfaultfd,
+        FdKind::PerfEvent,
+        FdKind::IoUring,
+        FdKind::Other,
+    ];
+
+    /// The kind [`FdKind::name`] names.
+    pub fn from_name(name: &str) -> Option<FdKind> {
+        FdKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FdKind::Socket => "socket",

@@ -138,8 +138,8 @@ impl Ledger {
         self.procs.get(&tgid).and_then(|p| self.tables.get(&p.table)).into_iter().flat_map(|t| t.fds.values())
     }
 
-    #[cfg(test)]
-    pub fn lookup(&self, tgid: u32, fd: i32) -> Option<&FdEntry> {
+    /// The open fd `fd` of live process `tgid`.
+    pub fn entry(&self, tgid: u32, fd: i32) -> Option<&FdEntry> {
         let p = self.procs.get(&tgid)?;
         self.tables.get(&p.table)?.fds.get(&fd)
     }

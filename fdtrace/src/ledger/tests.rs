@@ -105,7 +105,7 @@ fn dup_shares_the_source_file_and_both_stay_open() {
     let mut l = given_empty();
     apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, dup(Syscall::Dup, 3, 4))]);
     assert_eq!(open_fds(&l, PID), vec![3, 4]);
-    assert_eq!(l.lookup(PID, 4).unwrap().kind, FdKind::Socket);
+    assert_eq!(l.entry(PID, 4).unwrap().kind, FdKind::Socket);
 }
 
 #[test]
@@ -116,18 +116,18 @@ fn dup2_onto_an_open_fd_closes_it_first() {
         &[ev(1, PID, socket(3)), ev(2, PID, file(5, false)), ev(3, PID, dup(Syscall::Dup2, 3, 5))],
     );
     assert_eq!(closes(&fx), vec![(5, CloseCause::Replaced)]);
-    let five = l.lookup(PID, 5).unwrap();
+    let five = l.entry(PID, 5).unwrap();
     assert_eq!(five.kind, FdKind::Socket);
-    assert_ne!(five.serial, l.lookup(PID, 3).unwrap().serial);
+    assert_ne!(five.serial, l.entry(PID, 3).unwrap().serial);
 }
 
 #[test]
 fn reusing_a_number_starts_a_new_lifetime() {
     let mut l = given_empty();
     apply(&mut l, &[ev(1, PID, socket(3))]);
-    let first = l.lookup(PID, 3).unwrap().serial;
+    let first = l.entry(PID, 3).unwrap().serial;
     apply(&mut l, &[ev(2, PID, Body::Close { fd: 3 }), ev(3, PID, file(3, false))]);
-    let second = l.lookup(PID, 3).unwrap();
+    let second = l.entry(PID, 3).unwrap();
     assert_ne!(second.serial, first);
     assert_eq!((second.kind, second.opened_ns), (FdKind::File, 3));
 }
@@ -195,8 +195,8 @@ fn dup2_clears_cloexec_and_dup3_can_set_it() {
     let mut l = given_empty();
     let dup3 = Body::Open(Open { src_fd: Some(3), cloexec: true, ..open(Syscall::Dup3, 7) });
     apply(&mut l, &[ev(1, PID, file(3, true)), ev(2, PID, dup(Syscall::Dup2, 3, 6)), ev(3, PID, dup3)]);
-    assert!(!l.lookup(PID, 6).unwrap().cloexec);
-    assert!(l.lookup(PID, 7).unwrap().cloexec);
+    assert!(!l.entry(PID, 6).unwrap().cloexec);
+    assert!(l.entry(PID, 7).unwrap().cloexec);
 }
 
 #[test]
@@ -250,7 +250,7 @@ fn inherited_fds_are_new_lifetimes() {
         &mut l,
         &[ev(1, PID, socket(3)), ev(2, PID, Body::Fork { child: 200, shares_files: false, followed: true })],
     );
-    let (p, c) = (l.lookup(PID, 3).unwrap(), l.lookup(200, 3).unwrap());
+    let (p, c) = (l.entry(PID, 3).unwrap(), l.entry(200, 3).unwrap());
     assert_ne!(p.serial, c.serial);
     assert_eq!(c.origin, Origin::Inherited);
     assert_eq!(c.stack, p.stack);
@@ -318,12 +318,12 @@ fn pre_existing_fds_have_no_stack_and_are_refined_by_earlier_events() {
     let mut l = Ledger::new();
     let pre = |fd| ProcFd { fd, kind: FdKind::Socket, cloexec: false, desc: FdDesc::default() };
     l.add_process(PID, Comm::from_str_lossy("app"), 10, vec![pre(3), pre(4)]);
-    assert_eq!(l.lookup(PID, 3).unwrap().origin, Origin::PreExisting);
-    assert_eq!(l.lookup(PID, 3).unwrap().stack, None);
+    assert_eq!(l.entry(PID, 3).unwrap().origin, Origin::PreExisting);
+    assert_eq!(l.entry(PID, 3).unwrap().stack, None);
     // An open stamped before the scan is the same fd the scan found.
     let fx = apply(&mut l, &[ev(9, PID, socket(4))]);
     assert!(closes(&fx).is_empty());
-    assert_eq!(l.lookup(PID, 4).unwrap().stack, Some(stack(1)));
+    assert_eq!(l.entry(PID, 4).unwrap().stack, Some(stack(1)));
     // After the scan, an open on a held number means a missed close.
     let fx = apply(&mut l, &[ev(11, PID, socket(3))]);
     assert_eq!(closes(&fx), vec![(3, CloseCause::Replaced)]);
@@ -370,8 +370,8 @@ fn accept_records_the_peer_and_the_listeners_local_address() {
             ev(4, PID, accept),
         ],
     );
-    assert!(l.lookup(PID, 3).unwrap().desc.listening);
-    let conn = l.lookup(PID, 5).unwrap();
+    assert!(l.entry(PID, 3).unwrap().desc.listening);
+    let conn = l.entry(PID, 5).unwrap();
     assert_eq!((conn.desc.local.as_ref(), conn.desc.remote.as_ref()), (Some(&local), Some(&peer)));
 }
 
@@ -390,7 +390,7 @@ fn the_kernels_view_of_addresses_wins_over_the_calls_arguments() {
         sk: None,
     };
     apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Sock(bind))]);
-    assert_eq!(l.lookup(PID, 3).unwrap().desc.local, Some(actual));
+    assert_eq!(l.entry(PID, 3).unwrap().desc.local, Some(actual));
 }
 
 #[test]
@@ -417,18 +417,18 @@ fn connect_in_progress_records_the_peer_but_a_refused_one_does_not() {
             ev(2, PID, connect(4, -111)),
         ],
     );
-    assert_eq!(l.lookup(PID, 3).unwrap().desc.remote, Some(peer));
-    assert_eq!(l.lookup(PID, 4).unwrap().desc.remote, None);
+    assert_eq!(l.entry(PID, 3).unwrap().desc.remote, Some(peer));
+    assert_eq!(l.entry(PID, 4).unwrap().desc.remote, None);
 }
 
 #[test]
 fn dup2_onto_itself_changes_nothing() {
     let mut l = given_empty();
     apply(&mut l, &[ev(1, PID, socket(3))]);
-    let serial = l.lookup(PID, 3).unwrap().serial;
+    let serial = l.entry(PID, 3).unwrap().serial;
     let fx = apply(&mut l, &[ev(2, PID, dup(Syscall::Dup2, 3, 3))]);
     assert!(fx.is_empty());
-    assert_eq!(l.lookup(PID, 3).unwrap().serial, serial);
+    assert_eq!(l.entry(PID, 3).unwrap().serial, serial);
 }
 
 fn sk_socket(fd: i32, sk: u64) -> Body {
@@ -460,7 +460,7 @@ fn socket_state_reaches_every_fd_of_the_socket() {
         ],
     );
     for fd in [3, 4] {
-        let d = &l.lookup(PID, fd).unwrap().desc;
+        let d = &l.entry(PID, fd).unwrap().desc;
         assert_eq!((d.state, d.remote.is_some()), (Some(TcpState::CloseWait), true), "fd {fd}");
     }
     // After both closes, a late state change touches nothing.
@@ -473,7 +473,7 @@ fn socket_state_reaches_every_fd_of_the_socket() {
         ],
     );
     apply(&mut l, &[ev(6, PID, state_change(0xa0, None, TcpState::Close))]);
-    assert_eq!(l.lookup(PID, 3).unwrap().desc.state, None);
+    assert_eq!(l.entry(PID, 3).unwrap().desc.state, None);
 }
 
 #[test]
@@ -481,7 +481,7 @@ fn a_state_change_naming_an_fd_indexes_its_socket() {
     let mut l = given_empty();
     apply(&mut l, &[ev(1, PID, socket(5)), ev(2, PID, state_change(0xc0, Some(5), TcpState::SynSent))]);
     apply(&mut l, &[ev(3, PID, state_change(0xc0, None, TcpState::Established))]);
-    assert_eq!(l.lookup(PID, 5).unwrap().desc.state, Some(TcpState::Established));
+    assert_eq!(l.entry(PID, 5).unwrap().desc.state, Some(TcpState::Established));
 }
 
 #[test]
@@ -505,7 +505,7 @@ fn reconcile_reports_and_corrects_missed_opens_and_closes() {
     let found = l.reconcile(PID, 50, &[4, 9], 40, |fd| Some(proc_fd(fd, FdKind::Pipe)), &mut fx);
     assert_eq!(found, (1, 1));
     assert_eq!(open_fds(&l, PID), vec![4, 9]);
-    assert_eq!(l.lookup(PID, 9).unwrap().origin, Origin::MissedOpen);
+    assert_eq!(l.entry(PID, 9).unwrap().origin, Origin::MissedOpen);
     assert_eq!(closes(&fx), vec![(3, CloseCause::MissedClose)]);
 }
 

@@ -18,7 +18,8 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    events::{Addr, FdKind},
+    events::Addr,
+    filter::{Facts, Filter},
     ledger::{FdEntry, Ledger, Origin, Site},
     procfs::TcpState,
     symbolize::{Frame, Resolved, Stacks},
@@ -29,8 +30,8 @@ use crate::{
 pub struct Options {
     /// Only fds open at least this long count as unclosed.
     pub min_age_ns: u64,
-    /// Every kind of fd, not only sockets.
-    pub all_fds: bool,
+    /// Which fds count (kinds, ports, peers, states).
+    pub filter: Filter,
     /// At most this many groups.
     pub top: usize,
     /// At most this many fds listed per group (JSON).
@@ -63,6 +64,8 @@ pub struct Header {
     /// How goroutine origins may be wrong: noted only in reports that
     /// show some.
     pub origin_notes: Vec<String>,
+    /// The processes the user asked for (pid, name), live or exited.
+    pub targets: Vec<(u32, String)>,
 }
 
 /// A socket's state and addresses as `/proc/net` showed them at report time.
@@ -82,7 +85,10 @@ pub struct Report {
     pub ty: &'static str,
     pub pid: u32,
     pub comm: String,
-    /// Every process in the report (the target and followed children).
+    /// The processes asked for: every `-p`, the launched command, the
+    /// processes `--comm` matched.
+    pub targets: Vec<TargetInfo>,
+    /// Every process in the report (the targets and followed children).
     pub pids: Vec<u32>,
     pub elapsed_s: f64,
     #[serde(rename = "final")]
@@ -115,6 +121,12 @@ pub struct Report {
     pub exited: Vec<ExitInfo>,
     /// Limits of this session's view (see the README).
     pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TargetInfo {
+    pub pid: u32,
+    pub comm: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -238,9 +250,8 @@ pub fn build(
     pids.sort_unstable();
     pids.dedup();
 
-    let counted: Vec<&Candidate> = candidates
+    let old_enough: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| opts.all_fds || c.entry.kind == FdKind::Socket)
         .filter(|c| c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns)
         .collect();
 
@@ -256,7 +267,19 @@ pub fn build(
 
     let elapsed_ns = h.now_ns.saturating_sub(h.started_ns).max(1);
     let mut groups: HashMap<Key, Group> = HashMap::new();
-    for c in &counted {
+    let mut unclosed = 0;
+    for c in &old_enough {
+        let info = fd_info(c, states.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit));
+        let facts = Facts {
+            kind: Some(info.kind),
+            local: info.local.as_deref(),
+            remote: info.remote.as_deref(),
+            state: info.state,
+        };
+        if !opts.filter.matches(&facts) {
+            continue;
+        }
+        unclosed += 1;
         let key = key_of(c.pid, c.entry);
         let g = groups.entry(key.clone()).or_insert_with(|| Group {
             stack: match &key {
@@ -283,33 +306,10 @@ pub fn build(
             fds: vec![],
         });
         g.open += 1;
-        let age_s = secs(c.until_ns.saturating_sub(c.entry.opened_ns));
-        g.oldest_age_s = g.oldest_age_s.max(age_s);
+        g.oldest_age_s = g.oldest_age_s.max(info.age_s);
         let kind = c.entry.desc.sock.map(|s| s.label()).unwrap_or_else(|| c.entry.kind.name().to_string());
         *g.kinds.entry(kind).or_default() += 1;
-        let st = states.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit);
-        let d = &c.entry.desc;
-        let local = st.and_then(|s| s.local.clone()).or_else(|| d.local.clone());
-        let remote = st.and_then(|s| s.remote.clone()).or_else(|| d.remote.clone());
-        g.fds.push(FdInfo {
-            pid: c.pid,
-            fd: c.entry.fd,
-            kind: c.entry.kind.name(),
-            proto: d.sock.map(|s| s.label()),
-            local: local.map(|a| a.to_string()),
-            remote: remote.map(|a| a.to_string()),
-            // /proc's state now, else the last the kernel reported.
-            state: st
-                .and_then(|s| s.state)
-                .or(d.state)
-                .map(TcpState::name)
-                .or(d.listening.then_some("LISTEN")),
-            path: d.path.clone(),
-            age_s,
-            idle_s: st.and_then(|s| s.idle_ms).map(|ms| f64::from(ms) / 1000.0),
-            at_exit: c.at_exit,
-            http_transport: d.go_transport.map(|t| format!("{t:#x}")),
-        });
+        g.fds.push(info);
     }
 
     // Opened/closed per group from the ledger's per-stack counters.
@@ -347,6 +347,7 @@ pub fn build(
         ty: "report",
         pid: h.pid,
         comm: h.comm.clone(),
+        targets: h.targets.iter().map(|(pid, comm)| TargetInfo { pid: *pid, comm: comm.clone() }).collect(),
         pids,
         elapsed_s: secs(elapsed_ns),
         is_final: h.is_final,
@@ -360,9 +361,9 @@ pub fn build(
         missed_close: h.missed_close,
         complete: h.lost_events == 0 && h.missed_open == 0 && h.missed_close == 0,
         open_fds,
-        unclosed: counted.len(),
+        unclosed,
         min_age_s: secs(opts.min_age_ns),
-        kinds: if opts.all_fds { vec!["all"] } else { vec!["socket"] },
+        kinds: opts.filter.kind_names(),
         groups: groups.into_iter().map(|(_, g)| g).collect(),
         more_groups,
         exited: ledger
@@ -376,6 +377,29 @@ pub fn build(
             })
             .collect(),
         notes: h.notes.iter().chain(h.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),
+    }
+}
+
+/// An fd as the report lists it: addresses and state from `/proc`/sock_diag
+/// at report time (`st`, for live processes), else what the events said.
+fn fd_info(c: &Candidate, st: Option<&SockState>) -> FdInfo {
+    let d = &c.entry.desc;
+    let local = st.and_then(|s| s.local.clone()).or_else(|| d.local.clone());
+    let remote = st.and_then(|s| s.remote.clone()).or_else(|| d.remote.clone());
+    FdInfo {
+        pid: c.pid,
+        fd: c.entry.fd,
+        kind: c.entry.kind.name(),
+        proto: d.sock.map(|s| s.label()),
+        local: local.map(|a| a.to_string()),
+        remote: remote.map(|a| a.to_string()),
+        // /proc's state now, else the last the kernel reported.
+        state: st.and_then(|s| s.state).or(d.state).map(TcpState::name).or(d.listening.then_some("LISTEN")),
+        path: d.path.clone(),
+        age_s: secs(c.until_ns.saturating_sub(c.entry.opened_ns)),
+        idle_s: st.and_then(|s| s.idle_ms).map(|ms| f64::from(ms) / 1000.0),
+        at_exit: c.at_exit,
+        http_transport: d.go_transport.map(|t| format!("{t:#x}")),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Report building, Given/When/Then, on synthetic ledgers.
 use super::*;
 use crate::{
-    events::{Body, Comm, Event, Open, SockCall, SockOp, SockSpec, StackId, StackRef, Syscall},
+    events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockSpec, StackId, StackRef, Syscall},
     ledger::{Ledger, ProcFd},
     symbolize::{Resolved, Stacks},
 };
@@ -106,7 +106,16 @@ fn file(ts: u64, fd: i32, stack_id: u32) -> Event {
 }
 
 fn opts() -> Options {
-    Options { min_age_ns: S, all_fds: false, top: 10, fds_per_group: 100 }
+    Options {
+        min_age_ns: S,
+        filter: Filter { kinds: Some(vec![FdKind::Socket]), ..Filter::default() },
+        top: 10,
+        fds_per_group: 100,
+    }
+}
+
+fn all_fds() -> Options {
+    Options { filter: Filter::default(), ..opts() }
 }
 
 fn header(now_ns: u64) -> Header {
@@ -161,10 +170,70 @@ fn young_fds_do_not_count() {
 fn only_sockets_unless_all_fds() {
     let events = [socket(S, 3, 1), file(S, 4, 3)];
     assert_eq!(build_at(10, &events, &opts()).groups.len(), 1);
-    let all = build_at(10, &events, &Options { all_fds: true, ..opts() });
+    let all = build_at(10, &events, &all_fds());
     assert_eq!(all.groups.len(), 2);
     assert!(all.groups.iter().any(|g| g.kinds.get("file") == Some(&1)));
     assert!(all.groups.iter().any(|g| g.kinds.get("tcp") == Some(&1)));
+}
+
+#[test]
+fn kind_filter_shows_only_those_kinds() {
+    // Given a socket, a file and a pipe, all old enough
+    let Body::Open(o) = file(S, 5, 3).body else { unreachable!() };
+    let pipe = ev(S, Body::Open(Open { syscall: Syscall::Pipe2, path: None, fd2: Some(6), ..o }));
+    let events = [socket(S, 3, 1), file(S, 4, 3), pipe];
+    // When the report asks for files and pipes
+    let f = Filter { kinds: Some(vec![FdKind::File, FdKind::Pipe]), ..Filter::default() };
+    let r = build_at(10, &events, &Options { filter: f, ..opts() });
+    // Then the socket is left out, and the report says which kinds it shows.
+    assert_eq!(r.kinds, ["file", "pipe"]);
+    assert_eq!((r.unclosed, r.open_fds), (3, 4), "{r:#?}");
+    assert!(r.groups.iter().all(|g| !g.kinds.contains_key("tcp")));
+}
+
+#[test]
+fn port_remote_and_state_filters_pick_sockets() {
+    // Given three connected sockets and a file
+    let events = [
+        socket(S, 3, 1),
+        connect(S, 3, "10.0.0.7:5432"),
+        socket(S, 4, 1),
+        connect(S, 4, "10.9.0.1:443"),
+        socket(S, 5, 1),
+        connect(S, 5, "[fd00::3]:443"),
+        file(S, 6, 3),
+    ];
+    let (l, s) = given(&events);
+    // and socket 4 in CLOSE_WAIT at report time
+    let mut states = HashMap::new();
+    states.insert(
+        (PID, 4),
+        SockState { state: Some(TcpState::CloseWait), local: None, remote: None, idle_ms: None },
+    );
+    let remotes = |r: &Report| -> Vec<String> {
+        let mut v: Vec<String> =
+            r.groups.iter().flat_map(|g| g.fds.iter().filter_map(|f| f.remote.clone())).collect();
+        v.sort();
+        v
+    };
+    let with = |f: Filter| build(&header(10 * S), &Options { filter: f, ..opts() }, &l, &s, &states);
+    // When filtering by port 443: both :443 peers, IPv4 and IPv6.
+    let r = with(Filter { ports: vec![443], ..Filter::default() });
+    assert_eq!(remotes(&r), ["10.9.0.1:443", "[fd00::3]:443"]);
+    // By peer prefix: only the 10.0.0.0/16 one.
+    let r = with(Filter {
+        remotes: vec![crate::filter::Cidr::parse("10.0.0.0/16").unwrap()],
+        ..Filter::default()
+    });
+    assert_eq!(remotes(&r), ["10.0.0.7:5432"]);
+    // By IPv6 prefix.
+    let r =
+        with(Filter { remotes: vec![crate::filter::Cidr::parse("fd00::/8").unwrap()], ..Filter::default() });
+    assert_eq!(remotes(&r), ["[fd00::3]:443"]);
+    // By state: only the CLOSE_WAIT one; the file never matches.
+    let r = with(Filter { states: vec!["CLOSE_WAIT"], ..Filter::default() });
+    assert_eq!(remotes(&r), ["10.9.0.1:443"]);
+    assert_eq!(r.unclosed, 1);
 }
 
 #[test]
@@ -248,7 +317,7 @@ fn what_was_open_at_exit_stays_in_the_report() {
 #[test]
 fn top_limits_groups_and_says_how_many_were_left_out() {
     let events = [socket(S, 3, 1), file(S, 4, 3)];
-    let r = build_at(10, &events, &Options { all_fds: true, top: 1, ..opts() });
+    let r = build_at(10, &events, &Options { top: 1, ..all_fds() });
     assert_eq!((r.groups.len(), r.more_groups), (1, 1));
     assert!(text::render(&r).contains("1 more groups"));
 }

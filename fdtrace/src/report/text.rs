@@ -11,11 +11,16 @@ const MAX_FRAMES: usize = 14;
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let what = if r.kinds == ["socket"] { "sockets" } else { "fds" };
+    let who = match r.targets.as_slice() {
+        [] | [_] => format!("pid {} ({})", r.pid, r.comm),
+        many => {
+            let each: Vec<String> = many.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
+            format!("pids {}", each.join(", "))
+        }
+    };
     let _ = writeln!(
         out,
-        "fdtrace report: pid {} ({}) · {:.1} s · {} · {} tier",
-        r.pid,
-        r.comm,
+        "fdtrace report: {who} · {:.1} s · {} · {} tier",
         r.elapsed_s,
         if r.is_final { "final" } else { "live" },
         r.tier

@@ -70,6 +70,7 @@ func main() {
 	reuse := flag.Bool("reuse", false, "use one shared client")
 	leakBody := flag.Bool("leak-body", false, "use the shared client and never close response bodies")
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin first")
+	exit := flag.Int("exit", -1, "exit with this code after the requests (default: keep running)")
 	flag.Parse()
 	if *wait {
 		fmt.Printf("ready %d\n", os.Getpid())
@@ -91,5 +92,8 @@ func main() {
 		time.Sleep(*interval)
 	}
 	fmt.Println("done")
+	if *exit >= 0 {
+		os.Exit(*exit)
+	}
 	select {}
 }

@@ -10,7 +10,8 @@
 //! elsewhere instead of the built-in one), `--serve` (only run the
 //! server), `--hangup` (with `--serve`: close each connection right after
 //! accepting it), `--wait` (print `ready PID` and wait for a line on
-//! stdin).
+//! stdin), `--exit` (exit when the requests are done instead of staying
+//! alive).
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -67,6 +68,10 @@ fn main() {
         thread::sleep(interval);
     }
     println!("done {}", cache.len());
+    if has("--exit") {
+        // Without closing the cache, as a program that leaks exits.
+        std::process::exit(0);
+    }
     // Stay alive so the final state can be inspected.
     thread::sleep(Duration::from_secs(3600));
 }
