@@ -1,5 +1,5 @@
 //! Command line.
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 
@@ -12,7 +12,9 @@ Examples:
   sudo fdtrace -p 4242 --events        print every fd/socket open and close as it happens
   sudo fdtrace -p 4242 --events --format json -d 10
                                        ten seconds of events as JSON lines
-  sudo fdtrace -p 4242 -f --min-age 10 also trace its children; only fds older than 10 s";
+  sudo fdtrace -p 4242 -f --min-age 10 also trace its children; only fds older than 10 s
+  sudo fdtrace -p 4242 -d 60 --flamegraph leaks.svg
+                                       a flame graph of what is still open after a minute";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,6 +91,16 @@ pub struct TraceArgs {
     /// Do not capture user stacks (cheaper; reports cannot say where fds were opened).
     #[arg(long)]
     pub no_stacks: bool,
+
+    /// At the final report, write a flame graph (SVG) of the unclosed fds by the stack that opened
+    /// them (every group, not only --top).
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<PathBuf>,
+
+    /// At the final report, write the unclosed fds as folded stacks (`frame;frame;... count`), the
+    /// input of flame graph tools.
+    #[arg(long, value_name = "FILE")]
+    pub folded: Option<PathBuf>,
 
     /// Print debug logs to stderr.
     #[arg(short, long)]

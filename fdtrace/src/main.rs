@@ -17,6 +17,7 @@ mod clock;
 mod events;
 mod golang;
 mod ledger;
+mod pictures;
 mod procfs;
 mod report;
 mod session;

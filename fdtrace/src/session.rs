@@ -26,6 +26,7 @@ use crate::{
     events::{reader::EventReader, Body, Comm, Event, FdKind, StackId},
     golang,
     ledger::{Effect, Ledger},
+    pictures::Pictures,
     procfs,
     report::{self, SockState},
     sockdiag,
@@ -70,6 +71,8 @@ pub fn resolve_targets(pids: &[u32]) -> anyhow::Result<Vec<Target>> {
 }
 
 pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
+    let pictures = Pictures { flamegraph: args.flamegraph.clone(), folded: args.folded.clone() };
+    pictures.check()?;
     let targets = resolve_targets(&args.pids)?;
     let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
     let opts = attach::Options {
@@ -145,6 +148,8 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         output_closed: false,
         missed_open: 0,
         missed_close: 0,
+        pictures,
+        pictures_failed: None,
         header: report::Header {
             pid: root.tgid,
             comm: root.comm.clone(),
@@ -195,7 +200,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     };
     // What the kernel sent before we stopped still counts.
     reader.drain(|ev| s.event(ev));
-    if !args.events {
+    if !args.events || s.pictures.wanted() {
         s.report(&mut reader, true).await;
     }
     s.flush();
@@ -206,6 +211,7 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         procfs::status("self").map(|st| st.vm_hwm_kb / 1024).unwrap_or(0),
         s.stacks.len()
     );
+    let pictures_failed = s.pictures_failed.take();
     drop(s);
     let detach = std::time::Instant::now();
     drop(tracer);
@@ -221,7 +227,10 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             String::new()
         },
     );
-    Ok(stop)
+    match pictures_failed {
+        Some(e) => Err(e),
+        None => Ok(stop),
+    }
 }
 
 /// Where results go: event lines, or reports.
@@ -243,6 +252,9 @@ struct Session<'t, W: Write> {
     output_closed: bool,
     missed_open: u64,
     missed_close: u64,
+    /// Written at the final report.
+    pictures: Pictures,
+    pictures_failed: Option<anyhow::Error>,
     header: report::Header,
     report_opts: report::Options,
 }
@@ -357,6 +369,12 @@ impl<W: Write> Session<'_, W> {
             if let Err(e) = result.and_then(|()| out.flush()) {
                 self.write_failed(e);
             }
+        }
+        if is_final && self.pictures.wanted() {
+            // Every group, not only --top; the fds themselves are not drawn.
+            let opts = report::Options { top: usize::MAX, fds_per_group: 0, ..self.report_opts.clone() };
+            let all = report::build(&self.header, &opts, &self.ledger, &self.stacks, &states);
+            self.pictures_failed = self.pictures.write(&all).err();
         }
     }
 
