@@ -5,7 +5,7 @@ use clap::Parser;
 
 use crate::{attach::AttachMode, stream::Format};
 
-const EXAMPLES: &str = "\
+pub const EXAMPLES: &str = "\
 Examples:
   sudo fdtrace -p 4242                 report unclosed sockets of pid 4242 every 5 s
   sudo fdtrace -p 4242 -d 30 -a        one report after 30 s, every kind of fd
@@ -36,6 +36,12 @@ pub struct Cli {
 pub enum Command {
     /// Check what this kernel supports and which hooks fdtrace would use, then exit.
     Check,
+    /// Print the man page or a shell's completions (for packagers and `cargo xtask install`).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: crate::generate::Generated,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -15,6 +15,7 @@ mod check;
 mod cli;
 mod clock;
 mod events;
+mod generate;
 mod golang;
 mod ledger;
 mod pictures;
@@ -38,6 +39,15 @@ fn main() -> ExitCode {
         .parse_env("FDTRACE_LOG")
         .init();
 
+    if let Some(cli::Command::Generate { what }) = cli.command {
+        return match generate::write(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fdtrace: error: writing {what:?}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(cli::Command::Check) = cli.command {
         let check = attach::Tracer::check();
         print!("{}", check::render(&check));

@@ -4,6 +4,8 @@
 //!   is given);
 //! - `test`: install what the tests need, build, run every test;
 //! - `setup`: only the installation part of `test`;
+//! - `install`: fdtrace (release), its man page and shell completions
+//!   under a prefix;
 //! - `build-ebpf`: install the eBPF toolchain if needed and build the object;
 //! - `vm-run`: boot a Debian cloud kernel under qemu and run a script in it;
 //! - `vm-test`: the kernel matrix: the integration tests on each tier of
@@ -12,6 +14,7 @@
 //! Everything installs idempotently: a second run finds it present and
 //! costs nothing.
 mod ebpf_build;
+mod install;
 mod setup;
 mod vm;
 mod vmtest;
@@ -38,6 +41,13 @@ enum Cmd {
     BuildEbpf,
     /// Install everything the build and the tests need (idempotent).
     Setup,
+    /// Build fdtrace (release) and install it: PREFIX/bin/fdtrace, the man page
+    /// (PREFIX/share/man/man1/fdtrace.1) and bash, zsh and fish completions.
+    Install {
+        /// Where to install.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+    },
     /// Build fdtrace (release) and run it. Without -p/--pid, runs it on a
     /// bundled example that leaks sockets.
     Run {
@@ -111,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::BuildEbpf => build_ebpf(&ws),
         Cmd::Setup => setup::all(&ws),
+        Cmd::Install { prefix } => install::run(&ws, &prefix),
         Cmd::Run { args } => run_fdtrace(&ws, args),
         Cmd::Test { host_only, args } => test(&ws, host_only, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),

@@ -120,57 +120,7 @@ fn xml_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn frame(f: &str) -> Frame {
-        Frame { function: Some(f.into()), file: None, line: None, module: Some("app".into()), offset: None }
-    }
-
-    fn group(stack: &[&str], spawned_by: &[&str], origin: &str, open: usize) -> Group {
-        Group {
-            stack: stack.iter().map(|f| frame(f)).collect(),
-            spawned_by: spawned_by.iter().map(|f| frame(f)).collect(),
-            origin: origin.into(),
-            open,
-            opened: open as u64,
-            closed: 0,
-            oldest_age_s: 1.0,
-            growth_per_s: 0.0,
-            kinds: Default::default(),
-            peers: vec![],
-            findings: vec![],
-            same_peers_as: vec![],
-            fds: vec![],
-        }
-    }
-
-    fn report(groups: Vec<Group>) -> Report {
-        Report {
-            ty: "report",
-            pid: 7,
-            comm: "app".into(),
-            pids: vec![7],
-            elapsed_s: 2.0,
-            is_final: true,
-            tier: "tracepoint".into(),
-            hooks: Default::default(),
-            events: 10,
-            lost_events: 0,
-            stacks_failed: 0,
-            partial_events: Default::default(),
-            missed_open: 0,
-            missed_close: 0,
-            complete: true,
-            open_fds: 9,
-            unclosed: groups.iter().map(|g| g.open).sum(),
-            min_age_s: 1.0,
-            kinds: vec!["socket"],
-            groups,
-            more_groups: 0,
-            exited: vec![],
-            notes: vec![],
-        }
-    }
+    use super::{super::sample::*, *};
 
     #[test]
     fn stacks_fold_root_first_and_leaf_last() {

@@ -8,6 +8,8 @@
 //! states.
 pub mod folded;
 #[cfg(test)]
+mod sample;
+#[cfg(test)]
 mod tests;
 pub mod text;
 
