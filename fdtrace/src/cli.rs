@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 
-use crate::{attach::AttachMode, stream::Format};
+use crate::{attach::AttachMode, live::ColorChoice, stream::Format};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -107,6 +107,15 @@ pub struct TraceArgs {
     /// input of flame graph tools.
     #[arg(long, value_name = "FILE")]
     pub folded: Option<PathBuf>,
+
+    /// Colours in text reports (CLOSE_WAIT, growth, lost events): auto = on a terminal, unless
+    /// NO_COLOR is set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// No colours (as --color never).
+    #[arg(long)]
+    pub no_color: bool,
 
     /// Print debug logs to stderr.
     #[arg(short, long)]

@@ -18,6 +18,7 @@ mod events;
 mod generate;
 mod golang;
 mod ledger;
+mod live;
 mod pictures;
 mod procfs;
 mod report;

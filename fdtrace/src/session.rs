@@ -5,7 +5,7 @@
 //! (+ stacks resolved as they first appear) → event lines / reports.
 use std::{
     collections::HashMap,
-    io::{self, BufWriter, Write},
+    io::{self, BufWriter, IsTerminal, Write},
     os::fd::{FromRawFd, OwnedFd},
     path::Path,
     time::Duration,
@@ -26,6 +26,7 @@ use crate::{
     events::{reader::EventReader, Body, Comm, Event, FdKind, StackId},
     golang,
     ledger::{Effect, Ledger},
+    live::{self, StatusLine},
     pictures::Pictures,
     procfs,
     report::{self, SockState},
@@ -89,6 +90,8 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     // Handle signals from here on: a Ctrl-C during start-up still detaches.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // A report on demand; without a handler SIGUSR1 would end fdtrace.
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let started = std::time::Instant::now();
     let (tracer, ring) = Tracer::start(&opts, &tgids)?;
     let (notes, origin_notes) = goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
@@ -130,6 +133,11 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut status_ticks = tokio::time::interval(Duration::from_secs(1));
+    status_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let terminal = io::stdout().is_terminal();
+    let no_color = std::env::var("NO_COLOR").ok();
+
     let clock = Clock::new();
     let out = BufWriter::new(io::stdout().lock());
     let output = if args.events {
@@ -150,6 +158,10 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
         missed_close: 0,
         pictures,
         pictures_failed: None,
+        status: StatusLine::new(terminal),
+        paint: report::text::Paint {
+            enabled: live::use_color(args.color, args.no_color, no_color.as_deref(), terminal),
+        },
         header: report::Header {
             pid: root.tgid,
             comm: root.comm.clone(),
@@ -186,10 +198,21 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
                 s.report(&mut reader, false).await;
                 if s.output_closed { break Stop::Interrupted; }
             }
+            _ = sigusr1.recv() => {
+                if args.events {
+                    s.status.clear();
+                    eprintln!("fdtrace: SIGUSR1: reports are off while --events streams events");
+                } else {
+                    s.report(&mut reader, false).await;
+                    if s.output_closed { break Stop::Interrupted; }
+                }
+            }
+            _ = status_ticks.tick(), if s.status.enabled() => s.draw_status(reader.records),
             _ = sigint.recv() => break Stop::Interrupted,
             _ = sigterm.recv() => break Stop::Terminated,
             _ = &mut deadline => break Stop::Duration,
             Some(tgid) = exit_rx.recv() => {
+                s.status.clear();
                 eprintln!("fdtrace: process {tgid} exited");
                 alive -= 1;
                 if alive == 0 {
@@ -255,6 +278,10 @@ struct Session<'t, W: Write> {
     /// Written at the final report.
     pictures: Pictures,
     pictures_failed: Option<anyhow::Error>,
+    /// The one-line status on a terminal.
+    status: StatusLine,
+    /// Colours in text reports.
+    paint: report::text::Paint,
     header: report::Header,
     report_opts: report::Options,
 }
@@ -299,6 +326,7 @@ impl<W: Write> Session<'_, W> {
                 self.ledger.exited().last().map_or(self.header.comm.clone(), |e| e.comm.to_string());
         }
         if let Output::Events(p) = &mut self.output {
+            self.status.clear();
             if let Err(e) = p.event(&ev, &self.effects) {
                 self.write_failed(e);
             }
@@ -308,6 +336,7 @@ impl<W: Write> Session<'_, W> {
     /// Reconciles live processes with /proc, then builds and prints a
     /// report.
     async fn report(&mut self, reader: &mut EventReader, is_final: bool) {
+        self.status.clear();
         let live: Vec<u32> = self.ledger.processes().map(|p| p.tgid).collect();
         let scans: Vec<(u32, u64, Vec<i32>)> = live
             .iter()
@@ -354,7 +383,7 @@ impl<W: Write> Session<'_, W> {
         let r = report::build(&self.header, &self.report_opts, &self.ledger, &self.stacks, &states);
         if let Output::Reports { out, format } = &mut self.output {
             let result = match format {
-                Format::Text => writeln!(out, "{}", report::text::render(&r)),
+                Format::Text => writeln!(out, "{}", report::text::render_with(&r, self.paint)),
                 Format::Json => {
                     serde_json::to_writer(&mut *out, &r).map_err(io::Error::from).and_then(|()| writeln!(out))
                 }
@@ -376,6 +405,18 @@ impl<W: Write> Session<'_, W> {
             let all = report::build(&self.header, &opts, &self.ledger, &self.stacks, &states);
             self.pictures_failed = self.pictures.write(&all).err();
         }
+    }
+
+    /// Redraws the status line.
+    fn draw_status(&mut self, events: u64) {
+        let all = self.report_opts.all_fds;
+        let open = self
+            .ledger
+            .processes()
+            .map(|p| self.ledger.open_fds(p.tgid).filter(|e| all || e.kind == FdKind::Socket).count())
+            .sum();
+        let status = self.status.status(events, open, self.tracer.losses().lost_events());
+        self.status.draw(&status);
     }
 
     /// States, addresses and idle times of live processes' sockets: TCP

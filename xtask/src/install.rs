@@ -90,7 +90,7 @@ mod tests {
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                String::from_utf8_lossy(&out.stdout).replace('\u{2010}', "-").replace('\u{2212}', "-")
+                String::from_utf8_lossy(&out.stdout).replace(['\u{2010}', '\u{2212}'], "-")
             }
             Err(e) => {
                 let why = format!("groff missing ({e}; `cargo xtask setup` installs it)");

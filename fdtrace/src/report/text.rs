@@ -38,6 +38,7 @@ impl Paint {
 }
 
 /// The report without colours.
+#[cfg(test)]
 pub fn render(r: &Report) -> String {
     render_with(r, Paint::default())
 }
