@@ -361,6 +361,24 @@ impl Drop for Trace {
     }
 }
 
+/// Traces a workload that waits for `go` and prints `done` when it has
+/// done its work: starts fdtrace on it with `flags` (after `-p PID`), lets
+/// it go, stops fdtrace (SIGINT) a moment after `done`, and returns what
+/// fdtrace printed. It must have succeeded.
+pub fn trace_until_done(w: &mut Workload, flags: &[&str], timeout: Duration) -> Finished {
+    let pid = w.pid.to_string();
+    let mut args = vec!["-p", pid.as_str()];
+    args.extend(flags);
+    let trace = Trace::start(&args);
+    w.send("go");
+    w.stdout.wait_for("`done`", timeout, |l| l == "done");
+    thread::sleep(Duration::from_millis(800));
+    trace.signal(libc::SIGINT);
+    let out = trace.wait(timeout);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    out
+}
+
 /// Runs fdtrace to completion with a timeout.
 pub fn run_fdtrace(args: &[&str], timeout: Duration) -> Finished {
     Trace::spawn(args).wait(timeout)

@@ -5,7 +5,7 @@
 use std::{process::Command, time::Duration};
 
 use fdtrace_tests::harness::{
-    ebpf_available, fdtrace_bin, tool_available, Finished, Server, Trace, Workload,
+    ebpf_available, fdtrace_bin, tool_available, trace_until_done, Finished, Server, Trace, Workload,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -24,18 +24,9 @@ fn close_wait_client(server: &Server) -> Workload {
 /// done, then stops fdtrace.
 fn trace_close_wait(extra: &[&str]) -> Finished {
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
-    let mut w = close_wait_client(&server);
-    let pid = w.pid.to_string();
-    let mut args = vec!["-p", pid.as_str(), "-i", "3600", "--min-age", "0.5"];
-    args.extend(extra);
-    let trace = Trace::start(&args);
-    w.send("go");
-    w.stdout.wait_for("`done`", T, |l| l == "done");
-    std::thread::sleep(Duration::from_millis(800));
-    trace.signal(libc::SIGINT);
-    let out = trace.wait(T);
-    assert!(out.status.success(), "{}", out.stderr_text());
-    out
+    let mut flags = vec!["-i", "3600", "--min-age", "0.5"];
+    flags.extend(extra);
+    trace_until_done(&mut close_wait_client(&server), &flags, T)
 }
 
 fn close_wait_lines(out: &[String]) -> Vec<&String> {
