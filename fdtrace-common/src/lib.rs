@@ -661,9 +661,13 @@ pub struct Config {
     /// 0 disables it.
     pub task_stack_off: u32,
     pub thread_size: u32,
+    /// Records are submitted without waking fdtrace (a wakeup is an
+    /// interrupt, costly in VMs) until this many bytes wait in the ring;
+    /// fdtrace also drains on a short timer. 0: wake on every record.
+    pub wakeup_bytes: u32,
 }
 
-const _: () = assert!(size_of::<Config>() == 108);
+const _: () = assert!(size_of::<Config>() == 112);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {

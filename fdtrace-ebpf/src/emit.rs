@@ -1,6 +1,6 @@
 //! Building and sending records: the pieces every hook family shares.
 use aya_ebpf::{
-    bindings::{pt_regs, BPF_F_USER_STACK},
+    bindings::{pt_regs, BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf, bpf_probe_read_user, bpf_probe_read_user_buf,
@@ -65,13 +65,31 @@ pub fn header(kind: EventKind, pid_tgid: u64) -> Header {
     }
 }
 
+/// Submit flags for a record of `size` bytes: wake fdtrace only when the
+/// data waiting crosses `wakeup_bytes` with this record (fdtrace drains on
+/// a timer otherwise). A wakeup per record is an interrupt per record:
+/// most of tracing's cost in a VM.
+#[inline(always)]
+pub fn wakeup_flags(size: usize) -> u64 {
+    let threshold = u64::from(config!(wakeup_bytes));
+    if threshold == 0 {
+        return 0;
+    }
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if waiting < threshold && waiting + size as u64 >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 /// Sends a fixed-size record, reserved in place in the ring buffer.
 #[inline(always)]
 pub fn send<T: 'static>(record: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(record);
-            entry.submit(0);
+            entry.submit(wakeup_flags(size_of::<T>()));
         }
         None => count(Loss::RingbufFull),
     }
@@ -114,7 +132,7 @@ fn send_slot(slot: u32, fixed: usize, string_len: usize) {
     };
     // SAFETY: `size` is at most the slot's size.
     let bytes = unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wakeup_flags(size)).is_err() {
         count(Loss::RingbufFull);
     }
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use fdtrace_common::{sock_source, syscall::consts::AF_INET, EventKind, Loss, SockAddr, SockState};
 
 use crate::{
-    emit::{count, header, is_traced, send, track_sock, UserRegs},
+    emit::{count, header, is_traced, send, track_sock, wakeup_flags, UserRegs},
     fdopen::NR_CONNECT,
     maps::{EVENTS, SOCKS},
     sockets::{sock_addrs, sock_state},
@@ -74,7 +74,7 @@ fn on_sock(sk: u64, source: u16) {
             ev.sk = sk;
             sock_addrs(sk, &mut ev.local, &mut ev.remote);
             ev.family = ev.local.family;
-            entry.submit(0);
+            entry.submit(wakeup_flags(size_of::<SockState>()));
         }
         None => count(Loss::RingbufFull),
     }

@@ -38,6 +38,9 @@ use crate::{
 /// How long after a `/proc` scan reconciliation waits for the events of
 /// syscalls that were in flight during the scan.
 const RECONCILE_SETTLE: Duration = Duration::from_millis(50);
+/// How often records the kernel side did not wake us for are collected:
+/// the latency of a lone event.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +136,10 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    // The kernel side wakes us only when records pile up (see
+    // `attach::WAKEUP_BYTES`): the rest is collected on this tick.
+    let mut drain = tokio::time::interval(DRAIN_EVERY);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut status_ticks = tokio::time::interval(Duration::from_secs(1));
     status_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let terminal = io::stdout().is_terminal();
@@ -192,6 +199,12 @@ pub async fn run(args: &TraceArgs) -> anyhow::Result<Stop> {
             r = reader.read(|ev| s.event(ev)) => {
                 r.context("reading the ring buffer")?;
                 s.flush();
+                if s.output_closed { break Stop::Interrupted; }
+            }
+            _ = drain.tick() => {
+                if reader.drain(|ev| s.event(ev)) > 0 {
+                    s.flush();
+                }
                 if s.output_closed { break Stop::Interrupted; }
             }
             _ = ticks.tick(), if !args.events => {

@@ -8,11 +8,13 @@
 //!   under a prefix;
 //! - `build-ebpf`: install the eBPF toolchain if needed and build the object;
 //! - `vm-run`: boot a Debian cloud kernel under qemu and run a script in it;
+//! - `bench`: what tracing costs, fdtrace beside strace and bpftrace;
 //! - `vm-test`: the kernel matrix: the integration tests on each tier of
 //!   each kernel (part of `test`).
 //!
 //! Everything installs idempotently: a second run finds it present and
 //! costs nothing.
+mod bench;
 mod ebpf_build;
 mod install;
 mod setup;
@@ -80,6 +82,20 @@ enum Cmd {
         #[arg(long)]
         jobs: Option<usize>,
     },
+    /// Measure what tracing costs: throughput of fd-heavy workloads untraced,
+    /// under fdtrace, strace and bpftrace (medians of alternating rounds),
+    /// events/s without loss, loss accounting, attach time, RSS, report time.
+    Bench {
+        /// Rounds per workload and tracer.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Workloads (default: connect, accept, open, mix).
+        #[arg(long = "workload")]
+        workloads: Vec<String>,
+    },
     /// Boot a Debian cloud kernel under qemu (TCG), run a shell script in it,
     /// print its output and exit with its status.
     VmRun {
@@ -125,6 +141,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Run { args } => run_fdtrace(&ws, args),
         Cmd::Test { host_only, args } => test(&ws, host_only, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),
+        Cmd::Bench { rounds, secs, workloads } => {
+            let workloads =
+                if workloads.is_empty() { bench::WORKLOADS.map(String::from).to_vec() } else { workloads };
+            if let Some(w) = workloads.iter().find(|w| !bench::WORKLOADS.contains(&w.as_str())) {
+                bail!("unknown workload {w}: choose from {}", bench::WORKLOADS.join(", "));
+            }
+            bench::run(&ws, &bench::Opts { rounds: rounds.max(1), secs, workloads })
+        }
         Cmd::VmRun { kernel, files, timeout, memory, script } => {
             let status =
                 vm::vm_run(&ws, kernel, &files, &script.join(" "), Duration::from_secs(timeout), memory)?;

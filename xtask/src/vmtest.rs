@@ -241,7 +241,7 @@ fn parse(output: &str, tiers: &[String]) -> BTreeMap<String, Cell> {
 }
 
 /// Why `fdtrace check` says a function tier cannot hook fd install here.
-fn tier_unsupported(check: &str, tier: &str) -> Option<String> {
+pub(crate) fn tier_unsupported(check: &str, tier: &str) -> Option<String> {
     if tier == "tracepoint" {
         return None;
     }

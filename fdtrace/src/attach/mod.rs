@@ -171,6 +171,10 @@ pub struct CheckRow {
     pub tiers: Vec<(Tier, Result<String, String>)>,
 }
 
+/// Data waiting in the ring buffer that makes the kernel side wake
+/// fdtrace (a quarter of the ring when that is less).
+pub const WAKEUP_BYTES: u32 = 256 << 10;
+
 /// Counts of what the kernel side could not deliver in full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Losses {
@@ -333,6 +337,10 @@ impl Tracer {
         if kernel.has_task_pt_regs {
             config.flags |= config_flags::HAVE_TASK_PT_REGS;
         }
+        // The kernel side wakes fdtrace only when this much waits (the
+        // session also drains every DRAIN_EVERY): an interrupt per record
+        // would cost more than the tracing itself.
+        config.wakeup_bytes = (opts.ringbuf_size / 4).min(WAKEUP_BYTES);
 
         // One parse of the kernel's BTF serves the loader and fentry.
         let aya_btf = aya::Btf::from_sys_fs().ok();
@@ -402,9 +410,9 @@ impl Tracer {
         if let Some((_, cand)) = plan.hooked(function::CLOSE.name) {
             covered.insert("sys_enter_close");
             if cand.covers_close_range {
+                // Its exit stays: close_range(CLOSE_RANGE_CLOEXEC) only
+                // marks fds, and the ledger needs the marks for exec.
                 covered.insert("sys_enter_close_range");
-                // Its exit only completes what the entry stashed.
-                covered.insert("sys_exit_close_range");
             }
         }
         tracepoint::attach(&mut ebpf, &tracefs, &mut plan, &mut links, kernel.has_task_pt_regs, &covered);

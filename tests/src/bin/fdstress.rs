@@ -2,8 +2,11 @@
 //!
 //! `fdstress --stacks N` opens N sockets, each from a different call
 //! stack (a recursion that takes branch a or b on each bit of the index).
-//! `fdstress --fds N` opens N sockets from one place.
-//! Both print `ready PID`, wait for a line on stdin, open, print `opened`,
+//! `fdstress --fds N` opens N sockets from one place; with `--procs K`
+//! they are spread over K processes (itself and K-1 children forked after
+//! `go`, for fdtrace -f), when one process may not hold N fds (the hard
+//! RLIMIT_NOFILE, which only CAP_SYS_RESOURCE raises).
+//! All print `ready PID`, wait for a line on stdin, open, print `opened`,
 //! then wait for another line before exiting.
 use std::io::BufRead;
 
@@ -46,11 +49,20 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value =
         |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse::<u64>().ok());
+    // Room for the fds asked for: the soft limit up to the hard one, and
+    // the hard one too when that is not enough (root may raise it).
+    let want = value("--fds").unwrap_or(0) + 64;
     // SAFETY: valid rlimit pointer.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur = lim.rlim_max;
+        if lim.rlim_max < want {
+            let raised = libc::rlimit { rlim_cur: want, rlim_max: want };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
     ready_then_wait();
@@ -61,8 +73,45 @@ fn main() {
         }
     }
     if let Some(n) = value("--fds") {
-        for _ in 0..n {
+        let procs = value("--procs").unwrap_or(1).max(1);
+        let share = n.div_ceil(procs);
+        // Children report their failures on a pipe, then wait for it to
+        // close (the parent exiting) before they exit.
+        let mut done = [0; 2];
+        let mut hold = [0; 2];
+        // SAFETY: plain syscalls.
+        unsafe {
+            libc::pipe(done.as_mut_ptr());
+            libc::pipe(hold.as_mut_ptr());
+        }
+        let mut children = 0;
+        for p in 1..procs {
+            let mine = share.min(n.saturating_sub(p * share));
+            // SAFETY: the child only makes syscalls and exits.
+            if unsafe { libc::fork() } == 0 {
+                let mut f = 0u64;
+                for _ in 0..mine {
+                    f += u64::from(open_socket() < 0);
+                }
+                // SAFETY: plain syscalls on inherited pipes.
+                unsafe {
+                    libc::write(done[1], (&f as *const u64).cast(), 8);
+                    libc::close(hold[1]);
+                    let mut b = 0u8;
+                    libc::read(hold[0], (&mut b as *mut u8).cast(), 1);
+                    libc::_exit(0);
+                }
+            }
+            children += 1;
+        }
+        for _ in 0..share.min(n) {
             failed += u64::from(open_socket() < 0);
+        }
+        for _ in 0..children {
+            let mut f = 0u64;
+            // SAFETY: reads one u64 per child.
+            unsafe { libc::read(done[0], (&mut f as *mut u64).cast(), 8) };
+            failed += f;
         }
     }
     println!("opened ({failed} failed)");
