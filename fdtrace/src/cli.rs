@@ -1,5 +1,5 @@
 //! Command line.
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 
@@ -7,10 +7,11 @@ use crate::{
     attach::AttachMode,
     events::FdKind,
     filter::{self, Cidr, Filter},
+    live::ColorChoice,
     stream::Format,
 };
 
-const EXAMPLES: &str = "\
+pub const EXAMPLES: &str = "\
 Examples:
   sudo fdtrace -- ./server --port 8080
                                        run ./server (as you, not root), traced from its first
@@ -22,6 +23,8 @@ Examples:
                                        only sockets the peer closed and nginx did not
   sudo fdtrace -p 4242 --events --port 5432
                                        every open/close of sockets to or from port 5432, live
+  sudo fdtrace -p 4242 -d 60 --flamegraph leaks.svg
+                                       a flame graph of what is still open after a minute
 
 Launch mode (-- CMD ARGS...): CMD keeps the terminal's stdin, stdout and stderr; reports go to
 stderr (or -o FILE) and fdtrace exits with CMD's exit code (128+N when a signal N killed it).
@@ -49,6 +52,12 @@ pub struct Cli {
 pub enum Command {
     /// Check what this kernel supports and which hooks fdtrace would use, then exit.
     Check,
+    /// Print the man page or a shell's completions (for packagers and `cargo xtask install`).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: crate::generate::Generated,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -135,6 +144,25 @@ pub struct TraceArgs {
     /// Do not capture user stacks (cheaper; reports cannot say where fds were opened).
     #[arg(long)]
     pub no_stacks: bool,
+
+    /// At the final report, write a flame graph (SVG) of the unclosed fds by the stack that opened
+    /// them (every group, not only --top).
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<PathBuf>,
+
+    /// At the final report, write the unclosed fds as folded stacks (`frame;frame;... count`), the
+    /// input of flame graph tools.
+    #[arg(long, value_name = "FILE")]
+    pub folded: Option<PathBuf>,
+
+    /// Colours in text reports (CLOSE_WAIT, growth, lost events): auto = on a terminal, unless
+    /// NO_COLOR is set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// No colours (as --color never).
+    #[arg(long)]
+    pub no_color: bool,
 
     /// Print debug logs to stderr.
     #[arg(short, long)]

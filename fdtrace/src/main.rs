@@ -18,16 +18,18 @@ mod cli;
 mod clock;
 mod events;
 mod filter;
+mod generate;
 mod golang;
 mod launch;
 mod ledger;
+mod live;
+mod pictures;
 mod procfs;
 mod report;
 mod session;
 mod sockdiag;
 mod stream;
 mod symbolize;
-
 
 use std::process::ExitCode;
 
@@ -42,6 +44,15 @@ fn main() -> ExitCode {
         .parse_env("FDTRACE_LOG")
         .init();
 
+    if let Some(cli::Command::Generate { what }) = cli.command {
+        return match generate::write(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fdtrace: error: writing {what:?}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(cli::Command::Check) = cli.command {
         let check = attach::Tracer::check();
         print!("{}", check::render(&check));

@@ -6,7 +6,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    io::{self, BufWriter, Write},
+    io::{self, BufWriter, IsTerminal, Write},
     os::fd::{FromRawFd, OwnedFd},
     time::Duration,
 };
@@ -28,6 +28,8 @@ use crate::{
     golang,
     launch::{self, Launched},
     ledger::{Effect, Ledger},
+    live::{self, StatusLine},
+    pictures::Pictures,
     procfs,
     report::{self, SockState},
     sockdiag,
@@ -95,6 +97,8 @@ fn initial_targets(args: &TraceArgs, launched: Option<&Launched>) -> anyhow::Res
 }
 
 pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Result<Outcome> {
+    let pictures = Pictures { flamegraph: args.flamegraph.clone(), folded: args.folded.clone() };
+    pictures.check()?;
     let mut targets = initial_targets(args, launched.as_ref())?;
     let go_programs = match &launched {
         // Before exec /proc/PID/exe is fdtrace: inspect the command's file.
@@ -119,6 +123,8 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
     // Handle signals from here on: a Ctrl-C during start-up still detaches.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // A report on demand; without a handler SIGUSR1 would end fdtrace.
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let started = std::time::Instant::now();
     let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
     let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
@@ -186,6 +192,16 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
     let mut drain = tokio::time::interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut status_ticks = tokio::time::interval(Duration::from_secs(1));
+    status_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Where reports go is a terminal: status line and colours.
+    let terminal = match &args.output {
+        Some(_) => false,
+        None if launched.is_some() => io::stderr().is_terminal(),
+        None => io::stdout().is_terminal(),
+    };
+    let no_color = std::env::var("NO_COLOR").ok();
+
     let clock = Clock::new();
     let out: BufWriter<Box<dyn Write>> = BufWriter::new(match &args.output {
         Some(path) => Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
@@ -215,6 +231,12 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
         targets: targets.iter().map(|t| t.tgid).collect(),
         watch_comm: args.comm.is_some(),
         event_filter: args.event_filter(),
+        pictures,
+        pictures_failed: None,
+        status: StatusLine::new(terminal),
+        paint: report::text::Paint {
+            enabled: live::use_color(args.color, args.no_color, no_color.as_deref(), terminal),
+        },
         header: report::Header {
             pid: root_pid,
             comm: root_comm,
@@ -257,6 +279,16 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
                 s.report(&mut reader, false).await;
                 if s.output_closed { break Stop::Interrupted; }
             }
+            _ = sigusr1.recv() => {
+                if args.events {
+                    s.status.clear();
+                    eprintln!("fdtrace: SIGUSR1: reports are off while --events streams events");
+                } else {
+                    s.report(&mut reader, false).await;
+                    if s.output_closed { break Stop::Interrupted; }
+                }
+            }
+            _ = status_ticks.tick(), if s.status.enabled() => s.draw_status(reader.records),
             _ = sigint.recv() => match &launched {
                 // The command decides what an interrupt means; its exit
                 // ends the session.
@@ -269,6 +301,7 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
             },
             _ = &mut deadline => break Stop::Duration,
             Some(tgid) = exit_rx.recv() => {
+                s.status.clear();
                 if launched.is_none() {
                     eprintln!("fdtrace: process {tgid} exited");
                 }
@@ -282,7 +315,7 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
     };
     // What the kernel sent before we stopped still counts.
     reader.drain(|ev| s.event(ev));
-    if !args.events {
+    if !args.events || s.pictures.wanted() {
         s.report(&mut reader, true).await;
     }
     s.flush();
@@ -293,6 +326,7 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
         procfs::status("self").map(|st| st.vm_hwm_kb / 1024).unwrap_or(0),
         s.stacks.len()
     );
+    let pictures_failed = s.pictures_failed.take();
     drop(s);
     let detach = std::time::Instant::now();
     drop(tracer);
@@ -312,7 +346,10 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
             String::new()
         },
     );
-    Ok(Outcome { stop, exit_code })
+    match pictures_failed {
+        Some(e) => Err(e),
+        None => Ok(Outcome { stop, exit_code }),
+    }
 }
 
 /// Passes a signal fdtrace got on to the launched command, unless it was
@@ -375,6 +412,13 @@ struct Session<'t, W: Write> {
     watch_comm: bool,
     /// What `--events` shows.
     event_filter: Filter,
+    /// Written at the final report.
+    pictures: Pictures,
+    pictures_failed: Option<anyhow::Error>,
+    /// The one-line status on a terminal.
+    status: StatusLine,
+    /// Colours in text reports.
+    paint: report::text::Paint,
 }
 
 impl<W: Write> Session<'_, W> {
@@ -429,6 +473,7 @@ impl<W: Write> Session<'_, W> {
         if let Output::Events(p) = &mut self.output {
             let (filter, ledger, effects) = (&self.event_filter, &self.ledger, &self.effects);
             let keep = |line: &crate::stream::Line| shown(filter, ledger, effects, line);
+            self.status.clear();
             if let Err(e) = p.event(&ev, effects, keep) {
                 self.write_failed(e);
             }
@@ -438,6 +483,7 @@ impl<W: Write> Session<'_, W> {
     /// Reconciles live processes with /proc, then builds and prints a
     /// report.
     async fn report(&mut self, reader: &mut EventReader, is_final: bool) {
+        self.status.clear();
         let live: Vec<u32> = self.ledger.processes().map(|p| p.tgid).collect();
         let scans: Vec<(u32, u64, Vec<i32>)> = live
             .iter()
@@ -494,7 +540,7 @@ impl<W: Write> Session<'_, W> {
         let r = report::build(&self.header, &self.report_opts, &self.ledger, &self.stacks, &states);
         if let Output::Reports { out, format } = &mut self.output {
             let result = match format {
-                Format::Text => writeln!(out, "{}", report::text::render(&r)),
+                Format::Text => writeln!(out, "{}", report::text::render_with(&r, self.paint)),
                 Format::Json => {
                     serde_json::to_writer(&mut *out, &r).map_err(io::Error::from).and_then(|()| writeln!(out))
                 }
@@ -510,6 +556,29 @@ impl<W: Write> Session<'_, W> {
                 self.write_failed(e);
             }
         }
+        if is_final && self.pictures.wanted() {
+            // Every group, not only --top; the fds themselves are not drawn.
+            let opts = report::Options { top: usize::MAX, fds_per_group: 0, ..self.report_opts.clone() };
+            let all = report::build(&self.header, &opts, &self.ledger, &self.stacks, &states);
+            self.pictures_failed = self.pictures.write(&all).err();
+        }
+    }
+
+    /// Redraws the status line.
+    fn draw_status(&mut self, events: u64) {
+        let kinds = &self.report_opts.filter.kinds;
+        let open = self
+            .ledger
+            .processes()
+            .map(|p| {
+                self.ledger
+                    .open_fds(p.tgid)
+                    .filter(|e| kinds.as_ref().is_none_or(|k| k.contains(&e.kind)))
+                    .count()
+            })
+            .sum();
+        let status = self.status.status(events, open, self.tracer.losses().lost_events());
+        self.status.draw(&status);
     }
 
     /// States, addresses and idle times of live processes' sockets: TCP

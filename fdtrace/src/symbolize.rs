@@ -224,11 +224,13 @@ impl Stacks {
                     log::debug!("symbolizing stack of {tgid}: {e}; retrying without debug info");
                     let mut plain = Process::new(tgid.into());
                     plain.debug_syms = false;
-                    self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)).unwrap_or_else(|e| {
-                        self.symbolize_errors += 1;
-                        log::debug!("symbolizing stack of {tgid} from symbol tables: {e}");
-                        vec![]
-                    })
+                    self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)).unwrap_or_else(
+                        |e| {
+                            self.symbolize_errors += 1;
+                            log::debug!("symbolizing stack of {tgid} from symbol tables: {e}");
+                            vec![]
+                        },
+                    )
                 }
             }
         };

@@ -54,6 +54,47 @@ pub fn ebpf_available(test: &str) -> bool {
     false
 }
 
+/// A tool a test needs beyond fdtrace (`chromium`, `groff`...): its path
+/// on `PATH`. When it is missing, says so and how to get it; in CI
+/// (`CI=true`) that is a failure, not a skip.
+pub fn tool_available(test: &str, tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let why = format!("{test}: needs `{tool}` (install it with `cargo xtask setup`)");
+        if in_ci() {
+            panic!("{why}; CI=true, so this is a failure, not a skip");
+        }
+        eprintln!("SKIPPED {why}");
+    }
+    found
+}
+
+/// A fresh empty directory for a test's files, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("fdtrace-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+        TempDir(dir)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Lines read from a child's pipe on a background thread.
 pub struct Lines {
     rx: Receiver<String>,
@@ -322,6 +363,24 @@ impl Drop for Trace {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Traces a workload that waits for `go` and prints `done` when it has
+/// done its work: starts fdtrace on it with `flags` (after `-p PID`), lets
+/// it go, stops fdtrace (SIGINT) a moment after `done`, and returns what
+/// fdtrace printed. It must have succeeded.
+pub fn trace_until_done(w: &mut Workload, flags: &[&str], timeout: Duration) -> Finished {
+    let pid = w.pid.to_string();
+    let mut args = vec!["-p", pid.as_str()];
+    args.extend(flags);
+    let trace = Trace::start(&args);
+    w.send("go");
+    w.stdout.wait_for("`done`", timeout, |l| l == "done");
+    thread::sleep(Duration::from_millis(800));
+    trace.signal(libc::SIGINT);
+    let out = trace.wait(timeout);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    out
 }
 
 /// Runs fdtrace to completion with a timeout.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fdtrace_tests::{
     fixtures,
-    harness::{ebpf_available, Server, Trace, Workload},
+    harness::{ebpf_available, trace_until_done, Server, Workload},
 };
 use serde_json::Value;
 
@@ -19,16 +19,9 @@ const N: u64 = 4;
 /// stops fdtrace: returns its JSON lines.
 fn trace(client: &str, args: &[&str], extra: &[&str]) -> (u32, Vec<Value>) {
     let mut w = Workload::spawn(client, args);
-    let pid = w.pid.to_string();
-    let mut all = vec!["-p", pid.as_str(), "--format", "json", "-i", "3600", "--min-age", "0.5"];
-    all.extend(extra);
-    let trace = Trace::start(&all);
-    w.send("go");
-    w.stdout.wait_for("`done`", T, |l| l == "done");
-    std::thread::sleep(Duration::from_millis(800));
-    trace.signal(libc::SIGINT);
-    let out = trace.wait(T);
-    assert!(out.status.success(), "{}", out.stderr_text());
+    let mut flags = vec!["--format", "json", "-i", "3600", "--min-age", "0.5"];
+    flags.extend(extra);
+    let out = trace_until_done(&mut w, &flags, T);
     w.send("exit");
     (w.pid, out.json())
 }

@@ -4,6 +4,8 @@
 //!   is given);
 //! - `test`: install what the tests need, build, run every test;
 //! - `setup`: only the installation part of `test`;
+//! - `install`: fdtrace (release), its man page and shell completions
+//!   under a prefix;
 //! - `build-ebpf`: install the eBPF toolchain if needed and build the object;
 //! - `vm-run`: boot a Debian cloud kernel under qemu and run a script in it;
 //! - `bench`: what tracing costs, fdtrace beside strace and bpftrace;
@@ -14,6 +16,7 @@
 //! costs nothing.
 mod bench;
 mod ebpf_build;
+mod install;
 mod setup;
 mod vm;
 mod vmtest;
@@ -40,6 +43,13 @@ enum Cmd {
     BuildEbpf,
     /// Install everything the build and the tests need (idempotent).
     Setup,
+    /// Build fdtrace (release) and install it: PREFIX/bin/fdtrace, the man page
+    /// (PREFIX/share/man/man1/fdtrace.1) and bash, zsh and fish completions.
+    Install {
+        /// Where to install.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+    },
     /// Build fdtrace (release) and run it. Without -p/--pid, runs it on a
     /// bundled example that leaks sockets.
     Run {
@@ -127,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::BuildEbpf => build_ebpf(&ws),
         Cmd::Setup => setup::all(&ws),
+        Cmd::Install { prefix } => install::run(&ws, &prefix),
         Cmd::Run { args } => run_fdtrace(&ws, args),
         Cmd::Test { host_only, args } => test(&ws, host_only, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),

@@ -24,6 +24,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // Privilege-drop and mount-namespace tests.
     ("setpriv", "util-linux"),
     ("gcc", "gcc"),
+    // Rendering --flamegraph's SVG in a headless browser.
+    ("chromium", "chromium"),
+    // Rendering the man page (`cargo xtask install` checks it in tests).
+    ("groff", "groff-base"),
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.

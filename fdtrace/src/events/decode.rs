@@ -577,7 +577,9 @@ mod tests {
                 let i = next() as usize % r.len();
                 r[i] = next() as u8;
             }
-            r.truncate(next() as usize % (r.len() + 1).max(1) + if next().is_multiple_of(2) { r.len() } else { 0 });
+            r.truncate(
+                next() as usize % (r.len() + 1).max(1) + if next().is_multiple_of(2) { r.len() } else { 0 },
+            );
             tally(decode(&r));
         }
         assert!(ok > 0 && errors > 0, "the fuzz reached both outcomes ({ok} decoded, {errors} errors)");

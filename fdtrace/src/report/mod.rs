@@ -6,6 +6,9 @@
 //! open after `--min-age`, per stack how many are open, opened, closed, the
 //! oldest, how fast the group grows, and for sockets the peers and TCP
 //! states.
+pub mod folded;
+#[cfg(test)]
+mod sample;
 #[cfg(test)]
 mod tests;
 pub mod text;

@@ -508,3 +508,23 @@ fn sockets_from_before_point_at_the_group_with_the_same_peers() {
     assert_eq!(pre.same_peers_as, [n + 1]);
     assert!(text::render(&r).contains(&format!("same peers and states as #{}", n + 1)));
 }
+
+#[test]
+fn colours_mark_the_evidence_only_when_asked() {
+    // Given a report with CLOSE_WAIT peers, growth and lost events
+    let mut r = super::sample::report(vec![super::sample::close_wait(3)]);
+    r.lost_events = 2;
+    r.complete = false;
+    // When rendered with and without colours
+    let plain = text::render(&r);
+    let coloured = text::render_with(&r, text::Paint { enabled: true });
+    // Then only the coloured one has ANSI sequences, around the evidence
+    assert!(!plain.contains('\x1b'), "{plain}");
+    assert!(coloured.contains("    \x1b[1;31m    3 × 10.0.0.1:80 CLOSE_WAIT"), "{coloured}");
+    assert!(coloured.contains("\x1b[1;31mDATA INCOMPLETE\x1b[0m"), "{coloured}");
+    assert!(coloured.contains("\x1b[1;31m2 LOST"), "{coloured}");
+    assert!(coloured.contains("\x1b[33mgrowing +1.5/s\x1b[0m"), "{coloured}");
+    // and the words are the same once the sequences are removed
+    let stripped = coloured.replace("\x1b[1;31m", "").replace("\x1b[33m", "").replace("\x1b[0m", "");
+    assert_eq!(stripped, plain);
+}

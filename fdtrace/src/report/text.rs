@@ -8,7 +8,42 @@ use crate::symbolize::Frame;
 const WIDTH: usize = 100;
 const MAX_FRAMES: usize = 14;
 
+/// ANSI colours for the leak evidence (CLOSE_WAIT, growth, findings, lost
+/// events, incomplete data), or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Paint {
+    pub enabled: bool,
+}
+
+impl Paint {
+    const RED: &str = "1;31";
+    const YELLOW: &str = "33";
+
+    /// `s` in colour `code` (SGR parameters), when enabled.
+    fn paint(self, code: &str, s: &str) -> String {
+        if self.enabled {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn red(self, s: &str) -> String {
+        self.paint(Self::RED, s)
+    }
+
+    fn yellow(self, s: &str) -> String {
+        self.paint(Self::YELLOW, s)
+    }
+}
+
+/// The report without colours.
+#[cfg(test)]
 pub fn render(r: &Report) -> String {
+    render_with(r, Paint::default())
+}
+
+pub fn render_with(r: &Report, p: Paint) -> String {
     let mut out = String::new();
     let what = if r.kinds == ["socket"] { "sockets" } else { "fds" };
     let who = match r.targets.as_slice() {
@@ -26,7 +61,7 @@ pub fn render(r: &Report) -> String {
         r.tier
     );
     let lost = if r.lost_events > 0 {
-        format!("{} LOST (raise --ringbuf-size)", r.lost_events)
+        p.red(&format!("{} LOST (raise --ringbuf-size)", r.lost_events))
     } else {
         "0 lost".into()
     };
@@ -37,7 +72,7 @@ pub fn render(r: &Report) -> String {
         lost,
         r.missed_open,
         r.missed_close,
-        if r.complete { "data complete" } else { "DATA INCOMPLETE" }
+        if r.complete { "data complete".to_string() } else { p.red("DATA INCOMPLETE") }
     );
     if r.stacks_failed > 0 {
         let _ = writeln!(out, "  {} stacks could not be captured", r.stacks_failed);
@@ -82,7 +117,7 @@ pub fn render(r: &Report) -> String {
     );
     for (i, g) in r.groups.iter().enumerate() {
         out.push('\n');
-        group(&mut out, i + 1, g);
+        group(&mut out, i + 1, g, p);
     }
     if r.more_groups > 0 {
         let _ = writeln!(out, "\n  … {} more groups (raise --top to see them)", r.more_groups);
@@ -90,9 +125,12 @@ pub fn render(r: &Report) -> String {
     out
 }
 
-fn group(out: &mut String, n: usize, g: &Group) {
-    let growth =
-        if g.growth_per_s >= 0.05 { format!(" · growing {:+.1}/s", g.growth_per_s) } else { String::new() };
+fn group(out: &mut String, n: usize, g: &Group, p: Paint) {
+    let growth = if g.growth_per_s >= 0.05 {
+        format!(" · {}", p.yellow(&format!("growing {:+.1}/s", g.growth_per_s)))
+    } else {
+        String::new()
+    };
     let counts = if g.origin == "stack" {
         format!(" · opened {} · closed {}", g.opened, g.closed)
     } else {
@@ -103,14 +141,19 @@ fn group(out: &mut String, n: usize, g: &Group) {
     kinds.sort_by(|a, b| b.1.cmp(a.1));
     let kinds: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
     let _ = writeln!(out, "    {}", kinds.join(", "));
-    for p in g.peers.iter().take(5) {
-        let state = p.state.map(|s| format!(" {s}")).unwrap_or_default();
-        let idle = match p.idle_s {
-            Some(s) if s >= 1.0 && p.state != Some("LISTEN") => format!(", idle ≥ {}", age(s)),
+    for peer in g.peers.iter().take(5) {
+        let state = peer.state.map(|s| format!(" {s}")).unwrap_or_default();
+        let idle = match peer.idle_s {
+            Some(s) if s >= 1.0 && peer.state != Some("LISTEN") => format!(", idle ≥ {}", age(s)),
             _ => String::new(),
         };
-        let note = if p.state == Some("CLOSE_WAIT") { "  ← peer closed, this process did not" } else { "" };
-        let _ = writeln!(out, "    {:>5} × {}{state}{idle}{note}", p.count, p.remote);
+        let line = format!("{:>5} × {}{state}{idle}", peer.count, peer.remote);
+        let _ = match peer.state {
+            Some("CLOSE_WAIT") => {
+                writeln!(out, "    {}", p.red(&format!("{line}  ← peer closed, this process did not")))
+            }
+            _ => writeln!(out, "    {line}"),
+        };
     }
     if g.peers.len() > 5 {
         let _ = writeln!(out, "          … {} more peers", g.peers.len() - 5);
@@ -122,7 +165,7 @@ fn group(out: &mut String, n: usize, g: &Group) {
         }
     }
     for f in &g.findings {
-        wrap(out, "    ! ", "      ", &f.message);
+        wrap(out, &format!("    {} ", p.yellow("!")), "      ", &f.message);
     }
     match g.origin.as_str() {
         "stack" if !g.spawned_by.is_empty() => {
@@ -239,7 +282,7 @@ fn wrap(out: &mut String, first: &str, rest: &str, text: &str) {
     let mut line = first.to_string();
     let mut empty = true;
     for word in text.split_whitespace() {
-        if !empty && line.chars().count() + 1 + word.chars().count() > WIDTH {
+        if !empty && visible_len(&line) + 1 + word.chars().count() > WIDTH {
             let _ = writeln!(out, "{line}");
             line = rest.to_string();
             empty = true;
@@ -251,6 +294,22 @@ fn wrap(out: &mut String, first: &str, rest: &str, text: &str) {
         empty = false;
     }
     let _ = writeln!(out, "{line}");
+}
+
+/// Columns a string takes on a terminal: its characters less ANSI colour
+/// sequences (`ESC [ ... m`).
+fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, _) => n += 1,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    n
 }
 
 /// Cuts the end of a line to `width` columns.
