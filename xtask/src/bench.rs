@@ -318,7 +318,10 @@ fn attach(bins: &Bins, tracer: &Tracer, pid: u32, extra_target: Option<u32>) -> 
         Tracer::None => return Ok(None),
         Tracer::Fdtrace { tier, extra } => {
             let mut c = Command::new(&bins.fdtrace);
-            c.args(["-p", &pid.to_string(), "--attach", tier, "-i", "3600", "--format", "json"]).args(extra);
+            c.args(["-p", &pid.to_string(), "--attach", tier, "--format", "json"]).args(extra);
+            if !extra.iter().any(|a| a == "-i") {
+                c.args(["-i", "3600"]);
+            }
             (c, false)
         }
         Tracer::FdtraceElsewhere => {

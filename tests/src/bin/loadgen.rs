@@ -45,40 +45,69 @@ impl Counts {
 /// Iterations between checks of the clock.
 const BATCH: u64 = 64;
 
+/// Runs `one` until `stop`; it returns the fd events it made, 0 when it
+/// failed (not counted as an operation).
 fn run_until(stop: &AtomicBool, counts: &Counts, mut one: impl FnMut() -> u64) {
     while !stop.load(Ordering::Relaxed) {
-        let mut events = 0;
+        let (mut ops, mut events) = (0, 0);
         for _ in 0..BATCH {
-            events += one();
+            let e = one();
+            ops += u64::from(e > 0);
+            events += e;
         }
-        counts.add(BATCH, events);
+        counts.add(ops, events);
+    }
+}
+
+/// A loopback listener with a deep backlog: a full accept queue drops
+/// SYNs, and each drop stalls a connect for a second.
+fn listener() -> TcpListener {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: listen again on our own listening socket: a new backlog.
+    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 4096) };
+    l
+}
+
+/// Connects and closes with a reset (SO_LINGER 0): no TIME_WAIT, so a
+/// long loop does not run out of loopback ports.
+fn connect_and_reset(addr: std::net::SocketAddr) -> bool {
+    match TcpStream::connect(addr) {
+        Ok(s) => {
+            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: valid socket and option struct.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&s),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    size_of::<libc::linger>() as u32,
+                )
+            };
+            true
+        }
+        Err(_) => false,
     }
 }
 
 /// Connects to a listener thread of the same process: both ends are
 /// traced (socket + close, accept4 + close).
 fn connect_loop(stop: &AtomicBool, counts: &Counts) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = listener();
     let addr = listener.local_addr().expect("addr");
     thread::spawn(move || {
         for conn in listener.incoming() {
             drop(conn);
         }
     });
-    run_until(stop, counts, || match TcpStream::connect(addr) {
-        Ok(s) => {
-            drop(s);
-            4
-        }
-        Err(_) => 0,
-    });
+    run_until(stop, counts, || if connect_and_reset(addr) { 4 } else { 0 });
 }
 
 /// A listener and a forked client process (not traced: fdtrace follows
 /// forks only with -f) that connects and closes in a loop until killed.
 /// Forked before `ready`, while the process has one thread.
 fn accept_setup() -> (TcpListener, libc::pid_t) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = listener();
     let addr = listener.local_addr().expect("addr");
     // SAFETY: fork while single-threaded; the child only connects.
     let child = unsafe { libc::fork() };
@@ -86,7 +115,7 @@ fn accept_setup() -> (TcpListener, libc::pid_t) {
         // SAFETY: plain syscall: die with the parent.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         loop {
-            let _ = TcpStream::connect(addr);
+            connect_and_reset(addr);
         }
     }
     (listener, child)
