@@ -128,6 +128,10 @@ pub async fn run(args: &TraceArgs, mut launched: Option<Launched>) -> anyhow::Re
     let started = std::time::Instant::now();
     let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
     let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
+    // Loading parsed the kernel's BTF and the eBPF object (tens of MiB, now
+    // freed): give the pages back rather than keep them for the session.
+    // SAFETY: no preconditions.
+    unsafe { libc::malloc_trim(0) };
     // --comm: what runs now. Processes that exec after the hooks went in
     // are added by the kernel; scanning after attaching misses none.
     if let Some(comm) = &args.comm {
@@ -586,7 +590,11 @@ impl<W: Write> Session<'_, W> {
     /// network namespace, everything else from `/proc/PID/net`.
     fn socket_states(&self) -> HashMap<(u32, i32), SockState> {
         let mut states = HashMap::new();
-        let mut diag = None;
+        let mut diag: Option<HashMap<u64, sockdiag::TcpSocket>> = None;
+        // `/proc/PID/net` shows the process's network namespace: read once
+        // per namespace (followed children share their parent's).
+        let mut tables: HashMap<Option<u64>, HashMap<u64, procfs::SocketRow>> = HashMap::new();
+        let empty = HashMap::new();
         for p in self.ledger.processes() {
             let fds = self.ledger.open_fds(p.tgid).filter(|e| e.kind == FdKind::Socket).map(|e| e.fd);
             let inodes = procfs::socket_inodes(p.tgid, fds);
@@ -594,11 +602,13 @@ impl<W: Write> Session<'_, W> {
                 continue;
             }
             let tcp = if sockdiag::same_netns(p.tgid) {
-                diag.get_or_insert_with(|| sockdiag::tcp_sockets().unwrap_or_default()).clone()
+                &*diag.get_or_insert_with(|| sockdiag::tcp_sockets().unwrap_or_default())
             } else {
-                HashMap::new()
+                &empty
             };
-            let mut proc_table = None;
+            let netns = std::fs::metadata(format!("/proc/{}/ns/net", p.tgid))
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
             for (fd, inode) in inodes {
                 let state = match tcp.get(&inode) {
                     Some(s) => SockState {
@@ -608,7 +618,7 @@ impl<W: Write> Session<'_, W> {
                         idle_ms: s.idle_ms,
                     },
                     None => {
-                        let table = proc_table.get_or_insert_with(|| procfs::sockets(p.tgid));
+                        let table = tables.entry(netns).or_insert_with(|| procfs::sockets(p.tgid));
                         let Some(row) = table.get(&inode) else { continue };
                         SockState {
                             state: row.state,
