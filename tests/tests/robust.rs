@@ -204,3 +204,70 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A followed child exits and a new, unrelated process gets its pid while
+/// fdtrace runs: the new process is not traced, and the old lifetime ends
+/// at its exit.
+#[test]
+fn a_reused_pid_is_not_traced() {
+    if !ebpf_available("a_reused_pid_is_not_traced") {
+        return;
+    }
+    let script = "echo ready $$; read go; (exec true) & c=$!; wait $c; echo child $c; read done";
+    let mut w = Workload::spawn("/bin/sh", &["-c", script]);
+    let trace = Trace::start(&["-p", &w.pid.to_string(), "-f", "--events", "--format", "json"]);
+    w.send("go");
+    let child: u32 = w.stdout.wait_for("the child's pid", T, |l| l.starts_with("child "))["child ".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    // The next pid the kernel hands out is the child's again.
+    let mut reused = None;
+    for _ in 0..20 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (child - 1).to_string()).expect("ns_last_pid");
+        let c = Command::new("/bin/sh")
+            .args(["-c", "exec 3</dev/null; exec 4</dev/null; sleep 0.3"])
+            .spawn()
+            .unwrap();
+        if c.id() == child {
+            reused = Some(c);
+            break;
+        }
+        let mut c = c;
+        let _ = c.wait();
+    }
+    let mut reused = reused.expect("could not get the child's pid again");
+    assert!(reused.wait().unwrap().success());
+    w.send("done");
+    assert!(w.wait().success());
+    let out = trace.wait(T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let events = out.events_of(child);
+    let exit = events.iter().position(|e| e["event"] == "exit").expect("the child's exit");
+    assert_eq!(exit, events.len() - 1, "events for pid {child} after its exit: {:#?}", &events[exit..]);
+    assert!(events.iter().all(|e| e["comm"] != "sleep"), "{events:#?}");
+}
+
+/// A target that already holds as many fds as it may (the hard
+/// RLIMIT_NOFILE): the /proc baseline takes them all in, nothing missed.
+#[test]
+fn a_target_with_its_fd_limit_open_is_taken_in_whole() {
+    if !ebpf_available("a_target_with_its_fd_limit_open_is_taken_in_whole") {
+        return;
+    }
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let n = (lim.rlim_max.min(1_000_000) - 64).to_string();
+    let mut w = Workload::spawn(FDSTRESS, &["--fds", &n]);
+    w.send("go");
+    assert_eq!(w.stdout.wait_for("opened", T, |l| l.starts_with("opened")), "opened (0 failed)");
+    let pid = w.pid.to_string();
+    let started = std::time::Instant::now();
+    let out = Trace::start(&["-p", &pid, "--format", "json", "-d", "1", "--min-age", "0"]).wait(T);
+    let report = out.final_report();
+    let open: u64 = report["groups"].as_array().unwrap().iter().map(|g| g["open"].as_u64().unwrap()).sum();
+    assert_eq!(open, n.parse::<u64>().unwrap(), "sockets in the report");
+    eprintln!("{n} fds: attached and reported in {:.1} s", started.elapsed().as_secs_f64());
+    w.send("exit");
+}
