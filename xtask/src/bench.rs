@@ -671,7 +671,7 @@ fn render(
     let g = &e["report_1000_groups"];
     let _ = writeln!(
         s,
-        "report with {} groups: {:.0} ms first (symbolizing), {:.0} ms cached",
+        "report with {} groups: {:.0} ms the first, {:.0} ms the next ones (stacks are symbolized as events arrive)",
         g["groups"],
         g["first_ms"].as_f64().unwrap_or(f64::NAN),
         g["cached_ms"].as_f64().unwrap_or(f64::NAN)
