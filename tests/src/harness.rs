@@ -1,6 +1,7 @@
 //! The test side: running fdtrace and workloads, collecting their output.
 //! Children are killed on drop; failures panic with what went wrong.
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader, Write},
     path::PathBuf,
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
@@ -381,6 +382,47 @@ pub fn trace_until_done(w: &mut Workload, flags: &[&str], timeout: Duration) -> 
     let out = trace.wait(timeout);
     assert!(out.status.success(), "{}", out.stderr_text());
     out
+}
+
+/// fdtrace on `pid` for a comparison with `/proc`: every kind and age of
+/// fd, every group and every fd listed, JSON, and no report but the final
+/// one (stop it with SIGINT).
+pub fn trace_every_fd(pid: u32) -> Trace {
+    Trace::start(&[
+        "-p",
+        &pid.to_string(),
+        "--all-fds",
+        "--min-age",
+        "0",
+        "-t",
+        "100000",
+        "--fds-per-group",
+        "100000",
+        "--format",
+        "json",
+        "-i",
+        "3600",
+    ])
+}
+
+/// The fd numbers `/proc/PID/fd` lists.
+pub fn proc_fd_numbers(pid: u32) -> BTreeSet<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The fd numbers a JSON report lists for process `pid`.
+pub fn report_fd_numbers(report: &Value, pid: u32) -> BTreeSet<i64> {
+    report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["fds"].as_array().expect("fds"))
+        .filter(|fd| fd["pid"] == pid)
+        .map(|fd| fd["fd"].as_i64().expect("fd number"))
+        .collect()
 }
 
 /// Runs fdtrace to completion with a timeout.

@@ -6,7 +6,7 @@
 //! reconciliation.
 use std::{collections::BTreeMap, time::Duration};
 
-use fdtrace_tests::harness::{ebpf_available, Trace, Workload};
+use fdtrace_tests::harness::{ebpf_available, trace_every_fd, Workload};
 use serde_json::Value;
 
 const CHURN: &str = env!("CARGO_BIN_EXE_churn");
@@ -46,21 +46,7 @@ fn proc_fds(pid: u32) -> BTreeMap<i64, String> {
 fn churn_matches_proc(seed: &str) {
     let mut w = Workload::spawn(CHURN, &["--seed", seed, "--ops", "400"]);
     let pid = w.pid;
-    let trace = Trace::start(&[
-        "-p",
-        &pid.to_string(),
-        "--all-fds",
-        "--min-age",
-        "0",
-        "-t",
-        "100000",
-        "--fds-per-group",
-        "100000",
-        "--format",
-        "json",
-        "-i",
-        "3600",
-    ]);
+    let trace = trace_every_fd(pid);
     w.send("go");
     w.stdout.wait_for("`paused`", T, |l| l == "paused");
     std::thread::sleep(Duration::from_millis(300));

@@ -4,9 +4,9 @@
 //! see every one of them: the open set equals /proc/PID/fd with nothing
 //! missed. The tracepoint tier cannot see them; it must say so, as missed
 //! opens found by reconciliation, and still end up equal to /proc.
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
-use fdtrace_tests::harness::{ebpf_available, Trace, Workload};
+use fdtrace_tests::harness::{ebpf_available, proc_fd_numbers, report_fd_numbers, trace_every_fd, Workload};
 
 const FDPATHS: &str = env!("CARGO_BIN_EXE_fdpaths");
 const T: Duration = Duration::from_secs(120);
@@ -18,38 +18,16 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
     }
     let mut w = Workload::spawn(FDPATHS, &[]);
     let pid = w.pid;
-    let trace = Trace::start(&[
-        "-p",
-        &pid.to_string(),
-        "-a",
-        "--min-age",
-        "0",
-        "-t",
-        "100000",
-        "--format",
-        "json",
-        "-i",
-        "3600",
-    ]);
+    let trace = trace_every_fd(pid);
     w.send("go");
     let held = w.json_until("paused", T);
     std::thread::sleep(Duration::from_millis(300));
-    let proc: BTreeSet<i64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let proc = proc_fd_numbers(pid);
     trace.signal(libc::SIGINT);
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
     let report = out.json().into_iter().rfind(|v| v["type"] == "report").expect("final report");
-    let got: BTreeSet<i64> = report["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| {
-            g["fds"].as_array().unwrap().iter().filter(|f| f["pid"] == pid).map(|f| f["fd"].as_i64().unwrap())
-        })
-        .collect();
+    let got = report_fd_numbers(&report, pid);
     assert_eq!(got, proc, "after reconciliation fdtrace's open set must equal /proc");
 
     let held: Vec<(String, i64)> =

@@ -2,9 +2,11 @@
 //! that overflows, two fdtraces on one process, a thousand threads racing,
 //! a binary deleted or with corrupt debug info. None may crash, hang, or
 //! report wrong counts; what was lost is counted exactly.
-use std::{collections::BTreeSet, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
-use fdtrace_tests::harness::{ebpf_available, Server, Trace, Workload};
+use fdtrace_tests::harness::{
+    ebpf_available, proc_fd_numbers, report_fd_numbers, trace_every_fd, Server, Trace, Workload,
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
@@ -86,28 +88,11 @@ fn a_thousand_threads_racing_agree_with_proc() {
     }
     let mut w = Workload::spawn(FDSTRESS, &["--threads", "1000"]);
     let pid = w.pid;
-    let trace = Trace::start(&[
-        "-p",
-        &pid.to_string(),
-        "--all-fds",
-        "--min-age",
-        "0",
-        "-t",
-        "100000",
-        "--fds-per-group",
-        "100000",
-        "--format",
-        "json",
-        "-i",
-        "3600",
-    ]);
+    let trace = trace_every_fd(pid);
     w.send("go");
     let opened = w.stdout.wait_for("opened", T, |l| l.starts_with("opened"));
     assert_eq!(opened, "opened (0 failed)");
-    let want: BTreeSet<i64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let want = proc_fd_numbers(pid);
     trace.signal(libc::SIGINT);
     let out = trace.wait(T);
     let report = out.final_report();
@@ -118,14 +103,7 @@ fn a_thousand_threads_racing_agree_with_proc() {
         "{}",
         out.stderr_text()
     );
-    let got: BTreeSet<i64> = report["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["fds"].as_array().unwrap())
-        .filter(|fd| fd["pid"] == pid)
-        .map(|fd| fd["fd"].as_i64().unwrap())
-        .collect();
+    let got = report_fd_numbers(&report, pid);
     assert!(want.len() > 1000, "{} fds open", want.len());
     assert_eq!(got, want, "fdtrace's open set differs from /proc");
     w.send("exit");

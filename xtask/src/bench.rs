@@ -24,7 +24,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use crate::{cargo, setup, sh};
+use crate::setup;
 
 pub const WORKLOADS: [&str; 4] = ["connect", "accept", "open", "mix"];
 
@@ -89,20 +89,7 @@ pub fn run(ws: &Path, opts: &Opts) -> Result<()> {
     let start = Instant::now();
     setup::ebpf_toolchain()?;
     setup::packages(&[("strace", "strace"), ("bpftrace", "bpftrace")])?;
-    sh(cargo().current_dir(ws).args([
-        "build",
-        "--release",
-        "-p",
-        "fdtrace",
-        "-p",
-        "fdtrace-tests",
-        "--bin",
-        "fdtrace",
-        "--bin",
-        "loadgen",
-        "--bin",
-        "fdstress",
-    ]))?;
+    crate::build_release(ws, &["loadgen", "fdstress"])?;
     let bins = Bins {
         fdtrace: ws.join("target/release/fdtrace"),
         loadgen: ws.join("target/release/loadgen"),

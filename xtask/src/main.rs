@@ -208,9 +208,10 @@ pub fn as_root(program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
-fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
-    setup::ebpf_toolchain()?;
-    sh(cargo().current_dir(ws).args([
+/// Builds fdtrace and the named programs of `tests/src/bin`, release.
+pub fn build_release(ws: &Path, workloads: &[&str]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.current_dir(ws).args([
         "build",
         "--release",
         "-p",
@@ -219,9 +220,16 @@ fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
         "fdtrace-tests",
         "--bin",
         "fdtrace",
-        "--bin",
-        "leaky",
-    ]))?;
+    ]);
+    for w in workloads {
+        cmd.args(["--bin", w]);
+    }
+    sh(&mut cmd)
+}
+
+fn run_fdtrace(ws: &Path, mut args: Vec<String>) -> Result<()> {
+    setup::ebpf_toolchain()?;
+    build_release(ws, &["leaky"])?;
     let fdtrace = ws.join("target/release/fdtrace");
     // A pid, a --comm name or a command to launch (`-- CMD`): no example.
     let has_target = args.iter().any(|a| {
