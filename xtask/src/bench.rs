@@ -384,14 +384,23 @@ fn stop(mut a: Attached, sample: &mut Sample, cpu_before: Option<f64>) -> Result
     sample.hwm_kb = hwm_kb(pid);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let sent = Instant::now();
+    let mut resent = sent;
     loop {
         if a.child.try_wait()?.is_some() {
             break;
         }
-        if Instant::now() > deadline {
+        if sent.elapsed() > Duration::from_secs(60) {
             let _ = a.child.kill();
             bail!("{} (pid {pid}) did not stop within 60 s of SIGINT", a.label);
+        }
+        // bpftrace 0.17 sometimes loses a SIGINT that arrives soon after
+        // its BEGIN probe ran (it then waits in epoll_wait for good); a
+        // second one stops it.
+        if resent.elapsed() > Duration::from_secs(5) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGINT) };
+            resent = Instant::now();
         }
         thread::sleep(Duration::from_millis(20));
     }
