@@ -26,6 +26,13 @@ impl Clock {
         Clock { offset_ns: wall - mono, tz_offset_s: local_utc_offset() }
     }
 
+    /// A clock with a given offset and time zone (tests: output that does
+    /// not depend on when or where it runs).
+    #[cfg(test)]
+    pub fn fixed(offset_ns: i128, tz_offset_s: i64) -> Clock {
+        Clock { offset_ns, tz_offset_s }
+    }
+
     pub fn unix_ns(&self, mono_ns: u64) -> i128 {
         mono_ns as i128 + self.offset_ns
     }

@@ -20,6 +20,8 @@ mod events;
 mod filter;
 mod generate;
 mod golang;
+#[cfg(test)]
+mod golden;
 mod launch;
 mod ledger;
 mod live;

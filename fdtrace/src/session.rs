@@ -656,7 +656,12 @@ impl<W: Write> Session<'_, W> {
 /// Whether an event line passes `--kind`/`--port`/`--remote`/`--state`.
 /// Lines about processes (fork, exec, exit) always do; a line's socket
 /// state is the last one the kernel reported for its fd.
-fn shown(filter: &Filter, ledger: &Ledger, effects: &[Effect], line: &crate::stream::Line) -> bool {
+pub(crate) fn shown(
+    filter: &Filter,
+    ledger: &Ledger,
+    effects: &[Effect],
+    line: &crate::stream::Line,
+) -> bool {
     if *filter == Filter::default() || matches!(line.event.as_str(), "fork" | "exec" | "exit") {
         return true;
     }
