@@ -197,6 +197,39 @@ fn events() -> Vec<Event> {
     ));
     e.push(ev(4 * S + 3, CHILD, Body::Exec { filename: "/usr/bin/worker".into(), old_tid: CHILD }));
     e.push(ev(6 * S, CHILD, Body::Exit { code: 256 }));
+    // Lines that only the event stream shows: a close of an fd fdtrace
+    // does not know, an open whose entry was not seen, a non-blocking
+    // connect in progress, a failed listen, TCP's close, a fork sharing
+    // the table (not followed).
+    e.push(ev(7 * S, PID, Body::Close { fd: 99 }));
+    e.push(ev(
+        7 * S + 1,
+        PID,
+        Body::Open(Open { missed_entry: true, src_fd: Some(8), ..open(Syscall::Accept, 22, 2) }),
+    ));
+    e.push(ev(7 * S + 2, PID, tcp(23, 1)));
+    e.push(ev(
+        7 * S + 3,
+        PID,
+        sock_call(SockOp::Connect, 23, -115, inet("10.0.0.1:80"), inet("10.0.0.2:40023")),
+    ));
+    e.push(ev(7 * S + 4, PID, sock_call(SockOp::Listen, 23, -22, None, None)));
+    e.push(ev(
+        7 * S + 5,
+        PID,
+        Body::SockState(SockStateChange {
+            source: SockSource::TcpClose,
+            fd: None,
+            old: None,
+            new: Some(TcpState::CloseWait),
+            sk: 0xffff_0017,
+            local: inet("10.0.0.2:40023"),
+            remote: inet("10.0.0.1:80"),
+        }),
+    ));
+    e.push(ev(7 * S + 6, PID, Body::Close { fd: 23 }));
+    e.push(ev(7 * S + 7, PID, Body::Fork { child: 102, shares_files: true, followed: false }));
+    e.push(ev(7 * S + 8, PID, sock_call(SockOp::Bind, 22, -98, inet("0.0.0.0:8080"), None)));
     // Too young to count at the report.
     e.push(ev(9 * S + S / 2, PID, tcp(16, 1)));
     e
