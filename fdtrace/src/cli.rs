@@ -5,10 +5,10 @@ use clap::Parser;
 
 use crate::{
     attach::AttachMode,
-    events::FdKind,
+    events::{FdKind, TcpState},
     filter::{self, Cidr, Filter},
-    live::ColorChoice,
-    stream::Format,
+    sinks::status::ColorChoice,
+    sinks::Format,
 };
 
 pub const EXAMPLES: &str = "\
@@ -111,7 +111,7 @@ pub struct TraceArgs {
 
     /// Only sockets in this TCP state (ESTABLISHED, CLOSE_WAIT, LISTEN, ...). Repeatable.
     #[arg(long = "state", value_name = "STATE", value_parser = filter::parse_state)]
-    pub states: Vec<&'static str>,
+    pub states: Vec<TcpState>,
 
     /// Show at most this many groups (stacks) per report.
     #[arg(short, long, value_name = "N", default_value_t = 10)]
@@ -307,7 +307,7 @@ mod tests {
         .unwrap();
         let f = cli.trace.report_filter();
         assert_eq!(f.kind_names(), ["pipe", "file"]);
-        assert_eq!((f.ports.as_slice(), f.states.as_slice()), (&[80u16][..], &["CLOSE_WAIT"][..]));
+        assert_eq!((f.ports.as_slice(), f.states.as_slice()), (&[80u16][..], &[TcpState::CloseWait][..]));
         assert_eq!(f.remotes, [Cidr::parse("10.0.0.0/8").unwrap()]);
         assert_eq!(
             Cli::try_parse_from(["fdtrace", "-p", "1", "-a"]).unwrap().trace.report_filter().kinds,

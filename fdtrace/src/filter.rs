@@ -1,13 +1,13 @@
 //! Which fds reports and event lines show: `--kind`/`--all-fds`, `--port`,
-//! `--remote ADDR[/PREFIX]`, `--state`. Pure: matched on what the report or
-//! the event line already says about an fd.
+//! `--remote ADDR[/PREFIX]`, `--state`. Pure: matched on typed facts about
+//! an fd (its kind, addresses, TCP state), before anything is rendered.
 //!
 //! Within one option the values are alternatives (`--port 80 --port 443`:
 //! either); different options must all match. `--port`, `--remote` and
 //! `--state` only match sockets.
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use crate::events::{FdKind, TcpState};
+use crate::events::{Addr, FdKind, TcpState};
 
 /// A peer address prefix: `10.0.0.0/8`, `::1`, `127.0.0.1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +64,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Parses a TCP state name as `ss` and fdtrace print them
 /// (`ESTABLISHED`, `close-wait`, `CLOSE_WAIT`, `listen`).
-pub fn parse_state(s: &str) -> Result<&'static str, String> {
+pub fn parse_state(s: &str) -> Result<TcpState, String> {
     let want = s.trim().to_ascii_uppercase().replace('-', "_");
-    (1..=12).filter_map(TcpState::from_u8).map(TcpState::name).find(|n| *n == want).ok_or_else(|| {
+    TcpState::from_name(&want).ok_or_else(|| {
         format!("`{s}` is not a TCP state (ESTABLISHED, CLOSE_WAIT, LISTEN, TIME_WAIT, SYN_SENT, ...)")
     })
 }
@@ -81,14 +81,14 @@ pub fn parse_kind(s: &str) -> Result<FdKind, String> {
     })
 }
 
-/// What the filter looks at, as reports and event lines show an fd.
+/// What the filter looks at: what is known of an fd.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Facts<'a> {
-    /// [`FdKind::name`]; `None` for lines that are not about an fd.
-    pub kind: Option<&'a str>,
-    pub local: Option<&'a str>,
-    pub remote: Option<&'a str>,
-    pub state: Option<&'a str>,
+    /// `None` for lines that are not about an fd.
+    pub kind: Option<FdKind>,
+    pub local: Option<&'a Addr>,
+    pub remote: Option<&'a Addr>,
+    pub state: Option<TcpState>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -97,8 +97,7 @@ pub struct Filter {
     pub kinds: Option<Vec<FdKind>>,
     pub ports: Vec<u16>,
     pub remotes: Vec<Cidr>,
-    /// [`TcpState::name`]s.
-    pub states: Vec<&'static str>,
+    pub states: Vec<TcpState>,
 }
 
 impl Filter {
@@ -120,17 +119,20 @@ impl Filter {
             return false;
         };
         if let Some(kinds) = &self.kinds {
-            if !kinds.iter().any(|k| k.name() == kind) {
+            if !kinds.contains(&kind) {
                 return false;
             }
         }
         if !self.restricts_sockets() {
             return true;
         }
-        if kind != FdKind::Socket.name() {
+        if kind != FdKind::Socket {
             return false;
         }
-        let inet = |a: Option<&str>| a.and_then(|a| a.parse::<SocketAddr>().ok());
+        let inet = |a: Option<&Addr>| match a {
+            Some(Addr::Inet(a)) => Some(*a),
+            _ => None,
+        };
         let (local, remote) = (inet(f.local), inet(f.remote));
         if !self.ports.is_empty()
             && ![local, remote].iter().flatten().any(|a| a.port() != 0 && self.ports.contains(&a.port()))
@@ -153,8 +155,15 @@ impl Filter {
 mod tests {
     use super::*;
 
-    fn sock<'a>(local: &'a str, remote: Option<&'a str>, state: &'a str) -> Facts<'a> {
-        Facts { kind: Some("socket"), local: Some(local), remote, state: Some(state) }
+    /// Facts about a socket (the addresses are leaked: tests only).
+    fn sock(local: &str, remote: Option<&str>, state: &str) -> Facts<'static> {
+        let addr = |s: &str| -> &'static Addr { Box::leak(Box::new(Addr::Inet(s.parse().unwrap()))) };
+        Facts {
+            kind: Some(FdKind::Socket),
+            local: Some(addr(local)),
+            remote: remote.map(addr),
+            state: Some(parse_state(state).unwrap()),
+        }
     }
 
     #[test]
@@ -176,8 +185,8 @@ mod tests {
 
     #[test]
     fn states_and_kinds_parse_loosely() {
-        assert_eq!(parse_state("close-wait"), Ok("CLOSE_WAIT"));
-        assert_eq!(parse_state("LISTEN"), Ok("LISTEN"));
+        assert_eq!(parse_state("close-wait"), Ok(TcpState::CloseWait));
+        assert_eq!(parse_state("LISTEN"), Ok(TcpState::Listen));
         assert!(parse_state("OPEN").is_err());
         assert_eq!(parse_kind("Sockets"), Ok(FdKind::Socket));
         assert_eq!(parse_kind("pipe"), Ok(FdKind::Pipe));
@@ -193,8 +202,8 @@ mod tests {
         assert!(f.matches(&sock("10.0.0.2:51000", Some("1.2.3.4:443"), "ESTABLISHED")));
         assert!(f.matches(&sock("0.0.0.0:443", None, "LISTEN")));
         assert!(!f.matches(&sock("10.0.0.2:51000", Some("1.2.3.4:80"), "ESTABLISHED")));
-        assert!(!f.matches(&Facts { kind: Some("file"), ..Facts::default() }));
-        assert!(!f.matches(&Facts { kind: Some("socket"), ..Facts::default() }), "address unknown");
+        assert!(!f.matches(&Facts { kind: Some(FdKind::File), ..Facts::default() }));
+        assert!(!f.matches(&Facts { kind: Some(FdKind::Socket), ..Facts::default() }), "address unknown");
     }
 
     #[test]
@@ -202,7 +211,7 @@ mod tests {
         let f = Filter {
             kinds: Some(vec![FdKind::Socket]),
             remotes: vec![Cidr::parse("127.0.0.0/8").unwrap()],
-            states: vec!["CLOSE_WAIT", "ESTABLISHED"],
+            states: vec![TcpState::CloseWait, TcpState::Established],
             ..Filter::default()
         };
         assert!(f.matches(&sock("127.0.0.1:5", Some("127.0.0.1:80"), "CLOSE_WAIT")));
@@ -215,11 +224,11 @@ mod tests {
     #[test]
     fn kinds_alone_select_kinds() {
         let all = Filter::default();
-        assert!(all.matches(&Facts { kind: Some("pipe"), ..Facts::default() }));
+        assert!(all.matches(&Facts { kind: Some(FdKind::Pipe), ..Facts::default() }));
         assert!(!all.matches(&Facts::default()), "not an fd");
         assert_eq!(all.kind_names(), ["all"]);
         let f = Filter { kinds: Some(vec![FdKind::Pipe, FdKind::File]), ..Filter::default() };
-        assert!(f.matches(&Facts { kind: Some("file"), ..Facts::default() }));
+        assert!(f.matches(&Facts { kind: Some(FdKind::File), ..Facts::default() }));
         assert!(!f.matches(&sock("1.2.3.4:5", None, "LISTEN")));
         assert_eq!(f.kind_names(), ["pipe", "file"]);
     }

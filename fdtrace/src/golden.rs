@@ -5,7 +5,7 @@
 //! files in `golden/`. A change to any format shows up here as a diff;
 //! when it is meant, regenerate them with `FDTRACE_BLESS=1 cargo test -p
 //! fdtrace golden` and review the diff.
-use std::{collections::HashMap, path::PathBuf};
+use std::path::PathBuf;
 
 use crate::{
     clock::Clock,
@@ -14,9 +14,10 @@ use crate::{
         StackId, StackRef, Syscall, TcpState,
     },
     filter::{Cidr, Filter},
+    host::{SocketView, Sockets},
     ledger::{Effect, FdDesc, Ledger, ProcFd},
-    report::{self, Header, Options, SockState},
-    stream::{Format, Printer},
+    report::{self, Head, Limits, Options, SessionInfo, Stats, TargetInfo},
+    sinks::lines::{lines, Format, Printer},
     symbolize::{Frame, Resolved, Stacks},
 };
 
@@ -340,13 +341,11 @@ fn ledger() -> (Ledger, Vec<(Event, Vec<Effect>)>) {
     (l, applied)
 }
 
-fn header() -> Header {
-    Header {
+fn info() -> SessionInfo {
+    SessionInfo {
         pid: PID,
         comm: "app".into(),
         started_ns: 0,
-        now_ns: 10 * S,
-        is_final: true,
         tier: "tracepoint".into(),
         hooks: [
             ("fd close", "tracepoint"),
@@ -357,81 +356,64 @@ fn header() -> Header {
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect(),
-        events: 321,
-        lost_events: 0,
-        stacks_failed: 1,
-        partial_events: [("missed_entry", 2)].into_iter().collect(),
-        missed_open: 0,
-        missed_close: 1,
-        reconciled: true,
         notes: vec!["pid 100: a note about the session".into()],
         origin_notes: vec!["pid 100: go1.19.8: the runtime does not record a goroutine's parent".into()],
-        targets: vec![(PID, "app".into())],
+        targets: vec![TargetInfo { pid: PID, comm: "app".into() }],
     }
 }
 
-fn states() -> HashMap<(u32, i32), SockState> {
-    let mut m = HashMap::new();
-    m.insert(
-        (PID, 5),
-        SockState {
-            state: Some(TcpState::Established),
-            local: inet("10.0.0.2:40005"),
-            remote: inet("10.0.0.1:80"),
-            idle_ms: Some(12_500),
-        },
-    );
-    m.insert(
-        (PID, 6),
-        SockState {
-            state: Some(TcpState::CloseWait),
-            local: inet("10.0.0.2:40006"),
-            remote: inet("10.0.0.1:80"),
-            idle_ms: Some(2_500),
-        },
-    );
-    m.insert(
-        (PID, 3),
-        SockState {
-            state: Some(TcpState::Established),
-            local: inet("10.0.0.2:39000"),
-            remote: inet("10.0.0.1:80"),
-            idle_ms: None,
-        },
-    );
-    m.insert(
-        (PID, 8),
-        SockState { state: Some(TcpState::Listen), local: inet("0.0.0.0:8080"), remote: None, idle_ms: None },
-    );
-    m
+fn stats() -> Stats {
+    Stats {
+        events: 321,
+        lost_events: 0,
+        stacks_failed: 1,
+        partial_events: [("missed_entry".to_string(), 2)].into_iter().collect(),
+        missed_open: 0,
+        missed_close: 1,
+    }
+}
+
+fn sockets() -> Sockets {
+    let view = |state, local: &str, remote: Option<&str>, idle_ms| SocketView {
+        inode: 0,
+        spec: None,
+        state: Some(state),
+        local: inet(local),
+        remote: remote.and_then(inet),
+        idle_ms,
+        queues: None,
+    };
+    [
+        ((PID, 5), view(TcpState::Established, "10.0.0.2:40005", Some("10.0.0.1:80"), Some(12_500))),
+        ((PID, 6), view(TcpState::CloseWait, "10.0.0.2:40006", Some("10.0.0.1:80"), Some(2_500))),
+        ((PID, 3), view(TcpState::Established, "10.0.0.2:39000", Some("10.0.0.1:80"), None)),
+        ((PID, 8), view(TcpState::Listen, "0.0.0.0:8080", None, None)),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// Reports of the session: sockets with the defaults; every kind with a
 /// small --top and --fds-per-group; a --port/--state filter.
 fn reports() -> Vec<(&'static str, report::Report)> {
     let (l, _) = ledger();
-    let s = stacks();
-    let sockets = Options {
-        min_age_ns: S,
-        filter: Filter { kinds: Some(vec![FdKind::Socket]), ..Filter::default() },
-        top: 10,
-        fds_per_group: 1000,
+    let (s, info, stats, views) = (stacks(), info(), stats(), sockets());
+    let head = Head { info: &info, stats: &stats, now_ns: 10 * S, is_final: true };
+    let sockets_only = Filter { kinds: Some(vec![FdKind::Socket]), ..Filter::default() };
+    let filtered = Filter {
+        kinds: Some(vec![FdKind::Socket]),
+        ports: vec![80, 443],
+        states: vec![TcpState::Established, TcpState::CloseWait, TcpState::SynSent],
+        remotes: vec![Cidr::parse("10.0.0.0/8").expect("cidr"), Cidr::parse("fd00::/8").expect("cidr")],
     };
-    let all = Options { filter: Filter::default(), top: 4, fds_per_group: 2, ..sockets.clone() };
-    let filtered = Options {
-        filter: Filter {
-            kinds: Some(vec![FdKind::Socket]),
-            ports: vec![80, 443],
-            states: vec!["ESTABLISHED", "CLOSE_WAIT", "SYN_SENT"],
-            remotes: vec![Cidr::parse("10.0.0.0/8").expect("cidr"), Cidr::parse("fd00::/8").expect("cidr")],
-        },
-        ..sockets.clone()
+    let report = |filter: Filter, limits: Limits| {
+        report::build(head, &Options { min_age_ns: S, filter }, &l, &s, &views).limited(limits)
     };
-    let h = header();
+    let defaults = Limits { top: 10, fds_per_group: 1000 };
     vec![
-        ("sockets", report::build(&h, &sockets, &l, &s, &states())),
-        ("all", report::build(&h, &all, &l, &s, &states())),
-        ("filtered", report::build(&h, &filtered, &l, &s, &states())),
+        ("sockets", report(sockets_only, defaults)),
+        ("all", report(Filter::default(), Limits { top: 4, fds_per_group: 2 })),
+        ("filtered", report(filtered, defaults)),
     ]
 }
 
@@ -445,8 +427,11 @@ fn event_lines(format: Format, filter: &Filter) -> String {
         for (e, _) in applied {
             let mut fx = vec![];
             l.apply(&e, &mut fx);
-            let keep = |line: &crate::stream::Line| crate::session::shown(filter, &l, &fx, line);
-            p.event(&e, &fx, keep).expect("writing to memory");
+            for line in lines(&e, &fx) {
+                if line.shown(filter, &l, &fx) {
+                    p.line(&line).expect("writing to memory");
+                }
+            }
         }
     }
     String::from_utf8(out).expect("utf-8")
@@ -513,6 +498,6 @@ fn event_lines_are_unchanged() {
         remotes: vec![],
     };
     check("events-filtered.jsonl", &event_lines(Format::Json, &f));
-    let f = Filter { states: vec!["SYN_SENT", "LISTEN"], ..Filter::default() };
+    let f = Filter { states: vec![TcpState::SynSent, TcpState::Listen], ..Filter::default() };
     check("events-by-state.jsonl", &event_lines(Format::Json, &f));
 }

@@ -1,41 +1,12 @@
-//! fdtrace: find the file descriptors a process opens and never closes.
-//!
-//! The data flows kernel → ring buffer → decoded events → ledger →
-//! report/stream:
-//! - [`attach`]: capability checks, tiers, loading and attaching;
-//! - [`events`]: ring-buffer records decoded into Rust types;
-//! - [`ledger`]: pairing opens with closes (pure);
-//! - [`procfs`]: `/proc` baseline and socket details;
-//! - [`symbolize`]: user stacks → function, file:line;
-//! - [`report`]: unclosed fds grouped by stack (text, JSON);
-//! - [`stream`]: live event lines;
-//! - [`session`]: the loop that ties them together;
-//! - [`launch`]: starting a command to trace from its first instruction;
-//! - [`filter`]: which fds reports and event lines show.
-mod attach;
-mod check;
-mod cli;
-mod clock;
-mod events;
-mod filter;
-mod generate;
-mod golang;
-#[cfg(test)]
-mod golden;
-mod launch;
-mod ledger;
-mod live;
-mod pictures;
-mod procfs;
-mod report;
-mod session;
-mod sockdiag;
-mod stream;
-mod symbolize;
-
+//! The fdtrace command: parse the command line, then hand over to the
+//! library (see `lib.rs` for how the parts fit together).
 use std::process::ExitCode;
 
 use clap::Parser;
+use fdtrace::{
+    attach, check, cli, generate,
+    session::{self, launch},
+};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -89,20 +60,6 @@ fn main() -> ExitCode {
                 Some(launch) => ExitCode::from(launch.exit_code()),
                 None => ExitCode::FAILURE,
             }
-        }
-    }
-}
-
-/// Shared by the seeded fuzz tests.
-#[cfg(test)]
-mod fuzz {
-    /// A xorshift64 generator: deterministic input for fuzz loops.
-    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
         }
     }
 }

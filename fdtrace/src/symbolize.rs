@@ -16,12 +16,12 @@ use blazesym::symbolize::{
     source::{Elf, Process, Source},
     Input, Symbolized, Symbolizer as Blaze,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::events::{StackId, StackRef};
+use crate::events::{RawStacks, StackId, StackRef};
 
 /// One frame of a user stack.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Frame {
     pub function: Option<String>,
     pub file: Option<String>,
@@ -88,10 +88,7 @@ pub struct Stacks {
     blaze: Blaze,
     resolved: HashMap<(u32, StackRef), Resolved>,
     /// Raw frames by stack id (ids are global to the stack map).
-    raw: HashMap<u32, Arc<[u64]>>,
-    /// Stacks that came inline, interned: key - 1 indexes `inline`.
-    inline: Vec<Arc<[u64]>>,
-    inline_keys: HashMap<Arc<[u64]>, u32>,
+    raw: HashMap<StackId, Arc<[u64]>>,
     /// Each process's mappings as last read: a process that exited before
     /// its stacks were resolved (a short command in launch mode) is
     /// symbolized from the files they name.
@@ -111,23 +108,9 @@ impl Stacks {
             blaze: Blaze::new(),
             resolved: HashMap::new(),
             raw: HashMap::new(),
-            inline: Vec::new(),
-            inline_keys: HashMap::new(),
             maps: HashMap::new(),
             symbolize_errors: 0,
         }
-    }
-
-    /// The key of an inline stack (equal frames, equal key).
-    pub fn intern_inline(&mut self, frames: Vec<u64>) -> u32 {
-        let frames: Arc<[u64]> = frames.into();
-        if let Some(&key) = self.inline_keys.get(&frames) {
-            return key;
-        }
-        self.inline.push(frames.clone());
-        let key = self.inline.len() as u32;
-        self.inline_keys.insert(frames, key);
-        key
     }
 
     /// Stacks resolved so far.
@@ -144,22 +127,17 @@ impl Stacks {
         self.resolved.get(&(tgid, stack))
     }
 
-    /// Resolves a stack of a live process; `lookup` reads the stack map.
-    pub fn resolve(&mut self, tgid: u32, stack: StackRef, lookup: impl FnOnce(u32) -> Option<Vec<u64>>) {
+    /// Resolves a stack of a live process, its frames from `raw`.
+    pub fn resolve(&mut self, tgid: u32, stack: StackRef, raw: &dyn RawStacks) {
         if self.known(tgid, stack) {
             return;
         }
         let resolved = match stack.id {
             StackId::NotCaptured => Resolved::NotCaptured,
             StackId::Failed(errno) => Resolved::Failed(stack_errno(errno)),
-            StackId::InlinePending => Resolved::Failed("inline stack record missing".into()),
+            StackId::InlineMissing => Resolved::Failed("inline stack record missing".into()),
             StackId::Inline(_) | StackId::Id(_) => {
-                let raw = match stack.id {
-                    StackId::Inline(key) => self.inline.get(key as usize - 1).cloned(),
-                    StackId::Id(id) => self.raw_frames(id, lookup),
-                    _ => None,
-                };
-                match raw {
+                match self.raw_frames(stack.id, raw) {
                     None => Resolved::Failed("stack no longer in the stack map".into()),
                     Some(ips) => {
                         let mut ips = ips.to_vec();
@@ -191,11 +169,11 @@ impl Stacks {
         self.resolved.insert((tgid, stack), resolved);
     }
 
-    fn raw_frames(&mut self, id: u32, lookup: impl FnOnce(u32) -> Option<Vec<u64>>) -> Option<Arc<[u64]>> {
+    fn raw_frames(&mut self, id: StackId, raw: &dyn RawStacks) -> Option<Arc<[u64]>> {
         if let Some(r) = self.raw.get(&id) {
             return Some(r.clone());
         }
-        let r: Arc<[u64]> = lookup(id)?.into();
+        let r = raw.frames(id)?;
         self.raw.insert(id, r.clone());
         Some(r)
     }

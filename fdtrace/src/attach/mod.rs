@@ -552,10 +552,10 @@ impl Tracer {
         }
     }
 
-    /// The frames of a user stack, innermost first.
-    pub fn stack(&self, id: u32) -> Option<Vec<u64>> {
-        let trace = self.stacks.as_ref()?.get(&id, 0).ok()?;
-        Some(trace.frames().iter().map(|f| f.ip).collect())
+    /// The stack map, for the events' reader (`None` once taken, or when
+    /// the object has none).
+    pub fn take_stacks(&mut self) -> Option<StackTraceMap<MapData>> {
+        self.stacks.take()
     }
 }
 

@@ -6,7 +6,7 @@ use aya::{
 };
 
 use super::{btf::Btf, Error};
-use crate::procfs;
+use crate::host::procfs;
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;

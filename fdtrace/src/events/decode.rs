@@ -1,4 +1,6 @@
-//! Ring-buffer records → [`Event`]s.
+//! Ring-buffer records → [`Record`]s: an [`Event`], or a stack sent
+//! inline for the same thread's next event (which [`super::assemble`]
+//! joins to it).
 //!
 //! Records are read field by field with `bytes::Buf` in the order of their
 //! `#[repr(C)]` declaration in `fdtrace-common` (native endianness, as the
@@ -41,8 +43,19 @@ pub enum DecodeError {
 
 const HEADER_SIZE: usize = size_of::<fdtrace_common::Header>();
 
+/// One decoded ring-buffer record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// `stack_follows`: the event's stack was sent inline, in the
+    /// [`Record::Stack`] just before it from the same thread; until joined
+    /// its stack id is [`StackId::InlineMissing`].
+    Event { event: Event, stack_follows: bool },
+    /// A user stack (innermost first) for thread `tid`'s next event.
+    Stack { tid: u32, frames: Vec<u64> },
+}
+
 /// Decodes one ring-buffer record.
-pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+pub fn decode(record: &[u8]) -> Result<Record, DecodeError> {
     if record.len() < HEADER_SIZE {
         return Err(DecodeError::NoHeader(record.len(), HEADER_SIZE));
     }
@@ -61,6 +74,14 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
 
     let body = match kind {
         EventKind::FdOpen => Body::Open(open(&mut b)?),
+        EventKind::Stack => {
+            let n = b.get_u32_ne() as usize;
+            let _pad = b.get_u32_ne();
+            if n > fdtrace_common::STACK_DEPTH || n * 8 > b.remaining() {
+                return Err(DecodeError::BadField { kind, field: "nframes", value: n as u64 });
+            }
+            return Ok(Record::Stack { tid, frames: (0..n).map(|_| b.get_u64_ne()).collect() });
+        }
         EventKind::Close => Body::Close { fd: b.get_i32_ne() },
         EventKind::CloseRange => {
             Body::CloseRange { first: b.get_u32_ne(), last: b.get_u32_ne(), flags: b.get_u32_ne() }
@@ -86,17 +107,10 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             Body::Exec { filename: String::from_utf8_lossy(filename).into_owned(), old_tid }
         }
         EventKind::Exit => Body::Exit { code: b.get_u32_ne() },
-        EventKind::Stack => {
-            let n = b.get_u32_ne() as usize;
-            let _pad = b.get_u32_ne();
-            if n > fdtrace_common::STACK_DEPTH || n * 8 > b.remaining() {
-                return Err(DecodeError::BadField { kind, field: "nframes", value: n as u64 });
-            }
-            Body::UserStack((0..n).map(|_| b.get_u64_ne()).collect())
-        }
         EventKind::SockState => Body::SockState(sock_state(&mut b)?),
     };
-    Ok(Event { ts_ns, tgid, tid, comm: Comm(comm), body })
+    let stack_follows = matches!(&body, Body::Open(o) if o.stack.id == StackId::InlineMissing);
+    Ok(Record::Event { event: Event { ts_ns, tgid, tid, comm: Comm(comm), body }, stack_follows })
 }
 
 fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
@@ -155,7 +169,7 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
         stack: StackRef {
             id: match stack_id {
                 STACK_NOT_CAPTURED => StackId::NotCaptured,
-                STACK_INLINE => StackId::InlinePending,
+                STACK_INLINE => StackId::InlineMissing,
                 id if id >= 0 => StackId::Id(id as u32),
                 err => StackId::Failed(err),
             },
@@ -322,6 +336,14 @@ mod tests {
         }
     }
 
+    /// The event of a record that must decode to one.
+    fn event(bytes: &[u8]) -> Event {
+        match decode(bytes) {
+            Ok(Record::Event { event, .. }) => event,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
     fn path_buf(s: &[u8]) -> [u8; PATH_CAP] {
         let mut p = [0u8; PATH_CAP];
         p[..s.len()].copy_from_slice(s);
@@ -360,7 +382,7 @@ mod tests {
 
     #[test]
     fn open_round_trips_with_its_path() {
-        let ev = decode(&wire(&fd_open(), Some(10))).unwrap();
+        let ev = event(&wire(&fd_open(), Some(10)));
         assert_eq!((ev.tgid, ev.tid, ev.ts_ns), (100, 101, 5_000));
         assert_eq!(ev.comm.as_str(), "curl");
         let Body::Open(o) = ev.body else { panic!("not an open: {ev:?}") };
@@ -385,7 +407,7 @@ mod tests {
             addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         };
         r.local = SockAddr { port: 40000, ..r.remote };
-        let Body::Open(o) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
+        let Body::Open(o) = event(&wire(&r, Some(0))).body else { panic!() };
         assert_eq!(o.remote, Some(Addr::Inet("127.0.0.1:9901".parse().unwrap())));
         assert_eq!(o.local, Some(Addr::Inet("127.0.0.1:40000".parse().unwrap())));
         assert_eq!(o.src_fd, Some(3));
@@ -400,7 +422,7 @@ mod tests {
         r.path_len = 0;
         r.stack_id = -14;
         r.caller_ip = 0;
-        let Body::Open(o) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
+        let Body::Open(o) = event(&wire(&r, Some(0))).body else { panic!() };
         assert_eq!(o.socket.unwrap().label(), "tcp6");
         assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None, at_entry: false });
     }
@@ -423,20 +445,20 @@ mod tests {
             _pad2: [0; 6],
             path: path_buf(b"/run/x.sock\0\0"),
         };
-        let Body::Sock(s) = decode(&wire(&r, Some(13))).unwrap().body else { panic!() };
+        let Body::Sock(s) = event(&wire(&r, Some(13))).body else { panic!() };
         assert_eq!((s.op, s.fd, s.ret), (SockOp::Connect, 4, -115));
         assert_eq!(s.addr, Some(Addr::Unix("/run/x.sock".into())));
 
         r.path = path_buf(b"\0abstract");
         r.path_len = 9;
-        let Body::Sock(s) = decode(&wire(&r, Some(9))).unwrap().body else { panic!() };
+        let Body::Sock(s) = event(&wire(&r, Some(9))).body else { panic!() };
         assert_eq!(s.addr, Some(Addr::Unix("@abstract".into())));
 
         let mut ip6 = [0u8; 16];
         ip6[15] = 1;
         r.addr = SockAddr { family: AF_INET6, port: 443, scope_id: 0, addr: ip6 };
         r.path_len = 0;
-        let Body::Sock(s) = decode(&wire(&r, Some(0))).unwrap().body else { panic!() };
+        let Body::Sock(s) = event(&wire(&r, Some(0))).body else { panic!() };
         assert_eq!(s.addr, Some(Addr::Inet("[::1]:443".parse().unwrap())));
     }
 
@@ -488,7 +510,7 @@ mod tests {
             ),
         ];
         for (bytes, body) in cases {
-            assert_eq!(decode(&bytes).unwrap().body, body);
+            assert_eq!(event(&bytes).body, body);
         }
     }
 
@@ -503,13 +525,14 @@ mod tests {
         rec.frames[..3].copy_from_slice(&[0x10, 0x20, 0x30]);
         let bytes = wire(&rec, None);
         let sent = &bytes[..48 + 3 * 8];
-        assert_eq!(decode(sent).unwrap().body, Body::UserStack(vec![0x10, 0x20, 0x30]));
+        assert_eq!(decode(sent).unwrap(), Record::Stack { tid: 101, frames: vec![0x10, 0x20, 0x30] });
         rec.nframes = 4;
         assert!(decode(&wire(&rec, None)[..48 + 3 * 8]).is_err(), "claims more frames than sent");
         let mut r = fd_open();
         r.stack_id = STACK_INLINE;
-        let Body::Open(o) = decode(&wire(&r, Some(10))).unwrap().body else { panic!() };
-        assert_eq!(o.stack.id, StackId::InlinePending);
+        let Ok(Record::Event { event, stack_follows: true }) = decode(&wire(&r, Some(10))) else { panic!() };
+        let Body::Open(o) = event.body else { panic!() };
+        assert_eq!(o.stack.id, StackId::InlineMissing, "until its stack is joined");
     }
 
     #[test]
@@ -530,7 +553,7 @@ mod tests {
             },
             remote: SockAddr::default(),
         };
-        let Body::SockState(c) = decode(&wire(&ss, None)).unwrap().body else { panic!() };
+        let Body::SockState(c) = event(&wire(&ss, None)).body else { panic!() };
         assert_eq!(
             (c.source, c.fd, c.old, c.new, c.sk),
             (SockSource::TcpClose, None, None, Some(TcpState::CloseWait), ss.sk)
@@ -544,7 +567,7 @@ mod tests {
         r.syscall = Syscall::Recvmsg as u16;
         r.kind_hint = kind_hint::SOCKET;
         r.sk = 0x1000;
-        let Body::Open(o) = decode(&wire(&r, Some(10))).unwrap().body else { panic!() };
+        let Body::Open(o) = event(&wire(&r, Some(10))).body else { panic!() };
         assert_eq!((o.kind(), o.sk), (Some(FdKind::Socket), Some(0x1000)));
     }
 
@@ -561,7 +584,7 @@ mod tests {
         }
         let mut next = crate::fuzz::xorshift(0x9e37_79b9_7f4a_7c15);
         let (mut ok, mut errors) = (0, 0);
-        let mut tally = |r: Result<Event, DecodeError>| match r {
+        let mut tally = |r: Result<Record, DecodeError>| match r {
             Ok(_) => ok += 1,
             Err(_) => errors += 1,
         };

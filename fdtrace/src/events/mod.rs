@@ -1,13 +1,23 @@
-//! Events as the rest of fdtrace sees them: decoded from the ring buffer's
-//! wire records (`fdtrace-common`) into plain Rust types. Nothing past this
-//! module looks at wire layouts.
+//! Events as the rest of fdtrace sees them: whole domain events, decoded
+//! from the ring buffer's wire records (`fdtrace-common`) into plain Rust
+//! types. Nothing past this module looks at wire layouts.
+//!
+//! kernel → [`ring`] (records, as the kernel wrote them) → [`decode`]
+//! (one record, one [`Record`]) → [`assemble`] (a stack sent inline is
+//! attached to the event it belongs to) → [`Event`]s, read through
+//! [`Source`], which also hands out the raw frames of the stacks the events
+//! name ([`RawStacks`]).
+mod assemble;
 mod decode;
-pub mod reader;
+mod ring;
+mod source;
 
 use std::{fmt, net::SocketAddr};
 
-pub use decode::{decode, DecodeError};
+pub use assemble::StackTable;
+pub use decode::{decode, DecodeError, Record};
 pub use fdtrace_common::{SockOp, Syscall};
+pub use source::Source;
 
 /// One thing that happened in a traced process.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,9 +48,6 @@ pub enum Body {
     Exec { filename: String, old_tid: u32 },
     /// The last thread of the process exited.
     Exit { code: u32 },
-    /// The user stack of the thread's next event, sent inline because its
-    /// stack-map bucket was taken (innermost first).
-    UserStack(Vec<u64>),
     /// A TCP socket was connected, closed, or changed state.
     SockState(SockStateChange),
 }
@@ -114,6 +121,11 @@ impl TcpState {
             12 => NewSynRecv,
             _ => return None,
         })
+    }
+
+    /// The state [`TcpState::name`] names.
+    pub fn from_name(name: &str) -> Option<TcpState> {
+        (1..=12).filter_map(TcpState::from_u8).find(|s| s.name() == name)
     }
 
     pub fn name(self) -> &'static str {
@@ -233,15 +245,24 @@ pub struct StackRef {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackId {
+    /// Id in the kernel's stack map.
     Id(u32),
-    /// Sent inline in the [`Body::UserStack`] event before this one.
-    InlinePending,
-    /// An inline stack, interned by [`crate::symbolize::Stacks`].
+    /// A stack the kernel sent inline (its stack-map bucket held another
+    /// stack), interned by the [`StackTable`]: equal frames, equal key.
     Inline(u32),
+    /// Sent inline, but the record carrying it did not arrive.
+    InlineMissing,
     /// Stacks were not asked for (`--no-stacks`) or not applicable.
     NotCaptured,
     /// The kernel failed to capture it (negative errno).
     Failed(i32),
+}
+
+/// The raw frames (innermost first) of the stacks events name.
+pub trait RawStacks {
+    /// `None` when there are none: not captured, failed, or gone from the
+    /// stack map.
+    fn frames(&self, id: StackId) -> Option<std::sync::Arc<[u64]>>;
 }
 
 /// socket(2) arguments.
@@ -411,6 +432,70 @@ impl fmt::Debug for Comm {
 
 impl fmt::Display for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_str())
+        // `pad`: column widths (`{:<15}`) apply.
+        f.pad(&self.as_str())
+    }
+}
+
+/// Types written by name in fdtrace's JSON (`"socket"`, `"CLOSE_WAIT"`).
+pub trait Named: Sized + Copy + 'static {
+    fn name(self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+impl Named for FdKind {
+    fn name(self) -> &'static str {
+        FdKind::name(self)
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        FdKind::from_name(name)
+    }
+}
+
+impl Named for TcpState {
+    fn name(self) -> &'static str {
+        TcpState::name(self)
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        TcpState::from_name(name)
+    }
+}
+
+/// `#[serde(with = "crate::events::named")]` for [`Named`] types (and
+/// `named::option` for `Option`s of them).
+pub mod named {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::Named;
+
+    pub fn serialize<T: Named, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.name())
+    }
+
+    pub fn deserialize<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let name = String::deserialize(d)?;
+        T::from_name(&name).ok_or_else(|| D::Error::custom(format!("unknown name `{name}`")))
+    }
+
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use super::super::Named;
+
+        pub fn serialize<T: Named, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_some(v.name()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(name) => T::from_name(&name)
+                    .map(Some)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown name `{name}`"))),
+            }
+        }
     }
 }

@@ -199,7 +199,6 @@ impl Ledger {
             }
             Body::Exec { .. } => self.exec(tgid, table, ev.ts_ns, out),
             Body::Exit { code } => self.exit(tgid, *code, ev.ts_ns, out),
-            Body::UserStack(_) => {}
             Body::SockState(change) => self.sock_state(table, change),
         }
     }

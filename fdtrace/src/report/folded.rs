@@ -82,8 +82,8 @@ pub fn flamegraph(r: &Report, lines: &[(String, usize)]) -> io::Result<Vec<u8>> 
         r.unclosed,
         r.open_fds,
         r.elapsed_s,
-        r.events,
-        r.lost_events,
+        r.stats.events,
+        r.stats.lost_events,
         if r.complete { "" } else { " · DATA INCOMPLETE" }
     );
     let mut svg = vec![];

@@ -1,6 +1,6 @@
 //! Reports made by hand, for the tests of what renders them.
-use super::{Group, Peer, Report};
-use crate::symbolize::Frame;
+use super::{Group, Peer, Report, Stats};
+use crate::{events::TcpState, symbolize::Frame};
 
 pub fn frame(f: &str) -> Frame {
     Frame { function: Some(f.into()), file: None, line: None, module: Some("app".into()), offset: None }
@@ -26,7 +26,7 @@ pub fn group(stack: &[&str], spawned_by: &[&str], origin: &str, open: usize) -> 
 
 pub fn report(groups: Vec<Group>) -> Report {
     Report {
-        ty: "report",
+        ty: "report".into(),
         pid: 7,
         comm: "app".into(),
         pids: vec![7],
@@ -35,21 +35,17 @@ pub fn report(groups: Vec<Group>) -> Report {
         is_final: true,
         tier: "tracepoint".into(),
         hooks: Default::default(),
-        events: 10,
-        lost_events: 0,
-        stacks_failed: 0,
-        partial_events: Default::default(),
-        missed_open: 0,
-        missed_close: 0,
+        stats: Stats { events: 10, ..Stats::default() },
         complete: true,
         open_fds: 9,
         unclosed: groups.iter().map(|g| g.open).sum(),
         min_age_s: 1.0,
-        kinds: vec!["socket"],
+        kinds: vec!["socket".into()],
         groups,
         more_groups: 0,
         exited: vec![],
         notes: vec![],
+        origin_notes: vec![],
     }
 }
 
@@ -57,6 +53,7 @@ pub fn report(groups: Vec<Group>) -> Report {
 pub fn close_wait(n: usize) -> Group {
     let mut g = group(&["socket", "watch_feed", "main"], &[], "stack", n);
     g.growth_per_s = 1.5;
-    g.peers = vec![Peer { remote: "10.0.0.1:80".into(), state: Some("CLOSE_WAIT"), count: n, idle_s: None }];
+    g.peers =
+        vec![Peer { remote: "10.0.0.1:80".into(), state: Some(TcpState::CloseWait), count: n, idle_s: None }];
     g
 }

@@ -1,10 +1,47 @@
 //! Report building, Given/When/Then, on synthetic ledgers.
+use std::collections::HashMap;
+
 use super::*;
 use crate::{
-    events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockSpec, StackId, StackRef, Syscall},
+    events::{
+        Addr, Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockSpec, StackId, StackRef, Syscall,
+        TcpState,
+    },
+    filter::Filter,
+    host::{SocketView, Sockets},
     ledger::{Ledger, ProcFd},
-    symbolize::{Resolved, Stacks},
+    symbolize::{Frame, Resolved, Stacks},
 };
+
+/// What a report is made of in these tests: what counts, and how much an
+/// output shows of it.
+#[derive(Clone)]
+struct Opts {
+    min_age_ns: u64,
+    filter: Filter,
+    top: usize,
+    fds_per_group: usize,
+}
+
+/// The session facts a report header shows.
+#[derive(Clone, Default)]
+struct Header {
+    info: SessionInfo,
+    stats: Stats,
+    now_ns: u64,
+}
+
+/// A report as an output with `o`'s limits shows it.
+fn build(h: &Header, o: &Opts, l: &Ledger, s: &Stacks, sockets: &Sockets) -> Report {
+    let head = Head { info: &h.info, stats: &h.stats, now_ns: h.now_ns, is_final: true };
+    let opts = Options { min_age_ns: o.min_age_ns, filter: o.filter.clone() };
+    super::build(head, &opts, l, s, sockets).limited(Limits { top: o.top, fds_per_group: o.fds_per_group })
+}
+
+/// A socket as the kernel shows it at report time.
+fn view(state: TcpState, idle_ms: Option<u32>) -> SocketView {
+    SocketView { inode: 0, spec: None, state: Some(state), local: None, remote: None, idle_ms, queues: None }
+}
 
 const PID: u32 = 100;
 const S: u64 = 1_000_000_000;
@@ -105,8 +142,8 @@ fn file(ts: u64, fd: i32, stack_id: u32) -> Event {
     ev(ts, Body::Open(Open { syscall: Syscall::Openat, socket: None, path: Some("/var/log/x".into()), ..o }))
 }
 
-fn opts() -> Options {
-    Options {
+fn opts() -> Opts {
+    Opts {
         min_age_ns: S,
         filter: Filter { kinds: Some(vec![FdKind::Socket]), ..Filter::default() },
         top: 10,
@@ -114,18 +151,21 @@ fn opts() -> Options {
     }
 }
 
-fn all_fds() -> Options {
-    Options { filter: Filter::default(), ..opts() }
+fn all_fds() -> Opts {
+    Opts { filter: Filter::default(), ..opts() }
 }
 
 fn header(now_ns: u64) -> Header {
     Header {
-        pid: PID,
-        comm: "app".into(),
-        started_ns: 0,
+        info: SessionInfo {
+            pid: PID,
+            comm: "app".into(),
+            started_ns: 0,
+            tier: "tracepoint".into(),
+            ..SessionInfo::default()
+        },
+        stats: Stats::default(),
         now_ns,
-        tier: "tracepoint".into(),
-        ..Header::default()
     }
 }
 
@@ -144,7 +184,7 @@ fn given(events: &[Event]) -> (Ledger, Stacks) {
     (l, s)
 }
 
-fn build_at(now_s: u64, events: &[Event], o: &Options) -> Report {
+fn build_at(now_s: u64, events: &[Event], o: &Opts) -> Report {
     let (l, s) = given(events);
     build(&header(now_s * S), o, &l, &s, &HashMap::new())
 }
@@ -184,7 +224,7 @@ fn kind_filter_shows_only_those_kinds() {
     let events = [socket(S, 3, 1), file(S, 4, 3), pipe];
     // When the report asks for files and pipes
     let f = Filter { kinds: Some(vec![FdKind::File, FdKind::Pipe]), ..Filter::default() };
-    let r = build_at(10, &events, &Options { filter: f, ..opts() });
+    let r = build_at(10, &events, &Opts { filter: f, ..opts() });
     // Then the socket is left out, and the report says which kinds it shows.
     assert_eq!(r.kinds, ["file", "pipe"]);
     assert_eq!((r.unclosed, r.open_fds), (3, 4), "{r:#?}");
@@ -206,17 +246,14 @@ fn port_remote_and_state_filters_pick_sockets() {
     let (l, s) = given(&events);
     // and socket 4 in CLOSE_WAIT at report time
     let mut states = HashMap::new();
-    states.insert(
-        (PID, 4),
-        SockState { state: Some(TcpState::CloseWait), local: None, remote: None, idle_ms: None },
-    );
+    states.insert((PID, 4), view(TcpState::CloseWait, None));
     let remotes = |r: &Report| -> Vec<String> {
         let mut v: Vec<String> =
             r.groups.iter().flat_map(|g| g.fds.iter().filter_map(|f| f.remote.clone())).collect();
         v.sort();
         v
     };
-    let with = |f: Filter| build(&header(10 * S), &Options { filter: f, ..opts() }, &l, &s, &states);
+    let with = |f: Filter| build(&header(10 * S), &Opts { filter: f, ..opts() }, &l, &s, &states);
     // When filtering by port 443: both :443 peers, IPv4 and IPv6.
     let r = with(Filter { ports: vec![443], ..Filter::default() });
     assert_eq!(remotes(&r), ["10.9.0.1:443", "[fd00::3]:443"]);
@@ -231,7 +268,7 @@ fn port_remote_and_state_filters_pick_sockets() {
         with(Filter { remotes: vec![crate::filter::Cidr::parse("fd00::/8").unwrap()], ..Filter::default() });
     assert_eq!(remotes(&r), ["[fd00::3]:443"]);
     // By state: only the CLOSE_WAIT one; the file never matches.
-    let r = with(Filter { states: vec!["CLOSE_WAIT"], ..Filter::default() });
+    let r = with(Filter { states: vec![TcpState::CloseWait], ..Filter::default() });
     assert_eq!(remotes(&r), ["10.9.0.1:443"]);
     assert_eq!(r.unclosed, 1);
 }
@@ -259,19 +296,13 @@ fn peers_are_counted_with_their_states() {
         [socket(S, 3, 1), connect(S, 3, "127.0.0.1:9901"), socket(S, 4, 1), connect(S, 4, "127.0.0.1:9901")];
     let (l, s) = given(&events);
     let mut states = HashMap::new();
-    states.insert(
-        (PID, 3),
-        SockState { state: Some(TcpState::Established), local: None, remote: None, idle_ms: Some(12_500) },
-    );
-    states.insert(
-        (PID, 4),
-        SockState { state: Some(TcpState::CloseWait), local: None, remote: None, idle_ms: Some(900) },
-    );
+    states.insert((PID, 3), view(TcpState::Established, Some(12_500)));
+    states.insert((PID, 4), view(TcpState::CloseWait, Some(900)));
     let r = build(&header(5 * S), &opts(), &l, &s, &states);
     let peers = &r.groups[0].peers;
     assert_eq!(peers.len(), 2);
     assert!(peers.iter().all(|p| p.remote == "127.0.0.1:9901" && p.count == 1));
-    assert!(peers.iter().any(|p| p.state == Some("CLOSE_WAIT")));
+    assert!(peers.iter().any(|p| p.state == Some(TcpState::CloseWait)));
     let text = text::render(&r);
     assert!(text.contains("CLOSE_WAIT  ← peer closed, this process did not"), "{text}");
     assert!(text.contains("ESTABLISHED, idle ≥ 12.5 s"), "{text}");
@@ -317,7 +348,7 @@ fn what_was_open_at_exit_stays_in_the_report() {
 #[test]
 fn top_limits_groups_and_says_how_many_were_left_out() {
     let events = [socket(S, 3, 1), file(S, 4, 3)];
-    let r = build_at(10, &events, &Options { top: 1, ..all_fds() });
+    let r = build_at(10, &events, &Opts { top: 1, ..all_fds() });
     assert_eq!((r.groups.len(), r.more_groups), (1, 1));
     assert!(text::render(&r).contains("1 more groups"));
 }
@@ -334,7 +365,9 @@ fn completeness_follows_losses_and_reconciliation() {
     let (l, s) = given(&[]);
     let ok = build(&header(S), &opts(), &l, &s, &HashMap::new());
     assert!(ok.complete);
-    let lossy = build(&Header { lost_events: 3, ..header(S) }, &opts(), &l, &s, &HashMap::new());
+    let mut h = header(S);
+    h.stats.lost_events = 3;
+    let lossy = build(&h, &opts(), &l, &s, &HashMap::new());
     assert!(!lossy.complete);
     assert!(text::render(&lossy).contains("3 LOST (raise --ringbuf-size)"));
 }
@@ -416,7 +449,8 @@ fn goroutines_group_by_the_stack_that_started_them() {
         ev(3 * S, Body::Close { fd: 5 }),
     ];
     let (l, s) = given_go(&events);
-    let h = Header { origin_notes: vec!["go1.19: parents not recorded".into()], ..header(10 * S) };
+    let mut h = header(10 * S);
+    h.info.origin_notes = vec!["go1.19: parents not recorded".into()];
     let r = build(&h, &opts(), &l, &s, &HashMap::new());
     assert_eq!(r.groups.len(), 3, "{r:#?}");
     assert_eq!(r.notes, ["go1.19: parents not recorded"], "shown with the origins it qualifies");
@@ -459,7 +493,7 @@ fn one_transport_growing_past_its_idle_pool_is_named() {
     }
     let (l, s) = given_go(&events);
     let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
-    let kinds: Vec<&str> = r.groups[0].findings.iter().map(|f| f.kind).collect();
+    let kinds: Vec<&str> = r.groups[0].findings.iter().map(|f| f.kind.as_str()).collect();
     assert_eq!(kinds, ["http-bodies-not-closed"]);
 
     // Two sockets of one Transport are its idle pool: nothing to say.
@@ -471,11 +505,9 @@ fn one_transport_growing_past_its_idle_pool_is_named() {
 #[test]
 fn notes_are_shown() {
     let (l, s) = given(&[]);
-    let h = Header {
-        notes: vec!["pid 100: Go binary (go1.22) without symbols".into()],
-        origin_notes: vec!["go1.19: parents not recorded".into()],
-        ..header(S)
-    };
+    let mut h = header(S);
+    h.info.notes = vec!["pid 100: Go binary (go1.22) without symbols".into()];
+    h.info.origin_notes = vec!["go1.19: parents not recorded".into()];
     let r = build(&h, &opts(), &l, &s, &HashMap::new());
     assert_eq!(r.notes.len(), 1, "no goroutine origins in the report: no note on them");
     assert!(text::render(&r).contains("note: pid 100: Go binary (go1.22) without symbols"));
@@ -513,7 +545,7 @@ fn sockets_from_before_point_at_the_group_with_the_same_peers() {
 fn colours_mark_the_evidence_only_when_asked() {
     // Given a report with CLOSE_WAIT peers, growth and lost events
     let mut r = super::sample::report(vec![super::sample::close_wait(3)]);
-    r.lost_events = 2;
+    r.stats.lost_events = 2;
     r.complete = false;
     // When rendered with and without colours
     let plain = text::render(&r);

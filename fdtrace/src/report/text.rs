@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Group, Report};
-use crate::symbolize::Frame;
+use crate::{events::TcpState, symbolize::Frame};
 
 const WIDTH: usize = 100;
 const MAX_FRAMES: usize = 14;
@@ -60,26 +60,26 @@ pub fn render_with(r: &Report, p: Paint) -> String {
         if r.is_final { "final" } else { "live" },
         r.tier
     );
-    let lost = if r.lost_events > 0 {
-        p.red(&format!("{} LOST (raise --ringbuf-size)", r.lost_events))
+    let lost = if r.stats.lost_events > 0 {
+        p.red(&format!("{} LOST (raise --ringbuf-size)", r.stats.lost_events))
     } else {
         "0 lost".into()
     };
     let _ = writeln!(
         out,
         "  {} events · {} · /proc check: {} missed opens, {} missed closes · {}",
-        r.events,
+        r.stats.events,
         lost,
-        r.missed_open,
-        r.missed_close,
+        r.stats.missed_open,
+        r.stats.missed_close,
         if r.complete { "data complete".to_string() } else { p.red("DATA INCOMPLETE") }
     );
-    if r.stacks_failed > 0 {
-        let _ = writeln!(out, "  {} stacks could not be captured", r.stacks_failed);
+    if r.stats.stacks_failed > 0 {
+        let _ = writeln!(out, "  {} stacks could not be captured", r.stats.stacks_failed);
     }
-    if !r.partial_events.is_empty() {
+    if !r.stats.partial_events.is_empty() {
         let why: Vec<String> =
-            r.partial_events.iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+            r.stats.partial_events.iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
         let _ = writeln!(out, "  events with partial data: {}", why.join(", "));
     }
     for e in &r.exited {
@@ -142,14 +142,14 @@ fn group(out: &mut String, n: usize, g: &Group, p: Paint) {
     let kinds: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
     let _ = writeln!(out, "    {}", kinds.join(", "));
     for peer in g.peers.iter().take(5) {
-        let state = peer.state.map(|s| format!(" {s}")).unwrap_or_default();
+        let state = peer.state.map(|s| format!(" {}", s.name())).unwrap_or_default();
         let idle = match peer.idle_s {
-            Some(s) if s >= 1.0 && peer.state != Some("LISTEN") => format!(", idle ≥ {}", age(s)),
+            Some(s) if s >= 1.0 && peer.state != Some(TcpState::Listen) => format!(", idle ≥ {}", age(s)),
             _ => String::new(),
         };
         let line = format!("{:>5} × {}{state}{idle}", peer.count, peer.remote);
         let _ = match peer.state {
-            Some("CLOSE_WAIT") => {
+            Some(TcpState::CloseWait) => {
                 writeln!(out, "    {}", p.red(&format!("{line}  ← peer closed, this process did not")))
             }
             _ => writeln!(out, "    {line}"),

@@ -11,7 +11,8 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-use crate::events::{Addr, TcpState};
+use super::SocketView;
+use crate::events::{Addr, SockSpec, TcpState};
 
 const NETLINK_SOCK_DIAG: i32 = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -24,23 +25,8 @@ const IPPROTO_TCP: u8 = 6;
 const NLMSG_HDR: usize = 16;
 const DIAG_MSG: usize = 72;
 
-/// One TCP socket as sock_diag reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpSocket {
-    pub inode: u64,
-    pub state: Option<TcpState>,
-    pub local: Addr,
-    pub remote: Option<Addr>,
-    /// Milliseconds since it last sent or received data, whichever is more
-    /// recent (`tcp_info`), when the kernel reported it.
-    pub idle_ms: Option<u32>,
-    /// Bytes waiting to be read by the process / to be acknowledged.
-    pub recv_queue: u32,
-    pub send_queue: u32,
-}
-
 /// Every TCP socket of this network namespace, by inode.
-pub fn tcp_sockets() -> io::Result<HashMap<u64, TcpSocket>> {
+pub fn tcp_sockets() -> io::Result<HashMap<u64, SocketView>> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let raw =
         unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) };
@@ -105,7 +91,7 @@ fn u16_at(b: &[u8], off: usize) -> Option<u16> {
 
 /// Parses one datagram of netlink messages into `out`. Malformed input
 /// ends the parse, never panics.
-fn parse_messages(mut buf: &[u8], out: &mut HashMap<u64, TcpSocket>) -> Parsed {
+fn parse_messages(mut buf: &[u8], out: &mut HashMap<u64, SocketView>) -> Parsed {
     while buf.len() >= NLMSG_HDR {
         let (Some(len), Some(ty)) = (u32_at(buf, 0), u16_at(buf, 4)) else { return Parsed::Done };
         let len = len as usize;
@@ -132,7 +118,7 @@ fn parse_messages(mut buf: &[u8], out: &mut HashMap<u64, TcpSocket>) -> Parsed {
 }
 
 /// `struct inet_diag_msg` and its attributes.
-fn parse_diag(msg: &[u8]) -> Option<TcpSocket> {
+fn parse_diag(msg: &[u8]) -> Option<SocketView> {
     if msg.len() < DIAG_MSG {
         return None;
     }
@@ -171,14 +157,19 @@ fn parse_diag(msg: &[u8]) -> Option<TcpSocket> {
         attrs = attrs.get((len + 3) & !3..).unwrap_or_default();
     }
     let remote = (dport != 0 || !dst.is_unspecified()).then_some(Addr::Inet(SocketAddr::new(dst, dport)));
-    Some(TcpSocket {
+    let family = if i32::from(family) == libc::AF_INET { libc::AF_INET } else { libc::AF_INET6 } as u16;
+    Some(SocketView {
         inode,
+        spec: Some(SockSpec {
+            family,
+            sock_type: libc::SOCK_STREAM as u16,
+            protocol: u16::from(IPPROTO_TCP),
+        }),
         state,
-        local: Addr::Inet(SocketAddr::new(src, sport)),
+        local: Some(Addr::Inet(SocketAddr::new(src, sport))),
         remote,
         idle_ms,
-        recv_queue,
-        send_queue,
+        queues: Some((recv_queue, send_queue)),
     })
 }
 
@@ -227,8 +218,8 @@ mod tests {
         let mut out = HashMap::new();
         assert_eq!(parse_messages(&buf, &mut out), Parsed::More);
         let s = &out[&77];
-        assert_eq!((s.state, s.idle_ms, s.recv_queue), (Some(TcpState::Established), Some(3_000), 5));
-        assert_eq!(s.local, Addr::Inet("127.0.0.1:40000".parse().unwrap()));
+        assert_eq!((s.state, s.idle_ms, s.queues), (Some(TcpState::Established), Some(3_000), Some((5, 0))));
+        assert_eq!(s.local, Some(Addr::Inet("127.0.0.1:40000".parse().unwrap())));
         assert_eq!(s.remote, Some(Addr::Inet("127.0.0.1:9901".parse().unwrap())));
         assert_eq!((out[&78].state, out[&78].idle_ms), (Some(TcpState::CloseWait), None));
     }
@@ -262,7 +253,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         assert!(
             all.values().any(|s| s.state == Some(TcpState::Listen)
-                && matches!(&s.local, Addr::Inet(a) if a.port() == port)),
+                && matches!(&s.local, Some(Addr::Inet(a)) if a.port() == port)),
             "our listener on {port} is missing"
         );
     }

@@ -8,6 +8,8 @@ use std::{
     time::Instant,
 };
 
+use super::{Progress, Sink};
+
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
@@ -84,7 +86,7 @@ impl StatusLine {
     }
 
     /// The status after `events` events with `open` fds open.
-    pub fn status(&mut self, events: u64, open: usize, lost: u64) -> Status {
+    pub fn status(&mut self, Progress { events, open, lost }: Progress) -> Status {
         let start = *self.start_open.get_or_insert(open);
         let elapsed_s = self.started.elapsed().as_secs_f64();
         Status {
@@ -115,6 +117,21 @@ impl StatusLine {
             let _ = err.flush();
             self.shown = false;
         }
+    }
+}
+
+impl Sink for StatusLine {
+    fn wants_status(&self) -> bool {
+        self.enabled
+    }
+
+    fn progress(&mut self, p: Progress) {
+        let status = self.status(p);
+        self.draw(&status);
+    }
+
+    fn yield_terminal(&mut self) {
+        self.clear();
     }
 }
 

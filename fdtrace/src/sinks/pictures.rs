@@ -1,7 +1,7 @@
 //! `--flamegraph FILE.svg` and `--folded FILE`: pictures of the final
-//! report, written atomically (a temporary file beside the target, then
-//! rename), so a reader never sees half a file. Where they go is checked
-//! at start-up, before tracing.
+//! report (every group, not only `--top`), written atomically (a temporary
+//! file beside the target, then rename), so a reader never sees half a
+//! file. Where they go is checked at start-up, before tracing.
 use std::{
     fs,
     io::{self, Write},
@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 
+use super::{Reports, Sink};
 use crate::report::{folded, Report};
 
 /// The files to write at the final report.
@@ -34,8 +35,7 @@ impl Pictures {
         Ok(())
     }
 
-    /// Writes the pictures of `r` (a report of every group, not only
-    /// `--top`).
+    /// Writes the pictures of `r` (a report of every group).
     pub fn write(&self, r: &Report) -> anyhow::Result<()> {
         let lines = folded::lines(r);
         if let Some(path) = &self.folded {
@@ -53,6 +53,36 @@ impl Pictures {
         [("--flamegraph", &self.flamegraph), ("--folded", &self.folded)]
             .into_iter()
             .filter_map(|(flag, p)| Some((flag, p.as_ref()?)))
+    }
+}
+
+/// The picture sink: draws the final report; a picture it could not write
+/// fails fdtrace at the end.
+pub struct PictureSink {
+    pictures: Pictures,
+    failed: Option<anyhow::Error>,
+}
+
+impl PictureSink {
+    pub fn new(pictures: Pictures) -> PictureSink {
+        PictureSink { pictures, failed: None }
+    }
+}
+
+impl Sink for PictureSink {
+    fn reports(&self) -> Reports {
+        Reports::Final
+    }
+
+    fn report(&mut self, r: &Report) -> io::Result<()> {
+        if r.is_final {
+            self.failed = self.pictures.write(r).err();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.failed.take().map_or(Ok(()), Err)
     }
 }
 

@@ -1,0 +1,386 @@
+//! Building a report from the ledger, the resolved stacks and the socket
+//! views: pure, unit-tested in `tests.rs`.
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use super::model::{ExitInfo, FdInfo, Finding, Group, Peer, Report, SessionInfo, Stats};
+use crate::{
+    events::{Addr, TcpState},
+    filter::{Facts, Filter},
+    host::{SocketView, Sockets},
+    ledger::{FdEntry, Ledger, Origin, Site},
+    symbolize::{Frame, Resolved, Stacks},
+};
+
+/// What counts as unclosed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Only fds open at least this long count as unclosed.
+    pub min_age_ns: u64,
+    /// Which fds count (kinds, ports, peers, states).
+    pub filter: Filter,
+}
+
+/// What the report says about the session, and when it is made.
+#[derive(Clone, Copy, Debug)]
+pub struct Head<'a> {
+    pub info: &'a SessionInfo,
+    pub stats: &'a Stats,
+    /// CLOCK_MONOTONIC ns.
+    pub now_ns: u64,
+    pub is_final: bool,
+}
+
+/// How fds are grouped: by the stack that opened them (and in Go the
+/// stack that started the goroutine), or by why there is no stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Stack { frames: Arc<[Frame]>, spawn: Option<Arc<[Frame]>> },
+    Origin(String),
+}
+
+struct Candidate<'a> {
+    pid: u32,
+    entry: &'a FdEntry,
+    /// When it was last seen open (now, or the process's exit).
+    until_ns: u64,
+    at_exit: bool,
+}
+
+/// The whole report: every group, every fd (see [`Report::limited`]).
+pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sockets: &Sockets) -> Report {
+    let mut candidates: Vec<Candidate> = vec![];
+    let mut pids: Vec<u32> = ledger.processes().map(|p| p.tgid).collect();
+    let mut open_fds = 0;
+    for p in ledger.processes() {
+        for entry in ledger.open_fds(p.tgid) {
+            open_fds += 1;
+            candidates.push(Candidate { pid: p.tgid, entry, until_ns: h.now_ns, at_exit: false });
+        }
+    }
+    for gone in ledger.exited() {
+        pids.push(gone.tgid);
+        for entry in &gone.open_at_exit {
+            candidates.push(Candidate { pid: gone.tgid, entry, until_ns: gone.at_ns, at_exit: true });
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+
+    let old_enough: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns)
+        .collect();
+
+    // Raw stack keys → group key (identical symbolic stacks merge).
+    let key_of = |pid: u32, entry: &FdEntry| -> Key {
+        match (entry.origin, entry.site()) {
+            (Origin::PreExisting, _) => Key::Origin("pre-existing".into()),
+            (Origin::MissedOpen, _) => Key::Origin("missed-open".into()),
+            (_, None) => Key::Origin("not-captured".into()),
+            (_, Some(site)) => site_key(pid, site, stacks),
+        }
+    };
+
+    let elapsed_ns = h.now_ns.saturating_sub(h.info.started_ns).max(1);
+    let mut groups: HashMap<Key, Group> = HashMap::new();
+    let mut unclosed = 0;
+    for c in &old_enough {
+        let seen = Seen::of(c, sockets.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit));
+        if !opts.filter.matches(&seen.facts()) {
+            continue;
+        }
+        let info = seen.info();
+        unclosed += 1;
+        let key = key_of(c.pid, c.entry);
+        let g = groups.entry(key.clone()).or_insert_with(|| Group {
+            stack: match &key {
+                Key::Stack { frames, .. } => frames.to_vec(),
+                Key::Origin(_) => vec![],
+            },
+            spawned_by: match &key {
+                Key::Stack { spawn: Some(s), .. } => s.to_vec(),
+                _ => vec![],
+            },
+            origin: match &key {
+                Key::Stack { .. } => "stack".into(),
+                Key::Origin(o) => o.clone(),
+            },
+            open: 0,
+            opened: 0,
+            closed: 0,
+            oldest_age_s: 0.0,
+            growth_per_s: 0.0,
+            kinds: BTreeMap::new(),
+            peers: vec![],
+            findings: vec![],
+            same_peers_as: vec![],
+            fds: vec![],
+        });
+        g.open += 1;
+        g.oldest_age_s = g.oldest_age_s.max(info.age_s);
+        let kind = c.entry.desc.sock.map(|s| s.label()).unwrap_or_else(|| c.entry.kind.name().to_string());
+        *g.kinds.entry(kind).or_default() += 1;
+        g.fds.push(info);
+    }
+
+    // Opened/closed per group from the ledger's per-stack counters.
+    let mut totals: HashMap<Key, (u64, u64)> = HashMap::new();
+    for (&(pid, site), counts) in ledger.stack_counts() {
+        let key = site_key(pid, site, stacks);
+        if !matches!(key, Key::Stack { .. }) {
+            continue;
+        }
+        let t = totals.entry(key).or_default();
+        t.0 += counts.opened;
+        t.1 += counts.closed;
+    }
+
+    let mut groups: Vec<(Key, Group)> = groups.into_iter().collect();
+    for (key, g) in &mut groups {
+        if let Some(&(opened, closed)) = totals.get(key) {
+            (g.opened, g.closed) = (opened, closed);
+            g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
+        }
+        g.peers = peers(&g.fds);
+        g.findings = findings(g);
+        g.fds.sort_by(|a, b| b.age_s.total_cmp(&a.age_s).then(a.fd.cmp(&b.fd)));
+    }
+    // Ties are broken by the stacks themselves, so that equal inputs give
+    // equal reports.
+    let names = |frames: &[Frame]| -> Vec<String> { frames.iter().map(Frame::label).collect() };
+    groups.sort_by(|(_, a), (_, b)| {
+        b.open
+            .cmp(&a.open)
+            .then(b.opened.cmp(&a.opened))
+            .then(a.origin.cmp(&b.origin))
+            .then_with(|| names(&a.stack).cmp(&names(&b.stack)))
+            .then_with(|| names(&a.spawned_by).cmp(&names(&b.spawned_by)))
+    });
+    let mut groups: Vec<Group> = groups.into_iter().map(|(_, g)| g).collect();
+    link_stackless(&mut groups);
+    let any_spawn = groups.iter().any(|g| !g.spawned_by.is_empty());
+    let info = h.info;
+
+    Report {
+        ty: "report".into(),
+        pid: info.pid,
+        comm: info.comm.clone(),
+        targets: info.targets.clone(),
+        pids,
+        elapsed_s: secs(elapsed_ns),
+        is_final: h.is_final,
+        tier: info.tier.clone(),
+        hooks: info.hooks.clone(),
+        stats: h.stats.clone(),
+        complete: h.stats.complete(),
+        open_fds,
+        unclosed,
+        min_age_s: secs(opts.min_age_ns),
+        kinds: opts.filter.kind_names().into_iter().map(String::from).collect(),
+        groups,
+        more_groups: 0,
+        exited: ledger
+            .exited()
+            .iter()
+            .map(|e| ExitInfo {
+                pid: e.tgid,
+                comm: e.comm.to_string(),
+                status: e.exit_code,
+                open_at_exit: e.open_at_exit.len(),
+            })
+            .collect(),
+        notes: info.notes.iter().chain(info.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),
+        origin_notes: info.origin_notes.clone(),
+    }
+}
+
+/// What is known of an fd at report time: the socket view of a live
+/// process's socket (from sock_diag or `/proc`), else what the events said.
+struct Seen<'a> {
+    c: &'a Candidate<'a>,
+    local: Option<&'a Addr>,
+    remote: Option<&'a Addr>,
+    state: Option<TcpState>,
+    view: Option<&'a SocketView>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(c: &'a Candidate<'a>, view: Option<&'a SocketView>) -> Seen<'a> {
+        let d = &c.entry.desc;
+        Seen {
+            c,
+            local: view.and_then(|v| v.local.as_ref()).or(d.local.as_ref()),
+            remote: view.and_then(|v| v.remote.as_ref()).or(d.remote.as_ref()),
+            // The kernel's state now, else the last it reported.
+            state: view.and_then(|v| v.state).or(d.state).or(d.listening.then_some(TcpState::Listen)),
+            view,
+        }
+    }
+
+    fn facts(&self) -> Facts<'a> {
+        Facts { kind: Some(self.c.entry.kind), local: self.local, remote: self.remote, state: self.state }
+    }
+
+    /// The fd as the report lists it.
+    fn info(&self) -> FdInfo {
+        let (c, d) = (self.c, &self.c.entry.desc);
+        FdInfo {
+            pid: c.pid,
+            fd: c.entry.fd,
+            kind: c.entry.kind,
+            proto: d.sock.map(|s| s.label()),
+            local: self.local.map(Addr::to_string),
+            remote: self.remote.map(Addr::to_string),
+            state: self.state,
+            path: d.path.clone(),
+            age_s: secs(c.until_ns.saturating_sub(c.entry.opened_ns)),
+            idle_s: self.view.and_then(|v| v.idle_ms).map(|ms| f64::from(ms) / 1000.0),
+            at_exit: c.at_exit,
+            http_transport: d.go_transport.map(|t| format!("{t:#x}")),
+        }
+    }
+}
+
+/// Points each stackless group at the groups with a stack, as listed, that
+/// share a peer (remote and state) with it.
+pub(super) fn link_stackless(groups: &mut [Group]) {
+    let peers_of = |g: &Group| -> Vec<(String, Option<TcpState>)> {
+        g.peers
+            .iter()
+            .filter(|p| !p.remote.starts_with("listening"))
+            .map(|p| (p.remote.clone(), p.state))
+            .collect()
+    };
+    let with_stack: Vec<(usize, Vec<_>)> =
+        groups.iter().enumerate().filter(|(_, g)| g.has_stack()).map(|(i, g)| (i + 1, peers_of(g))).collect();
+    for g in groups.iter_mut() {
+        if g.origin != "pre-existing" && g.origin != "missed-open" {
+            continue;
+        }
+        let mine = peers_of(g);
+        g.same_peers_as = with_stack
+            .iter()
+            .filter(|(_, theirs)| theirs.iter().any(|p| mine.contains(p)))
+            .map(|(n, _)| *n)
+            .collect();
+    }
+}
+
+/// The group key of an fd opened at `site` in process `pid`.
+fn site_key(pid: u32, site: Site, stacks: &Stacks) -> Key {
+    match stacks.get(pid, site.stack) {
+        Some(Resolved::Frames(f)) => Key::Stack {
+            frames: f.clone(),
+            // A spawn stack that could not be resolved leaves the group
+            // keyed by its own stack.
+            spawn: site.spawn.and_then(|s| match stacks.get(pid, s) {
+                Some(Resolved::Frames(f)) if !f.is_empty() => Some(f.clone()),
+                _ => None,
+            }),
+        },
+        Some(Resolved::NotCaptured) => Key::Origin("not-captured".into()),
+        Some(Resolved::Failed(why)) => Key::Origin(format!("failed: {why}")),
+        None => Key::Origin("failed: not resolved".into()),
+    }
+}
+
+/// Recognizes net/http's two classic connection leaks from which
+/// `*http.Transport` dialed each of a group's sockets (before `fds` is
+/// truncated).
+///
+/// - every socket from a Transport of its own: a Transport (or Client with
+///   one) made per request and dropped; its idle keep-alive connection
+///   stays open until the process exits.
+/// - many sockets of one Transport to one peer, still growing: a Transport
+///   keeps at most `MaxIdleConnsPerHost` (2) idle connections per host, so
+///   more means connections still in use: response bodies not read to EOF
+///   and closed.
+fn findings(g: &Group) -> Vec<Finding> {
+    const MIN: usize = 3;
+    let mut per_transport: HashMap<&str, usize> = HashMap::new();
+    for f in &g.fds {
+        if let Some(t) = &f.http_transport {
+            *per_transport.entry(t).or_default() += 1;
+        }
+    }
+    let dialed: usize = per_transport.values().sum();
+    let mut out = vec![];
+    if dialed >= MIN && per_transport.len() * 10 >= dialed * 9 {
+        out.push(Finding {
+            kind: "http-transport-per-request".into(),
+            message: format!(
+                "{dialed} connections from {} different http.Transports: a Transport (or a Client with its own) \
+                 is made per request and dropped, and each keeps its idle connection open. Share one \
+                 Transport/Client, or call CloseIdleConnections() when done with it.",
+                per_transport.len()
+            ),
+        });
+    } else if let Some((_, &n)) = per_transport.iter().max_by_key(|(_, n)| **n) {
+        if n > MIN && g.growth_per_s >= 0.05 && g.peers.len() == 1 {
+            out.push(Finding {
+                kind: "http-bodies-not-closed".into(),
+                message: format!(
+                    "{n} connections of one http.Transport to one host, and growing: more than it keeps idle, \
+                     so they are still in use. Read each response body to EOF and Close() it."
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// A peer (remote address, or what a listener listens on) and its state.
+type PeerKey = (String, Option<TcpState>);
+
+/// Remote address + state → count, most common first. When a group has
+/// many peers that differ only by port (the clients of a server), they are
+/// counted per address: `127.0.0.1:*`.
+fn peers(fds: &[FdInfo]) -> Vec<Peer> {
+    const MANY: usize = 3;
+    // (remote, state) → (count, least idle).
+    let count = |key: &dyn Fn(&FdInfo) -> Option<String>| {
+        let mut counts: HashMap<PeerKey, (usize, Option<f64>)> = HashMap::new();
+        for f in fds {
+            if let Some(k) = key(f) {
+                let e = counts.entry((k, f.state)).or_insert((0, f.idle_s));
+                e.0 += 1;
+                e.1 = match (e.1, f.idle_s) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
+            }
+        }
+        counts
+    };
+    let remote = |f: &FdInfo| match (&f.remote, f.state) {
+        (Some(r), _) => Some(r.clone()),
+        (None, Some(TcpState::Listen)) => Some(format!("listening on {}", f.local.as_deref().unwrap_or("?"))),
+        (None, _) => None,
+    };
+    let mut counts = count(&remote);
+    if counts.len() > MANY {
+        let by_host = count(&|f: &FdInfo| {
+            let r = remote(f)?;
+            Some(match r.rsplit_once(':') {
+                Some((host, _port)) if f.remote.is_some() => format!("{host}:*"),
+                _ => r,
+            })
+        });
+        if by_host.len() < counts.len() {
+            counts = by_host;
+        }
+    }
+    let mut peers: Vec<Peer> = counts
+        .into_iter()
+        .map(|((remote, state), (count, idle_s))| Peer { remote, state, count, idle_s })
+        .collect();
+    peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.remote.cmp(&b.remote)).then(a.state.cmp(&b.state)));
+    peers
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}

@@ -1,0 +1,263 @@
+//! The report as fdtrace prints it in JSON (`--format json`, one object per
+//! line, documented in the README and pinned by `golden/reports.jsonl`),
+//! and reads back (tests, the bench): every type here serializes and
+//! deserializes.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    events::{FdKind, TcpState},
+    symbolize::Frame,
+};
+
+/// What the session knows of itself, for report headers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SessionInfo {
+    /// The first target (or 0, for `--comm` before any process matched).
+    pub pid: u32,
+    pub comm: String,
+    /// When tracing started (CLOCK_MONOTONIC ns).
+    pub started_ns: u64,
+    pub tier: String,
+    /// Hook family → the tier it runs on.
+    pub hooks: BTreeMap<String, String>,
+    /// What the session could not do (a Go binary without symbols...).
+    pub notes: Vec<String>,
+    /// How goroutine origins may be wrong: noted only in reports that
+    /// show some.
+    pub origin_notes: Vec<String>,
+    /// The processes the user asked for, live or exited.
+    pub targets: Vec<TargetInfo>,
+}
+
+/// How complete the data is: what the kernel side and reconciliation
+/// counted. Embedded in every report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Records received from the kernel.
+    pub events: u64,
+    /// Events the kernel dropped: the ring buffer was full.
+    pub lost_events: u64,
+    /// Events sent without their stack.
+    pub stacks_failed: u64,
+    /// Events the kernel side could only send in part, by reason:
+    /// "missed_entry" (a syscall's entry was not seen), "read_failed"
+    /// (user memory unreadable), "inflight_full", "targets_full"; non-zero
+    /// reasons only.
+    pub partial_events: BTreeMap<String, u64>,
+    /// fds found in `/proc` that no event opened.
+    pub missed_open: u64,
+    /// fds the ledger held that `/proc` no longer had, and opens onto a
+    /// number the ledger held open.
+    pub missed_close: u64,
+}
+
+impl Stats {
+    /// No events lost and the ledger agreed with `/proc`.
+    pub fn complete(&self) -> bool {
+        self.lost_events == 0 && self.missed_open == 0 && self.missed_close == 0
+    }
+}
+
+/// One report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Always "report".
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub pid: u32,
+    pub comm: String,
+    /// The processes asked for: every `-p`, the launched command, the
+    /// processes `--comm` matched.
+    pub targets: Vec<TargetInfo>,
+    /// Every process in the report (the targets and followed children).
+    pub pids: Vec<u32>,
+    pub elapsed_s: f64,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub tier: String,
+    /// Hook family ("fd install", "fd close", "tcp connect", "tcp close")
+    /// → "fentry", "kprobe" or "tracepoint".
+    pub hooks: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// No events lost and the ledger agreed with /proc.
+    pub complete: bool,
+    /// fds the traced processes had open (all kinds, all ages).
+    pub open_fds: usize,
+    /// fds counted as unclosed: of the reported kinds, older than min age.
+    pub unclosed: usize,
+    pub min_age_s: f64,
+    /// The kinds counted (`["all"]` for every kind).
+    pub kinds: Vec<String>,
+    pub groups: Vec<Group>,
+    /// Groups left out by `--top`.
+    pub more_groups: usize,
+    /// Traced processes that exited, with what they left open.
+    pub exited: Vec<ExitInfo>,
+    /// Limits of this session's view (see the README).
+    pub notes: Vec<String>,
+    /// The notes on goroutine origins, shown in `notes` when a group
+    /// listed has one.
+    #[serde(skip)]
+    pub origin_notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TargetInfo {
+    pub pid: u32,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExitInfo {
+    pub pid: u32,
+    pub comm: String,
+    /// wait(2) status.
+    pub status: u32,
+    pub open_at_exit: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    /// Innermost first. Empty for the pseudo-groups named in `origin`.
+    pub stack: Vec<Frame>,
+    /// Go: the stack that started the goroutine that opened these fds
+    /// (innermost first: the `go` statement's function), when it was
+    /// followed. Empty otherwise.
+    pub spawned_by: Vec<Frame>,
+    /// "stack", or for fds without a stack: "pre-existing" (open when
+    /// fdtrace attached), "missed-open" (found by reconciliation),
+    /// "not-captured", "failed: <why>".
+    pub origin: String,
+    /// Unclosed fds in this group now (older than min age).
+    pub open: usize,
+    /// Opened and closed by this stack during the trace.
+    pub opened: u64,
+    pub closed: u64,
+    pub oldest_age_s: f64,
+    /// Net opens per second over the trace.
+    pub growth_per_s: f64,
+    /// Kinds with counts; sockets by protocol (tcp, udp6, unix-stream...).
+    pub kinds: BTreeMap<String, usize>,
+    /// For sockets: peers with counts, most common first.
+    pub peers: Vec<Peer>,
+    /// Known leak patterns this group matches.
+    pub findings: Vec<Finding>,
+    /// For fds without a stack (open before fdtrace attached, or found in
+    /// /proc): the groups, numbered from 1 as listed, whose sockets have
+    /// the same peer and state: probably the same leak, from before.
+    pub same_peers_as: Vec<usize>,
+    pub fds: Vec<FdInfo>,
+}
+
+impl Group {
+    /// Whether its fds were seen being opened (not pre-existing, missed,
+    /// or without a stack).
+    pub fn has_stack(&self) -> bool {
+        self.origin == "stack"
+    }
+}
+
+/// A known leak pattern, recognized from the group's evidence.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    /// "http-transport-per-request", "http-bodies-not-closed".
+    pub kind: String,
+    /// What it means and what to do, for people.
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Peer {
+    pub remote: String,
+    #[serde(with = "crate::events::named::option")]
+    pub state: Option<TcpState>,
+    pub count: usize,
+    /// The least idle of these sockets has sent or received nothing for
+    /// this long (when the kernel reports it).
+    pub idle_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FdInfo {
+    pub pid: u32,
+    pub fd: i32,
+    #[serde(with = "crate::events::named")]
+    pub kind: FdKind,
+    pub proto: Option<String>,
+    pub local: Option<String>,
+    pub remote: Option<String>,
+    #[serde(with = "crate::events::named::option")]
+    pub state: Option<TcpState>,
+    pub path: Option<String>,
+    pub age_s: f64,
+    /// Seconds since it last sent or received data (TCP).
+    pub idle_s: Option<f64>,
+    /// Still open in a process that exited.
+    pub at_exit: bool,
+    /// Go: the `*http.Transport` that dialed it ("0xc000130000").
+    pub http_transport: Option<String>,
+}
+
+/// How much of a report an output shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many groups.
+    pub top: usize,
+    /// At most this many fds listed per group.
+    pub fds_per_group: usize,
+}
+
+impl Limits {
+    /// Every group and every fd.
+    pub const ALL: Limits = Limits { top: usize::MAX, fds_per_group: usize::MAX };
+}
+
+impl Report {
+    /// The report as an output shows it: the first `top` groups (the rest
+    /// counted in `more_groups`), each with its first `fds_per_group` fds;
+    /// stackless groups point at the groups listed with the same peers,
+    /// and the notes on goroutine origins stay when a group listed has one.
+    pub fn limited(&self, limits: Limits) -> Report {
+        let keep = self.groups.len().min(limits.top);
+        let mut groups: Vec<Group> = self.groups[..keep]
+            .iter()
+            .map(|g| Group {
+                stack: g.stack.clone(),
+                spawned_by: g.spawned_by.clone(),
+                origin: g.origin.clone(),
+                kinds: g.kinds.clone(),
+                peers: g.peers.clone(),
+                findings: g.findings.clone(),
+                same_peers_as: vec![],
+                fds: g.fds[..g.fds.len().min(limits.fds_per_group)].to_vec(),
+                ..*g
+            })
+            .collect();
+        super::build::link_stackless(&mut groups);
+        let any_spawn = groups.iter().any(|g| !g.spawned_by.is_empty());
+        let mut notes: Vec<String> =
+            self.notes.iter().filter(|n| !self.origin_notes.contains(n)).cloned().collect();
+        if any_spawn {
+            notes.extend(self.origin_notes.iter().cloned());
+        }
+        Report {
+            ty: self.ty.clone(),
+            comm: self.comm.clone(),
+            targets: self.targets.clone(),
+            pids: self.pids.clone(),
+            tier: self.tier.clone(),
+            hooks: self.hooks.clone(),
+            stats: self.stats.clone(),
+            kinds: self.kinds.clone(),
+            more_groups: self.more_groups + (self.groups.len() - keep),
+            groups,
+            exited: self.exited.clone(),
+            notes,
+            origin_notes: self.origin_notes.clone(),
+            ..*self
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! One tracing session, in three steps: [`Session::setup`] (targets,
+//! attach, the baseline from `/proc`, the sinks), [`Session::trace`] (read
+//! events until told to stop: each through the [`pipeline`], reports on
+//! their ticks) and [`Session::teardown`] (the final report, detach, wait
+//! for a launched command).
+//!
+//! kernel → ring buffer → [`Source`] (whole events) → [`pipeline`]
+//! ([`crate::ledger::Ledger`], stacks resolved as they first appear) →
+//! [`Sinks`] (event lines, reports, pictures, the status line).
+pub mod launch;
+mod pipeline;
+mod reconcile;
+mod targets;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{signal, Signal, SignalKind},
+    sync::mpsc,
+    time::MissedTickBehavior,
+};
+
+use self::{
+    launch::Launched,
+    pipeline::Pipeline,
+    reconcile::{Check, Missed},
+};
+use crate::{
+    attach::{self, Target, Tracer},
+    cli::TraceArgs,
+    clock::{monotonic_ns, Clock},
+    events::{Comm, Source},
+    host::{self, procfs},
+    ledger::Ledger,
+    report::{self, Head, SessionInfo, Stats, TargetInfo},
+    sinks::{Progress, Reports, Sinks},
+};
+
+pub use targets::resolve as resolve_targets;
+
+/// How often records the kernel side did not wake us for are collected:
+/// the latency of a lone event.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Duration,
+    Interrupted,
+    Terminated,
+    /// Every target exited.
+    TargetsExited,
+}
+
+/// How a session ended, and in launch mode the command's exit code (what
+/// fdtrace exits with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub stop: Stop,
+    pub exit_code: Option<u8>,
+}
+
+/// Traces until told to stop.
+pub async fn run(args: &TraceArgs, launched: Option<Launched>) -> anyhow::Result<Outcome> {
+    let mut s = Session::setup(args, launched).await?;
+    let stop = s.trace().await?;
+    s.teardown(stop).await
+}
+
+/// The signals a session handles; set up before attaching, so a Ctrl-C
+/// during start-up still detaches.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    /// A report on demand; without a handler SIGUSR1 would end fdtrace.
+    usr1: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+struct Session<'a> {
+    args: &'a TraceArgs,
+    launched: Option<Launched>,
+    tracer: Tracer,
+    source: Source,
+    pipe: Pipeline,
+    sinks: Sinks,
+    info: SessionInfo,
+    report_opts: report::Options,
+    signals: Signals,
+    exits: mpsc::UnboundedReceiver<u32>,
+    /// Targets that have not exited.
+    alive: usize,
+    /// What reconciliation found so far.
+    missed: Missed,
+}
+
+impl<'a> Session<'a> {
+    async fn setup(args: &'a TraceArgs, mut launched: Option<Launched>) -> anyhow::Result<Session<'a>> {
+        let mut targets = targets::initial(args, launched.as_ref())?;
+        let sinks = Sinks::from_args(args, launched.is_some(), Clock::new())?;
+        let opts = attach::Options {
+            mode: args.attach,
+            follow_forks: args.follow_forks,
+            stacks: !args.no_stacks,
+            ringbuf_size: args.ringbuf_size,
+            stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
+            go_programs: targets::go_programs(&targets, launched.as_ref()),
+            comm: args.comm.clone(),
+        };
+        let signals = Signals::new()?;
+        let started = Instant::now();
+        let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
+        let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
+        // Loading parsed the kernel's BTF and the eBPF object (tens of MiB,
+        // now freed): give the pages back rather than keep them for the
+        // session.
+        // SAFETY: no preconditions.
+        unsafe { libc::malloc_trim(0) };
+        if let Some(comm) = &args.comm {
+            targets::add_running_with_comm(comm, &mut tracer, &mut targets)?;
+        }
+        let (notes, origin_notes) = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
+        let source = Source::new(ring, tracer.take_stacks()).context("watching the ring buffer")?;
+
+        // The baseline: what is open now. Events stamped before the scan
+        // refine it (see the ledger). A target that exits during start-up is
+        // reported as exited, with whatever events it produced.
+        let mut ledger = Ledger::new();
+        let (exit_tx, exits) = mpsc::unbounded_channel();
+        let started_ns = monotonic_ns();
+        for t in &targets {
+            let scan_ns = monotonic_ns();
+            let fds = procfs::list_fds(t.tgid).unwrap_or_default();
+            ledger.add_process(t.tgid, Comm::from_str_lossy(&t.comm), scan_ns, fds);
+            targets::watch_exit(t.tgid, exit_tx.clone())?;
+        }
+        log::debug!(
+            "callers of libc syscall wrappers: {}",
+            if tracer.plan.caller_ip {
+                "recovered from the user stack pointer"
+            } else {
+                "not recoverable (no bpf_task_pt_regs)"
+            }
+        );
+        announce(args, &targets, &tracer, started, launched.is_some());
+        // Everything is in place: let the command exec.
+        if let Some(l) = &mut launched {
+            l.release()?;
+        }
+        let (pid, comm) = match targets.first() {
+            Some(t) => (t.tgid, t.comm.clone()),
+            None => (0, args.comm.clone().unwrap_or_default()),
+        };
+        let info = SessionInfo {
+            pid,
+            comm: comm.clone(),
+            started_ns,
+            tier: tracer.plan.tier_summary(),
+            hooks: tracer
+                .plan
+                .families
+                .iter()
+                .map(|(f, o)| {
+                    (f.name.to_string(), o.hooked.map_or("tracepoint".to_string(), |(t, _)| t.to_string()))
+                })
+                .collect(),
+            notes,
+            origin_notes,
+            targets: vec![],
+        };
+        Ok(Session {
+            args,
+            launched,
+            source,
+            pipe: Pipeline::new(ledger, targets.iter().map(|t| t.tgid).collect(), args.comm.is_some(), comm),
+            sinks,
+            info,
+            report_opts: report::Options {
+                min_age_ns: args.min_age.as_nanos() as u64,
+                filter: args.report_filter(),
+            },
+            signals,
+            exits,
+            alive: targets.len(),
+            missed: Missed::default(),
+            tracer,
+        })
+    }
+
+    /// Reads events until told to stop.
+    async fn trace(&mut self) -> anyhow::Result<Stop> {
+        let args = self.args;
+        let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(deadline);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The kernel side wakes us only when records pile up (see
+        // `attach::WAKEUP_BYTES`): the rest is collected on this tick.
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut status_ticks = tokio::time::interval(Duration::from_secs(1));
+        status_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let periodic = self.sinks.wants(Reports::Every);
+        let status = self.sinks.wants_status();
+        // A reconciliation under way: the report follows when it is due.
+        let mut check: Option<Check> = None;
+
+        let stop = loop {
+            let due = check.as_ref().map(|c| c.due);
+            let Session { source, pipe, sinks, .. } = self;
+            tokio::select! {
+                r = source.read(|ev, raw| pipe.event(ev, raw, sinks)) => {
+                    r.context("reading the ring buffer")?;
+                    sinks.flush();
+                }
+                _ = drain.tick() => {
+                    if source.drain(|ev, raw| pipe.event(ev, raw, sinks)) > 0 {
+                        sinks.flush();
+                    }
+                }
+                _ = ticks.tick(), if periodic && check.is_none() => check = Some(Check::start(&pipe.ledger)),
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    if let Some(c) = check.take() {
+                        self.judge(c);
+                        self.report(false);
+                    }
+                }
+                _ = self.signals.usr1.recv() => {
+                    if periodic {
+                        check.get_or_insert_with(|| Check::start(&self.pipe.ledger));
+                    } else {
+                        self.sinks.say(format_args!("SIGUSR1: reports are off while --events streams events"));
+                    }
+                }
+                _ = status_ticks.tick(), if status => self.progress(),
+                _ = self.signals.int.recv() => match &self.launched {
+                    // The command decides what an interrupt means; its exit
+                    // ends the session.
+                    Some(l) => forward(l, libc::SIGINT),
+                    None => break Stop::Interrupted,
+                },
+                _ = self.signals.term.recv() => match &self.launched {
+                    Some(l) => forward(l, libc::SIGTERM),
+                    None => break Stop::Terminated,
+                },
+                _ = &mut deadline => break Stop::Duration,
+                Some(tgid) = self.exits.recv() => {
+                    if self.launched.is_none() {
+                        self.sinks.say(format_args!("process {tgid} exited"));
+                    }
+                    self.alive -= 1;
+                    // --comm goes on until stopped: more may start.
+                    if self.alive == 0 && self.args.comm.is_none() {
+                        break Stop::TargetsExited;
+                    }
+                }
+            }
+            if self.sinks.closed() {
+                break Stop::Interrupted;
+            }
+        };
+        Ok(stop)
+    }
+
+    /// The final report, detaching, and in launch mode waiting for the
+    /// command.
+    async fn teardown(mut self, stop: Stop) -> anyhow::Result<Outcome> {
+        // What the kernel sent before we stopped still counts.
+        self.drain();
+        if self.sinks.wants(Reports::Final) {
+            let check = Check::start(&self.pipe.ledger);
+            tokio::time::sleep_until(check.due).await;
+            self.judge(check);
+            self.report(true);
+        }
+        self.sinks.flush();
+        let losses = self.tracer.losses();
+        log::debug!(
+            "peak RSS {} MiB; {} stacks symbolized",
+            procfs::status("self").map(|st| st.vm_hwm_kb / 1024).unwrap_or(0),
+            self.pipe.stacks.len()
+        );
+        let Session { tracer, source, sinks, mut launched, mut exits, mut signals, .. } = self;
+        let finished = sinks.finish();
+        let detach = Instant::now();
+        drop(tracer);
+        log::debug!("detached in {} ms", detach.elapsed().as_millis());
+        let exit_code = match &mut launched {
+            Some(l) => Some(wait_for_command(l, &mut exits, &mut signals).await),
+            None => None,
+        };
+        eprintln!(
+            "fdtrace: {} events, {} lost{}{}",
+            source.records(),
+            losses.lost_events(),
+            if losses.lost_events() > 0 { " (ring buffer full: raise --ringbuf-size)" } else { "" },
+            if source.decode_errors > 0 {
+                format!(", {} undecodable", source.decode_errors)
+            } else {
+                String::new()
+            },
+        );
+        finished.map(|()| Outcome { stop, exit_code })
+    }
+
+    /// Everything the ring holds now, through the pipeline.
+    fn drain(&mut self) {
+        let Session { source, pipe, sinks, .. } = self;
+        source.drain(|ev, raw| pipe.event(ev, raw, sinks));
+    }
+
+    /// Ends a reconciliation: the events of the syscalls that were in
+    /// flight during the scan are in by now (drained first), and the
+    /// ledger is corrected.
+    fn judge(&mut self, check: Check) {
+        self.drain();
+        let m = check.judge(&mut self.pipe.ledger);
+        self.missed.open += m.open;
+        self.missed.close += m.close;
+    }
+
+    /// How complete the data is, now.
+    fn stats(&self) -> Stats {
+        let losses = self.tracer.losses();
+        Stats {
+            events: self.source.records(),
+            lost_events: losses.lost_events(),
+            stacks_failed: losses.stack_failed,
+            partial_events: losses.partial().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+            missed_open: self.missed.open,
+            // Opens onto numbers the ledger held open are closes it missed
+            // too.
+            missed_close: self.missed.close + self.pipe.ledger.overwritten,
+        }
+    }
+
+    /// Builds a report and hands it to the sinks that want it.
+    fn report(&mut self, is_final: bool) {
+        let ledger = &self.pipe.ledger;
+        self.info.comm = self.pipe.comm.clone();
+        self.info.targets =
+            self.pipe
+                .targets
+                .iter()
+                .map(|&tgid| {
+                    let comm = ledger.process(tgid).map(|p| p.comm.to_string()).or_else(|| {
+                        ledger.exited().iter().rfind(|e| e.tgid == tgid).map(|e| e.comm.to_string())
+                    });
+                    TargetInfo { pid: tgid, comm: comm.unwrap_or_default() }
+                })
+                .collect();
+        let stats = self.stats();
+        let sockets = host::sockets(ledger);
+        let built = Instant::now();
+        let head = Head { info: &self.info, stats: &stats, now_ns: monotonic_ns(), is_final };
+        let r = report::build(head, &self.report_opts, ledger, &self.pipe.stacks, &sockets);
+        log::debug!(
+            "report of {} groups built in {:.1} ms",
+            r.groups.len(),
+            built.elapsed().as_secs_f64() * 1e3
+        );
+        self.sinks.report(&r);
+    }
+
+    /// Redraws the status line.
+    fn progress(&mut self) {
+        let ledger = &self.pipe.ledger;
+        let kinds = &self.report_opts.filter.kinds;
+        let open = ledger
+            .processes()
+            .map(|p| {
+                ledger.open_fds(p.tgid).filter(|e| kinds.as_ref().is_none_or(|k| k.contains(&e.kind))).count()
+            })
+            .sum();
+        let p = Progress { events: self.source.records(), open, lost: self.tracer.losses().lost_events() };
+        self.sinks.progress(p);
+    }
+}
+
+/// The start-up line: what is traced, how, how long attaching took.
+fn announce(args: &TraceArgs, targets: &[Target], tracer: &Tracer, started: Instant, launched: bool) {
+    let mut names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.tgid, t.comm)).collect();
+    if let Some(comm) = &args.comm {
+        names.push(format!("every process named {comm} from now on"));
+    }
+    eprintln!(
+        "fdtrace: tracing {} via {} hooks ({} tier) in {} ms; {}",
+        names.join(", "),
+        tracer.plan.attached.len(),
+        tracer.plan.tier_summary(),
+        started.elapsed().as_millis(),
+        if launched { "report when it exits" } else { "Ctrl-C to stop" }
+    );
+}
+
+/// Passes a signal fdtrace got on to the launched command, unless it was
+/// the terminal's Ctrl-C, which the command (in the same foreground
+/// process group) got already.
+fn forward(l: &Launched, sig: i32) {
+    if sig == libc::SIGINT && launch::interrupt_reached_command() {
+        return;
+    }
+    l.signal(sig);
+}
+
+/// Waits for the launched command to exit (it may outlive the trace with
+/// `-d`), passing signals on; returns its exit code as a shell gives it.
+async fn wait_for_command(
+    l: &mut Launched,
+    exits: &mut mpsc::UnboundedReceiver<u32>,
+    signals: &mut Signals,
+) -> u8 {
+    if !procfs::is_zombie_or_gone(l.pid) {
+        eprintln!("fdtrace: stopped tracing; waiting for {} (pid {}) to exit", l.name, l.pid);
+        loop {
+            tokio::select! {
+                _ = exits.recv() => break,
+                _ = signals.int.recv() => forward(l, libc::SIGINT),
+                _ = signals.term.recv() => forward(l, libc::SIGTERM),
+            }
+        }
+    }
+    let code = l.wait_exit();
+    eprintln!("fdtrace: {} (pid {}) exited with code {code}", l.name, l.pid);
+    code
+}

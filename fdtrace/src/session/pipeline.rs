@@ -1,0 +1,68 @@
+//! The path of one event: → [`Ledger`] (pairing) → stacks it brings
+//! resolved while the process still exists → the sinks that want events.
+use crate::{
+    clock::monotonic_ns,
+    events::{Body, Event, RawStacks},
+    host::procfs,
+    ledger::{Effect, Ledger},
+    sinks::{Applied, Sinks},
+    symbolize::Stacks,
+};
+
+pub struct Pipeline {
+    pub ledger: Ledger,
+    pub stacks: Stacks,
+    /// What the last event changed (kept to reuse its allocation).
+    effects: Vec<Effect>,
+    /// The processes the user named (or launched, or that matched
+    /// `--comm`), in the order they joined.
+    pub targets: Vec<u32>,
+    /// `--comm`: processes the kernel adds at exec join the session.
+    watch_comm: bool,
+    /// The name the report header gives the session: the first target's,
+    /// and after an exit the name of the process that exited last (a
+    /// launched command is named after exec).
+    pub comm: String,
+}
+
+impl Pipeline {
+    pub fn new(ledger: Ledger, targets: Vec<u32>, watch_comm: bool, comm: String) -> Pipeline {
+        Pipeline { ledger, stacks: Stacks::new(), effects: Vec::new(), targets, watch_comm, comm }
+    }
+
+    pub fn event(&mut self, mut ev: Event, raw: &dyn RawStacks, sinks: &mut Sinks) {
+        // Events from softirq context (TCP state changes) carry the
+        // socket's owner but no thread: name it after the process.
+        if ev.comm.0[0] == 0 {
+            if let Some(p) = self.ledger.process(ev.tgid) {
+                ev.comm = p.comm;
+            }
+        }
+        self.effects.clear();
+        if matches!(ev.body, Body::Exec { .. }) && self.watch_comm && self.ledger.process(ev.tgid).is_none() {
+            // Added by the kernel at this exec (--comm): its fds now are
+            // what it kept across exec and what it opened since (events
+            // stamped before the scan refine those).
+            let scan_ns = monotonic_ns();
+            let fds = procfs::list_fds(ev.tgid).unwrap_or_default();
+            self.ledger.add_process(ev.tgid, ev.comm, scan_ns, fds);
+            self.targets.push(ev.tgid);
+        } else {
+            self.ledger.apply(&ev, &mut self.effects);
+        }
+        // Resolve new stacks now, while the process (and its maps) exist.
+        for e in &self.effects {
+            if let Effect::Opened { tgid, entry } = e {
+                for stack in [entry.stack, entry.desc.go_spawn].into_iter().flatten() {
+                    self.stacks.resolve(*tgid, stack, raw);
+                }
+            }
+        }
+        if let Body::Exit { .. } = ev.body {
+            if let Some(e) = self.ledger.exited().last() {
+                self.comm = e.comm.to_string();
+            }
+        }
+        sinks.event(&Applied { event: &ev, effects: &self.effects, ledger: &self.ledger });
+    }
+}

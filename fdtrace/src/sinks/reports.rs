@@ -1,0 +1,53 @@
+//! Reports as text for people or JSON for machines (one object per line),
+//! cut to `--top` groups and `--fds-per-group` fds.
+use std::{
+    io::{self, Write},
+    time::Instant,
+};
+
+use super::{Format, Reports, Sink};
+use crate::report::{text::Paint, Limits, Report};
+
+pub struct ReportSink<W: Write> {
+    out: W,
+    format: Format,
+    paint: Paint,
+    limits: Limits,
+}
+
+impl<W: Write> ReportSink<W> {
+    pub fn new(out: W, format: Format, paint: Paint, limits: Limits) -> Self {
+        ReportSink { out, format, paint, limits }
+    }
+}
+
+impl<W: Write> Sink for ReportSink<W> {
+    fn reports(&self) -> Reports {
+        Reports::Every
+    }
+
+    fn report(&mut self, full: &Report) -> io::Result<()> {
+        let started = Instant::now();
+        let r = full.limited(self.limits);
+        match self.format {
+            Format::Text => writeln!(self.out, "{}", crate::report::text::render_with(&r, self.paint))?,
+            Format::Json => {
+                serde_json::to_writer(&mut self.out, &r)?;
+                writeln!(self.out)?;
+            }
+        }
+        self.out.flush()?;
+        log::debug!(
+            "report: {} groups, {} unclosed of {} open fds, written in {:.1} ms",
+            full.groups.len(),
+            r.unclosed,
+            r.open_fds,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
