@@ -239,6 +239,17 @@ impl Plan {
         }
     }
 
+    /// Hook family → the tier it runs on ("tracepoint" where no function
+    /// tier took it).
+    pub fn hooks(&self) -> std::collections::BTreeMap<String, String> {
+        self.families
+            .iter()
+            .map(|(f, o)| {
+                (f.name.to_string(), o.hooked.map_or("tracepoint".to_string(), |(t, _)| t.to_string()))
+            })
+            .collect()
+    }
+
     /// The function hooked for a family, if any.
     pub fn hooked(&self, name: &str) -> Option<(Tier, function::Candidate)> {
         self.families.iter().find(|(f, _)| f.name == name).and_then(|(_, o)| o.hooked)

@@ -51,118 +51,34 @@ struct Candidate<'a> {
 
 /// The whole report: every group, every fd (see [`Report::limited`]).
 pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sockets: &Sockets) -> Report {
-    let mut candidates: Vec<Candidate> = vec![];
-    let mut pids: Vec<u32> = ledger.processes().map(|p| p.tgid).collect();
-    let mut open_fds = 0;
-    for p in ledger.processes() {
-        for entry in ledger.open_fds(p.tgid) {
-            open_fds += 1;
-            candidates.push(Candidate { pid: p.tgid, entry, until_ns: h.now_ns, at_exit: false });
-        }
-    }
-    for gone in ledger.exited() {
-        pids.push(gone.tgid);
-        for entry in &gone.open_at_exit {
-            candidates.push(Candidate { pid: gone.tgid, entry, until_ns: gone.at_ns, at_exit: true });
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-
-    let old_enough: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns)
-        .collect();
-
-    // Raw stack keys → group key (identical symbolic stacks merge).
-    let key_of = |pid: u32, entry: &FdEntry| -> Key {
-        match (entry.origin, entry.site()) {
-            (Origin::PreExisting, _) => Key::Origin("pre-existing".into()),
-            (Origin::MissedOpen, _) => Key::Origin("missed-open".into()),
-            (_, None) => Key::Origin("not-captured".into()),
-            (_, Some(site)) => site_key(pid, site, stacks),
-        }
-    };
-
-    let elapsed_ns = h.now_ns.saturating_sub(h.info.started_ns).max(1);
+    let (candidates, open_fds) = candidates(ledger, h.now_ns);
+    let old_enough =
+        candidates.iter().filter(|c| c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns);
     let mut groups: HashMap<Key, Group> = HashMap::new();
     let mut unclosed = 0;
-    for c in &old_enough {
+    for c in old_enough {
         let seen = Seen::of(c, sockets.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit));
         if !opts.filter.matches(&seen.facts()) {
             continue;
         }
-        let info = seen.info();
         unclosed += 1;
-        let key = key_of(c.pid, c.entry);
-        let g = groups.entry(key.clone()).or_insert_with(|| Group {
-            stack: match &key {
-                Key::Stack { frames, .. } => frames.to_vec(),
-                Key::Origin(_) => vec![],
-            },
-            spawned_by: match &key {
-                Key::Stack { spawn: Some(s), .. } => s.to_vec(),
-                _ => vec![],
-            },
-            origin: match &key {
-                Key::Stack { .. } => "stack".into(),
-                Key::Origin(o) => o.clone(),
-            },
-            open: 0,
-            opened: 0,
-            closed: 0,
-            oldest_age_s: 0.0,
-            growth_per_s: 0.0,
-            kinds: BTreeMap::new(),
-            peers: vec![],
-            findings: vec![],
-            same_peers_as: vec![],
-            fds: vec![],
-        });
+        let key = key_of(c.pid, c.entry, stacks);
+        let g = groups.entry(key.clone()).or_insert_with(|| empty_group(&key));
+        let info = seen.info();
         g.open += 1;
         g.oldest_age_s = g.oldest_age_s.max(info.age_s);
         let kind = c.entry.desc.sock.map(|s| s.label()).unwrap_or_else(|| c.entry.kind.name().to_string());
         *g.kinds.entry(kind).or_default() += 1;
         g.fds.push(info);
     }
-
-    // Opened/closed per group from the ledger's per-stack counters.
-    let mut totals: HashMap<Key, (u64, u64)> = HashMap::new();
-    for (&(pid, site), counts) in ledger.stack_counts() {
-        let key = site_key(pid, site, stacks);
-        if !matches!(key, Key::Stack { .. }) {
-            continue;
-        }
-        let t = totals.entry(key).or_default();
-        t.0 += counts.opened;
-        t.1 += counts.closed;
-    }
-
-    let mut groups: Vec<(Key, Group)> = groups.into_iter().collect();
-    for (key, g) in &mut groups {
-        if let Some(&(opened, closed)) = totals.get(key) {
-            (g.opened, g.closed) = (opened, closed);
-            g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
-        }
-        g.peers = peers(&g.fds);
-        g.findings = findings(g);
-        g.fds.sort_by(|a, b| b.age_s.total_cmp(&a.age_s).then(a.fd.cmp(&b.fd)));
-    }
-    // Ties are broken by the stacks themselves, so that equal inputs give
-    // equal reports.
-    let names = |frames: &[Frame]| -> Vec<String> { frames.iter().map(Frame::label).collect() };
-    groups.sort_by(|(_, a), (_, b)| {
-        b.open
-            .cmp(&a.open)
-            .then(b.opened.cmp(&a.opened))
-            .then(a.origin.cmp(&b.origin))
-            .then_with(|| names(&a.stack).cmp(&names(&b.stack)))
-            .then_with(|| names(&a.spawned_by).cmp(&names(&b.spawned_by)))
-    });
-    let mut groups: Vec<Group> = groups.into_iter().map(|(_, g)| g).collect();
-    link_stackless(&mut groups);
+    let elapsed_ns = h.now_ns.saturating_sub(h.info.started_ns).max(1);
+    let groups = finish_groups(groups, &totals(ledger, stacks), elapsed_ns);
     let any_spawn = groups.iter().any(|g| !g.spawned_by.is_empty());
     let info = h.info;
+    let mut pids: Vec<u32> =
+        ledger.processes().map(|p| p.tgid).chain(ledger.exited().iter().map(|e| e.tgid)).collect();
+    pids.sort_unstable();
+    pids.dedup();
 
     Report {
         ty: "report".into(),
@@ -195,6 +111,111 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
         notes: info.notes.iter().chain(info.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),
         origin_notes: info.origin_notes.clone(),
     }
+}
+
+/// Every fd that could count: those open in live processes now, and those
+/// processes that exited still had open at exit. Also: how many are open
+/// in live processes.
+fn candidates(ledger: &Ledger, now_ns: u64) -> (Vec<Candidate<'_>>, usize) {
+    let mut out: Vec<Candidate> = vec![];
+    for p in ledger.processes() {
+        for entry in ledger.open_fds(p.tgid) {
+            out.push(Candidate { pid: p.tgid, entry, until_ns: now_ns, at_exit: false });
+        }
+    }
+    let open = out.len();
+    for gone in ledger.exited() {
+        for entry in &gone.open_at_exit {
+            out.push(Candidate { pid: gone.tgid, entry, until_ns: gone.at_ns, at_exit: true });
+        }
+    }
+    (out, open)
+}
+
+/// The group an fd belongs to (identical symbolic stacks merge).
+fn key_of(pid: u32, entry: &FdEntry, stacks: &Stacks) -> Key {
+    match (entry.origin, entry.site()) {
+        (Origin::PreExisting, _) => Key::Origin("pre-existing".into()),
+        (Origin::MissedOpen, _) => Key::Origin("missed-open".into()),
+        (_, None) => Key::Origin("not-captured".into()),
+        (_, Some(site)) => site_key(pid, site, stacks),
+    }
+}
+
+fn empty_group(key: &Key) -> Group {
+    let (stack, spawned_by, origin) = match key {
+        Key::Stack { frames, spawn } => (
+            frames.to_vec(),
+            spawn.as_deref().map(<[Frame]>::to_vec).unwrap_or_default(),
+            "stack".to_string(),
+        ),
+        Key::Origin(o) => (vec![], vec![], o.clone()),
+    };
+    Group {
+        stack,
+        spawned_by,
+        origin,
+        open: 0,
+        opened: 0,
+        closed: 0,
+        oldest_age_s: 0.0,
+        growth_per_s: 0.0,
+        kinds: BTreeMap::new(),
+        peers: vec![],
+        findings: vec![],
+        same_peers_as: vec![],
+        fds: vec![],
+    }
+}
+
+/// Opened and closed per group with a stack, from the ledger's per-stack
+/// counters.
+fn totals(ledger: &Ledger, stacks: &Stacks) -> HashMap<Key, (u64, u64)> {
+    let mut totals: HashMap<Key, (u64, u64)> = HashMap::new();
+    for (&(pid, site), counts) in ledger.stack_counts() {
+        let key = site_key(pid, site, stacks);
+        if !matches!(key, Key::Stack { .. }) {
+            continue;
+        }
+        let t = totals.entry(key).or_default();
+        t.0 += counts.opened;
+        t.1 += counts.closed;
+    }
+    totals
+}
+
+/// Counts, growth, peers and findings for each group; the groups in order
+/// (most unclosed first), the stackless ones pointing at their likely
+/// source.
+fn finish_groups(
+    groups: HashMap<Key, Group>,
+    totals: &HashMap<Key, (u64, u64)>,
+    elapsed_ns: u64,
+) -> Vec<Group> {
+    let mut groups: Vec<(Key, Group)> = groups.into_iter().collect();
+    for (key, g) in &mut groups {
+        if let Some(&(opened, closed)) = totals.get(key) {
+            (g.opened, g.closed) = (opened, closed);
+            g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
+        }
+        g.peers = peers(&g.fds);
+        g.findings = findings(g);
+        g.fds.sort_by(|a, b| b.age_s.total_cmp(&a.age_s).then(a.fd.cmp(&b.fd)));
+    }
+    // Ties are broken by the stacks themselves, so that equal inputs give
+    // equal reports.
+    let names = |frames: &[Frame]| -> Vec<String> { frames.iter().map(Frame::label).collect() };
+    groups.sort_by(|(_, a), (_, b)| {
+        b.open
+            .cmp(&a.open)
+            .then(b.opened.cmp(&a.opened))
+            .then(a.origin.cmp(&b.origin))
+            .then_with(|| names(&a.stack).cmp(&names(&b.stack)))
+            .then_with(|| names(&a.spawned_by).cmp(&names(&b.spawned_by)))
+    });
+    let mut groups: Vec<Group> = groups.into_iter().map(|(_, g)| g).collect();
+    link_stackless(&mut groups);
+    groups
 }
 
 /// What is known of an fd at report time: the socket view of a live

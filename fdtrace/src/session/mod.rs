@@ -108,50 +108,10 @@ impl<'a> Session<'a> {
     async fn setup(args: &'a TraceArgs, mut launched: Option<Launched>) -> anyhow::Result<Session<'a>> {
         let mut targets = targets::initial(args, launched.as_ref())?;
         let sinks = Sinks::from_args(args, launched.is_some(), Clock::new())?;
-        let opts = attach::Options {
-            mode: args.attach,
-            follow_forks: args.follow_forks,
-            stacks: !args.no_stacks,
-            ringbuf_size: args.ringbuf_size,
-            stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
-            go_programs: targets::go_programs(&targets, launched.as_ref()),
-            comm: args.comm.clone(),
-        };
         let signals = Signals::new()?;
         let started = Instant::now();
-        let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
-        let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
-        // Loading parsed the kernel's BTF and the eBPF object (tens of MiB,
-        // now freed): give the pages back rather than keep them for the
-        // session.
-        // SAFETY: no preconditions.
-        unsafe { libc::malloc_trim(0) };
-        if let Some(comm) = &args.comm {
-            targets::add_running_with_comm(comm, &mut tracer, &mut targets)?;
-        }
-        let (notes, origin_notes) = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
-        let source = Source::new(ring, tracer.take_stacks()).context("watching the ring buffer")?;
-
-        // The baseline: what is open now. Events stamped before the scan
-        // refine it (see the ledger). A target that exits during start-up is
-        // reported as exited, with whatever events it produced.
-        let mut ledger = Ledger::new();
-        let (exit_tx, exits) = mpsc::unbounded_channel();
-        let started_ns = monotonic_ns();
-        for t in &targets {
-            let scan_ns = monotonic_ns();
-            let fds = procfs::list_fds(t.tgid).unwrap_or_default();
-            ledger.add_process(t.tgid, Comm::from_str_lossy(&t.comm), scan_ns, fds);
-            targets::watch_exit(t.tgid, exit_tx.clone())?;
-        }
-        log::debug!(
-            "callers of libc syscall wrappers: {}",
-            if tracer.plan.caller_ip {
-                "recovered from the user stack pointer"
-            } else {
-                "not recoverable (no bpf_task_pt_regs)"
-            }
-        );
+        let (tracer, source, notes) = attach(args, launched.as_ref(), &mut targets)?;
+        let (ledger, exits, started_ns) = baseline(&targets)?;
         announce(args, &targets, &tracer, started, launched.is_some());
         // Everything is in place: let the command exec.
         if let Some(l) = &mut launched {
@@ -166,16 +126,9 @@ impl<'a> Session<'a> {
             comm: comm.clone(),
             started_ns,
             tier: tracer.plan.tier_summary(),
-            hooks: tracer
-                .plan
-                .families
-                .iter()
-                .map(|(f, o)| {
-                    (f.name.to_string(), o.hooked.map_or("tracepoint".to_string(), |(t, _)| t.to_string()))
-                })
-                .collect(),
-            notes,
-            origin_notes,
+            hooks: tracer.plan.hooks(),
+            notes: notes.0,
+            origin_notes: notes.1,
             targets: vec![],
         };
         Ok(Session {
@@ -385,6 +338,63 @@ impl<'a> Session<'a> {
         let p = Progress { events: self.source.records(), open, lost: self.tracer.losses().lost_events() };
         self.sinks.progress(p);
     }
+}
+
+/// Loads and attaches the kernel programs for `targets` (and, with
+/// `--comm`, adds the processes with the name that run now). Returns the
+/// tracer, the events it will send, and the notes on following goroutines
+/// (what could not be followed; how origins may be wrong).
+fn attach(
+    args: &TraceArgs,
+    launched: Option<&Launched>,
+    targets: &mut Vec<Target>,
+) -> anyhow::Result<(Tracer, Source, (Vec<String>, Vec<String>))> {
+    let opts = attach::Options {
+        mode: args.attach,
+        follow_forks: args.follow_forks,
+        stacks: !args.no_stacks,
+        ringbuf_size: args.ringbuf_size,
+        stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
+        go_programs: targets::go_programs(targets, launched),
+        comm: args.comm.clone(),
+    };
+    let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
+    let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
+    // Loading parsed the kernel's BTF and the eBPF object (tens of MiB, now
+    // freed): give the pages back rather than keep them for the session.
+    // SAFETY: no preconditions.
+    unsafe { libc::malloc_trim(0) };
+    if let Some(comm) = &args.comm {
+        targets::add_running_with_comm(comm, &mut tracer, targets)?;
+    }
+    let notes = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
+    let source = Source::new(ring, tracer.take_stacks()).context("watching the ring buffer")?;
+    log::debug!(
+        "callers of libc syscall wrappers: {}",
+        if tracer.plan.caller_ip {
+            "recovered from the user stack pointer"
+        } else {
+            "not recoverable (no bpf_task_pt_regs)"
+        }
+    );
+    Ok((tracer, source, notes))
+}
+
+/// The ledger's baseline: what the targets have open now (events stamped
+/// before the scan refine it, see the ledger), and a watch on each for its
+/// exit. A target that exits during start-up is reported as exited, with
+/// whatever events it produced. Also: when tracing started.
+fn baseline(targets: &[Target]) -> anyhow::Result<(Ledger, mpsc::UnboundedReceiver<u32>, u64)> {
+    let mut ledger = Ledger::new();
+    let (exit_tx, exits) = mpsc::unbounded_channel();
+    let started_ns = monotonic_ns();
+    for t in targets {
+        let scan_ns = monotonic_ns();
+        let fds = procfs::list_fds(t.tgid).unwrap_or_default();
+        ledger.add_process(t.tgid, Comm::from_str_lossy(&t.comm), scan_ns, fds);
+        targets::watch_exit(t.tgid, exit_tx.clone())?;
+    }
+    Ok((ledger, exits, started_ns))
 }
 
 /// The start-up line: what is traced, how, how long attaching took.
