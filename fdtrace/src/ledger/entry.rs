@@ -89,6 +89,15 @@ pub enum CloseCause {
 }
 
 impl CloseCause {
+    pub const ALL: [CloseCause; 6] = [
+        CloseCause::Close,
+        CloseCause::CloseRange,
+        CloseCause::Replaced,
+        CloseCause::Exec,
+        CloseCause::Exit,
+        CloseCause::MissedClose,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             CloseCause::Close => "close",
@@ -98,5 +107,14 @@ impl CloseCause {
             CloseCause::Exit => "exit",
             CloseCause::MissedClose => "missed close",
         }
+    }
+}
+
+impl crate::events::Named for CloseCause {
+    fn name(self) -> &'static str {
+        CloseCause::name(self)
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        CloseCause::ALL.into_iter().find(|c| c.name() == name)
     }
 }

@@ -172,7 +172,7 @@ pub struct Finding {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Peer {
     pub remote: String,
-    #[serde(with = "crate::events::named::option")]
+    #[serde(default, with = "crate::events::named::option")]
     pub state: Option<TcpState>,
     pub count: usize,
     /// The least idle of these sockets has sent or received nothing for
@@ -189,7 +189,7 @@ pub struct FdInfo {
     pub proto: Option<String>,
     pub local: Option<String>,
     pub remote: Option<String>,
-    #[serde(with = "crate::events::named::option")]
+    #[serde(default, with = "crate::events::named::option")]
     pub state: Option<TcpState>,
     pub path: Option<String>,
     pub age_s: f64,

@@ -8,7 +8,7 @@
 //! before anything is rendered, and only the lines kept become text.
 use std::io::{self, Write};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Applied, Sink};
 use crate::{
@@ -486,82 +486,95 @@ fn errno_text(errno: i64) -> String {
     format!("{} ({text})", errno_name(errno))
 }
 
-/// A line as JSON: the field order and names are the documented schema
-/// (pinned by `golden/events.jsonl`).
-#[derive(Serialize)]
-struct JsonLine<'a> {
+/// An event line as JSON (`--events --format json`): the field order and
+/// names are the documented schema (pinned by `golden/events.jsonl`). Reads
+/// back with serde too (tests, the bench).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventLine {
+    /// Always "event".
     #[serde(rename = "type")]
-    ty: &'static str,
+    pub ty: String,
     /// RFC 3339 UTC.
-    time: String,
-    ts_ns: u64,
-    pid: u32,
-    tid: u32,
-    comm: String,
-    event: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fd2: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    proto: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    local: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remote: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    src_fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloexec: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ret: Option<i64>,
+    pub time: String,
+    /// CLOCK_MONOTONIC ns, as stamped in the kernel.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// See [`Line::event`].
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// Second fd of pipe/socketpair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd2: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::events::named::option")]
+    pub kind: Option<FdKind>,
+    /// tcp, udp6, unix-stream, ... for sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// dup source, accept's listening fd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloexec: Option<bool>,
+    /// Raw return value for syscalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<i64>,
     /// errno name when the call failed (EMFILE, ECONNREFUSED, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cause: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    child: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    open_at_exit: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit_code: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stack_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why an fd went.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::events::named::option")]
+    pub cause: Option<CloseCause>,
+    /// fork: the child pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<u32>,
+    /// exit: fds the process still had open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_at_exit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u32>,
+    /// TCP state (socket state events).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::events::named::option")]
+    pub state: Option<TcpState>,
+    /// Stack map id of an fd-creating event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_id: Option<u32>,
 }
 
-impl<'a> JsonLine<'a> {
-    fn of(line: &'a Line<'a>, clock: &Clock) -> JsonLine<'a> {
-        JsonLine {
-            ty: "event",
+impl EventLine {
+    fn of(line: &Line, clock: &Clock) -> EventLine {
+        EventLine {
+            ty: "event".into(),
             time: clock.rfc3339(line.ts_ns),
             ts_ns: line.ts_ns,
             pid: line.pid,
             tid: line.tid,
             comm: line.comm.to_string(),
-            event: line.event,
+            event: line.event.into(),
             fd: line.fd,
             fd2: line.fd2,
-            kind: line.kind.map(FdKind::name),
+            kind: line.kind,
             proto: line.proto.map(|p| p.label()),
             local: line.local.map(Addr::to_string),
             remote: line.remote.map(Addr::to_string),
-            path: line.path,
+            path: line.path.map(String::from),
             src_fd: line.src_fd,
             cloexec: line.cloexec,
             ret: line.ret,
             error: line.errno.map(errno_name),
-            cause: line.cause.map(CloseCause::name),
+            cause: line.cause,
             child: line.child,
             open_at_exit: line.open_at_exit,
             exit_code: line.exit_code,
-            state: line.state.map(TcpState::name),
+            state: line.state,
             stack_id: line.stack_id,
         }
     }
@@ -583,7 +596,7 @@ impl<W: Write> Printer<W> {
     pub fn line(&mut self, line: &Line) -> io::Result<()> {
         match self.format {
             Format::Json => {
-                serde_json::to_writer(&mut self.out, &JsonLine::of(line, &self.clock))?;
+                serde_json::to_writer(&mut self.out, &EventLine::of(line, &self.clock))?;
                 writeln!(self.out)
             }
             Format::Text => {
