@@ -1,5 +1,7 @@
 //! Support for fdtrace's integration tests: the harness that drives fdtrace
-//! (test side) and helpers for the workload programs it traces.
+//! (test side), the guards that make a test that cannot run say so
+//! ([`skip`]), and helpers for the workload programs it traces.
 pub mod fixtures;
 pub mod harness;
+pub mod skip;
 pub mod workload;

@@ -29,6 +29,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
+use fdtrace_tests::skip;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "fdtrace developer commands")]
@@ -293,7 +294,19 @@ fn test(ws: &Path, host_only: bool, extra: Vec<String>) -> Result<()> {
         println!("xtask: not root: test binaries will run through sudo");
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
     }
-    let status = cmd.status()?;
+    // Tests that cannot run here (not root, a tool missing) append to this
+    // file; the list is printed whether the tests passed or not.
+    let skip_log = ws.join("target/test-skips.txt");
+    match std::fs::remove_file(&skip_log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", skip_log.display()));
+        }
+        _ => {}
+    }
+    cmd.env(skip::SKIP_LOG_ENV, &skip_log);
+    let status = cmd.status().context("running cargo test")?;
+    let skips = skip::read_log(&skip_log).with_context(|| format!("reading {}", skip_log.display()))?;
+    println!("xtask: {}", skip::summary(&skips));
     if !status.success() {
         bail!("tests failed ({status})");
     }
