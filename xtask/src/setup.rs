@@ -28,6 +28,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     // Rendering the man page (`cargo xtask install` checks it in tests).
     ("groff", "groff-base"),
+    // Extracting the VMs' initramfs in xtask's tests (the real cpio reads
+    // what vm/initramfs.rs writes).
+    ("cpio", "cpio"),
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.
