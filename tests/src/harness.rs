@@ -152,7 +152,7 @@ impl Server {
     pub fn start(bin: &str, args: &[&str]) -> Server {
         let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start server");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).expect("server output");
+        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line).expect("server output");
         let addr = line
             .trim()
             .strip_prefix("listening ")

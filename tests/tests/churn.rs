@@ -4,6 +4,11 @@
 //! workload pauses, and fdtrace's open set must equal `/proc/PID/fd`
 //! exactly — with 0 missed opens and 0 missed closes found by
 //! reconciliation.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{collections::BTreeMap, time::Duration};
 
 use fdtrace_tests::{

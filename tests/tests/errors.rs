@@ -1,5 +1,10 @@
 //! Every bad input gets a clear message with its remedy and a non-zero
 //! exit; stopping is clean (nothing stays attached).
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
 use fdtrace_tests::{

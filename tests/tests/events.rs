@@ -1,6 +1,11 @@
 //! The live event stream on the running kernel: a workload performs a
 //! scripted sequence of fd operations and reports what each returned;
 //! fdtrace's `--events --format json` must show exactly those, in order.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
 use fdtrace_tests::{

@@ -2,6 +2,11 @@
 //! `socket()` is net/http's; fdtrace follows the dial goroutine back to the
 //! `go` statement that started it, whose stack names the program's code,
 //! and recognizes net/http's two classic connection leaks.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{io::Write, net::TcpStream, process::Command, time::Duration};
 
 use fdtrace_tests::{

@@ -3,6 +3,11 @@
 //! stdout), fdtrace exits with the command's exit code, and under sudo the
 //! command runs as the invoking user. Also: several pids in one session,
 //! and the command-line errors of launch mode.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{
     process::Command,
     time::{Duration, Instant},

@@ -3,6 +3,11 @@
 //! `go.rs`). fdtrace's final report must put the leaked sockets in one
 //! group whose stack names the leaking code, with the server as peer; the
 //! fixed variant of each must report no unclosed sockets.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
 use fdtrace_tests::{

@@ -2,6 +2,11 @@
 //! CLOSE_WAIT only when asked for or on a terminal (never with --no-color
 //! or NO_COLOR); the status line shows only on a terminal (a pty from
 //! `script`).
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
 use fdtrace_tests::{

@@ -4,6 +4,11 @@
 //! see every one of them: the open set equals /proc/PID/fd with nothing
 //! missed. The tracepoint tier cannot see them; it must say so, as missed
 //! opens found by reconciliation, and still end up equal to /proc.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
 use fdtrace_tests::{

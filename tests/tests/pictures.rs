@@ -3,6 +3,11 @@
 //! then the stack outermost first, weighted by unclosed fds), and the SVG
 //! must render in a real browser (headless Chromium) and name the leaking
 //! function.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{
     path::Path,
     process::{Command, Stdio},

@@ -2,6 +2,11 @@
 //! that overflows, two fdtraces on one process, a thousand threads racing,
 //! a binary deleted or with corrupt debug info. None may crash, hang, or
 //! report wrong counts; what was lost is counted exactly.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
 use fdtrace_tests::{

@@ -2,6 +2,11 @@
 //! never close their side. Every such socket sits in CLOSE_WAIT; the report
 //! must flag them (the strongest leak evidence) under the function that
 //! opened them, and the event stream must show each transition.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
 use fdtrace_tests::{

@@ -6,7 +6,7 @@
 //! its `rust-src` component, and `bpf-linker` built against that
 //! toolchain's LLVM. `check_prerequisites` says which is missing and which
 //! command installs it; the xtask installs them.
-#![allow(dead_code)] // each includer uses a different part
+#![allow(dead_code, reason = "each includer uses a different part")]
 
 use std::{
     env,
@@ -115,19 +115,25 @@ pub fn linker_works() -> Result<String, String> {
 
 /// The command that builds the eBPF object.
 pub fn build_command(workspace: &Path) -> Command {
+    cargo_command(workspace, "build", &target_dir(workspace))
+}
+
+/// `cargo SUBCOMMAND` (build, clippy) for the eBPF crate with its
+/// toolchain, target and flags.
+pub fn cargo_command(workspace: &Path, subcommand: &str, target_dir: &Path) -> Command {
     let tc = toolchain();
     let mut cmd = Command::new("rustup");
     cmd.current_dir(workspace).args([
         "run",
         &tc,
         "cargo",
-        "build",
+        subcommand,
         "--package",
         "fdtrace-ebpf",
         "--bins",
         "--release",
     ]);
-    cmd.args(["--target", BPF_TARGET, "-Z", "build-std=core", "--target-dir"]).arg(target_dir(workspace));
+    cmd.args(["--target", BPF_TARGET, "-Z", "build-std=core", "--target-dir"]).arg(target_dir);
     let mut flags = OsString::new();
     for (i, flag) in
         ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].iter().enumerate()

@@ -2,7 +2,9 @@
 //!
 //! - `run`: build fdtrace and run it (on a bundled leaky example when no pid
 //!   is given);
-//! - `test`: install what the tests need, build, run every test;
+//! - `test`: lint, install what the tests need, build, run every test;
+//! - `lint`: `cargo fmt --check` and clippy with the workspace's lints
+//!   (warnings fail the crates `lint::DENY_WARNINGS` lists);
 //! - `setup`: only the installation part of `test`;
 //! - `install`: fdtrace (release), its man page and shell completions
 //!   under a prefix;
@@ -17,6 +19,7 @@
 mod bench;
 mod ebpf_build;
 mod install;
+mod lint;
 mod setup;
 mod vm;
 mod vmtest;
@@ -42,6 +45,10 @@ struct Cli {
 enum Cmd {
     /// Install the eBPF toolchain if needed and build the eBPF object.
     BuildEbpf,
+    /// `cargo fmt --all --check`, then clippy on every crate with the
+    /// workspace's lints: warnings fail the crates listed in
+    /// xtask/src/lint.rs (DENY_WARNINGS), and are counted for the others.
+    Lint,
     /// Install everything the build and the tests need (idempotent).
     Setup,
     /// Build fdtrace (release) and install it: PREFIX/bin/fdtrace, the man page
@@ -58,12 +65,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Install what is needed, build, and run all tests: the host suite,
-    /// then the kernel matrix (`vm-test`).
+    /// Lint (`cargo xtask lint`), install what is needed, build, and run all
+    /// tests: the host suite, then the kernel matrix (`vm-test`).
     Test {
         /// Only the host suite (no VMs): for quick iterations.
         #[arg(long)]
         host_only: bool,
+        /// Skip the lint step.
+        #[arg(long)]
+        no_lint: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter); they
         /// imply --host-only.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -137,10 +147,11 @@ fn run(cli: Cli) -> Result<()> {
     let ws = workspace();
     match cli.command {
         Cmd::BuildEbpf => build_ebpf(&ws),
+        Cmd::Lint => lint::run(&ws),
         Cmd::Setup => setup::all(&ws),
         Cmd::Install { prefix } => install::run(&ws, &prefix),
         Cmd::Run { args } => run_fdtrace(&ws, args),
-        Cmd::Test { host_only, args } => test(&ws, host_only, args),
+        Cmd::Test { host_only, no_lint, args } => test(&ws, host_only, no_lint, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),
         Cmd::Bench { rounds, secs, workloads } => {
             let workloads =
@@ -281,7 +292,10 @@ fn vm_test(
     vmtest::run(ws, &kernels, &tiers, jobs)
 }
 
-fn test(ws: &Path, host_only: bool, extra: Vec<String>) -> Result<()> {
+fn test(ws: &Path, host_only: bool, no_lint: bool, extra: Vec<String>) -> Result<()> {
+    if !no_lint {
+        lint::run(ws)?;
+    }
     setup::all(ws)?;
     let start = Instant::now();
     // The integration tests run the fdtrace binary: build it first.
