@@ -23,6 +23,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("go", "golang-go"),
     // Privilege-drop and mount-namespace tests.
     ("setpriv", "util-linux"),
+    // A pty for the status-line test.
+    ("script", "bsdutils"),
     ("gcc", "gcc"),
     // Rendering --flamegraph's SVG in a headless browser.
     ("chromium", "chromium"),
