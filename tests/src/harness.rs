@@ -173,7 +173,7 @@ impl Drop for Server {
 /// `tests/src/bin/*` (see [`crate::workload`]), shared by the tests and
 /// `cargo xtask bench`.
 pub struct Workload {
-    pub child: Child,
+    child: Child,
     pub pid: u32,
     stdin: Option<ChildStdin>,
     pub stdout: Lines,
