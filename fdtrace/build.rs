@@ -1,6 +1,14 @@
 //! Builds the eBPF object from `fdtrace-ebpf` and puts it in OUT_DIR, where
-//! `attach` embeds it. Missing prerequisites stop the build with the command
-//! that installs them.
+//! `attach` embeds it (the build is `xtask/src/ebpf_build.rs`, shared with
+//! `cargo xtask build-ebpf`: both make the same object in the same place).
+//!
+//! Without the eBPF toolchain (nightly with rust-src, bpf-linker), or with
+//! `AYA_BUILD_SKIP=1`, it embeds an empty stub instead and says so in a
+//! warning: `cargo check`, `cargo clippy`, `cargo doc` and `fdtrace --help`
+//! work on any machine, and `fdtrace` refuses to trace with the remedy
+//! (`FDTRACE_EBPF_MISSING`, read by `attach`). The build then watches where
+//! the missing pieces get installed, so the next build after installing
+//! them builds the real object.
 use std::{env, fs, path::PathBuf, process::exit};
 
 #[path = "../xtask/src/ebpf_build.rs"]
@@ -19,17 +27,17 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
-    println!("cargo:rerun-if-env-changed=FDTRACE_EBPF_TOOLCHAIN");
-
-    let missing = ebpf_build::check_prerequisites();
-    if !missing.is_empty() {
-        eprintln!("error: cannot build fdtrace's eBPF programs:");
-        for m in &missing {
-            eprintln!("  - {m}");
-        }
-        eprintln!("run `cargo xtask build-ebpf` once: it installs what is missing; then build again.");
-        exit(1);
+    for var in ["FDTRACE_EBPF_TOOLCHAIN", ebpf_build::SKIP_ENV] {
+        println!("cargo:rerun-if-env-changed={var}");
     }
+
+    let missing = if ebpf_build::skip_requested() { vec![] } else { ebpf_build::check_prerequisites() };
+    if ebpf_build::skip_requested() || !missing.is_empty() {
+        stub(&out, &missing);
+        return;
+    }
+    // bpf-linker is no Cargo dependency: a new one must rebuild the object.
+    println!("cargo:rerun-if-changed={}", ebpf_build::bpf_linker().display());
     let mut cmd = ebpf_build::build_command(&workspace);
     match cmd.status() {
         Ok(s) if s.success() => {}
@@ -46,5 +54,36 @@ fn main() {
     if let Err(e) = fs::copy(&object, &out) {
         eprintln!("error: copying {} to {}: {e}", object.display(), out.display());
         exit(1);
+    }
+}
+
+/// An empty object, a warning with the remedy, and `FDTRACE_EBPF_MISSING`
+/// for `attach` to refuse it at run time.
+fn stub(out: &std::path::Path, missing: &[ebpf_build::Missing]) {
+    if let Err(e) = fs::write(out, []) {
+        eprintln!("error: writing {}: {e}", out.display());
+        exit(1);
+    }
+    let why = if missing.is_empty() {
+        format!("{}=1 is set", ebpf_build::SKIP_ENV)
+    } else {
+        missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("; ")
+    };
+    println!("cargo:rustc-env=FDTRACE_EBPF_MISSING={}", why.replace(['\n', '\r'], " "));
+    let warn = |line: &str| println!("cargo:warning={line}");
+    warn("fdtrace is built WITHOUT its eBPF programs (an empty stub): it will refuse to trace.");
+    if missing.is_empty() {
+        warn(&format!("{why}: unset it and build again to embed them."));
+    } else {
+        for m in missing {
+            warn(&format!("  missing: {m}; install: `{}`", m.remedy()));
+        }
+        warn("`cargo xtask build-ebpf` installs all of it and builds them; the next build embeds them.");
+    }
+    // Rerun once something is installed (PATH's directories, cargo's bin,
+    // rustup's state), not on every build: a rerun recompiles fdtrace.
+    println!("cargo:rerun-if-env-changed=PATH");
+    for path in ebpf_build::install_locations() {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 }

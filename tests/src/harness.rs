@@ -2,6 +2,7 @@
 //! Children are killed on drop; failures panic with what went wrong.
 use std::{
     collections::BTreeSet,
+    ffi::OsStr,
     io::{BufRead, BufReader, Write},
     path::PathBuf,
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
@@ -10,15 +11,23 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use serde_json::Value;
+
+pub use crate::skip::{in_ci, Ebpf};
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
 /// The fdtrace binary under test: `$FDTRACE_BIN`, else the workspace's
-/// debug build (`cargo xtask test` builds it first).
-pub fn fdtrace_bin() -> PathBuf {
+/// debug build (`cargo xtask test` builds it first). Taking the [`Ebpf`]
+/// token: a test that runs fdtrace on a target has checked it can.
+pub fn fdtrace_bin(_: &Ebpf) -> PathBuf {
+    binary()
+}
+
+fn binary() -> PathBuf {
     let path = std::env::var_os("FDTRACE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/debug/fdtrace"));
@@ -33,45 +42,6 @@ pub fn fdtrace_bin() -> PathBuf {
 /// The tier the tests force with `$FDTRACE_ATTACH`, if any.
 pub fn attach_tier() -> Option<String> {
     std::env::var("FDTRACE_ATTACH").ok().filter(|t| !t.is_empty() && t != "auto")
-}
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Whether tests that load eBPF can run here. When they cannot, says why;
-/// in CI (`CI=true`) that is a failure, not a skip.
-pub fn ebpf_available(test: &str) -> bool {
-    // SAFETY: no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        return true;
-    }
-    let why = format!("{test}: needs root to load eBPF programs (running as uid {euid})");
-    if in_ci() {
-        panic!("{why}; CI=true, so this is a failure, not a skip");
-    }
-    eprintln!("SKIPPED {why}");
-    false
-}
-
-/// A tool a test needs beyond fdtrace (`chromium`, `groff`...): its path
-/// on `PATH`. When it is missing, says so and how to get it; in CI
-/// (`CI=true`) that is a failure, not a skip.
-pub fn tool_available(test: &str, tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let why = format!("{test}: needs `{tool}` (install it with `cargo xtask setup`)");
-        if in_ci() {
-            panic!("{why}; CI=true, so this is a failure, not a skip");
-        }
-        eprintln!("SKIPPED {why}");
-    }
-    found
 }
 
 /// A fresh empty directory for a test's files, removed on drop.
@@ -103,7 +73,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    fn spawn(r: impl std::io::Read + Send + 'static) -> Lines {
+    pub fn spawn(r: impl std::io::Read + Send + 'static) -> Lines {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(r).lines() {
@@ -125,13 +95,24 @@ impl Lines {
 
     /// Waits for a line matching `pred`; panics after `timeout`.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        self.try_wait_for(what, timeout, pred).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits for a line matching `pred`; an error after `timeout` (or when
+    /// the pipe closes first) shows every line seen.
+    pub fn try_wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next(left) {
-                Some(line) if pred(&line) => return line,
+                Some(line) if pred(&line) => return Ok(line),
                 Some(_) => continue,
-                None => panic!("no line {what} within {timeout:?}; saw:\n{}", self.seen.join("\n")),
+                None => anyhow::bail!("no line {what} within {timeout:?}; saw:\n{}", self.seen.join("\n")),
             }
         }
     }
@@ -142,6 +123,16 @@ impl Lines {
             self.seen.push(line);
         }
         self.seen.clone()
+    }
+
+    /// The lines that arrive within `timeout` (or until the pipe closes).
+    pub fn rest_within(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut out = vec![];
+        while let Some(line) = self.next(deadline.saturating_duration_since(Instant::now())) {
+            out.push(line);
+        }
+        out
     }
 }
 
@@ -161,7 +152,7 @@ impl Server {
     pub fn start(bin: &str, args: &[&str]) -> Server {
         let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start server");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).expect("server output");
+        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line).expect("server output");
         let addr = line
             .trim()
             .strip_prefix("listening ")
@@ -178,7 +169,9 @@ impl Drop for Server {
     }
 }
 
-/// A running workload program that printed `ready <pid>`.
+/// A running workload program that printed `ready <pid>`: the protocol of
+/// `tests/src/bin/*` (see [`crate::workload`]), shared by the tests and
+/// `cargo xtask bench`.
 pub struct Workload {
     child: Child,
     pub pid: u32,
@@ -187,26 +180,42 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn spawn(bin: &str, args: &[&str]) -> Workload {
+    /// Starts `bin` and waits for its `ready <pid>` line; panics if it
+    /// does not come.
+    pub fn spawn(bin: impl AsRef<OsStr>, args: &[&str]) -> Workload {
+        Workload::start(bin, args).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts `bin` and waits (10 s at most) for its `ready <pid>` line.
+    pub fn start(bin: impl AsRef<OsStr>, args: &[&str]) -> anyhow::Result<Workload> {
+        let bin = bin.as_ref();
         let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+            .with_context(|| format!("starting {}", bin.to_string_lossy()))?;
         let stdin = child.stdin.take();
-        let mut stdout = Lines::spawn(child.stdout.take().expect("piped"));
-        let ready = stdout.wait_for("`ready <pid>`", Duration::from_secs(10), |l| l.starts_with("ready "));
-        let pid = ready["ready ".len()..].trim().parse().expect("pid after `ready`");
-        Workload { child, pid, stdin, stdout }
+        let stdout = child.stdout.take().context("the workload's stdout is not piped")?;
+        // Built before the checks below: dropped on an error, it kills the child.
+        let mut w = Workload { child, pid: 0, stdin, stdout: Lines::spawn(stdout) };
+        let what = format!("`ready <pid>` from {}", bin.to_string_lossy());
+        let ready = w.stdout.try_wait_for(&what, Duration::from_secs(10), |l| l.starts_with("ready "))?;
+        w.pid = ready["ready ".len()..].trim().parse().with_context(|| format!("no pid in {ready:?}"))?;
+        Ok(w)
     }
 
-    /// Sends a line: the go signal, or the signal to finish.
+    /// Sends a line: the go signal, or the signal to finish. Panics if the
+    /// workload is gone.
     pub fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to workload");
-        stdin.flush().expect("flush");
+        self.try_send(line).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Sends a line.
+    pub fn try_send(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("the workload's stdin is closed")?;
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).context("writing to the workload")
     }
 
     /// The JSON lines the workload printed, up to `done`.
@@ -233,9 +242,15 @@ impl Workload {
         }
     }
 
+    /// Closes its stdin and waits for it to exit.
     pub fn wait(&mut self) -> ExitStatus {
+        self.try_wait().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Closes its stdin and waits for it to exit.
+    pub fn try_wait(&mut self) -> anyhow::Result<ExitStatus> {
         drop(self.stdin.take());
-        self.child.wait().expect("wait for workload")
+        self.child.wait().context("waiting for the workload")
     }
 }
 
@@ -302,8 +317,8 @@ impl Finished {
 
 impl Trace {
     /// Starts fdtrace and waits until it reports it is attached.
-    pub fn start(args: &[&str]) -> Trace {
-        let mut t = Trace::spawn(args);
+    pub fn start(ebpf: &Ebpf, args: &[&str]) -> Trace {
+        let mut t = Trace::spawn(ebpf, args);
         let attached = Duration::from_secs(30);
         t.stderr.wait_for("saying fdtrace attached", attached, |l| l.contains("fdtrace: tracing"));
         t
@@ -312,16 +327,22 @@ impl Trace {
     /// Starts fdtrace without waiting for anything. `$FDTRACE_ATTACH`
     /// (fentry, kprobe, tracepoint) adds `--attach`: the VM matrix runs the
     /// same tests on each tier.
-    pub fn spawn(args: &[&str]) -> Trace {
-        let mut cmd = Command::new(fdtrace_bin());
+    pub fn spawn(ebpf: &Ebpf, args: &[&str]) -> Trace {
+        let mut cmd = Command::new(fdtrace_bin(ebpf));
         cmd.args(args);
         if let Some(tier) = attach_tier() {
             cmd.args(["--attach", &tier]);
         }
-        Trace::spawn_cmd(&mut cmd)
+        Trace::spawn_cmd(ebpf, &mut cmd)
     }
 
-    pub fn spawn_cmd(cmd: &mut Command) -> Trace {
+    /// Starts a command that runs fdtrace (through `setpriv`, `unshare`,
+    /// `script`...), its output piped.
+    pub fn spawn_cmd(_: &Ebpf, cmd: &mut Command) -> Trace {
+        Trace::spawn_piped(cmd)
+    }
+
+    fn spawn_piped(cmd: &mut Command) -> Trace {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -370,11 +391,11 @@ impl Drop for Trace {
 /// done its work: starts fdtrace on it with `flags` (after `-p PID`), lets
 /// it go, stops fdtrace (SIGINT) a moment after `done`, and returns what
 /// fdtrace printed. It must have succeeded.
-pub fn trace_until_done(w: &mut Workload, flags: &[&str], timeout: Duration) -> Finished {
+pub fn trace_until_done(ebpf: &Ebpf, w: &mut Workload, flags: &[&str], timeout: Duration) -> Finished {
     let pid = w.pid.to_string();
     let mut args = vec!["-p", pid.as_str()];
     args.extend(flags);
-    let trace = Trace::start(&args);
+    let trace = Trace::start(ebpf, &args);
     w.send("go");
     w.stdout.wait_for("`done`", timeout, |l| l == "done");
     thread::sleep(Duration::from_millis(800));
@@ -387,22 +408,25 @@ pub fn trace_until_done(w: &mut Workload, flags: &[&str], timeout: Duration) -> 
 /// fdtrace on `pid` for a comparison with `/proc`: every kind and age of
 /// fd, every group and every fd listed, JSON, and no report but the final
 /// one (stop it with SIGINT).
-pub fn trace_every_fd(pid: u32) -> Trace {
-    Trace::start(&[
-        "-p",
-        &pid.to_string(),
-        "--all-fds",
-        "--min-age",
-        "0",
-        "-t",
-        "100000",
-        "--fds-per-group",
-        "100000",
-        "--format",
-        "json",
-        "-i",
-        "3600",
-    ])
+pub fn trace_every_fd(ebpf: &Ebpf, pid: u32) -> Trace {
+    Trace::start(
+        ebpf,
+        &[
+            "-p",
+            &pid.to_string(),
+            "--all-fds",
+            "--min-age",
+            "0",
+            "-t",
+            "100000",
+            "--fds-per-group",
+            "100000",
+            "--format",
+            "json",
+            "-i",
+            "3600",
+        ],
+    )
 }
 
 /// The fd numbers `/proc/PID/fd` lists.
@@ -426,8 +450,21 @@ pub fn report_fd_numbers(report: &Value, pid: u32) -> BTreeSet<i64> {
 }
 
 /// Runs fdtrace to completion with a timeout.
-pub fn run_fdtrace(args: &[&str], timeout: Duration) -> Finished {
-    Trace::spawn(args).wait(timeout)
+pub fn run_fdtrace(ebpf: &Ebpf, args: &[&str], timeout: Duration) -> Finished {
+    Trace::spawn(ebpf, args).wait(timeout)
+}
+
+/// Runs fdtrace on arguments it must refuse before loading anything (no
+/// root needed, so no [`Ebpf`] token); panics if it started tracing all
+/// the same.
+pub fn run_fdtrace_refused(args: &[&str], timeout: Duration) -> Finished {
+    let out = Trace::spawn_piped(Command::new(binary()).args(args)).wait(timeout);
+    assert!(
+        !out.stderr.iter().any(|l| l.contains("fdtrace: tracing")),
+        "fdtrace {args:?} was to be refused before loading eBPF, and it started tracing:\n{}",
+        out.stderr_text()
+    );
+    out
 }
 
 /// The eBPF program and link ids a process holds fds to (from

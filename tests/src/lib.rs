@@ -1,5 +1,11 @@
 //! Support for fdtrace's integration tests: the harness that drives fdtrace
-//! (test side) and helpers for the workload programs it traces.
+//! (test side), the guards that make a test that cannot run say so
+//! ([`skip`]), and helpers for the workload programs it traces.
+#![cfg_attr(
+    test,
+    allow(unused_crate_dependencies, reason = "unit tests link the integration tests' dev-dependencies")
+)]
 pub mod fixtures;
 pub mod harness;
+pub mod skip;
 pub mod workload;

@@ -4,9 +4,17 @@
 //! workload pauses, and fdtrace's open set must equal `/proc/PID/fd`
 //! exactly — with 0 missed opens and 0 missed closes found by
 //! reconciliation.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{collections::BTreeMap, time::Duration};
 
-use fdtrace_tests::harness::{ebpf_available, trace_every_fd, Workload};
+use fdtrace_tests::{
+    harness::{trace_every_fd, Ebpf, Workload},
+    require_ebpf,
+};
 use serde_json::Value;
 
 const CHURN: &str = env!("CARGO_BIN_EXE_churn");
@@ -43,10 +51,10 @@ fn proc_fds(pid: u32) -> BTreeMap<i64, String> {
         .collect()
 }
 
-fn churn_matches_proc(seed: &str) {
+fn churn_matches_proc(ebpf: &Ebpf, seed: &str) {
     let mut w = Workload::spawn(CHURN, &["--seed", seed, "--ops", "400"]);
     let pid = w.pid;
-    let trace = trace_every_fd(pid);
+    let trace = trace_every_fd(ebpf, pid);
     w.send("go");
     w.stdout.wait_for("`paused`", T, |l| l == "paused");
     std::thread::sleep(Duration::from_millis(300));
@@ -94,12 +102,10 @@ fn churn_matches_proc(seed: &str) {
 
 #[test]
 fn open_set_equals_proc_after_random_churn() {
-    if !ebpf_available("open_set_equals_proc_after_random_churn") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     // `$FDTRACE_CHURN_SEEDS` (comma-separated) runs other seeds.
     let seeds = std::env::var("FDTRACE_CHURN_SEEDS").unwrap_or_else(|_| "1,2,3".into());
     for seed in seeds.split(',') {
-        churn_matches_proc(seed.trim());
+        churn_matches_proc(&ebpf, seed.trim());
     }
 }

@@ -1,9 +1,18 @@
 //! Every bad input gets a clear message with its remedy and a non-zero
 //! exit; stopping is clean (nothing stays attached).
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
-use fdtrace_tests::harness::{
-    bpf_exists, bpf_objects_of, ebpf_available, fdtrace_bin, run_fdtrace, Finished, Trace, Workload,
+use fdtrace_tests::{
+    harness::{
+        bpf_exists, bpf_objects_of, fdtrace_bin, run_fdtrace, run_fdtrace_refused, Ebpf, Finished, Trace,
+        Workload,
+    },
+    require_ebpf,
 };
 
 const SCRIPTED: &str = env!("CARGO_BIN_EXE_scripted");
@@ -19,32 +28,31 @@ fn assert_fails_with(out: &Finished, needles: &[&str]) {
 
 #[test]
 fn no_pid_says_how_to_give_one() {
-    let out = run_fdtrace(&["--events"], T);
+    let out = run_fdtrace_refused(&["--events"], T);
     assert_fails_with(&out, &["no process given", "-p PID"]);
 }
 
 #[test]
 fn a_pid_that_does_not_exist_is_named() {
     // Pids above pid_max cannot exist.
-    let out = run_fdtrace(&["-p", "99999999"], T);
+    let out = run_fdtrace_refused(&["-p", "99999999"], T);
     assert_fails_with(&out, &["no process with pid 99999999", "ps -p"]);
 }
 
 #[test]
 fn bad_option_values_are_rejected_by_the_parser() {
-    let out = run_fdtrace(&["-p", "1", "--ringbuf-size", "3M"], T);
+    let out = run_fdtrace_refused(&["-p", "1", "--ringbuf-size", "3M"], T);
     assert_fails_with(&out, &["power of two"]);
-    let out = run_fdtrace(&["-p", "1", "-d", "soon"], T);
+    let out = run_fdtrace_refused(&["-p", "1", "-d", "soon"], T);
     assert_fails_with(&out, &["not a number of seconds"]);
 }
 
 #[test]
 fn without_privileges_it_says_to_use_sudo() {
-    if !ebpf_available("without_privileges_it_says_to_use_sudo") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let w = Workload::spawn(SCRIPTED, &[]);
     let out = Trace::spawn_cmd(
+        &ebpf,
         Command::new("setpriv")
             .args([
                 "--reuid=65534",
@@ -53,7 +61,7 @@ fn without_privileges_it_says_to_use_sudo() {
                 "--inh-caps=-all",
                 "--bounding-set=-all",
             ])
-            .arg(fdtrace_bin())
+            .arg(fdtrace_bin(&ebpf))
             .args(["-p", &w.pid.to_string()]),
     )
     .wait(T);
@@ -62,9 +70,7 @@ fn without_privileges_it_says_to_use_sudo() {
 
 #[test]
 fn a_thread_id_traces_its_process() {
-    if !ebpf_available("a_thread_id_traces_its_process") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     // The leaky example runs a server thread.
     let mut child =
         Command::new(env!("CARGO_BIN_EXE_leaky")).stdout(std::process::Stdio::null()).spawn().unwrap();
@@ -78,7 +84,7 @@ fn a_thread_id_traces_its_process() {
                 .find(|&t| t != pid)
         })
         .expect("leaky has a second thread");
-    let out = run_fdtrace(&["-p", &tid.to_string(), "-d", "1"], T);
+    let out = run_fdtrace(&ebpf, &["-p", &tid.to_string(), "-d", "1"], T);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(out.status.success(), "{}", out.stderr_text());
@@ -89,12 +95,11 @@ fn a_thread_id_traces_its_process() {
 
 #[test]
 fn a_kernel_without_btf_is_explained() {
-    if !ebpf_available("a_kernel_without_btf_is_explained") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let w = Workload::spawn(SCRIPTED, &[]);
     let out = Trace::spawn_cmd(
-        Command::new(fdtrace_bin())
+        &ebpf,
+        Command::new(fdtrace_bin(&ebpf))
             .env("FDTRACE_BTF", "/nonexistent/vmlinux")
             .args(["-p", &w.pid.to_string()]),
     )
@@ -104,16 +109,17 @@ fn a_kernel_without_btf_is_explained() {
 
 /// Runs `script` (sh) in a private mount namespace where tracefs is not
 /// mounted; `$FDTRACE` and `$PID` are set.
-fn without_tracefs(script: &str) -> Finished {
+fn without_tracefs(ebpf: &Ebpf, script: &str) -> Finished {
     let w = Workload::spawn(SCRIPTED, &[]);
     let full = format!(
         "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; \
          test -d /sys/kernel/tracing/events && {{ echo 'could not unmount tracefs' >&2; exit 99; }}; {script}"
     );
     let out = Trace::spawn_cmd(
+        ebpf,
         Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &full])
-            .env("FDTRACE", fdtrace_bin())
+            .env("FDTRACE", fdtrace_bin(ebpf))
             .env("PID", w.pid.to_string()),
     )
     .wait(T);
@@ -123,21 +129,17 @@ fn without_tracefs(script: &str) -> Finished {
 
 #[test]
 fn an_unmounted_tracefs_is_mounted() {
-    if !ebpf_available("an_unmounted_tracefs_is_mounted") {
-        return;
-    }
-    let out = without_tracefs("\"$FDTRACE\" -p \"$PID\" -d 0.5");
+    let ebpf = require_ebpf!();
+    let out = without_tracefs(&ebpf, "\"$FDTRACE\" -p \"$PID\" -d 0.5");
     assert!(out.status.success(), "{}", out.stderr_text());
     assert!(out.stderr_text().contains("tracefs was not mounted; mounted it"), "{}", out.stderr_text());
 }
 
 #[test]
 fn an_unmountable_tracefs_says_how_to_mount_it() {
-    if !ebpf_available("an_unmountable_tracefs_says_how_to_mount_it") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     // CAP_BPF and CAP_PERFMON are enough to trace, not to mount.
-    let out = without_tracefs("setpriv --bounding-set=-sys_admin \"$FDTRACE\" -p \"$PID\" -d 0.5");
+    let out = without_tracefs(&ebpf, "setpriv --bounding-set=-sys_admin \"$FDTRACE\" -p \"$PID\" -d 0.5");
     assert_fails_with(&out, &["tracefs is not mounted", "mount -t tracefs tracefs /sys/kernel/tracing"]);
 }
 
@@ -150,13 +152,18 @@ fn tracefs_probes() -> (String, String) {
 
 /// Starts fdtrace with `extra` arguments on a workload, stops it with
 /// `how`, and checks its programs, links and probes are gone.
-fn stops_cleanly_with(extra: &[&str], how: impl FnOnce(&Trace, &mut Workload), expect_success: bool) {
+fn stops_cleanly_with(
+    ebpf: &Ebpf,
+    extra: &[&str],
+    how: impl FnOnce(&Trace, &mut Workload),
+    expect_success: bool,
+) {
     let probes = tracefs_probes();
     let mut w = Workload::spawn(SCRIPTED, &[]);
     let pid = w.pid.to_string();
     let mut args = vec!["-p", &pid];
     args.extend(extra);
-    let trace = Trace::start(&args);
+    let trace = Trace::start(ebpf, &args);
     let (progs, links) = bpf_objects_of(trace.pid());
     assert!(!progs.is_empty() && !links.is_empty(), "fdtrace holds no BPF programs/links?");
     how(&trace, &mut w);
@@ -171,17 +178,16 @@ fn stops_cleanly_with(extra: &[&str], how: impl FnOnce(&Trace, &mut Workload), e
     assert_eq!(tracefs_probes(), probes, "tracefs kprobe/uprobe events changed");
 }
 
-fn stops_cleanly(how: impl FnOnce(&Trace), expect_success: bool) {
-    stops_cleanly_with(&[], |t, _| how(t), expect_success);
+fn stops_cleanly(ebpf: &Ebpf, how: impl FnOnce(&Trace), expect_success: bool) {
+    stops_cleanly_with(ebpf, &[], |t, _| how(t), expect_success);
 }
 
 #[test]
 fn the_duration_end_and_the_target_exit_detach_everything() {
-    if !ebpf_available("the_duration_end_and_the_target_exit_detach_everything") {
-        return;
-    }
-    stops_cleanly_with(&["-d", "1"], |_, _| {}, true);
+    let ebpf = require_ebpf!();
+    stops_cleanly_with(&ebpf, &["-d", "1"], |_, _| {}, true);
     stops_cleanly_with(
+        &ebpf,
         &[],
         |_, w| {
             w.send("go");
@@ -194,17 +200,13 @@ fn the_duration_end_and_the_target_exit_detach_everything() {
 
 #[test]
 fn sigint_and_sigterm_detach_everything() {
-    if !ebpf_available("sigint_and_sigterm_detach_everything") {
-        return;
-    }
-    stops_cleanly(|t| t.signal(libc::SIGINT), true);
-    stops_cleanly(|t| t.signal(libc::SIGTERM), true);
+    let ebpf = require_ebpf!();
+    stops_cleanly(&ebpf, |t| t.signal(libc::SIGINT), true);
+    stops_cleanly(&ebpf, |t| t.signal(libc::SIGTERM), true);
 }
 
 #[test]
 fn even_sigkill_leaves_nothing_attached() {
-    if !ebpf_available("even_sigkill_leaves_nothing_attached") {
-        return;
-    }
-    stops_cleanly(|t| t.signal(libc::SIGKILL), false);
+    let ebpf = require_ebpf!();
+    stops_cleanly(&ebpf, |t| t.signal(libc::SIGKILL), false);
 }

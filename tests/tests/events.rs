@@ -1,9 +1,17 @@
 //! The live event stream on the running kernel: a workload performs a
 //! scripted sequence of fd operations and reports what each returned;
 //! fdtrace's `--events --format json` must show exactly those, in order.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
-use fdtrace_tests::harness::{ebpf_available, Trace, Workload};
+use fdtrace_tests::{
+    harness::{Ebpf, Trace, Workload},
+    require_ebpf,
+};
 use serde_json::Value;
 
 const SCRIPTED: &str = env!("CARGO_BIN_EXE_scripted");
@@ -97,6 +105,7 @@ fn assert_matches(events: &[Value], want: &[(String, Value)]) {
 
 /// Runs the scripted workload under fdtrace with `extra` flags.
 fn trace_scripted(
+    ebpf: &Ebpf,
     workload_args: &[&str],
     extra: &[&str],
 ) -> (u32, Vec<Value>, fdtrace_tests::harness::Finished) {
@@ -104,7 +113,7 @@ fn trace_scripted(
     let pid = w.pid.to_string();
     let mut args = vec!["-p", &pid, "--events", "--format", "json"];
     args.extend(extra);
-    let trace = Trace::start(&args);
+    let trace = Trace::start(ebpf, &args);
     w.send("go");
     let steps = w.json_until_done(T);
     w.send("exit");
@@ -122,10 +131,8 @@ fn trace_scripted(
 
 #[test]
 fn scripted_sequence_is_reported_exactly_in_order() {
-    if !ebpf_available("scripted_sequence_is_reported_exactly_in_order") {
-        return;
-    }
-    let (pid, steps, out) = trace_scripted(&[], &[]);
+    let ebpf = require_ebpf!();
+    let (pid, steps, out) = trace_scripted(&ebpf, &[], &[]);
     let events = normalize(out.events_of(pid));
     assert_matches(&events, &expected(&steps, pid));
     // SOCK_CLOEXEC on the client socket and not on the listener.
@@ -149,10 +156,8 @@ fn scripted_sequence_is_reported_exactly_in_order() {
 
 #[test]
 fn followed_children_are_traced_from_their_fork() {
-    if !ebpf_available("followed_children_are_traced_from_their_fork") {
-        return;
-    }
-    let (pid, steps, out) = trace_scripted(&["--child-opens"], &["--follow-forks"]);
+    let ebpf = require_ebpf!();
+    let (pid, steps, out) = trace_scripted(&ebpf, &["--child-opens"], &["--follow-forks"]);
     let child = steps.iter().find(|s| s["op"] == "fork").unwrap()["child"].as_u64().unwrap() as u32;
     let parent_events = out.events_of(pid);
     let fork = parent_events.iter().find(|e| e["event"] == "fork").expect("fork event");
@@ -169,12 +174,10 @@ fn followed_children_are_traced_from_their_fork() {
 
 #[test]
 fn text_events_show_socket_connect_and_close_within_a_second() {
-    if !ebpf_available("text_events_show_socket_connect_and_close_within_a_second") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let mut w = Workload::spawn(SCRIPTED, &[]);
     let pid = w.pid.to_string();
-    let mut trace = Trace::start(&["-p", &pid, "--events"]);
+    let mut trace = Trace::start(&ebpf, &["-p", &pid, "--events"]);
     let sent = std::time::Instant::now();
     w.send("go");
     let steps = w.json_until_done(T);

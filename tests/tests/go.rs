@@ -2,11 +2,17 @@
 //! `socket()` is net/http's; fdtrace follows the dial goroutine back to the
 //! `go` statement that started it, whose stack names the program's code,
 //! and recognizes net/http's two classic connection leaks.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{io::Write, net::TcpStream, process::Command, time::Duration};
 
 use fdtrace_tests::{
     fixtures,
-    harness::{ebpf_available, Server, Trace, Workload},
+    harness::{Ebpf, Server, Trace, Workload},
+    require_ebpf,
 };
 use serde_json::Value;
 
@@ -17,7 +23,7 @@ const N: u64 = 10;
 /// requests, 200 ms apart, traced from its first request for 4 s; returns
 /// the final report (JSON), the client's ESTABLISHED sockets in `ss` after
 /// the trace, and fdtrace's stderr.
-fn trace_client(bin: &str, mode: &[&str], extra: &[&str]) -> (Value, u64, Vec<String>) {
+fn trace_client(ebpf: &Ebpf, bin: &str, mode: &[&str], extra: &[&str]) -> (Value, u64, Vec<String>) {
     eprintln!("using {}", fixtures::go_version());
     let server = Server::start(fixtures::go("httpserver").to_str().unwrap(), &[]);
     let url = format!("http://{}/", server.addr);
@@ -28,7 +34,7 @@ fn trace_client(bin: &str, mode: &[&str], extra: &[&str]) -> (Value, u64, Vec<St
     let pid = client.pid.to_string();
     let mut trace_args = vec!["-p", pid.as_str(), "--format", "json", "-i", "100", "-d", "4"];
     trace_args.extend(extra);
-    let trace = Trace::start(&trace_args);
+    let trace = Trace::start(ebpf, &trace_args);
     client.send("go");
     let out = trace.wait(T);
     let report = out.final_report();
@@ -60,11 +66,9 @@ fn established(pid: u32) -> u64 {
 /// with `ss`.
 #[test]
 fn transport_per_request_is_traced_to_the_function_making_the_requests() {
-    if !ebpf_available("transport_per_request_is_traced_to_the_function_making_the_requests") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient");
-    let (report, ss, _) = trace_client(client.to_str().unwrap(), &[], &[]);
+    let (report, ss, _) = trace_client(&ebpf, client.to_str().unwrap(), &[], &[]);
     let groups = report["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "expected one group:\n{report:#}");
     let g = &groups[0];
@@ -103,9 +107,7 @@ fn transport_per_request_is_traced_to_the_function_making_the_requests() {
 /// shown, and the finding says what to do.
 #[test]
 fn the_text_report_leads_with_the_callers_code() {
-    if !ebpf_available("the_text_report_leads_with_the_callers_code") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(fixtures::go("httpserver").to_str().unwrap(), &[]);
     let url = format!("http://{}/", server.addr);
     let client = fixtures::go("httpclient");
@@ -114,7 +116,7 @@ fn the_text_report_leads_with_the_callers_code() {
         &["-url", &url, "-wait", "-interval", "100ms", "-requests", "6"],
     );
     let pid = w.pid.to_string();
-    let trace = Trace::start(&["-p", &pid, "-d", "2", "--min-age", "0.2"]);
+    let trace = Trace::start(&ebpf, &["-p", &pid, "-d", "2", "--min-age", "0.2"]);
     w.send("go");
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
@@ -129,11 +131,9 @@ fn the_text_report_leads_with_the_callers_code() {
 /// growing, and no finding.
 #[test]
 fn a_shared_client_keeps_one_connection() {
-    if !ebpf_available("a_shared_client_keeps_one_connection") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient");
-    let (report, ss, _) = trace_client(client.to_str().unwrap(), &["-reuse"], &[]);
+    let (report, ss, _) = trace_client(&ebpf, client.to_str().unwrap(), &["-reuse"], &[]);
     let groups = report["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{report:#}");
     let g = &groups[0];
@@ -146,11 +146,9 @@ fn a_shared_client_keeps_one_connection() {
 /// request. Named as such, and traced to `main.fetchHeaders`.
 #[test]
 fn unclosed_response_bodies_are_named() {
-    if !ebpf_available("unclosed_response_bodies_are_named") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient");
-    let (report, _, _) = trace_client(client.to_str().unwrap(), &["-leak-body"], &[]);
+    let (report, _, _) = trace_client(&ebpf, client.to_str().unwrap(), &["-leak-body"], &[]);
     let groups = report["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{report:#}");
     let g = &groups[0];
@@ -164,12 +162,10 @@ fn unclosed_response_bodies_are_named() {
 /// sessions that ended properly count as closed.
 #[test]
 fn a_server_that_forgets_sessions_is_traced_to_its_accept_loop() {
-    if !ebpf_available("a_server_that_forgets_sessions_is_traced_to_its_accept_loop") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(fixtures::go("sessionserver").to_str().unwrap(), &[]);
     let pid = server.pid().to_string();
-    let trace = Trace::start(&["-p", &pid, "--format", "json", "-i", "3600", "--min-age", "0.3"]);
+    let trace = Trace::start(&ebpf, &["-p", &pid, "--format", "json", "-i", "3600", "--min-age", "0.3"]);
     for i in 0..8 {
         let mut c = TcpStream::connect(&server.addr).expect("connect");
         // Five hang up, three say goodbye. (No full line before the hang-up:
@@ -203,11 +199,9 @@ fn a_server_that_forgets_sessions_is_traced_to_its_accept_loop() {
 /// says so, and still groups the leak by the opening stack.
 #[test]
 fn a_stripped_binary_is_reported_with_what_is_missing() {
-    if !ebpf_available("a_stripped_binary_is_reported_with_what_is_missing") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient-stripped");
-    let (report, _, stderr) = trace_client(client.to_str().unwrap(), &[], &[]);
+    let (report, _, stderr) = trace_client(&ebpf, client.to_str().unwrap(), &[], &[]);
     let notes: Vec<&str> = report["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
     assert!(notes.iter().any(|n| n.contains("without symbols")), "{notes:?}");
     assert!(stderr.iter().any(|l| l.contains("without symbols")), "not said on stderr: {stderr:?}");

@@ -3,6 +3,11 @@
 //! stdout), fdtrace exits with the command's exit code, and under sudo the
 //! command runs as the invoking user. Also: several pids in one session,
 //! and the command-line errors of launch mode.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -10,7 +15,8 @@ use std::{
 
 use fdtrace_tests::{
     fixtures,
-    harness::{ebpf_available, fdtrace_bin, run_fdtrace, Finished, Server, Trace, Workload},
+    harness::{fdtrace_bin, run_fdtrace, run_fdtrace_refused, Finished, Server, Trace, Workload},
+    require_ebpf,
 };
 use serde_json::Value;
 
@@ -45,14 +51,13 @@ fn functions(frames: &Value) -> Vec<&str> {
 /// `open_session` (none "pre-existing"), and fdtrace exits 3.
 #[test]
 fn launched_c_program_is_traced_from_its_first_socket_and_its_exit_code_is_kept() {
-    if !ebpf_available("launched_c_program_is_traced_from_its_first_socket_and_its_exit_code_is_kept") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     let bin = fixtures::c_leaky();
     let started = Instant::now();
     let out = run_fdtrace(
+        &ebpf,
         &[
             "--format",
             "json",
@@ -120,9 +125,7 @@ fn launched_c_program_is_traced_from_its_first_socket_and_its_exit_code_is_kept(
 /// the files the dynamic loader opens, shown without the filter, are not.
 #[test]
 fn events_filtered_by_port_show_only_those_sockets_from_the_first() {
-    if !ebpf_available("events_filtered_by_port_show_only_those_sockets_from_the_first") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     let bin = fixtures::c_leaky();
@@ -130,7 +133,7 @@ fn events_filtered_by_port_show_only_those_sockets_from_the_first() {
         let mut args = vec!["--events", "--format", "json"];
         args.extend(filter);
         args.extend(["--", bin.to_str().unwrap(), host, port, "8", "10", "--no-wait", "--exit=0"]);
-        let out = run_fdtrace(&args, T);
+        let out = run_fdtrace(&ebpf, &args, T);
         assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
         out.stderr.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
     };
@@ -166,9 +169,7 @@ fn events_filtered_by_port_show_only_those_sockets_from_the_first() {
 /// first leaked sockets have their stack (none pre-existing).
 #[test]
 fn comm_traces_running_and_later_processes_of_that_name() {
-    if !ebpf_available("comm_traces_running_and_later_processes_of_that_name") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     // A name nothing else on the machine has.
@@ -177,8 +178,10 @@ fn comm_traces_running_and_later_processes_of_that_name() {
     std::fs::copy(fixtures::c_leaky(), &bin).expect("copy the C fixture");
     let bin = bin.to_str().unwrap();
     let mut before = Workload::spawn(bin, &[host, port, "4", "20"]);
-    let trace =
-        Trace::start(&["--comm", &name, "--format", "json", "--min-age", "0", "-i", "100", "-d", "2.5"]);
+    let trace = Trace::start(
+        &ebpf,
+        &["--comm", &name, "--format", "json", "--min-age", "0", "-i", "100", "-d", "2.5"],
+    );
     before.send("go");
     let after = Workload::spawn(bin, &[host, port, "6", "20", "--no-wait"]);
     let report = trace.wait(T).final_report();
@@ -211,13 +214,12 @@ fn comm_traces_running_and_later_processes_of_that_name() {
 /// client does.
 #[test]
 fn launched_go_client_is_traced_to_the_function_making_the_requests() {
-    if !ebpf_available("launched_go_client_is_traced_to_the_function_making_the_requests") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(fixtures::go("httpserver").to_str().unwrap(), &[]);
     let url = format!("http://{}/", server.addr);
     let client = fixtures::go("httpclient");
     let out = run_fdtrace(
+        &ebpf,
         &[
             "--format",
             "json",
@@ -252,16 +254,14 @@ fn launched_go_client_is_traced_to_the_function_making_the_requests() {
 /// user (here nobody, 65534) with that user's HOME.
 #[test]
 fn under_sudo_the_command_runs_as_the_invoking_user() {
-    if !ebpf_available("under_sudo_the_command_runs_as_the_invoking_user") {
-        return;
-    }
-    let mut cmd = Command::new(fdtrace_bin());
+    let ebpf = require_ebpf!();
+    let mut cmd = Command::new(fdtrace_bin(&ebpf));
     cmd.args(["--", "sh", "-c", "id -u; id -g; id -G; echo \"home=$HOME\"; exit 5"])
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
         .env("SUDO_USER", "nobody")
         .env("HOME", "/root");
-    let out = Trace::spawn_cmd(&mut cmd).wait(T);
+    let out = Trace::spawn_cmd(&ebpf, &mut cmd).wait(T);
     assert_eq!(out.status.code(), Some(5), "{}", out.stderr_text());
     let home = std::fs::read_to_string("/etc/passwd")
         .unwrap()
@@ -277,10 +277,8 @@ fn under_sudo_the_command_runs_as_the_invoking_user() {
 /// report and exits as the command did (128 + 15).
 #[test]
 fn a_signal_to_fdtrace_is_passed_to_the_command() {
-    if !ebpf_available("a_signal_to_fdtrace_is_passed_to_the_command") {
-        return;
-    }
-    let trace = Trace::start(&["--", "sleep", "30"]);
+    let ebpf = require_ebpf!();
+    let trace = Trace::start(&ebpf, &["--", "sleep", "30"]);
     std::thread::sleep(Duration::from_millis(200));
     trace.signal(libc::SIGTERM);
     let out = trace.wait(Duration::from_secs(20));
@@ -296,9 +294,7 @@ fn a_signal_to_fdtrace_is_passed_to_the_command() {
 /// report, each one's leak under its pid.
 #[test]
 fn several_pids_are_traced_in_one_session() {
-    if !ebpf_available("several_pids_are_traced_in_one_session") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     let bin = fixtures::c_leaky();
@@ -312,7 +308,7 @@ fn several_pids_are_traced_in_one_session() {
             "repeated" => args.extend(["-p", pa.as_str(), "-p", pb.as_str()]),
             _ => args.extend(["-p", both.as_str()]),
         }
-        let trace = Trace::start(&args);
+        let trace = Trace::start(&ebpf, &args);
         let attached = trace.stderr.seen.join("\n");
         assert!(attached.contains(&format!("{pa} (leaky-c), {pb} (leaky-c)")), "{attached}");
         a.send("go");
@@ -337,7 +333,7 @@ fn several_pids_are_traced_in_one_session() {
     let mut a = Workload::spawn(bin.to_str().unwrap(), &[host, port, "2", "20"]);
     let mut b = Workload::spawn(bin.to_str().unwrap(), &[host, port, "2", "20"]);
     let both = format!("{},{}", a.pid, b.pid);
-    let trace = Trace::start(&["-p", &both, "-d", "1"]);
+    let trace = Trace::start(&ebpf, &["-p", &both, "-d", "1"]);
     a.send("go");
     b.send("go");
     let out = trace.wait(T);
@@ -349,17 +345,17 @@ fn several_pids_are_traced_in_one_session() {
 /// anything is loaded (no root needed).
 #[test]
 fn a_missing_command_fails_like_a_shell() {
-    let out = run_fdtrace(&["--", "no-such-command-fdtrace"], T);
+    let out = run_fdtrace_refused(&["--", "no-such-command-fdtrace"], T);
     assert_eq!(out.status.code(), Some(127));
     assert_eq!(out.stderr_text(), "fdtrace: no-such-command-fdtrace: command not found");
-    let out = run_fdtrace(&["--", "./no/such/path"], T);
+    let out = run_fdtrace_refused(&["--", "./no/such/path"], T);
     assert_eq!(out.status.code(), Some(127), "{}", out.stderr_text());
 }
 
 /// `--pid` with a command: which one to trace? An error that says so.
 #[test]
 fn a_pid_and_a_command_together_are_refused() {
-    let out = run_fdtrace(&["-p", "1", "--", "true"], T);
+    let out = run_fdtrace_refused(&["-p", "1", "--", "true"], T);
     assert_eq!(out.status.code(), Some(2));
     let err = out.stderr_text();
     assert!(err.contains("'--pid <PID>' cannot be used with '[CMD]...'"), "{err}");

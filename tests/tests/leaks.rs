@@ -3,11 +3,17 @@
 //! `go.rs`). fdtrace's final report must put the leaked sockets in one
 //! group whose stack names the leaking code, with the server as peer; the
 //! fixed variant of each must report no unclosed sockets.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
 use fdtrace_tests::{
     fixtures,
-    harness::{ebpf_available, Server, Trace, Workload},
+    harness::{Ebpf, Server, Trace, Workload},
+    require_ebpf,
 };
 use serde_json::Value;
 
@@ -16,9 +22,9 @@ const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 
 /// Traces `client` from its go signal for `secs` and returns the final
 /// report.
-fn final_report(client: &mut Workload, secs: &str) -> Value {
+fn final_report(ebpf: &Ebpf, client: &mut Workload, secs: &str) -> Value {
     let pid = client.pid.to_string();
-    let trace = Trace::start(&["-p", &pid, "--format", "json", "-i", "100", "-d", secs]);
+    let trace = Trace::start(ebpf, &["-p", &pid, "--format", "json", "-i", "100", "-d", secs]);
     client.send("go");
     trace.wait(T).final_report()
 }
@@ -72,29 +78,25 @@ fn fixtures_build() {
 
 #[test]
 fn rust_leak_is_attributed_to_fetch_inventory() {
-    if !ebpf_available("rust_leak_is_attributed_to_fetch_inventory") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
-    let report = final_report(&mut Workload::spawn(LEAKY, &args), "3.5");
+    let report = final_report(&ebpf, &mut Workload::spawn(LEAKY, &args), "3.5");
     assert_one_leak(&report, 6, &server.addr, "fetch_inventory", "fetch_price");
 
     let mut fixed_args = args.to_vec();
     fixed_args.push("--fixed");
-    assert_no_leak(&final_report(&mut Workload::spawn(LEAKY, &fixed_args), "3.5"));
+    assert_no_leak(&final_report(&ebpf, &mut Workload::spawn(LEAKY, &fixed_args), "3.5"));
 }
 
 #[test]
 fn c_leak_is_attributed_to_open_session() {
-    if !ebpf_available("c_leak_is_attributed_to_open_session") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     let bin = fixtures::c_leaky();
     let bin = bin.to_str().unwrap();
-    let report = final_report(&mut Workload::spawn(bin, &[host, port, "12", "100"]), "3.5");
+    let report = final_report(&ebpf, &mut Workload::spawn(bin, &[host, port, "12", "100"]), "3.5");
     assert_one_leak(&report, 6, &server.addr, "open_session", "ping_server");
     // The caller of libc's socket() is recovered: `dial` (inlined or not)
     // sits between the wrapper and open_session.
@@ -103,5 +105,9 @@ fn c_leak_is_attributed_to_open_session() {
     let session = funcs.iter().position(|f| f == "open_session");
     assert!(dial.is_some() && dial < session, "dial not found before open_session: {funcs:#?}");
 
-    assert_no_leak(&final_report(&mut Workload::spawn(bin, &[host, port, "12", "100", "--fixed"]), "3.5"));
+    assert_no_leak(&final_report(
+        &ebpf,
+        &mut Workload::spawn(bin, &[host, port, "12", "100", "--fixed"]),
+        "3.5",
+    ));
 }

@@ -2,10 +2,16 @@
 //! CLOSE_WAIT only when asked for or on a terminal (never with --no-color
 //! or NO_COLOR); the status line shows only on a terminal (a pty from
 //! `script`).
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
-use fdtrace_tests::harness::{
-    ebpf_available, fdtrace_bin, tool_available, trace_until_done, Finished, Server, Trace, Workload,
+use fdtrace_tests::{
+    harness::{fdtrace_bin, trace_until_done, Ebpf, Finished, Server, Trace, Workload},
+    require_ebpf, require_tool,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -22,11 +28,11 @@ fn close_wait_client(server: &Server) -> Workload {
 
 /// Traces the CLOSE_WAIT client in text with `extra` flags until it is
 /// done, then stops fdtrace.
-fn trace_close_wait(extra: &[&str]) -> Finished {
+fn trace_close_wait(ebpf: &Ebpf, extra: &[&str]) -> Finished {
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let mut flags = vec!["-i", "3600", "--min-age", "0.5"];
     flags.extend(extra);
-    trace_until_done(&mut close_wait_client(&server), &flags, T)
+    trace_until_done(ebpf, &mut close_wait_client(&server), &flags, T)
 }
 
 fn close_wait_lines(out: &[String]) -> Vec<&String> {
@@ -35,15 +41,13 @@ fn close_wait_lines(out: &[String]) -> Vec<&String> {
 
 #[test]
 fn sigusr1_prints_a_report_on_demand() {
-    if !ebpf_available("sigusr1_prints_a_report_on_demand") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "6"];
     let mut client = Workload::spawn(LEAKY, &args);
     let pid = client.pid.to_string();
     // Reports every hour: any report before the end is SIGUSR1's.
-    let mut trace = Trace::start(&["-p", &pid, "--format", "json", "-i", "3600", "--min-age", "0"]);
+    let mut trace = Trace::start(&ebpf, &["-p", &pid, "--format", "json", "-i", "3600", "--min-age", "0"]);
     client.send("go");
     client.stdout.wait_for("`done`", T, |l| l.starts_with("done"));
     trace.signal(libc::SIGUSR1);
@@ -64,11 +68,9 @@ fn sigusr1_prints_a_report_on_demand() {
 
 #[test]
 fn color_always_marks_close_wait_and_no_color_wins() {
-    if !ebpf_available("color_always_marks_close_wait_and_no_color_wins") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     // --color always: CLOSE_WAIT in bold red, even into a pipe.
-    let out = trace_close_wait(&["--color", "always"]);
+    let out = trace_close_wait(&ebpf, &["--color", "always"]);
     let lines = close_wait_lines(&out.stdout);
     assert!(!lines.is_empty(), "no CLOSE_WAIT in:\n{}", out.stdout.join("\n"));
     assert!(lines.iter().all(|l| l.starts_with(&format!("    {RED}"))), "{lines:#?}");
@@ -77,17 +79,17 @@ fn color_always_marks_close_wait_and_no_color_wins() {
 
     // --no-color beats --color always; NO_COLOR beats auto (on a pipe
     // auto is off anyway: the pty test below checks auto on a terminal).
-    let out = trace_close_wait(&["--color", "always", "--no-color"]);
+    let out = trace_close_wait(&ebpf, &["--color", "always", "--no-color"]);
     assert!(!close_wait_lines(&out.stdout).is_empty());
     assert!(!out.stdout.join("\n").contains('\x1b'), "{:?}", out.stdout);
 }
 
 /// Runs fdtrace on a pty (`script`), with `NO_COLOR` set or not, on the
 /// CLOSE_WAIT client; returns everything the terminal received.
-fn on_a_terminal(script: &std::path::Path, no_color: bool) -> String {
+fn on_a_terminal(ebpf: &Ebpf, script: &std::path::Path, no_color: bool) -> String {
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let mut w = close_wait_client(&server);
-    let cmd = format!("{} -p {} -d 5 -i 3600 --min-age 0.5", fdtrace_bin().display(), w.pid);
+    let cmd = format!("{} -p {} -d 5 -i 3600 --min-age 0.5", fdtrace_bin(ebpf).display(), w.pid);
     let mut script = Command::new(script);
     script.args(["-qec", &cmd, "/dev/null"]);
     if no_color {
@@ -95,7 +97,7 @@ fn on_a_terminal(script: &std::path::Path, no_color: bool) -> String {
     } else {
         script.env_remove("NO_COLOR");
     }
-    let mut trace = Trace::spawn_cmd(&mut script);
+    let mut trace = Trace::spawn_cmd(ebpf, &mut script);
     trace.stdout.wait_for("saying fdtrace attached", T, |l| l.contains("fdtrace: tracing"));
     w.send("go");
     let out = trace.wait(T);
@@ -105,14 +107,9 @@ fn on_a_terminal(script: &std::path::Path, no_color: bool) -> String {
 
 #[test]
 fn on_a_terminal_a_status_line_and_colours_unless_no_color() {
-    if !ebpf_available("on_a_terminal_a_status_line_and_colours_unless_no_color") {
-        return;
-    }
-    let Some(script) = tool_available("on_a_terminal_a_status_line_and_colours_unless_no_color", "script")
-    else {
-        return;
-    };
-    let tty = on_a_terminal(&script, false);
+    let ebpf = require_ebpf!();
+    let script = require_tool!("script");
+    let tty = on_a_terminal(&ebpf, &script, false);
     // The status line, drawn in place: erase, then the counts.
     let status = tty.split(ERASE).filter(|s| s.starts_with("fdtrace: ") && s.contains(" events · ")).count();
     assert!(status >= 2, "no status line redrawn every second:\n{tty:?}");
@@ -121,7 +118,7 @@ fn on_a_terminal_a_status_line_and_colours_unless_no_color() {
     assert!(tty.contains(&format!("{ERASE}fdtrace report:")), "{tty:?}");
     assert!(tty.contains(&format!("{RED}    4 × ")) && tty.contains("CLOSE_WAIT"), "{tty:?}");
 
-    let plain = on_a_terminal(&script, true);
+    let plain = on_a_terminal(&ebpf, &script, true);
     assert!(plain.contains("CLOSE_WAIT"), "{plain:?}");
     assert!(!plain.contains(RED), "NO_COLOR was set:\n{plain:?}");
     assert!(plain.contains(ERASE), "the status line does not depend on NO_COLOR");

@@ -4,21 +4,27 @@
 //! see every one of them: the open set equals /proc/PID/fd with nothing
 //! missed. The tracepoint tier cannot see them; it must say so, as missed
 //! opens found by reconciliation, and still end up equal to /proc.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
-use fdtrace_tests::harness::{ebpf_available, proc_fd_numbers, report_fd_numbers, trace_every_fd, Workload};
+use fdtrace_tests::{
+    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Workload},
+    require_ebpf,
+};
 
 const FDPATHS: &str = env!("CARGO_BIN_EXE_fdpaths");
 const T: Duration = Duration::from_secs(120);
 
 #[test]
 fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
-    if !ebpf_available("fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let mut w = Workload::spawn(FDPATHS, &[]);
     let pid = w.pid;
-    let trace = trace_every_fd(pid);
+    let trace = trace_every_fd(&ebpf, pid);
     w.send("go");
     let held = w.json_until("paused", T);
     std::thread::sleep(Duration::from_millis(300));

@@ -3,13 +3,21 @@
 //! then the stack outermost first, weighted by unclosed fds), and the SVG
 //! must render in a real browser (headless Chromium) and name the leaking
 //! function.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{
     path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use fdtrace_tests::harness::{ebpf_available, run_fdtrace, tool_available, Server, TempDir, Trace, Workload};
+use fdtrace_tests::{
+    harness::{run_fdtrace_refused, Server, TempDir, Trace, Workload},
+    require_ebpf, require_tool,
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
@@ -56,29 +64,30 @@ fn parse_folded(text: &str) -> Vec<(String, u64)> {
 
 #[test]
 fn flamegraph_and_folded_show_the_leak() {
-    if !ebpf_available("flamegraph_and_folded_show_the_leak") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let dir = TempDir::new("pictures");
     let (svg, folded) = (dir.join("leaks.svg"), dir.join("leaks.folded"));
     let server = Server::start(LEAKY, &["--serve"]);
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
     let mut client = Workload::spawn(LEAKY, &args);
     let pid = client.pid.to_string();
-    let trace = Trace::start(&[
-        "-p",
-        &pid,
-        "--format",
-        "json",
-        "-i",
-        "100",
-        "-d",
-        "3.5",
-        "--flamegraph",
-        svg.to_str().unwrap(),
-        "--folded",
-        folded.to_str().unwrap(),
-    ]);
+    let trace = Trace::start(
+        &ebpf,
+        &[
+            "-p",
+            &pid,
+            "--format",
+            "json",
+            "-i",
+            "100",
+            "-d",
+            "3.5",
+            "--flamegraph",
+            svg.to_str().unwrap(),
+            "--folded",
+            folded.to_str().unwrap(),
+        ],
+    );
     client.send("go");
     let report = trace.wait(T).final_report();
 
@@ -104,7 +113,7 @@ fn flamegraph_and_folded_show_the_leak() {
 
     let source = std::fs::read_to_string(&svg).expect("--flamegraph file written");
     assert!(source.contains("fetch_inventory"), "{source}");
-    let Some(chromium) = tool_available("flamegraph_and_folded_show_the_leak", "chromium") else { return };
+    let chromium = require_tool!("chromium");
     check_in_browser(&chromium, &svg, &dir);
 }
 
@@ -158,7 +167,7 @@ fn check_in_browser(chromium: &Path, svg: &Path, dir: &TempDir) {
 #[test]
 fn unwritable_picture_is_refused_at_start_up() {
     let me = std::process::id().to_string();
-    let out = run_fdtrace(&["-p", &me, "--folded", "/nonexistent-dir/leaks.folded"], T);
+    let out = run_fdtrace_refused(&["-p", &me, "--folded", "/nonexistent-dir/leaks.folded"], T);
     assert!(!out.status.success());
     let err = out.stderr_text();
     assert!(err.contains("cannot write --folded /nonexistent-dir/leaks.folded"), "{err}");

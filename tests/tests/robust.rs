@@ -2,10 +2,16 @@
 //! that overflows, two fdtraces on one process, a thousand threads racing,
 //! a binary deleted or with corrupt debug info. None may crash, hang, or
 //! report wrong counts; what was lost is counted exactly.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
-use fdtrace_tests::harness::{
-    ebpf_available, proc_fd_numbers, report_fd_numbers, trace_every_fd, Server, Trace, Workload,
+use fdtrace_tests::{
+    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Ebpf, Server, Trace, Workload},
+    require_ebpf,
 };
 use serde_json::Value;
 
@@ -20,12 +26,10 @@ const FDSTRESS: &str = env!("CARGO_BIN_EXE_fdstress");
 /// and the report must say it is incomplete and how to fix it.
 #[test]
 fn an_overflowing_ring_is_counted_exactly_and_named() {
-    if !ebpf_available("an_overflowing_ring_is_counted_exactly_and_named") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let mut w = Workload::spawn(LOADGEN, &["open", "--secs", "0.5"]);
     let pid = w.pid.to_string();
-    let trace = Trace::start(&["-p", &pid, "--ringbuf-size", "16K", "--format", "json", "-i", "3600"]);
+    let trace = Trace::start(&ebpf, &["-p", &pid, "--ringbuf-size", "16K", "--format", "json", "-i", "3600"]);
     trace.signal(libc::SIGSTOP);
     w.send("go");
     let done = w.stdout.wait_for("the workload's result", T, |l| l.starts_with('{'));
@@ -58,15 +62,13 @@ fn an_overflowing_ring_is_counted_exactly_and_named() {
 /// both see everything.
 #[test]
 fn two_fdtraces_on_one_process_both_see_the_leak() {
-    if !ebpf_available("two_fdtraces_on_one_process_both_see_the_leak") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve"]);
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
     let mut w = Workload::spawn(LEAKY, &args);
     let pid = w.pid.to_string();
     let targs = ["-p", &pid, "--format", "json", "-i", "100", "-d", "3.5"];
-    let (a, b) = (Trace::start(&targs), Trace::start(&targs));
+    let (a, b) = (Trace::start(&ebpf, &targs), Trace::start(&ebpf, &targs));
     w.send("go");
     let summary = |t: Trace| {
         let r = t.wait(T).final_report();
@@ -83,12 +85,10 @@ fn two_fdtraces_on_one_process_both_see_the_leak() {
 /// ledger must match `/proc` exactly, with nothing missed.
 #[test]
 fn a_thousand_threads_racing_agree_with_proc() {
-    if !ebpf_available("a_thousand_threads_racing_agree_with_proc") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let mut w = Workload::spawn(FDSTRESS, &["--threads", "1000"]);
     let pid = w.pid;
-    let trace = trace_every_fd(pid);
+    let trace = trace_every_fd(&ebpf, pid);
     w.send("go");
     let opened = w.stdout.wait_for("opened", T, |l| l.starts_with("opened"));
     assert_eq!(opened, "opened (0 failed)");
@@ -110,13 +110,13 @@ fn a_thousand_threads_racing_agree_with_proc() {
 }
 
 /// The leak group of a report on the Rust leaky client started from `bin`.
-fn leak_group(bin: &str, before_go: impl FnOnce()) -> Value {
+fn leak_group(ebpf: &Ebpf, bin: &str, before_go: impl FnOnce()) -> Value {
     let server = Server::start(LEAKY, &["--serve"]);
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
     let mut w = Workload::spawn(bin, &args);
     before_go();
     let pid = w.pid.to_string();
-    let trace = Trace::start(&["-p", &pid, "--format", "json", "-i", "100", "-d", "3.5"]);
+    let trace = Trace::start(ebpf, &["-p", &pid, "--format", "json", "-i", "100", "-d", "3.5"]);
     w.send("go");
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
@@ -135,13 +135,11 @@ fn frames(group: &Value) -> Vec<String> {
 /// the process still holds, or as module+offset — never a crash.
 #[test]
 fn a_deleted_binary_still_gets_a_report() {
-    if !ebpf_available("a_deleted_binary_still_gets_a_report") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let dir = tempdir("deleted");
     let copy = dir.join("leaky-deleted");
     std::fs::copy(LEAKY, &copy).unwrap();
-    let g = leak_group(copy.to_str().unwrap(), || std::fs::remove_file(&copy).unwrap());
+    let g = leak_group(&ebpf, copy.to_str().unwrap(), || std::fs::remove_file(&copy).unwrap());
     let frames = frames(&g);
     assert!(!frames.is_empty(), "no frames at all");
     assert!(
@@ -154,9 +152,7 @@ fn a_deleted_binary_still_gets_a_report() {
 /// function; file:line is simply missing.
 #[test]
 fn corrupt_debug_info_still_gets_a_report() {
-    if !ebpf_available("corrupt_debug_info_still_gets_a_report") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let dir = tempdir("corrupt");
     let copy = dir.join("leaky-corrupt");
     let garbage = dir.join("garbage");
@@ -172,7 +168,7 @@ fn corrupt_debug_info_still_gets_a_report() {
         .status()
         .expect("objcopy (binutils)");
     assert!(status.success());
-    let g = leak_group(copy.to_str().unwrap(), || {});
+    let g = leak_group(&ebpf, copy.to_str().unwrap(), || {});
     let frames = frames(&g);
     assert!(frames.iter().any(|f| f.contains("fetch_inventory")), "{frames:#?}");
 }
@@ -188,12 +184,10 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 /// at its exit.
 #[test]
 fn a_reused_pid_is_not_traced() {
-    if !ebpf_available("a_reused_pid_is_not_traced") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let script = "echo ready $$; read go; (exec true) & c=$!; wait $c; echo child $c; read done";
     let mut w = Workload::spawn("/bin/sh", &["-c", script]);
-    let trace = Trace::start(&["-p", &w.pid.to_string(), "-f", "--events", "--format", "json"]);
+    let trace = Trace::start(&ebpf, &["-p", &w.pid.to_string(), "-f", "--events", "--format", "json"]);
     w.send("go");
     let child: u32 = w.stdout.wait_for("the child's pid", T, |l| l.starts_with("child "))["child ".len()..]
         .trim()
@@ -230,9 +224,7 @@ fn a_reused_pid_is_not_traced() {
 /// RLIMIT_NOFILE): the /proc baseline takes them all in, nothing missed.
 #[test]
 fn a_target_with_its_fd_limit_open_is_taken_in_whole() {
-    if !ebpf_available("a_target_with_its_fd_limit_open_is_taken_in_whole") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: valid pointer.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
@@ -242,7 +234,7 @@ fn a_target_with_its_fd_limit_open_is_taken_in_whole() {
     assert_eq!(w.stdout.wait_for("opened", T, |l| l.starts_with("opened")), "opened (0 failed)");
     let pid = w.pid.to_string();
     let started = std::time::Instant::now();
-    let out = Trace::start(&["-p", &pid, "--format", "json", "-d", "1", "--min-age", "0"]).wait(T);
+    let out = Trace::start(&ebpf, &["-p", &pid, "--format", "json", "-d", "1", "--min-age", "0"]).wait(T);
     let report = out.final_report();
     let open: u64 = report["groups"].as_array().unwrap().iter().map(|g| g["open"].as_u64().unwrap()).sum();
     assert_eq!(open, n.parse::<u64>().unwrap(), "sockets in the report");

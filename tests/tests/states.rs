@@ -2,11 +2,17 @@
 //! never close their side. Every such socket sits in CLOSE_WAIT; the report
 //! must flag them (the strongest leak evidence) under the function that
 //! opened them, and the event stream must show each transition.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
 use fdtrace_tests::{
     fixtures,
-    harness::{ebpf_available, trace_until_done, Server, Workload},
+    harness::{trace_until_done, Ebpf, Server, Workload},
+    require_ebpf,
 };
 use serde_json::Value;
 
@@ -17,17 +23,17 @@ const N: u64 = 4;
 
 /// Runs `client` under fdtrace with `extra` flags until it is done, then
 /// stops fdtrace: returns its JSON lines.
-fn trace(client: &str, args: &[&str], extra: &[&str]) -> (u32, Vec<Value>) {
+fn trace(ebpf: &Ebpf, client: &str, args: &[&str], extra: &[&str]) -> (u32, Vec<Value>) {
     let mut w = Workload::spawn(client, args);
     let mut flags = vec!["--format", "json", "-i", "3600", "--min-age", "0.5"];
     flags.extend(extra);
-    let out = trace_until_done(&mut w, &flags, T);
+    let out = trace_until_done(ebpf, &mut w, &flags, T);
     w.send("exit");
     (w.pid, out.json())
 }
 
-fn assert_close_wait_flagged(client: &str, args: &[&str], opener: &str, server: &Server) {
-    let (_, lines) = trace(client, args, &[]);
+fn assert_close_wait_flagged(ebpf: &Ebpf, client: &str, args: &[&str], opener: &str, server: &Server) {
+    let (_, lines) = trace(ebpf, client, args, &[]);
     let report = lines.iter().rfind(|v| v["type"] == "report").expect("report");
     let groups = report["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{report:#}");
@@ -49,12 +55,11 @@ fn assert_close_wait_flagged(client: &str, args: &[&str], opener: &str, server: 
 
 #[test]
 fn rust_half_closed_sockets_are_flagged_close_wait() {
-    if !ebpf_available("rust_half_closed_sockets_are_flagged_close_wait") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let n = N.to_string();
     assert_close_wait_flagged(
+        &ebpf,
         HALFCLOSE,
         &["--connect", &server.addr, "--count", &n],
         "subscribe_updates",
@@ -64,24 +69,20 @@ fn rust_half_closed_sockets_are_flagged_close_wait() {
 
 #[test]
 fn c_half_closed_sockets_are_flagged_close_wait() {
-    if !ebpf_available("c_half_closed_sockets_are_flagged_close_wait") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     let bin = fixtures::c_halfclose();
     let n = N.to_string();
-    assert_close_wait_flagged(bin.to_str().unwrap(), &[host, port, &n], "watch_feed", &server);
+    assert_close_wait_flagged(&ebpf, bin.to_str().unwrap(), &[host, port, &n], "watch_feed", &server);
 }
 
 #[test]
 fn the_event_stream_shows_each_socket_reach_close_wait() {
-    if !ebpf_available("the_event_stream_shows_each_socket_reach_close_wait") {
-        return;
-    }
+    let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let n = N.to_string();
-    let (pid, lines) = trace(HALFCLOSE, &["--connect", &server.addr, "--count", &n], &["--events"]);
+    let (pid, lines) = trace(&ebpf, HALFCLOSE, &["--connect", &server.addr, "--count", &n], &["--events"]);
     let states: Vec<&Value> = lines
         .iter()
         .filter(|e| e["event"] == "tcp_state" && e["pid"] == pid && e["state"] == "CLOSE_WAIT")

@@ -13,15 +13,15 @@
 //! Results: a table on stdout and `target/bench/results.json`.
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::mpsc::{self, Receiver},
+    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
+// The workloads' protocol (`ready PID`, `go`, result lines) is the tests'.
+use fdtrace_tests::harness::{Lines, Workload};
 use serde_json::{json, Value};
 
 use crate::setup;
@@ -187,83 +187,6 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// Lines from a child's pipe, read on a thread.
-struct Lines(Receiver<String>);
-
-impl Lines {
-    fn spawn(r: impl std::io::Read + Send + 'static) -> Lines {
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(r).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines(rx)
-    }
-
-    /// The first line that satisfies `f`, within `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, f: impl Fn(&str) -> bool) -> Result<String> {
-        let end = Instant::now() + timeout;
-        let mut seen = vec![];
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.0.recv_timeout(left) {
-                Ok(l) if f(&l) => return Ok(l),
-                Ok(l) => seen.push(l),
-                Err(_) => bail!("no {what} within {timeout:?}; saw:\n{}", seen.join("\n")),
-            }
-        }
-    }
-
-    fn rest(&self, timeout: Duration) -> Vec<String> {
-        let end = Instant::now() + timeout;
-        let mut out = vec![];
-        while let Ok(l) = self.0.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            out.push(l);
-        }
-        out
-    }
-}
-
-/// A workload process waiting for "go".
-struct Workload {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines,
-    pid: u32,
-}
-
-impl Workload {
-    fn spawn(program: &Path, args: &[&str]) -> Result<Workload> {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = Lines::spawn(child.stdout.take().expect("piped"));
-        let ready = stdout.wait_for("ready line", Duration::from_secs(10), |l| l.starts_with("ready "))?;
-        let pid = ready["ready ".len()..].trim().parse()?;
-        Ok(Workload { child, stdin, stdout, pid })
-    }
-
-    fn send(&mut self, line: &str) -> Result<()> {
-        writeln!(self.stdin, "{line}")?;
-        Ok(self.stdin.flush()?)
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A running tracer and what it printed so far.
 struct Attached {
     label: String,
@@ -313,7 +236,8 @@ fn attach(bins: &Bins, tracer: &Tracer, pid: u32, extra_target: Option<u32>) -> 
         }
         Tracer::FdtraceElsewhere => {
             let mut c = Command::new(&bins.fdtrace);
-            c.args(["-p", &extra_target.expect("a target").to_string(), "-i", "3600"]);
+            let target = extra_target.context("fdtrace elsewhere needs a process to trace")?;
+            c.args(["-p", &target.to_string(), "-i", "3600"]);
             (c, false)
         }
         Tracer::Strace => {
@@ -337,23 +261,24 @@ fn attach(bins: &Bins, tracer: &Tracer, pid: u32, extra_target: Option<u32>) -> 
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", tracer.label()))?;
-    let stderr = Lines::spawn(child.stderr.take().expect("piped"));
-    let stdout = child.stdout.take().map(Lines::spawn);
+    let mut stderr = Lines::spawn(child.stderr.take().context("the tracer's stderr is not piped")?);
+    let mut stdout = child.stdout.take().map(Lines::spawn);
     let mut attach_self_ms = None;
     match tracer {
         Tracer::Fdtrace { .. } | Tracer::FdtraceElsewhere => {
-            let line =
-                stderr.wait_for("fdtrace's tracing line", ATTACH_TIMEOUT, |l| l.contains(" ms; Ctrl-C"))?;
+            let line = stderr
+                .try_wait_for("fdtrace's tracing line", ATTACH_TIMEOUT, |l| l.contains(" ms; Ctrl-C"))?;
             attach_self_ms = line.split(" in ").last().and_then(|r| r.split(' ').next()?.parse().ok());
         }
         Tracer::Strace => {
-            stderr.wait_for("strace's attached line", ATTACH_TIMEOUT, |l| l.contains("attached"))?;
+            stderr.try_wait_for("strace's attached line", ATTACH_TIMEOUT, |l| l.contains("attached"))?;
         }
         Tracer::Bpftrace => {
-            stdout
-                .as_ref()
-                .expect("piped")
-                .wait_for("bpftrace's BEGIN", ATTACH_TIMEOUT, |l| l == "attached")?;
+            stdout.as_mut().context("bpftrace's stdout is not piped")?.try_wait_for(
+                "bpftrace's BEGIN",
+                ATTACH_TIMEOUT,
+                |l| l == "attached",
+            )?;
         }
         Tracer::None => unreachable!(),
     }
@@ -404,11 +329,11 @@ fn stop(mut a: Attached, sample: &mut Sample, cpu_before: Option<f64>) -> Result
         }
         thread::sleep(Duration::from_millis(20));
     }
-    if let Some(out) = &a.stdout {
+    if let Some(out) = &mut a.stdout {
         // Drained so that a tracer printing a lot at exit is not blocked.
-        out.rest(Duration::from_millis(200));
+        out.rest_within(Duration::from_millis(200));
     }
-    let lines = a.stderr.rest(Duration::from_millis(500));
+    let lines = a.stderr.rest_within(Duration::from_millis(500));
     // "fdtrace: 1234 events, 0 lost"
     if let Some(l) = lines.iter().rev().find(|l| l.starts_with("fdtrace: ") && l.contains(" events, ")) {
         let mut words = l["fdtrace: ".len()..].split_whitespace();
@@ -420,7 +345,7 @@ fn stop(mut a: Attached, sample: &mut Sample, cpu_before: Option<f64>) -> Result
 
 fn run_once(bins: &Bins, workload: &str, secs: f64, tracer: &Tracer) -> Result<Sample> {
     let secs_arg = secs.to_string();
-    let mut w = Workload::spawn(&bins.loadgen, &[workload, "--secs", &secs_arg])?;
+    let mut w = Workload::start(&bins.loadgen, &[workload, "--secs", &secs_arg])?;
     // For the cost to untraced processes: fdtrace watches an idle process.
     let mut idle = None;
     let idle_pid = if *tracer == Tracer::FdtraceElsewhere {
@@ -433,11 +358,13 @@ fn run_once(bins: &Bins, workload: &str, secs: f64, tracer: &Tracer) -> Result<S
     };
     let attached = attach(bins, tracer, w.pid, idle_pid)?;
     let cpu_before = attached.as_ref().and_then(|a| cpu_secs(a.child.id()));
-    w.send("go")?;
-    let result = w
-        .stdout
-        .wait_for("the workload's result", Duration::from_secs_f64(secs + 60.0), |l| l.starts_with('{'))?;
-    let _ = w.child.wait();
+    w.try_send("go")?;
+    let result =
+        w.stdout.try_wait_for("the workload's result", Duration::from_secs_f64(secs + 60.0), |l| {
+            l.starts_with('{')
+        })?;
+    // It exits after its result line.
+    let _ = w.try_wait();
     let v: Value = serde_json::from_str(&result)?;
     let mut sample = Sample {
         rate: v["rate"].as_f64().unwrap_or(0.0),
@@ -469,7 +396,7 @@ fn extras(bins: &Bins, opts: &Opts, tier: &str) -> Result<Value> {
     for _ in 0..opts.rounds.min(3) {
         sustained.push(run_once(bins, "open", opts.secs, &fdtrace)?);
     }
-    let best = sustained.iter().max_by(|a, b| a.rate.total_cmp(&b.rate)).expect("rounds");
+    let best = sustained.iter().max_by(|a, b| a.rate.total_cmp(&b.rate)).context("no sustained round ran")?;
     let events_per_s = best.events.unwrap_or(0) as f64 / best.secs.max(1e-9);
     let cpu_per_event_us =
         median(sustained.iter().filter_map(|s| Some(s.cpu_s? * 1e6 / s.events.filter(|&e| e > 0)? as f64)));
@@ -503,11 +430,11 @@ fn extras(bins: &Bins, opts: &Opts, tier: &str) -> Result<Value> {
     let mut fd_self = vec![];
     let mut bt_attach = vec![];
     for _ in 0..opts.rounds.max(3) {
-        let w = Workload::spawn(&bins.loadgen, &["open", "--secs", "0.1"])?;
+        let w = Workload::start(&bins.loadgen, &["open", "--secs", "0.1"])?;
         for (tracer, wall, own) in
             [(&fdtrace, &mut fd_attach, Some(&mut fd_self)), (&Tracer::Bpftrace, &mut bt_attach, None)]
         {
-            let a = attach(bins, tracer, w.pid, None)?.expect("a tracer");
+            let a = attach(bins, tracer, w.pid, None)?.context("the tracer did not start")?;
             wall.push(a.attach_ms);
             if let (Some(own), Some(ms)) = (own, a.attach_self_ms) {
                 own.push(ms);
@@ -552,22 +479,22 @@ fn rss_at_fds(bins: &Bins, n: u64) -> Result<Value> {
     // SAFETY: valid pointer.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     let procs = n.div_ceil(lim.rlim_max.saturating_sub(100).max(1000)).max(1);
-    let mut w = Workload::spawn(&bins.fdstress, &["--fds", &n.to_string(), "--procs", &procs.to_string()])?;
+    let mut w = Workload::start(&bins.fdstress, &["--fds", &n.to_string(), "--procs", &procs.to_string()])?;
     let extra = ["-f", "-i", "2"].map(String::from).to_vec();
-    let a =
-        attach(bins, &Tracer::Fdtrace { tier: "tracepoint".into(), extra }, w.pid, None)?.expect("fdtrace");
-    w.send("go")?;
-    let opened = w.stdout.wait_for("opened", Duration::from_secs(120), |l| l.starts_with("opened"))?;
+    let a = attach(bins, &Tracer::Fdtrace { tier: "tracepoint".into(), extra }, w.pid, None)?
+        .context("fdtrace did not start")?;
+    w.try_send("go")?;
+    let opened = w.stdout.try_wait_for("opened", Duration::from_secs(120), |l| l.starts_with("opened"))?;
     // Two report intervals: the fds are in the ledger and reconciled.
     thread::sleep(Duration::from_secs(5));
     let mut s = Sample::default();
     stop(a, &mut s, None)?;
-    let _ = w.send("exit");
+    let _ = w.try_send("exit");
     Ok(json!({"fds": n, "processes": procs, "workload": opened, "fdtrace_hwm_kb": s.hwm_kb}))
 }
 
 fn report_time(bins: &Bins, groups: u64) -> Result<Value> {
-    let mut w = Workload::spawn(&bins.fdstress, &["--stacks", &groups.to_string()])?;
+    let mut w = Workload::start(&bins.fdstress, &["--stacks", &groups.to_string()])?;
     let tracer = Tracer::Fdtrace {
         tier: "tracepoint".into(),
         extra: vec![
@@ -580,14 +507,14 @@ fn report_time(bins: &Bins, groups: u64) -> Result<Value> {
             "0".into(),
         ],
     };
-    let a = attach(bins, &tracer, w.pid, None)?.expect("fdtrace");
-    w.send("go")?;
-    w.stdout.wait_for("opened", Duration::from_secs(60), |l| l.starts_with("opened"))?;
+    let mut a = attach(bins, &tracer, w.pid, None)?.context("fdtrace did not start")?;
+    w.try_send("go")?;
+    w.stdout.try_wait_for("opened", Duration::from_secs(60), |l| l.starts_with("opened"))?;
     // "report: 1000 groups, ... built and written in 12.3 ms"
     let mut times = vec![];
     let end = Instant::now() + Duration::from_secs(30);
     while times.len() < 3 && Instant::now() < end {
-        let l = a.stderr.wait_for("a report", Duration::from_secs(10), |l| {
+        let l = a.stderr.try_wait_for("a report", Duration::from_secs(10), |l| {
             l.contains("report: ") && l.contains(" groups")
         })?;
         let groups_seen: u64 =
@@ -600,7 +527,7 @@ fn report_time(bins: &Bins, groups: u64) -> Result<Value> {
     }
     let mut s = Sample::default();
     stop(a, &mut s, None)?;
-    let _ = w.send("exit");
+    let _ = w.try_send("exit");
     Ok(
         json!({"groups": groups, "first_ms": times.first(), "cached_ms": times.get(1..).map(|t| median(t.iter().copied()))}),
     )

@@ -6,7 +6,7 @@
 //! its `rust-src` component, and `bpf-linker` built against that
 //! toolchain's LLVM. `check_prerequisites` says which is missing and which
 //! command installs it; the xtask installs them.
-#![allow(dead_code)] // each includer uses a different part
+#![allow(dead_code, reason = "each includer uses a different part")]
 
 use std::{
     env,
@@ -51,6 +51,52 @@ impl fmt::Display for Missing {
             Missing::BpfLinker(why) => write!(f, "bpf-linker is not usable: {why}"),
         }
     }
+}
+
+impl Missing {
+    /// The command that installs it (`cargo xtask build-ebpf` installs all).
+    pub fn remedy(&self) -> String {
+        match self {
+            Missing::Rustup => "install rustup (https://rustup.rs)".into(),
+            Missing::Toolchain(t) => format!("rustup toolchain install {t} --component rust-src"),
+            Missing::RustSrc(t) => format!("rustup component add rust-src --toolchain {t}"),
+            // It must be built against the toolchain's LLVM: the xtask knows how.
+            Missing::BpfLinker(_) => "cargo xtask build-ebpf".into(),
+        }
+    }
+}
+
+/// The opt-out, named as aya-build names it: `AYA_BUILD_SKIP=1` (or
+/// `true`) builds fdtrace with a stub instead of its eBPF programs.
+pub const SKIP_ENV: &str = "AYA_BUILD_SKIP";
+
+/// Whether the opt-out is set.
+pub fn skip_requested() -> bool {
+    env::var(SKIP_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// What to watch so that a build with a stub is redone once the missing
+/// pieces are installed: the directories of PATH and `$CARGO_HOME/bin`
+/// (bpf-linker), rustup's `update-hashes` (a toolchain installed) and the
+/// eBPF toolchain's component list (rust-src added). Existing paths only:
+/// cargo reruns a build script on every build for a path that is missing.
+pub fn install_locations() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> =
+        env::var_os("PATH").map(|p| env::split_paths(&p).collect()).unwrap_or_default();
+    paths.push(cargo_home().join("bin"));
+    let rustup_home = env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")));
+    if let Some(home) = rustup_home {
+        paths.push(home.join("update-hashes"));
+    }
+    if let Some(sysroot) = sysroot(&toolchain()) {
+        paths.push(sysroot.join("lib/rustlib/components"));
+    }
+    paths.retain(|p| p.is_absolute() && p.exists());
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 fn cargo_home() -> PathBuf {
@@ -115,19 +161,25 @@ pub fn linker_works() -> Result<String, String> {
 
 /// The command that builds the eBPF object.
 pub fn build_command(workspace: &Path) -> Command {
+    cargo_command(workspace, "build", &target_dir(workspace))
+}
+
+/// `cargo SUBCOMMAND` (build, clippy) for the eBPF crate with its
+/// toolchain, target and flags.
+pub fn cargo_command(workspace: &Path, subcommand: &str, target_dir: &Path) -> Command {
     let tc = toolchain();
     let mut cmd = Command::new("rustup");
     cmd.current_dir(workspace).args([
         "run",
         &tc,
         "cargo",
-        "build",
+        subcommand,
         "--package",
         "fdtrace-ebpf",
         "--bins",
         "--release",
     ]);
-    cmd.args(["--target", BPF_TARGET, "-Z", "build-std=core", "--target-dir"]).arg(target_dir(workspace));
+    cmd.args(["--target", BPF_TARGET, "-Z", "build-std=core", "--target-dir"]).arg(target_dir);
     let mut flags = OsString::new();
     for (i, flag) in
         ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].iter().enumerate()

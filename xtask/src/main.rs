@@ -2,7 +2,9 @@
 //!
 //! - `run`: build fdtrace and run it (on a bundled leaky example when no pid
 //!   is given);
-//! - `test`: install what the tests need, build, run every test;
+//! - `test`: lint, install what the tests need, build, run every test;
+//! - `lint`: `cargo fmt --check` and clippy with the workspace's lints
+//!   (warnings fail the crates `lint::DENY_WARNINGS` lists);
 //! - `setup`: only the installation part of `test`;
 //! - `install`: fdtrace (release), its man page and shell completions
 //!   under a prefix;
@@ -17,6 +19,7 @@
 mod bench;
 mod ebpf_build;
 mod install;
+mod lint;
 mod setup;
 mod vm;
 mod vmtest;
@@ -29,6 +32,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
+use fdtrace_tests::skip;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "fdtrace developer commands")]
@@ -41,6 +45,10 @@ struct Cli {
 enum Cmd {
     /// Install the eBPF toolchain if needed and build the eBPF object.
     BuildEbpf,
+    /// `cargo fmt --all --check`, then clippy on every crate with the
+    /// workspace's lints: warnings fail the crates listed in
+    /// xtask/src/lint.rs (DENY_WARNINGS), and are counted for the others.
+    Lint,
     /// Install everything the build and the tests need (idempotent).
     Setup,
     /// Build fdtrace (release) and install it: PREFIX/bin/fdtrace, the man page
@@ -57,12 +65,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Install what is needed, build, and run all tests: the host suite,
-    /// then the kernel matrix (`vm-test`).
+    /// Lint (`cargo xtask lint`), install what is needed, build, and run all
+    /// tests: the host suite, then the kernel matrix (`vm-test`).
     Test {
         /// Only the host suite (no VMs): for quick iterations.
         #[arg(long)]
         host_only: bool,
+        /// Skip the lint step.
+        #[arg(long)]
+        no_lint: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter); they
         /// imply --host-only.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -136,10 +147,11 @@ fn run(cli: Cli) -> Result<()> {
     let ws = workspace();
     match cli.command {
         Cmd::BuildEbpf => build_ebpf(&ws),
+        Cmd::Lint => lint::run(&ws),
         Cmd::Setup => setup::all(&ws),
         Cmd::Install { prefix } => install::run(&ws, &prefix),
         Cmd::Run { args } => run_fdtrace(&ws, args),
-        Cmd::Test { host_only, args } => test(&ws, host_only, args),
+        Cmd::Test { host_only, no_lint, args } => test(&ws, host_only, no_lint, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),
         Cmd::Bench { rounds, secs, workloads } => {
             let workloads =
@@ -280,7 +292,10 @@ fn vm_test(
     vmtest::run(ws, &kernels, &tiers, jobs)
 }
 
-fn test(ws: &Path, host_only: bool, extra: Vec<String>) -> Result<()> {
+fn test(ws: &Path, host_only: bool, no_lint: bool, extra: Vec<String>) -> Result<()> {
+    if !no_lint {
+        lint::run(ws)?;
+    }
     setup::all(ws)?;
     let start = Instant::now();
     // The integration tests run the fdtrace binary: build it first.
@@ -293,7 +308,19 @@ fn test(ws: &Path, host_only: bool, extra: Vec<String>) -> Result<()> {
         println!("xtask: not root: test binaries will run through sudo");
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
     }
-    let status = cmd.status()?;
+    // Tests that cannot run here (not root, a tool missing) append to this
+    // file; the list is printed whether the tests passed or not.
+    let skip_log = ws.join("target/test-skips.txt");
+    match std::fs::remove_file(&skip_log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", skip_log.display()));
+        }
+        _ => {}
+    }
+    cmd.env(skip::SKIP_LOG_ENV, &skip_log);
+    let status = cmd.status().context("running cargo test")?;
+    let skips = skip::read_log(&skip_log).with_context(|| format!("reading {}", skip_log.display()))?;
+    println!("xtask: {}", skip::summary(&skips));
     if !status.success() {
         bail!("tests failed ({status})");
     }

@@ -23,11 +23,16 @@ const PACKAGES: &[(&str, &str)] = &[
     ("go", "golang-go"),
     // Privilege-drop and mount-namespace tests.
     ("setpriv", "util-linux"),
+    // A pty for the status-line test.
+    ("script", "bsdutils"),
     ("gcc", "gcc"),
     // Rendering --flamegraph's SVG in a headless browser.
     ("chromium", "chromium"),
     // Rendering the man page (`cargo xtask install` checks it in tests).
     ("groff", "groff-base"),
+    // Extracting the VMs' initramfs in xtask's tests (the real cpio reads
+    // what vm/initramfs.rs writes).
+    ("cpio", "cpio"),
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.

@@ -155,7 +155,7 @@ fn build(ws: &Path) -> Result<Files> {
     // The Go test reads the line its report names, and checks its count
     // against `ss` (not in busybox).
     all.push(ws.join("tests/go/httpclient/main.go"));
-    all.push(crate::vm::find_in_path("ss").context("ss (package iproute2)")?);
+    all.push(vm::find_in_path("ss").context("ss (package iproute2)")?);
     Ok(Files { tests, all })
 }
 

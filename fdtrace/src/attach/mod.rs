@@ -40,6 +40,8 @@ pub use preflight::{resolve_target, Target};
 
 /// The eBPF object, built by `build.rs` from `fdtrace-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fdtrace-ebpf.o"));
+/// Set by `build.rs` when it embedded an empty stub instead: what was missing.
+const EBPF_MISSING: Option<&str> = option_env!("FDTRACE_EBPF_MISSING");
 
 /// How fdtrace hooks the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -102,6 +104,11 @@ pub struct Options {
 /// Why fdtrace cannot trace. Each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `build.rs` lacked the eBPF toolchain and embedded a stub.
+    #[error(
+        "this fdtrace was built without its eBPF programs ({0}): run `cargo xtask build-ebpf`, then rebuild"
+    )]
+    NotBuilt(&'static str),
     /// Neither root nor CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN).
     #[error("fdtrace needs root (or the CAP_BPF and CAP_PERFMON capabilities) to load eBPF programs: run it with sudo")]
     NotPrivileged,
@@ -333,6 +340,9 @@ impl Tracer {
     /// buffer to read events from; it exists before any hook is attached,
     /// so nothing is emitted unread.
     pub fn start(opts: &Options, targets: &[u32]) -> Result<(Tracer, RingBuf<MapData>), Error> {
+        if let Some(missing) = EBPF_MISSING {
+            return Err(Error::NotBuilt(missing));
+        }
         preflight::check_privileges()?;
         let kernel = preflight::Kernel::probe()?;
         let tracefs = tracefs::Tracefs::locate_or_mount()?;

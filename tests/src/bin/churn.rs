@@ -11,6 +11,11 @@
 //! Stage 2: more churn in the new image, then `paused`, wait, exit.
 //!
 //! Usage: churn [--seed N] [--ops N]
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{
     ffi::CString,
     io::BufRead,
@@ -79,6 +84,9 @@ fn cloexec(rng: &mut Rng) -> i32 {
 /// Plain syscalls on fds of this process.
 unsafe fn op(rng: &mut Rng, fds: &mut Fds, listener: i32, port: u16) {
     let path = CString::new("/proc/self/status").unwrap();
+    // SAFETY: syscalls on fds this process owns (or that were just closed:
+    // an error, which Fds tolerates), with pointers to locals that outlive
+    // each call; a zeroed sockaddr_in is valid.
     unsafe {
         match rng.below(22) {
             0 | 1 => fds.add(libc::open(path.as_ptr(), libc::O_RDONLY | cloexec(rng))),
@@ -210,7 +218,7 @@ fn threads_closing_each_others_fds(rng: &mut Rng) {
     let handles: Vec<_> = seeds
         .into_iter()
         .map(|seed| {
-            let shared = shared.clone();
+            let shared = Arc::clone(&shared);
             thread::spawn(move || {
                 let mut rng = Rng(seed);
                 let me = thread::current().id();

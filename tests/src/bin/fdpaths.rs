@@ -11,6 +11,11 @@
 //! Prints `ready PID`, waits for a line, does all of it, prints one JSON
 //! line per fd it ends up holding from those paths, `paused`, and waits for
 //! a line before exiting.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{ffi::CString, io::BufRead, mem, ptr};
 
 use fdtrace_tests::workload::{check, ready_then_wait};
@@ -76,6 +81,8 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 /// # Safety
 /// Plain syscalls.
 unsafe fn listener() -> (i32, libc::sockaddr_in) {
+    // SAFETY: socket calls on a new fd, with pointers to locals that
+    // outlive them; a zeroed sockaddr_in is valid.
     unsafe {
         let l = check(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0), "socket");
         let mut addr: libc::sockaddr_in = mem::zeroed();
@@ -92,6 +99,10 @@ unsafe fn listener() -> (i32, libc::sockaddr_in) {
 /// # Safety
 /// `sock` is a unix socket, `fd` an open fd.
 unsafe fn send_fd(sock: i32, fd: i32) {
+    // SAFETY: the message, its iovec and its control buffer are locals
+    // that outlive sendmsg; the buffer (32 bytes, u64-aligned) holds one
+    // cmsghdr with an int, so CMSG_FIRSTHDR is non-null and CMSG_DATA in
+    // bounds (the write is unaligned-safe anyway).
     unsafe {
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
@@ -113,6 +124,8 @@ unsafe fn send_fd(sock: i32, fd: i32) {
 /// # Safety
 /// `sock` is a unix socket with an fd in flight.
 unsafe fn recv_fd(sock: i32) -> i32 {
+    // SAFETY: as in send_fd: locals that outlive recvmsg; the control
+    // data is read only after recvmsg filled it, and checked first.
     unsafe {
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
@@ -121,7 +134,7 @@ unsafe fn recv_fd(sock: i32) -> i32 {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-        msg.msg_controllen = mem::size_of_val(&cmsg_buf);
+        msg.msg_controllen = size_of_val(&cmsg_buf);
         check(libc::recvmsg(sock, &mut msg, 0) as i32, "recvmsg");
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         assert!(!cmsg.is_null(), "no fd received");

@@ -10,6 +10,11 @@
 //! open and close sockets, pipes and files 20 times and keep one socket.
 //! All print `ready PID`, wait for a line on stdin, open, print `opened`,
 //! then wait for another line before exiting.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::io::BufRead;
 
 use fdtrace_tests::workload::ready_then_wait;
@@ -51,7 +56,7 @@ fn racing_threads(n: usize) -> u64 {
     let start = std::sync::Arc::new(std::sync::Barrier::new(n));
     let threads: Vec<_> = (0..n)
         .map(|_| {
-            let start = start.clone();
+            let start = std::sync::Arc::clone(&start);
             std::thread::spawn(move || {
                 start.wait();
                 let mut failed = 0;

@@ -3,6 +3,11 @@
 //! `ready PID`, waits for a line, connects N times from
 //! `subscribe_updates`, reads each to EOF, keeps them all, prints `done`,
 //! waits.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{
     io::{BufRead, Read},
     net::{SocketAddr, TcpStream},

@@ -12,6 +12,11 @@
 //! accepting it), `--wait` (print `ready PID` and wait for a line on
 //! stdin), `--exit` (exit when the requests are done instead of staying
 //! alive).
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},

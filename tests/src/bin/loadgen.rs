@@ -16,6 +16,11 @@
 //! made (what a tracer of fds sees).
 //!
 //! Usage: loadgen connect|accept|open|mix [--secs S]
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{
     net::{TcpListener, TcpStream},
     sync::{
@@ -209,7 +214,7 @@ fn main() {
     let counts = Arc::new(Counts::default());
     let start = Instant::now();
     {
-        let stop = stop.clone();
+        let stop = Arc::clone(&stop);
         thread::spawn(move || {
             thread::sleep(Duration::from_secs_f64(secs));
             stop.store(true, Ordering::Relaxed);
@@ -225,7 +230,7 @@ fn main() {
         _ => {
             let workers: Vec<_> = (0..4)
                 .map(|_| {
-                    let (stop, counts) = (stop.clone(), counts.clone());
+                    let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
                     thread::spawn(move || mix_loop(&stop, &counts))
                 })
                 .collect();

@@ -9,6 +9,11 @@
 //! to it; accept4; open a file; dup2 the accepted socket over the file's
 //! fd; pipe2; close_range over the pipe; fork a child that exits at once;
 //! close the client socket; exit.
+#![allow(
+    unused_crate_dependencies,
+    reason = "each program is a crate of its own, linked with all of fdtrace-tests' dependencies"
+)]
+#![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{ffi::CString, io::BufRead, mem};
 
 use fdtrace_tests::workload::{check, ready_then_wait, Step};
@@ -24,7 +29,7 @@ fn main() {
         let mut addr: libc::sockaddr_in = mem::zeroed();
         addr.sin_family = libc::AF_INET as u16;
         addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-        let len = mem::size_of::<libc::sockaddr_in>() as u32;
+        let len = size_of::<libc::sockaddr_in>() as u32;
         check(libc::bind(listener, (&raw const addr).cast(), len), "bind");
         let mut bound: libc::sockaddr_in = mem::zeroed();
         let mut blen = len;
