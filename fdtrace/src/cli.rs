@@ -78,7 +78,7 @@ pub struct TraceArgs {
 
     /// Write reports or event lines to FILE (default: stdout; stderr in launch mode).
     #[arg(short, long, value_name = "FILE")]
-    pub output: Option<std::path::PathBuf>,
+    pub output: Option<PathBuf>,
 
     /// Print one line per fd/socket event as it happens (instead of reports).
     #[arg(short, long)]

@@ -46,6 +46,18 @@ pub mod symbolize;
 #[cfg(test)]
 mod golden;
 
+/// Logs to stderr: warnings, or with `verbose` (`-v`) debug messages too;
+/// `FDTRACE_LOG` (as `RUST_LOG`: `debug`, `fdtrace::attach=debug`...)
+/// overrides both.
+pub fn init_logging(verbose: bool) {
+    env_logger::Builder::new()
+        .filter_level(if verbose { log::LevelFilter::Debug } else { log::LevelFilter::Warn })
+        .format_timestamp(None)
+        .format_target(false)
+        .parse_env("FDTRACE_LOG")
+        .init();
+}
+
 /// Shared by the seeded fuzz tests.
 #[cfg(test)]
 mod fuzz {

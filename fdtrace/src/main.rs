@@ -1,5 +1,6 @@
 //! The fdtrace command: parse the command line, then hand over to the
 //! library (see `lib.rs` for how the parts fit together).
+#![allow(unused_crate_dependencies, reason = "the library uses them: the binary is its thin front")]
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -10,12 +11,7 @@ use fdtrace::{
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    env_logger::Builder::new()
-        .filter_level(if cli.trace.verbose { log::LevelFilter::Debug } else { log::LevelFilter::Warn })
-        .format_timestamp(None)
-        .format_target(false)
-        .parse_env("FDTRACE_LOG")
-        .init();
+    fdtrace::init_logging(cli.trace.verbose);
 
     if let Some(cli::Command::Generate { what }) = cli.command {
         return match generate::write(what, &mut std::io::stdout().lock()) {

@@ -113,8 +113,8 @@ impl Stacks {
         }
     }
 
-    /// Stacks resolved so far.
-    pub fn len(&self) -> usize {
+    /// How many (process, stack) pairs are resolved.
+    pub fn resolved(&self) -> usize {
         self.resolved.len()
     }
 
@@ -171,10 +171,10 @@ impl Stacks {
 
     fn raw_frames(&mut self, id: StackId, raw: &dyn RawStacks) -> Option<Arc<[u64]>> {
         if let Some(r) = self.raw.get(&id) {
-            return Some(r.clone());
+            return Some(Arc::clone(r));
         }
         let r = raw.frames(id)?;
-        self.raw.insert(id, r.clone());
+        self.raw.insert(id, Arc::clone(&r));
         Some(r)
     }
 
@@ -187,7 +187,7 @@ impl Stacks {
             self.maps.get(&tgid).cloned().unwrap_or_default()
         } else {
             let live = Arc::new(live);
-            self.maps.insert(tgid, live.clone());
+            self.maps.insert(tgid, Arc::clone(&live));
             live
         };
         let syms = if gone {

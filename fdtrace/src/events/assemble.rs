@@ -29,7 +29,7 @@ impl StackTable {
         if let Some(&key) = self.inline_keys.get(&frames) {
             return key;
         }
-        self.inline.push(frames.clone());
+        self.inline.push(Arc::clone(&frames));
         let key = self.inline.len() as u32;
         self.inline_keys.insert(frames, key);
         key

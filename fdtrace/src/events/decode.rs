@@ -45,6 +45,10 @@ const HEADER_SIZE: usize = size_of::<fdtrace_common::Header>();
 
 /// One decoded ring-buffer record.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a record is moved once, from decode to the assembler: boxing every event would cost an allocation each"
+)]
 pub enum Record {
     /// `stack_follows`: the event's stack was sent inline, in the
     /// [`Record::Stack`] just before it from the same thread; until joined

@@ -294,11 +294,11 @@ pub(super) fn link_stackless(groups: &mut [Group]) {
 fn site_key(pid: u32, site: Site, stacks: &Stacks) -> Key {
     match stacks.get(pid, site.stack) {
         Some(Resolved::Frames(f)) => Key::Stack {
-            frames: f.clone(),
+            frames: Arc::clone(f),
             // A spawn stack that could not be resolved leaves the group
             // keyed by its own stack.
             spawn: site.spawn.and_then(|s| match stacks.get(pid, s) {
-                Some(Resolved::Frames(f)) if !f.is_empty() => Some(f.clone()),
+                Some(Resolved::Frames(f)) if !f.is_empty() => Some(Arc::clone(f)),
                 _ => None,
             }),
         },

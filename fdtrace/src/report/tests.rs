@@ -544,7 +544,7 @@ fn sockets_from_before_point_at_the_group_with_the_same_peers() {
 #[test]
 fn colours_mark_the_evidence_only_when_asked() {
     // Given a report with CLOSE_WAIT peers, growth and lost events
-    let mut r = super::sample::report(vec![super::sample::close_wait(3)]);
+    let mut r = sample::report(vec![sample::close_wait(3)]);
     r.stats.lost_events = 2;
     r.complete = false;
     // When rendered with and without colours

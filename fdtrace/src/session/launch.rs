@@ -167,20 +167,20 @@ impl Command {
             return Err(spawn_err(io::Error::last_os_error()));
         }
         if pid == 0 {
-            // SAFETY: all pointers were built before the fork and stay valid.
-            unsafe {
-                child(
-                    go_r.as_raw_fd(),
-                    go_w.as_raw_fd(),
-                    err_r.as_raw_fd(),
-                    err_w.as_raw_fd(),
-                    &path,
-                    &argv,
-                    &envp,
-                    self.run_as.as_ref(),
-                    &groups,
-                )
-            }
+            let args = ChildArgs {
+                go_r: go_r.as_raw_fd(),
+                go_w: go_w.as_raw_fd(),
+                err_r: err_r.as_raw_fd(),
+                err_w: err_w.as_raw_fd(),
+                path: &path,
+                argv: &argv,
+                envp: &envp,
+                run_as: self.run_as.as_ref(),
+                groups: &groups,
+            };
+            // SAFETY: the child of a fork of this single-threaded process;
+            // everything it uses was built before the fork.
+            unsafe { child(&args) }
         }
         drop(go_r);
         drop(err_w);
@@ -205,7 +205,7 @@ fn supplementary_groups(r: &RunAs) -> Vec<libc::gid_t> {
     };
     let mut n: libc::c_int = 64;
     loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let mut groups: Vec<libc::gid_t> = vec![0; n as usize];
         let mut got = n;
         // SAFETY: groups holds `got` entries.
         let rc = unsafe { libc::getgrouplist(name.as_ptr(), r.gid, groups.as_mut_ptr(), &mut got) };
@@ -220,64 +220,91 @@ fn supplementary_groups(r: &RunAs) -> Vec<libc::gid_t> {
     }
 }
 
+/// What the forked child needs, all prepared before the fork.
+struct ChildArgs<'a> {
+    /// The go signal's pipe (read end, and the parent's write end to close).
+    go_r: i32,
+    go_w: i32,
+    /// The exec error pipe (the parent's read end to close, and ours).
+    err_r: i32,
+    err_w: i32,
+    path: &'a CStr,
+    /// NULL-terminated.
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    run_as: Option<&'a RunAs>,
+    groups: &'a [libc::gid_t],
+}
+
 /// In the forked child: wait for the go, drop privileges, exec. Never
 /// returns. Reports an exec failure's errno on `err_w` (close-on-exec, so
 /// a successful exec closes it with nothing written).
-#[allow(clippy::too_many_arguments)]
-#[expect(
-    unsafe_op_in_unsafe_fn,
-    reason = "written before the workspace denied it; to do: one unsafe block per call, each with its SAFETY"
-)]
-unsafe fn child(
-    go_r: i32,
-    go_w: i32,
-    err_r: i32,
-    err_w: i32,
-    path: &CStr,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    run_as: Option<&RunAs>,
-    groups: &[libc::gid_t],
-) -> ! {
-    let fail = |code: i32| -> ! {
-        let errno = *libc::__errno_location();
-        libc::write(err_w, (&errno as *const i32).cast(), 4);
-        libc::_exit(code)
+///
+/// # Safety
+/// Call only in the child of a `fork` of a single-threaded process: it
+/// makes only async-signal-safe calls, on memory prepared before the fork.
+unsafe fn child(a: &ChildArgs) -> ! {
+    // In the SAFETY comments below, "as above": plain syscalls on our own
+    // fds and on memory that is valid in the child (copied with the
+    // address space at fork).
+    let errno = || {
+        // SAFETY: errno is this thread's.
+        unsafe { *libc::__errno_location() }
     };
-    libc::close(go_w);
-    libc::close(err_r);
+    let report = |value: i32, code: i32| -> ! {
+        // SAFETY: as above; `value` lives on this stack.
+        unsafe {
+            libc::write(a.err_w, (&value as *const i32).cast(), 4);
+            libc::_exit(code)
+        }
+    };
+    // SAFETY: as above.
+    unsafe {
+        libc::close(a.go_w);
+        libc::close(a.err_r);
+    }
     let mut b = 0u8;
     loop {
-        let n = libc::read(go_r, (&mut b as *mut u8).cast(), 1);
+        // SAFETY: as above; one byte into `b`.
+        let n = unsafe { libc::read(a.go_r, (&mut b as *mut u8).cast(), 1) };
         if n == 1 {
             break;
         }
         // fdtrace went away (or gave up): do not run untraced.
-        if n == 0 || *libc::__errno_location() != libc::EINTR {
-            libc::_exit(127);
+        if n == 0 || errno() != libc::EINTR {
+            // SAFETY: as above.
+            unsafe { libc::_exit(127) };
         }
     }
     // Rust ignores SIGPIPE; the command gets the default dispositions and
     // an empty signal mask, as a shell would give it.
     for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGQUIT] {
-        libc::signal(sig, libc::SIG_DFL);
+        // SAFETY: as above.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    if let Some(r) = run_as {
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-            || libc::setgid(r.gid) != 0
-            || libc::setuid(r.uid) != 0
-        {
-            // Marked so the parent can tell it from an exec failure.
-            let errno = -*libc::__errno_location();
-            libc::write(err_w, (&errno as *const i32).cast(), 4);
-            libc::_exit(126);
+    // SAFETY: a zeroed sigset_t is a valid value to initialize.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `empty` is ours.
+    unsafe {
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    if let Some(r) = a.run_as {
+        // SAFETY: as above; `groups` holds `len` entries.
+        let dropped = unsafe {
+            libc::setgroups(a.groups.len(), a.groups.as_ptr()) == 0
+                && libc::setgid(r.gid) == 0
+                && libc::setuid(r.uid) == 0
+        };
+        if !dropped {
+            // Negative, so the parent can tell it from an exec failure.
+            report(-errno(), 126);
         }
     }
-    libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    fail(127)
+    // SAFETY: as above; path, argv and envp are NUL-terminated C strings
+    // and NULL-terminated arrays of them.
+    unsafe { libc::execve(a.path.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr()) };
+    report(errno(), 127)
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -25,6 +25,7 @@ use self::{
     launch::Launched,
     pipeline::Pipeline,
     reconcile::{Check, Missed},
+    targets::GoNotes,
 };
 use crate::{
     attach::{self, Target, Tracer},
@@ -127,8 +128,8 @@ impl<'a> Session<'a> {
             started_ns,
             tier: tracer.plan.tier_summary(),
             hooks: tracer.plan.hooks(),
-            notes: notes.0,
-            origin_notes: notes.1,
+            notes: notes.notes,
+            origin_notes: notes.origin_notes,
             targets: vec![],
         };
         Ok(Session {
@@ -241,7 +242,7 @@ impl<'a> Session<'a> {
         log::debug!(
             "peak RSS {} MiB; {} stacks symbolized",
             procfs::status("self").map(|st| st.vm_hwm_kb / 1024).unwrap_or(0),
-            self.pipe.stacks.len()
+            self.pipe.stacks.resolved()
         );
         let Session { tracer, source, sinks, mut launched, mut exits, mut signals, .. } = self;
         let finished = sinks.finish();
@@ -348,7 +349,7 @@ fn attach(
     args: &TraceArgs,
     launched: Option<&Launched>,
     targets: &mut Vec<Target>,
-) -> anyhow::Result<(Tracer, Source, (Vec<String>, Vec<String>))> {
+) -> anyhow::Result<(Tracer, Source, GoNotes)> {
     let opts = attach::Options {
         mode: args.attach,
         follow_forks: args.follow_forks,

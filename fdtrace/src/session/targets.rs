@@ -86,13 +86,16 @@ pub fn add_running_with_comm(
     Ok(())
 }
 
-/// What following goroutines in the Go programs among the targets could
-/// not do, and how the origins it found may be wrong: for the reports.
-pub fn goroutine_notes(
-    tracer: &Tracer,
-    go: &[(u32, PathBuf, GoBinary)],
-    follow_forks: bool,
-) -> (Vec<String>, Vec<String>) {
+/// For the reports: what following goroutines in the Go programs among the
+/// targets could not do, and how the origins it found may be wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoNotes {
+    pub notes: Vec<String>,
+    /// Shown only in reports that show some origins.
+    pub origin_notes: Vec<String>,
+}
+
+pub fn goroutine_notes(tracer: &Tracer, go: &[(u32, PathBuf, GoBinary)], follow_forks: bool) -> GoNotes {
     let mut notes = vec![];
     let mut origin_notes = vec![];
     for ((tgid, result), (_, _, binary)) in tracer.plan.go.iter().zip(go) {
@@ -116,7 +119,7 @@ pub fn goroutine_notes(
     if !go.is_empty() && follow_forks {
         notes.push("goroutine origins are followed in the traced Go programs, not in their children".into());
     }
-    (notes, origin_notes)
+    GoNotes { notes, origin_notes }
 }
 
 /// Sends `tgid` on `tx` when the process exits (pidfd readable).
