@@ -1,9 +1,6 @@
 //! Reports as text for people or JSON for machines (one object per line),
 //! cut to `--top` groups and `--fds-per-group` fds.
-use std::{
-    io::{self, Write},
-    time::Instant,
-};
+use std::io::{self, Write};
 
 use super::{Format, Reports, Sink};
 use crate::report::{text::Paint, Limits, Report};
@@ -27,7 +24,6 @@ impl<W: Write> Sink for ReportSink<W> {
     }
 
     fn report(&mut self, full: &Report) -> io::Result<()> {
-        let started = Instant::now();
         let r = full.limited(self.limits);
         match self.format {
             Format::Text => writeln!(self.out, "{}", crate::report::text::render_with(&r, self.paint))?,
@@ -36,15 +32,7 @@ impl<W: Write> Sink for ReportSink<W> {
                 writeln!(self.out)?;
             }
         }
-        self.out.flush()?;
-        log::debug!(
-            "report: {} groups, {} unclosed of {} open fds, written in {:.1} ms",
-            full.groups.len(),
-            r.unclosed,
-            r.open_fds,
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        Ok(())
+        self.out.flush()
     }
 
     fn flush(&mut self) -> io::Result<()> {
