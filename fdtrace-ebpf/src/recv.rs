@@ -30,11 +30,15 @@ use crate::{
     table::NR_RECVMSG,
 };
 
+// Loop counters are u64: the verifier keeps a 64-bit counter exact
+// through the compiler's spills, where a u32's zero-extension loses its
+// bounds (then it sees neither an in-bounds index nor a loop that ends).
+
 /// fds reported per call.
-pub const MAX_FDS: u32 = 16;
+pub const MAX_FDS: u64 = 16;
 /// Control messages walked per message (a unix socket adds credentials,
 /// security labels, timestamps... before the fds).
-pub const MAX_CMSGS: u32 = 8;
+pub const MAX_CMSGS: u64 = 8;
 /// Messages of a recvmmsg walked.
 pub const MAX_MSGS: u64 = 8;
 
@@ -72,7 +76,7 @@ pub fn report<C: StackIdContext>(
         collect(got, entry.args[1]);
     } else {
         // recvmmsg returns the number of messages received.
-        let mut m = 0;
+        let mut m: u64 = 0;
         while m < MAX_MSGS {
             if m >= ret as u64 {
                 break;
@@ -84,12 +88,12 @@ pub fn report<C: StackIdContext>(
             got.truncated = 1;
         }
     }
-    let mut i = 0;
+    let mut i: u64 = 0;
     while i < MAX_FDS {
-        if i >= got.n {
+        if i >= u64::from(got.n) {
             break;
         }
-        let at = (4 * (i & (MAX_FDS - 1))) as usize;
+        let at = 4 * i as usize;
         let fd = i32::from_ne_bytes([got.fds[at], got.fds[at + 1], got.fds[at + 2], got.fds[at + 3]]);
         report_fd(site, event, stack, syscall, flags, fd)?;
         i += 1;
@@ -117,7 +121,7 @@ fn collect(got: &mut Received, msghdr: u64) {
         return;
     }
     let mut off = 0u64;
-    let mut c = 0;
+    let mut c: u64 = 0;
     while c < MAX_CMSGS {
         if off + CMSGHDR_SIZE > len {
             return;
@@ -146,11 +150,11 @@ fn collect(got: &mut Received, msghdr: u64) {
 #[inline(always)]
 fn take(got: &mut Received, data: u64, nfds: u64) {
     let n = got.n;
-    if n >= MAX_FDS {
+    if u64::from(n) >= MAX_FDS {
         got.truncated = 1;
         return;
     }
-    let room = u64::from(MAX_FDS - n);
+    let room = MAX_FDS - u64::from(n);
     let k = if nfds > room {
         got.truncated = 1;
         room
