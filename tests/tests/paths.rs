@@ -32,7 +32,7 @@ fn held_of(lines: &[Value]) -> Vec<(String, i64, Option<String>, Option<bool>)> 
 }
 
 /// The report's group and fd entry of `fd` of `pid`.
-fn entry_of<'a>(report: &'a Value, pid: u32, fd: i64) -> Option<(&'a Value, &'a Value)> {
+fn entry_of(report: &Value, pid: u32, fd: i64) -> Option<(&Value, &Value)> {
     report["groups"].as_array()?.iter().find_map(|g| {
         let f = g["fds"].as_array()?.iter().find(|f| f["fd"] == fd && f["pid"] == pid)?;
         Some((g, f))

@@ -73,6 +73,7 @@ fn main() {
 /// # Safety
 /// Plain syscalls.
 unsafe fn received(path: &CString, held: &mut Vec<Held>) {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         let (tx, rx) = dgram_pair();
         let one: i32 = 1;
@@ -120,6 +121,7 @@ unsafe fn received(path: &CString, held: &mut Vec<Held>) {
 /// # Safety
 /// Plain syscalls.
 unsafe fn others(path: &CString, held: &mut Vec<Held>) {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         // pidfd_getfd.
         let pidfd = check(libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as i32, "pidfd_open");
@@ -162,6 +164,7 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 /// # Safety
 /// Plain syscalls.
 unsafe fn listener() -> (i32, libc::sockaddr_in) {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         let l = check(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0), "socket");
         let mut addr: libc::sockaddr_in = mem::zeroed();
@@ -188,6 +191,7 @@ fn dgram_pair() -> (i32, i32) {
 /// # Safety
 /// `sock` is a unix socket, the fds are open.
 unsafe fn send_fds(sock: i32, groups: &[&[i32]]) {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
@@ -217,6 +221,7 @@ unsafe fn send_fds(sock: i32, groups: &[&[i32]]) {
 /// # Safety
 /// `msg` is a message the kernel filled.
 unsafe fn fds_of(msg: &libc::msghdr) -> Vec<i32> {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         let mut fds = vec![];
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
@@ -237,6 +242,7 @@ unsafe fn fds_of(msg: &libc::msghdr) -> Vec<i32> {
 /// # Safety
 /// `sock` is a unix socket with a message waiting.
 unsafe fn recv_fds(sock: i32, flags: i32) -> Vec<i32> {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
@@ -256,6 +262,7 @@ unsafe fn recv_fds(sock: i32, flags: i32) -> Vec<i32> {
 /// # Safety
 /// `sock` is a unix socket with `n` messages waiting.
 unsafe fn recvmmsg_fds(sock: i32, n: usize) -> Vec<i32> {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
     unsafe {
         let mut bytes = vec![[0u8; 1]; n];
         let mut iovs: Vec<libc::iovec> =
