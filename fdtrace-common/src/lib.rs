@@ -574,7 +574,8 @@ const _: () = assert!(size_of::<StackRecord>() == 48 + 8 * STACK_DEPTH);
 pub enum Loss {
     /// An event was dropped because the ring buffer was full.
     RingbufFull = 0,
-    /// A user stack could not be captured (the event was sent without it).
+    /// A user stack could not be captured (the event was sent without it;
+    /// or, at a Go `go` statement, the creator's stack was not recorded).
     StackFailed = 1,
     /// A syscall's arguments could not be stashed at entry.
     InflightFull = 2,
@@ -610,6 +611,15 @@ impl Loss {
         Loss::RecvTruncated,
     ];
 }
+
+// The counters are indexed by discriminant: `ALL` lists them in order.
+const _: () = {
+    let mut i = 0;
+    while i < Loss::COUNT {
+        assert!(Loss::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {
