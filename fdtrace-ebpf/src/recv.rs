@@ -10,14 +10,17 @@
 //! The walk is bounded for the verifier: [`MAX_MSGS`] messages of a
 //! recvmmsg, [`MAX_CMSGS`] control messages per message, [`MAX_FDS`] fds
 //! per call. A call with more is reported as far as the bounds go and
-//! counted as [`Loss::RecvTruncated`]; reconciliation finds the rest.
+//! counted as [`Loss::RecvTruncated`]; reconciliation finds the rest. Loop
+//! counters are u64: the verifier keeps a 64-bit counter exact through
+//! the compiler's spills, where a u32's zero-extension loses its bounds
+//! (it then sees neither an in-bounds index nor a loop that ends).
 use aya_ebpf::programs::tracing::StackIdContext;
 use aya_log_ebpf::debug;
 use fdtrace_common::{
     fd_flags,
     syscall::consts::{
-        CMSGHDR_SIZE, CMSG_ALIGN, MMSGHDR_SIZE, MSGHDR_CONTROLLEN_OFF, MSGHDR_CONTROL_OFF, SCM_RIGHTS,
-        SOL_SOCKET,
+        AF_UNIX, CMSGHDR_SIZE, CMSG_ALIGN, MMSGHDR_SIZE, MSGHDR_CONTROLLEN_OFF, MSGHDR_CONTROL_OFF,
+        SCM_RIGHTS, SOL_SOCKET,
     },
     FdOpen, Loss, Syscall, PATH_CAP,
 };
@@ -26,13 +29,9 @@ use crate::{
     emit::{count, track_sock, user_stack, Args, EventSlot, FdsSlot, StackSlot},
     fdopen::{begin, Site},
     mem::{self, USER_AT_CAP},
-    sockets::{fd_is_cloexec, file_kind, file_of_fd, sock_addrs, sock_of_file},
+    sockets::{fd_is_cloexec, file_kind, file_of_fd, sock_addrs, sock_family, sock_of_fd, sock_of_file},
     table::NR_RECVMSG,
 };
-
-// Loop counters are u64: the verifier keeps a 64-bit counter exact
-// through the compiler's spills, where a u32's zero-extension loses its
-// bounds (then it sees neither an in-bounds index nor a loop that ends).
 
 /// fds reported per call.
 pub const MAX_FDS: u64 = 16;
@@ -41,6 +40,9 @@ pub const MAX_FDS: u64 = 16;
 pub const MAX_CMSGS: u64 = 8;
 /// Messages of a recvmmsg walked.
 pub const MAX_MSGS: u64 = 8;
+/// Messages of a recvmmsg past [`MAX_MSGS`] checked for control data (any
+/// makes the call truncated); a call with more is truncated.
+pub const MAX_MSGS_CHECKED: u64 = 64;
 
 /// The fds found, in the fds slot of the scratch memory.
 #[repr(C)]
@@ -67,6 +69,12 @@ pub fn report<C: StackIdContext>(
     if ret < 0 || !entry.known {
         return Ok(());
     }
+    // Only unix sockets carry fds: the calls of every other socket (UDP
+    // servers batching with recvmmsg) cost no user reads. Where the kernel
+    // walk is unavailable the buffers are read anyway.
+    if sock_of_fd(entry.args[0] as i32).and_then(sock_family).is_some_and(|family| family != AF_UNIX) {
+        return Ok(());
+    }
     let (syscall, flags) =
         if nr == NR_RECVMSG { (Syscall::Recvmsg, entry.args[2]) } else { (Syscall::Recvmmsg, entry.args[3]) };
     let got: &mut Received = fds.get()?;
@@ -84,7 +92,19 @@ pub fn report<C: StackIdContext>(
             collect(got, entry.args[1] + m * MMSGHDR_SIZE);
             m += 1;
         }
-        if ret as u64 > MAX_MSGS {
+        // Past the walk, a message with control data may carry fds.
+        let mut m = MAX_MSGS;
+        while m < MAX_MSGS_CHECKED {
+            if m >= ret as u64 {
+                break;
+            }
+            if mem::user::<u64>(entry.args[1] + m * MMSGHDR_SIZE + MSGHDR_CONTROLLEN_OFF).unwrap_or(1) != 0 {
+                got.truncated = 1;
+                break;
+            }
+            m += 1;
+        }
+        if ret as u64 > MAX_MSGS_CHECKED {
             got.truncated = 1;
         }
     }

@@ -77,6 +77,16 @@ pub fn sock_of_fd(fd: i32) -> Option<u64> {
     sock_of_file(file_of_fd(fd)?)
 }
 
+/// The address family of a socket (`sk->__sk_common.skc_family`), if the
+/// loader found the field.
+#[inline(always)]
+pub fn sock_family(sk: u64) -> Option<u16> {
+    match config!(skc_family_off) {
+        0 => None,
+        off => read(sk, off),
+    }
+}
+
 /// Whether `fd` has close-on-exec set in the current task's table.
 #[inline(always)]
 pub fn fd_is_cloexec(fd: i32) -> bool {

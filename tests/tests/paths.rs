@@ -126,6 +126,8 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
 /// More fds in one message than the kernel side reports per call (16):
 /// the tracepoint tier reports 16 with their stacks and counts the call as
 /// truncated, reconciliation finds the rest; the function tiers see all.
+/// recvmmsg batches of more messages than it walks (8) but without fds,
+/// over UDP and over a unix socket, are not truncations.
 /// With `-v` the kernel side's debug log (aya-log) says so, and every
 /// program loads with its log statements in (the verifier sees them then).
 #[test]

@@ -18,7 +18,9 @@
 //! for a line before exiting.
 //!
 //! `fdpaths many N`: only SCM_RIGHTS, N fds (copies of one file) in one
-//! message received with one recvmsg.
+//! message received with one recvmsg; then recvmmsg batches of 12
+//! messages without fds, over UDP and over a unix socket (no truncation
+//! to report there).
 use std::{ffi::CString, io::BufRead, mem, ptr};
 
 use fdtrace_tests::workload::{check, ready_then_wait};
@@ -55,6 +57,9 @@ fn main() {
             for fd in recv_fds(rx, 0) {
                 held.push(Held { kind: Some("file"), ..came("scm_rights_many", fd) });
             }
+            // Batches of more messages than the kernel side walks, with no
+            // fds: over UDP, and over a unix socket.
+            batch_without_fds();
         } else {
             received(&path, &mut held);
             others(&path, &mut held);
@@ -113,6 +118,57 @@ unsafe fn received(path: &CString, held: &mut Vec<Held>) {
         {
             held.push(Held { path, fd, kind: Some(kind), cloexec: Some(false) });
         }
+    }
+}
+
+/// Sends 12 messages without fds and receives them with one recvmmsg,
+/// over UDP (with a timestamp in each) and over a unix datagram
+/// socketpair.
+fn batch_without_fds() {
+    const N: usize = 12;
+    // SAFETY: plain syscalls on locals.
+    unsafe {
+        let (udp_rx, addr) = udp_socket();
+        let (udp_tx, _) = udp_socket();
+        // Control data in every datagram (a timestamp), none of it fds:
+        // only a unix socket can carry fds.
+        let one: i32 = 1;
+        check(
+            libc::setsockopt(udp_rx, libc::SOL_SOCKET, libc::SO_TIMESTAMP, (&raw const one).cast(), 4),
+            "SO_TIMESTAMP",
+        );
+        let (unix_tx, unix_rx) = dgram_pair();
+        for _ in 0..N {
+            let b = [1u8];
+            let to = (&raw const addr).cast();
+            let len = size_of::<libc::sockaddr_in>() as u32;
+            check(libc::sendto(udp_tx, b.as_ptr().cast(), 1, 0, to, len) as i32, "sendto");
+            check(libc::send(unix_tx, b.as_ptr().cast(), 1, 0) as i32, "send");
+        }
+        for rx in [udp_rx, unix_rx] {
+            assert!(recvmmsg_fds(rx, N).is_empty(), "no fds in these messages");
+        }
+        for fd in [udp_rx, udp_tx, unix_tx, unix_rx] {
+            libc::close(fd);
+        }
+    }
+}
+
+/// A UDP socket on 127.0.0.1 and its address.
+///
+/// # Safety
+/// Plain syscalls.
+unsafe fn udp_socket() -> (i32, libc::sockaddr_in) {
+    // SAFETY: per the # Safety above; the buffers given to the kernel are locals.
+    unsafe {
+        let s = check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0), "socket");
+        let mut addr: libc::sockaddr_in = mem::zeroed();
+        addr.sin_family = libc::AF_INET as u16;
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let mut len = size_of::<libc::sockaddr_in>() as u32;
+        check(libc::bind(s, (&raw const addr).cast(), len), "bind");
+        check(libc::getsockname(s, (&raw mut addr).cast(), &mut len), "getsockname");
+        (s, addr)
     }
 }
 
