@@ -15,8 +15,9 @@
 #![no_std]
 
 pub mod syscall;
+pub mod tracepoint;
 
-pub use syscall::Syscall;
+pub use syscall::{FdKind, Syscall};
 
 /// Ring buffer carrying every event to userspace.
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -48,9 +49,12 @@ pub const CONFIG_GLOBAL: &str = "CONFIG";
 pub mod programs {
     /// Entry programs that stash the arguments (kernels without
     /// `bpf_task_pt_regs`), for syscalls with 0..=6 arguments; index by
-    /// arity. `close` and `close_range` have programs of their own named
-    /// like their tracepoints (`sys_enter_close`), as does every syscall's
-    /// exit (`sys_exit_socket`).
+    /// [`Syscall::arity`](crate::Syscall::arity). The object has those of
+    /// the arities the syscall table uses. `close` and `close_range` have
+    /// programs of their own named like their tracepoints
+    /// (`sys_enter_close`), as does every syscall's exit
+    /// (`sys_exit_socket`): see [`Entry`](crate::syscall::Entry) and
+    /// [`Exit`](crate::syscall::Exit).
     pub const SYS_ENTER: [&str; 7] = [
         "sys_enter_0",
         "sys_enter_1",
@@ -570,7 +574,8 @@ const _: () = assert!(size_of::<StackRecord>() == 48 + 8 * STACK_DEPTH);
 pub enum Loss {
     /// An event was dropped because the ring buffer was full.
     RingbufFull = 0,
-    /// A user stack could not be captured (the event was sent without it).
+    /// A user stack could not be captured (the event was sent without it;
+    /// or, at a Go `go` statement, the creator's stack was not recorded).
     StackFailed = 1,
     /// A syscall's arguments could not be stashed at entry.
     InflightFull = 2,
@@ -582,10 +587,18 @@ pub enum Loss {
     TargetsFull = 5,
     /// Not a loss: stacks whose map bucket was taken, sent inline instead.
     StackInline = 6,
+    /// An event was dropped because this CPU's scratch memory was in use
+    /// by another program (an fentry program preempted mid-way, possible
+    /// from Linux 5.11; see `fdtrace-ebpf/src/emit.rs`).
+    ScratchBusy = 7,
+    /// A recvmsg/recvmmsg received more fds (or control messages, or
+    /// messages) than the syscall exit walks: the rest are found by
+    /// reconciliation, without a stack.
+    RecvTruncated = 8,
 }
 
 impl Loss {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 9;
     pub const ALL: [Loss; Loss::COUNT] = [
         Loss::RingbufFull,
         Loss::StackFailed,
@@ -594,8 +607,19 @@ impl Loss {
         Loss::ReadFailed,
         Loss::TargetsFull,
         Loss::StackInline,
+        Loss::ScratchBusy,
+        Loss::RecvTruncated,
     ];
 }
+
+// The counters are indexed by discriminant: `ALL` lists them in order.
+const _: () = {
+    let mut i = 0;
+    while i < Loss::COUNT {
+        assert!(Loss::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {

@@ -1,263 +1,299 @@
-//! The syscalls fdtrace hooks: fdtrace's own stable numbering (carried in
-//! events), their x86_64 numbers (used by the kernel side to dispatch), and
-//! what each needs hooked.
+//! The syscalls fdtrace hooks, declared once: one row of [`syscall_table!`]
+//! per syscall says everything both sides need to know about it.
+//!
+//! - The loader (`fdtrace`) reads the table to decide which tracepoints to
+//!   attach and with which program ([`Syscall::entry`], [`Syscall::exit`],
+//!   [`Syscall::arity`], checked against the tracefs format), and what kind
+//!   of fd an event creates ([`Syscall::new_fd`]) and whether it is
+//!   close-on-exec ([`Syscall::new_fd_cloexec`]).
+//! - The eBPF crate's build script generates its `NR_*` constants, one
+//!   exit program per syscall whose [`Exit`] is generated, the per-arity
+//!   entry programs and the number → [`Syscall`] dispatch from the table
+//!   (see `fdtrace-ebpf/build.rs`).
+//!
+//! Adding a syscall is one row here, plus its argument parsing in
+//! `fdtrace-ebpf/src/fdopen.rs` and a ledger case where it has new
+//! semantics.
+//!
+//! fdtrace's own numbering (the enum's values, carried in events) is stable
+//! across architectures; the architecture's number is a column of its own
+//! (x86_64, the only architecture the kernel side supports).
 
-/// A syscall fdtrace traces. The value is fdtrace's own, stable across
-/// architectures; [`Syscall::nr`] gives the architecture's number.
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Syscall {
-    // Sockets.
-    Socket = 1,
-    Socketpair = 2,
-    Accept = 3,
-    Accept4 = 4,
-    Connect = 5,
-    Bind = 6,
-    Listen = 7,
-    // Files.
-    Open = 10,
-    Openat = 11,
-    Openat2 = 12,
-    Creat = 13,
-    OpenByHandleAt = 14,
-    MemfdCreate = 15,
-    MemfdSecret = 16,
-    // Pipes.
-    Pipe = 20,
-    Pipe2 = 21,
-    // Duplication and fd flags.
-    Dup = 30,
-    Dup2 = 31,
-    Dup3 = 32,
-    Fcntl = 33,
-    Ioctl = 34,
-    // Other fd-creating calls.
-    Eventfd = 40,
-    Eventfd2 = 41,
-    EpollCreate = 42,
-    EpollCreate1 = 43,
-    TimerfdCreate = 44,
-    Signalfd = 45,
-    Signalfd4 = 46,
-    InotifyInit = 47,
-    InotifyInit1 = 48,
-    FanotifyInit = 49,
-    PidfdOpen = 50,
-    PidfdGetfd = 51,
-    Userfaultfd = 52,
-    PerfEventOpen = 53,
-    IoUringSetup = 54,
-    // Removal.
-    Close = 60,
-    CloseRange = 61,
-    // fds installed by paths only the function tiers see (fd_install).
-    /// recvmsg/recvmmsg: fds received over SCM_RIGHTS.
-    Recvmsg = 70,
-    Recvmmsg = 71,
-    /// io_uring_enter: an io_uring operation installed it.
-    IoUringEnter = 72,
-    /// Installed outside any syscall fdtrace knows.
-    Other = 79,
-}
-
-/// What a syscall does to the fd table, which decides the hooks it needs.
+/// What a syscall does to the fd table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Installs fds: stash at entry, report at exit with a stack.
+    /// Installs fds: reported at exit with a stack.
     Creates,
-    /// Removes fds: reported at entry (exit not hooked).
+    /// recvmsg/recvmmsg: fds arrive in `SCM_RIGHTS` control messages. The
+    /// exit reads them back from the control buffers the kernel filled
+    /// (tracepoint tier); `fd_install` sees them on the function tiers.
+    Receives,
+    /// Removes fds: reported at entry.
     Removes,
-    /// connect/bind/listen: stash at entry, report at exit.
+    /// connect/bind/listen: reported at exit.
     SocketInfo,
-    /// fcntl/ioctl: only some commands matter; the entry filters them.
+    /// fcntl/ioctl: only some commands matter.
     Control,
     /// Not hooked itself: seen installing fds through `fd_install`.
     Installs,
 }
 
-impl Syscall {
-    pub const ALL: [Syscall; 42] = [
-        Syscall::Socket,
-        Syscall::Socketpair,
-        Syscall::Accept,
-        Syscall::Accept4,
-        Syscall::Connect,
-        Syscall::Bind,
-        Syscall::Listen,
-        Syscall::Open,
-        Syscall::Openat,
-        Syscall::Openat2,
-        Syscall::Creat,
-        Syscall::OpenByHandleAt,
-        Syscall::MemfdCreate,
-        Syscall::MemfdSecret,
-        Syscall::Pipe,
-        Syscall::Pipe2,
-        Syscall::Dup,
-        Syscall::Dup2,
-        Syscall::Dup3,
-        Syscall::Fcntl,
-        Syscall::Ioctl,
-        Syscall::Eventfd,
-        Syscall::Eventfd2,
-        Syscall::EpollCreate,
-        Syscall::EpollCreate1,
-        Syscall::TimerfdCreate,
-        Syscall::Signalfd,
-        Syscall::Signalfd4,
-        Syscall::InotifyInit,
-        Syscall::InotifyInit1,
-        Syscall::FanotifyInit,
-        Syscall::PidfdOpen,
-        Syscall::PidfdGetfd,
-        Syscall::Userfaultfd,
-        Syscall::PerfEventOpen,
-        Syscall::IoUringSetup,
-        Syscall::Close,
-        Syscall::CloseRange,
-        Syscall::Recvmsg,
-        Syscall::Recvmmsg,
-        Syscall::IoUringEnter,
-        Syscall::Other,
+/// What an fd refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FdKind {
+    Socket,
+    File,
+    Pipe,
+    Memfd,
+    Eventfd,
+    Epoll,
+    Timerfd,
+    Signalfd,
+    Inotify,
+    Fanotify,
+    Pidfd,
+    Userfaultfd,
+    PerfEvent,
+    IoUring,
+    /// Some other anonymous inode, or not known.
+    Other,
+}
+
+impl FdKind {
+    pub const ALL: [FdKind; 15] = [
+        FdKind::Socket,
+        FdKind::File,
+        FdKind::Pipe,
+        FdKind::Memfd,
+        FdKind::Eventfd,
+        FdKind::Epoll,
+        FdKind::Timerfd,
+        FdKind::Signalfd,
+        FdKind::Inotify,
+        FdKind::Fanotify,
+        FdKind::Pidfd,
+        FdKind::Userfaultfd,
+        FdKind::PerfEvent,
+        FdKind::IoUring,
+        FdKind::Other,
     ];
 
-    /// The syscall's name, as in `syscalls:sys_enter_<name>`.
+    /// The kind [`FdKind::name`] names.
+    pub fn from_name(name: &str) -> Option<FdKind> {
+        FdKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
-            Syscall::Socket => "socket",
-            Syscall::Socketpair => "socketpair",
-            Syscall::Accept => "accept",
-            Syscall::Accept4 => "accept4",
-            Syscall::Connect => "connect",
-            Syscall::Bind => "bind",
-            Syscall::Listen => "listen",
-            Syscall::Open => "open",
-            Syscall::Openat => "openat",
-            Syscall::Openat2 => "openat2",
-            Syscall::Creat => "creat",
-            Syscall::OpenByHandleAt => "open_by_handle_at",
-            Syscall::MemfdCreate => "memfd_create",
-            Syscall::MemfdSecret => "memfd_secret",
-            Syscall::Pipe => "pipe",
-            Syscall::Pipe2 => "pipe2",
-            Syscall::Dup => "dup",
-            Syscall::Dup2 => "dup2",
-            Syscall::Dup3 => "dup3",
-            Syscall::Fcntl => "fcntl",
-            Syscall::Ioctl => "ioctl",
-            Syscall::Eventfd => "eventfd",
-            Syscall::Eventfd2 => "eventfd2",
-            Syscall::EpollCreate => "epoll_create",
-            Syscall::EpollCreate1 => "epoll_create1",
-            Syscall::TimerfdCreate => "timerfd_create",
-            Syscall::Signalfd => "signalfd",
-            Syscall::Signalfd4 => "signalfd4",
-            Syscall::InotifyInit => "inotify_init",
-            Syscall::InotifyInit1 => "inotify_init1",
-            Syscall::FanotifyInit => "fanotify_init",
-            Syscall::PidfdOpen => "pidfd_open",
-            Syscall::PidfdGetfd => "pidfd_getfd",
-            Syscall::Userfaultfd => "userfaultfd",
-            Syscall::PerfEventOpen => "perf_event_open",
-            Syscall::IoUringSetup => "io_uring_setup",
-            Syscall::Close => "close",
-            Syscall::CloseRange => "close_range",
-            Syscall::Recvmsg => "recvmsg",
-            Syscall::Recvmmsg => "recvmmsg",
-            Syscall::IoUringEnter => "io_uring_enter",
-            Syscall::Other => "other",
+            FdKind::Socket => "socket",
+            FdKind::File => "file",
+            FdKind::Pipe => "pipe",
+            FdKind::Memfd => "memfd",
+            FdKind::Eventfd => "eventfd",
+            FdKind::Epoll => "epoll",
+            FdKind::Timerfd => "timerfd",
+            FdKind::Signalfd => "signalfd",
+            FdKind::Inotify => "inotify",
+            FdKind::Fanotify => "fanotify",
+            FdKind::Pidfd => "pidfd",
+            FdKind::Userfaultfd => "userfaultfd",
+            FdKind::PerfEvent => "perf_event",
+            FdKind::IoUring => "io_uring",
+            FdKind::Other => "other",
         }
     }
+}
 
-    pub const fn role(self) -> Role {
-        match self {
-            Syscall::Close | Syscall::CloseRange => Role::Removes,
-            Syscall::Connect | Syscall::Bind | Syscall::Listen => Role::SocketInfo,
-            Syscall::Fcntl | Syscall::Ioctl => Role::Control,
-            Syscall::Recvmsg | Syscall::Recvmmsg | Syscall::IoUringEnter | Syscall::Other => Role::Installs,
-            Syscall::Socket
-            | Syscall::Socketpair
-            | Syscall::Accept
-            | Syscall::Accept4
-            | Syscall::Open
-            | Syscall::Openat
-            | Syscall::Openat2
-            | Syscall::Creat
-            | Syscall::OpenByHandleAt
-            | Syscall::MemfdCreate
-            | Syscall::MemfdSecret
-            | Syscall::Pipe
-            | Syscall::Pipe2
-            | Syscall::Dup
-            | Syscall::Dup2
-            | Syscall::Dup3
-            | Syscall::Eventfd
-            | Syscall::Eventfd2
-            | Syscall::EpollCreate
-            | Syscall::EpollCreate1
-            | Syscall::TimerfdCreate
-            | Syscall::Signalfd
-            | Syscall::Signalfd4
-            | Syscall::InotifyInit
-            | Syscall::InotifyInit1
-            | Syscall::FanotifyInit
-            | Syscall::PidfdOpen
-            | Syscall::PidfdGetfd
-            | Syscall::Userfaultfd
-            | Syscall::PerfEventOpen
-            | Syscall::IoUringSetup => Role::Creates,
-        }
+impl core::fmt::Display for FdKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
+}
 
-    /// The x86_64 syscall number.
-    pub const fn nr(self) -> u32 {
-        match self {
-            Syscall::Socket => 41,
-            Syscall::Socketpair => 53,
-            Syscall::Accept => 43,
-            Syscall::Accept4 => 288,
-            Syscall::Connect => 42,
-            Syscall::Bind => 49,
-            Syscall::Listen => 50,
-            Syscall::Open => 2,
-            Syscall::Openat => 257,
-            Syscall::Openat2 => 437,
-            Syscall::Creat => 85,
-            Syscall::OpenByHandleAt => 304,
-            Syscall::MemfdCreate => 319,
-            Syscall::MemfdSecret => 447,
-            Syscall::Pipe => 22,
-            Syscall::Pipe2 => 293,
-            Syscall::Dup => 32,
-            Syscall::Dup2 => 33,
-            Syscall::Dup3 => 292,
-            Syscall::Fcntl => 72,
-            Syscall::Ioctl => 16,
-            Syscall::Eventfd => 284,
-            Syscall::Eventfd2 => 290,
-            Syscall::EpollCreate => 213,
-            Syscall::EpollCreate1 => 291,
-            Syscall::TimerfdCreate => 283,
-            Syscall::Signalfd => 282,
-            Syscall::Signalfd4 => 289,
-            Syscall::InotifyInit => 253,
-            Syscall::InotifyInit1 => 294,
-            Syscall::FanotifyInit => 300,
-            Syscall::PidfdOpen => 434,
-            Syscall::PidfdGetfd => 438,
-            Syscall::Userfaultfd => 323,
-            Syscall::PerfEventOpen => 298,
-            Syscall::IoUringSetup => 425,
-            Syscall::Close => 3,
-            Syscall::CloseRange => 436,
-            Syscall::Recvmsg => 47,
-            Syscall::Recvmmsg => 299,
-            Syscall::IoUringEnter => 426,
-            Syscall::Other => u32::MAX,
+/// What a successful call installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewFd {
+    /// Nothing.
+    None,
+    /// A new fd of this kind.
+    Of(FdKind),
+    /// The dup family: an fd sharing the source fd's file (its kind).
+    CopyOfSource,
+    /// An fd from elsewhere (another process, a message, io_uring): only
+    /// its inode says what it is; `fallback` when the event carries no
+    /// inode kind.
+    FromInode { fallback: Option<FdKind> },
+}
+
+/// Whether the installed fd has close-on-exec set, from the raw flags
+/// argument carried in the event (`FdOpen::flags`; fcntl: the command).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloexec {
+    Never,
+    Always,
+    /// When the flags argument has this bit.
+    Flag(u64),
+    /// When the argument is this value (fcntl's `F_DUPFD_CLOEXEC`).
+    Equals(u64),
+}
+
+/// The entry tracepoint's program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    None,
+    /// `sys_enter_<name>`, a program of its own: the syscall is reported at
+    /// entry (removals; see `fdtrace-ebpf/src/syscalls.rs` on ordering).
+    Own,
+    /// The shared `sys_enter_<arity>` that stashes the arguments for the
+    /// exit (and reports fcntl's and ioctl's close-on-exec commands), only
+    /// where the exit cannot read the user registers (before Linux 5.15,
+    /// no `bpf_task_pt_regs`).
+    Stash,
+}
+
+/// The exit tracepoint's program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    None,
+    /// `sys_exit_<name>`, generated: the syscall's number is a constant of
+    /// the shared exit code.
+    Generated,
+    /// `sys_exit_<name>`, generated, attached only where the exit reads the
+    /// user registers; elsewhere the stashing entry does all (ioctl).
+    GeneratedWithRegs,
+    /// `sys_exit_<name>`, written by hand (close_range's marking form).
+    Own,
+}
+
+/// Defines [`Syscall`] and one `const fn` per column from the rows. Columns:
+/// variant = fdtrace's number, name (as in `syscalls:sys_enter_<name>`),
+/// x86_64 number, arity (arguments of its tracepoint), [`Role`], [`NewFd`],
+/// [`Cloexec`], [`Entry`], [`Exit`].
+macro_rules! syscall_table {
+    ($(
+        $(#[$doc:meta])*
+        $v:ident = $val:literal, $name:literal, $nr:literal, $arity:literal,
+        $role:ident, $new_fd:expr, $cloexec:expr, $entry:ident, $exit:ident;
+    )*) => {
+        /// A syscall fdtrace traces. The value is fdtrace's own, stable
+        /// across architectures.
+        #[repr(u16)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Syscall {
+            $($(#[$doc])* $v = $val,)*
         }
-    }
 
+        impl Syscall {
+            pub const ALL: [Syscall; [$($val),*].len()] = [$(Syscall::$v),*];
+
+            /// The syscall's name, as in `syscalls:sys_enter_<name>`.
+            pub const fn name(self) -> &'static str {
+                match self { $(Syscall::$v => $name,)* }
+            }
+
+            /// The x86_64 syscall number (`u32::MAX` for [`Syscall::Other`]).
+            pub const fn nr_x86_64(self) -> u32 {
+                match self { $(Syscall::$v => $nr,)* }
+            }
+
+            /// The arguments its `sys_enter` tracepoint records.
+            pub const fn arity(self) -> usize {
+                match self { $(Syscall::$v => $arity,)* }
+            }
+
+            pub const fn role(self) -> Role {
+                match self { $(Syscall::$v => Role::$role,)* }
+            }
+
+            pub const fn new_fd(self) -> NewFd {
+                match self { $(Syscall::$v => $new_fd,)* }
+            }
+
+            pub const fn cloexec(self) -> Cloexec {
+                match self { $(Syscall::$v => $cloexec,)* }
+            }
+
+            pub const fn entry(self) -> Entry {
+                match self { $(Syscall::$v => Entry::$entry,)* }
+            }
+
+            pub const fn exit(self) -> Exit {
+                match self { $(Syscall::$v => Exit::$exit,)* }
+            }
+        }
+    };
+}
+
+use consts::*;
+use Cloexec::{Always, Equals, Flag, Never};
+use FdKind as K;
+use NewFd::{CopyOfSource, FromInode, Of};
+
+// The flag of socket/accept4 is in the type argument, of the others in
+// their flags; all of these have the value of O_CLOEXEC. dup2 clears the
+// flag on the new fd.
+syscall_table! {
+//  variant     fdtrace nr  name            x86_64 arity role       new fd                  close-on-exec         entry  exit
+    // Sockets.
+    Socket          = 1,  "socket",             41, 3, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Generated;
+    Socketpair      = 2,  "socketpair",         53, 4, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Generated;
+    Accept          = 3,  "accept",             43, 3, Creates,    Of(K::Socket),          Never,                Stash, Generated;
+    Accept4         = 4,  "accept4",           288, 4, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Generated;
+    Connect         = 5,  "connect",            42, 3, SocketInfo, NewFd::None,            Never,                Stash, Generated;
+    Bind            = 6,  "bind",               49, 3, SocketInfo, NewFd::None,            Never,                Stash, Generated;
+    Listen          = 7,  "listen",             50, 2, SocketInfo, NewFd::None,            Never,                Stash, Generated;
+    // Files.
+    Open            = 10, "open",                2, 3, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
+    Openat          = 11, "openat",            257, 4, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
+    Openat2         = 12, "openat2",           437, 4, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
+    Creat           = 13, "creat",              85, 2, Creates,    Of(K::File),            Never,                Stash, Generated;
+    OpenByHandleAt  = 14, "open_by_handle_at", 304, 3, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
+    MemfdCreate     = 15, "memfd_create",      319, 2, Creates,    Of(K::Memfd),           Flag(MFD_CLOEXEC),    Stash, Generated;
+    MemfdSecret     = 16, "memfd_secret",      447, 1, Creates,    Of(K::Memfd),           Flag(O_CLOEXEC),      Stash, Generated;
+    // Pipes.
+    Pipe            = 20, "pipe",               22, 1, Creates,    Of(K::Pipe),            Never,                Stash, Generated;
+    Pipe2           = 21, "pipe2",             293, 2, Creates,    Of(K::Pipe),            Flag(O_CLOEXEC),      Stash, Generated;
+    // Duplication and fd flags.
+    Dup             = 30, "dup",                32, 1, Creates,    CopyOfSource,           Never,                Stash, Generated;
+    Dup2            = 31, "dup2",               33, 2, Creates,    CopyOfSource,           Never,                Stash, Generated;
+    Dup3            = 32, "dup3",              292, 3, Creates,    CopyOfSource,           Flag(O_CLOEXEC),      Stash, Generated;
+    Fcntl           = 33, "fcntl",              72, 3, Control,    CopyOfSource,           Equals(F_DUPFD_CLOEXEC), Stash, Generated;
+    Ioctl           = 34, "ioctl",              16, 3, Control,    NewFd::None,            Never,                Stash, GeneratedWithRegs;
+    // Other fd-creating calls.
+    Eventfd         = 40, "eventfd",           284, 1, Creates,    Of(K::Eventfd),         Never,                Stash, Generated;
+    Eventfd2        = 41, "eventfd2",          290, 2, Creates,    Of(K::Eventfd),         Flag(O_CLOEXEC),      Stash, Generated;
+    EpollCreate     = 42, "epoll_create",      213, 1, Creates,    Of(K::Epoll),           Never,                Stash, Generated;
+    EpollCreate1    = 43, "epoll_create1",     291, 1, Creates,    Of(K::Epoll),           Flag(O_CLOEXEC),      Stash, Generated;
+    TimerfdCreate   = 44, "timerfd_create",    283, 2, Creates,    Of(K::Timerfd),         Flag(O_CLOEXEC),      Stash, Generated;
+    Signalfd        = 45, "signalfd",          282, 3, Creates,    Of(K::Signalfd),        Never,                Stash, Generated;
+    Signalfd4       = 46, "signalfd4",         289, 4, Creates,    Of(K::Signalfd),        Flag(O_CLOEXEC),      Stash, Generated;
+    InotifyInit     = 47, "inotify_init",      253, 0, Creates,    Of(K::Inotify),         Never,                Stash, Generated;
+    InotifyInit1    = 48, "inotify_init1",     294, 1, Creates,    Of(K::Inotify),         Flag(O_CLOEXEC),      Stash, Generated;
+    FanotifyInit    = 49, "fanotify_init",     300, 2, Creates,    Of(K::Fanotify),        Flag(FAN_CLOEXEC),    Stash, Generated;
+    PidfdOpen       = 50, "pidfd_open",        434, 2, Creates,    Of(K::Pidfd),           Always,               Stash, Generated;
+    /// Takes an fd from another process: only the inode can tell its kind.
+    PidfdGetfd      = 51, "pidfd_getfd",       438, 3, Creates,    FromInode { fallback: None }, Always,         Stash, Generated;
+    Userfaultfd     = 52, "userfaultfd",       323, 1, Creates,    Of(K::Userfaultfd),     Flag(O_CLOEXEC),      Stash, Generated;
+    PerfEventOpen   = 53, "perf_event_open",   298, 5, Creates,    Of(K::PerfEvent),       Flag(PERF_FLAG_FD_CLOEXEC), Stash, Generated;
+    IoUringSetup    = 54, "io_uring_setup",    425, 2, Creates,    Of(K::IoUring),         Always,               Stash, Generated;
+    // Removal.
+    Close           = 60, "close",               3, 1, Removes,    NewFd::None,            Never,                Own,   None;
+    /// The closing form is reported at entry; the marking form
+    /// (`CLOSE_RANGE_CLOEXEC`) at exit, when it succeeded.
+    CloseRange      = 61, "close_range",       436, 3, Removes,    NewFd::None,            Never,                Own,   Own;
+    // Received.
+    /// fds received over SCM_RIGHTS (`MSG_CMSG_CLOEXEC` in the flags, or
+    /// the fd table's bit).
+    Recvmsg         = 70, "recvmsg",            47, 3, Receives,   FromInode { fallback: Some(K::Other) }, Flag(MSG_CMSG_CLOEXEC), Stash, Generated;
+    Recvmmsg        = 71, "recvmmsg",          299, 5, Receives,   FromInode { fallback: Some(K::Other) }, Flag(MSG_CMSG_CLOEXEC), Stash, Generated;
+    // fds installed by paths only the function tiers see (fd_install).
+    /// io_uring_enter: an io_uring operation installed it.
+    IoUringEnter    = 72, "io_uring_enter",    426, 6, Installs,   FromInode { fallback: Some(K::Other) }, Never, None,  None;
+    /// Installed outside any syscall fdtrace knows.
+    Other           = 79, "other",      4294967295, 0, Installs,   FromInode { fallback: Some(K::Other) }, Never, None,  None;
+}
+
+impl Syscall {
     pub const fn from_u16(v: u16) -> Option<Syscall> {
         let mut i = 0;
         while i < Syscall::ALL.len() {
@@ -269,70 +305,27 @@ impl Syscall {
         None
     }
 
-    pub const fn from_nr(nr: u32) -> Option<Syscall> {
+    /// The syscall with this x86_64 number.
+    pub const fn from_nr_x86_64(nr: u32) -> Option<Syscall> {
         let mut i = 0;
         while i < Syscall::ALL.len() {
-            if Syscall::ALL[i].nr() == nr {
+            if Syscall::ALL[i].nr_x86_64() == nr {
                 return Some(Syscall::ALL[i]);
             }
             i += 1;
         }
         None
     }
-}
 
-impl Syscall {
     /// Whether the fd this syscall installs has close-on-exec set, given
     /// the raw flags argument carried in the event (`FdOpen::flags`; for
     /// fcntl, the command).
     pub const fn new_fd_cloexec(self, flags: u64) -> bool {
-        use consts::*;
-        match self {
-            // The flag lives in the type argument for sockets, in flags
-            // otherwise; all of these use the value of O_CLOEXEC.
-            Syscall::Socket
-            | Syscall::Socketpair
-            | Syscall::Accept4
-            | Syscall::Open
-            | Syscall::Openat
-            | Syscall::Openat2
-            | Syscall::OpenByHandleAt
-            | Syscall::Pipe2
-            | Syscall::Dup3
-            | Syscall::Eventfd2
-            | Syscall::EpollCreate1
-            | Syscall::TimerfdCreate
-            | Syscall::Signalfd4
-            | Syscall::InotifyInit1
-            | Syscall::Userfaultfd
-            | Syscall::MemfdSecret => flags & O_CLOEXEC != 0,
-            Syscall::MemfdCreate => flags & MFD_CLOEXEC != 0,
-            Syscall::FanotifyInit => flags & FAN_CLOEXEC != 0,
-            Syscall::PerfEventOpen => flags & PERF_FLAG_FD_CLOEXEC != 0,
-            Syscall::Fcntl => flags == F_DUPFD_CLOEXEC,
-            // Always close-on-exec.
-            Syscall::PidfdOpen | Syscall::PidfdGetfd | Syscall::IoUringSetup => true,
-            // Never: dup2 clears the flag on the new fd, the others take no
-            // flags.
-            Syscall::Accept
-            | Syscall::Creat
-            | Syscall::Pipe
-            | Syscall::Dup
-            | Syscall::Dup2
-            | Syscall::Eventfd
-            | Syscall::EpollCreate
-            | Syscall::Signalfd
-            | Syscall::InotifyInit => false,
-            // Received fds: MSG_CMSG_CLOEXEC is in recvmsg's flags (arg 2);
-            // the fd table's bit is read instead.
-            Syscall::Recvmsg | Syscall::Recvmmsg | Syscall::IoUringEnter | Syscall::Other => false,
-            // These install nothing.
-            Syscall::Connect
-            | Syscall::Bind
-            | Syscall::Listen
-            | Syscall::Ioctl
-            | Syscall::Close
-            | Syscall::CloseRange => false,
+        match self.cloexec() {
+            Never => false,
+            Always => true,
+            Flag(bit) => flags & bit != 0,
+            Equals(value) => flags == value,
         }
     }
 }
@@ -366,8 +359,78 @@ pub mod consts {
     pub const PERF_FLAG_FD_CLOEXEC: u64 = 1 << 3;
     pub const MFD_CLOEXEC: u64 = 1;
 
-    pub const EAGAIN: i64 = 11;
-    pub const EINPROGRESS: i64 = 115;
+    /// `recvmsg` flag: received fds get close-on-exec.
+    pub const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
+    pub const SOL_SOCKET: i32 = 1;
+    pub const SCM_RIGHTS: i32 = 1;
+
+    /// `struct user_msghdr` (LP64): where the control buffer is, and the
+    /// length the kernel wrote back into `msg_controllen`.
+    pub const MSGHDR_CONTROL_OFF: u64 = 32;
+    pub const MSGHDR_CONTROLLEN_OFF: u64 = 40;
+    /// `struct mmsghdr`: a `msghdr` and the message's length, padded.
+    pub const MMSGHDR_SIZE: u64 = 64;
+    /// `struct cmsghdr` (LP64): `cmsg_len` (size_t), `cmsg_level`,
+    /// `cmsg_type`, then the data; each header is aligned to 8
+    /// (`CMSG_ALIGN`).
+    pub const CMSGHDR_SIZE: u64 = 16;
+    pub const CMSG_ALIGN: u64 = 8;
+
+    pub const S_IFMT: u16 = 0o170000;
+    pub const S_IFSOCK: u16 = 0o140000;
+    pub const S_IFIFO: u16 = 0o010000;
+
+    /// `include/net/tcp_states.h`, `IPPROTO_TCP`.
+    pub const TCP_CLOSE: u32 = 7;
+    pub const IPPROTO_TCP: u16 = 6;
+
+    /// errno values (`asm-generic/errno*.h`) and their names, one table
+    /// for both sides: `errno_name(24)` is `Some("EMFILE")`.
+    macro_rules! errnos {
+        ($($name:ident = $value:literal,)*) => {
+            $(pub const $name: i64 = $value;)*
+
+            /// The name of an errno value, if it is one fdtrace names.
+            pub const fn errno_name(errno: i64) -> Option<&'static str> {
+                match errno {
+                    $($value => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+        };
+    }
+    errnos! {
+        EPERM = 1,
+        ENOENT = 2,
+        EINTR = 4,
+        EBADF = 9,
+        EAGAIN = 11,
+        ENOMEM = 12,
+        EACCES = 13,
+        EFAULT = 14,
+        EEXIST = 17,
+        ENOTDIR = 20,
+        EISDIR = 21,
+        EINVAL = 22,
+        ENFILE = 23,
+        EMFILE = 24,
+        ENOSPC = 28,
+        ENAMETOOLONG = 36,
+        ENOTSOCK = 88,
+        EPROTONOSUPPORT = 93,
+        EAFNOSUPPORT = 97,
+        EADDRINUSE = 98,
+        EADDRNOTAVAIL = 99,
+        ENETUNREACH = 101,
+        ECONNABORTED = 103,
+        ECONNRESET = 104,
+        EISCONN = 106,
+        ETIMEDOUT = 110,
+        ECONNREFUSED = 111,
+        EHOSTUNREACH = 113,
+        EALREADY = 114,
+        EINPROGRESS = 115,
+    }
 }
 
 #[cfg(test)]
@@ -386,13 +449,41 @@ mod tests {
         assert!(!Syscall::Fcntl.new_fd_cloexec(F_DUPFD));
         assert!(!Syscall::Dup2.new_fd_cloexec(u64::MAX));
         assert!(Syscall::PidfdGetfd.new_fd_cloexec(0));
+        assert!(Syscall::Recvmsg.new_fd_cloexec(MSG_CMSG_CLOEXEC));
+        assert!(!Syscall::Recvmmsg.new_fd_cloexec(0));
     }
 
     #[test]
     fn numbering_round_trips() {
         for s in Syscall::ALL {
             assert_eq!(Syscall::from_u16(s as u16), Some(s));
-            assert_eq!(Syscall::from_nr(s.nr()), Some(s));
+            assert_eq!(Syscall::from_nr_x86_64(s.nr_x86_64()), Some(s));
         }
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        for s in Syscall::ALL {
+            let (role, new_fd, entry, exit) = (s.role(), s.new_fd(), s.entry(), s.exit());
+            // Whatever installs fds says what it installs; nothing else does.
+            let installs =
+                matches!(role, Role::Creates | Role::Receives | Role::Installs) || s == Syscall::Fcntl;
+            assert_eq!(installs, new_fd != NewFd::None, "{s:?}");
+            // Removals are reported at entry, by programs of their own.
+            assert_eq!(role == Role::Removes, entry == Entry::Own, "{s:?}");
+            // What only fd_install sees has no syscall tracepoint at all.
+            assert_eq!(role == Role::Installs, (entry, exit) == (Entry::None, Exit::None), "{s:?}");
+            // The per-arity entry programs go up to 6 arguments.
+            assert!(s.arity() <= 6, "{s:?}");
+            // Names are those of the tracepoints (and program names).
+            assert!(s.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn errno_names_come_from_one_table() {
+        assert_eq!(errno_name(EMFILE), Some("EMFILE"));
+        assert_eq!(errno_name(115), Some("EINPROGRESS"));
+        assert_eq!(errno_name(9999), None);
     }
 }

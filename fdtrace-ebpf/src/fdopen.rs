@@ -1,42 +1,30 @@
 //! The `FdOpen` record, built the same way whether the syscall's exit
 //! reports it (tracepoint tier) or `fd_install` does (function tiers), so
 //! the ledger never knows which.
-use aya_ebpf::{helpers::bpf_probe_read_user, programs::tracing::StackIdContext};
+use aya_ebpf::programs::tracing::StackIdContext;
 use fdtrace_common::{
     fd_flags, kind_hint,
     syscall::consts::{EAGAIN, O_CREAT, O_TRUNC, O_WRONLY, SOCK_TYPE_MASK},
-    EventKind, FdOpen, Syscall, PATH_CAP, STACK_NOT_CAPTURED,
+    EventKind, FdOpen, Loss, Syscall, PATH_CAP, STACK_NOT_CAPTURED,
 };
 
 use crate::{
     emit::{
-        header, read_fd_pair, read_sockaddr, read_user_str, scratch, send_scratch, track_sock, user_stack,
-        Args, UserRegs,
+        header, read_fd_pair, read_sockaddr, read_user_str, track_sock, user_stack, Args, EventSlot,
+        StackSlot, UserRegs,
     },
     go::goroutine_origin,
+    mem,
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
+    table::*,
 };
 
-macro_rules! nr {
-    ($($name:ident = $sc:ident),* $(,)?) => {
-        $(pub const $name: u32 = Syscall::$sc.nr();)*
-    };
-}
-nr! {
-    NR_SOCKET = Socket, NR_SOCKETPAIR = Socketpair, NR_ACCEPT = Accept, NR_ACCEPT4 = Accept4,
-    NR_CONNECT = Connect, NR_BIND = Bind, NR_LISTEN = Listen,
-    NR_OPEN = Open, NR_OPENAT = Openat, NR_OPENAT2 = Openat2, NR_CREAT = Creat,
-    NR_OPEN_BY_HANDLE_AT = OpenByHandleAt, NR_MEMFD_CREATE = MemfdCreate,
-    NR_MEMFD_SECRET = MemfdSecret, NR_PIPE = Pipe, NR_PIPE2 = Pipe2,
-    NR_DUP = Dup, NR_DUP2 = Dup2, NR_DUP3 = Dup3, NR_FCNTL = Fcntl, NR_IOCTL = Ioctl,
-    NR_EVENTFD = Eventfd, NR_EVENTFD2 = Eventfd2, NR_EPOLL_CREATE = EpollCreate,
-    NR_EPOLL_CREATE1 = EpollCreate1, NR_TIMERFD_CREATE = TimerfdCreate,
-    NR_SIGNALFD = Signalfd, NR_SIGNALFD4 = Signalfd4, NR_INOTIFY_INIT = InotifyInit,
-    NR_INOTIFY_INIT1 = InotifyInit1, NR_FANOTIFY_INIT = FanotifyInit,
-    NR_PIDFD_OPEN = PidfdOpen, NR_PIDFD_GETFD = PidfdGetfd, NR_USERFAULTFD = Userfaultfd,
-    NR_PERF_EVENT_OPEN = PerfEventOpen, NR_IO_URING_SETUP = IoUringSetup,
-    NR_RECVMSG = Recvmsg, NR_RECVMMSG = Recvmmsg,
-    NR_IO_URING_ENTER = IoUringEnter, NR_CLOSE_RANGE = CloseRange,
+/// Where a record is made: the program's context (for stacks), the thread,
+/// and its user registers.
+pub struct Site<'a, C> {
+    pub ctx: &'a C,
+    pub pid_tgid: u64,
+    pub regs: &'a UserRegs,
 }
 
 /// An fd being installed: `fd_install(fd, file)`; `file` 0 when the
@@ -60,47 +48,35 @@ impl Install {
 /// `fd_install` (called inside the syscall; `ret` is the fd).
 #[inline(always)]
 pub fn report_open<C: StackIdContext>(
-    ctx: &C,
-    pid_tgid: u64,
+    site: &Site<'_, C>,
+    event: &mut EventSlot,
+    stack: &mut StackSlot,
     nr: u32,
     ret: i64,
     entry: &Args,
-    regs: &UserRegs,
     install: Install,
-) {
+) -> Result<(), Loss> {
+    let pid_tgid = site.pid_tgid;
     // A non-blocking accept finding nothing is routine, not an event.
     if ret == -EAGAIN {
-        return;
+        return Ok(());
     }
     let syscall = match syscall_of(nr) {
         Some(s) => s,
         // fd_install from a path with no fd-creating syscall of its own.
-        None if install.is_some() => Syscall::Other,
-        None => return,
+        None if install.is_some() => {
+            aya_log_ebpf::debug!(
+                &(),
+                "fd {} installed by syscall {}, which fdtrace does not know: reported as \"other\"",
+                install.fd,
+                nr
+            );
+            Syscall::Other
+        }
+        None => return Ok(()),
     };
-    let Some(ev) = scratch::<FdOpen>() else {
-        return;
-    };
-    ev.header = header(EventKind::FdOpen, pid_tgid);
-    ev.syscall = syscall as u16;
-    ev.family = 0;
-    ev.sock_type = 0;
-    ev.protocol = 0;
-    ev.fd = if ret >= 0 { ret as i32 } else { -1 };
-    ev.fd2 = -1;
-    ev.src_fd = -1;
-    ev.fd_flags = 0;
-    ev.ret = ret;
-    ev.flags = 0;
-    ev.kind_hint = kind_hint::UNKNOWN;
-    ev._pad = 0;
-    ev.local = Default::default();
-    ev.remote = Default::default();
-    ev.sk = 0;
-    ev._pad3 = 0;
-    (ev.go_spawn_stack, ev.go_spawn_pc, ev.go_transport) = goroutine_origin((pid_tgid >> 32) as u32, regs);
-    ev.path_len = 0;
-    ev._pad2 = [0; 6];
+    let ev: &mut FdOpen = event.get()?;
+    begin(ev, site, syscall, ret);
 
     if !entry.known {
         ev.fd_flags |= fd_flags::MISSED_ENTRY;
@@ -134,8 +110,7 @@ pub fn report_open<C: StackIdContext>(
             }
             // The address length is value-result: readable after the call.
             if ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some() {
-                // SAFETY: user read through the checked helper.
-                let len = unsafe { bpf_probe_read_user(args[2] as *const u32) }.unwrap_or(0);
+                let len = mem::user::<u32>(args[2]).unwrap_or(0);
                 let (n, f) = read_sockaddr(args[1], u64::from(len), &mut ev.remote, &mut ev.path);
                 ev.path_len = n;
                 ev.fd_flags |= f;
@@ -152,10 +127,7 @@ pub fn report_open<C: StackIdContext>(
         NR_OPENAT2 => {
             path_ptr = args[1];
             // struct open_how starts with the u64 flags.
-            if args[2] != 0 {
-                // SAFETY: user read through the checked helper.
-                ev.flags = unsafe { bpf_probe_read_user(args[2] as *const u64) }.unwrap_or(0);
-            }
+            ev.flags = mem::user::<u64>(args[2]).unwrap_or(0);
         }
         NR_CREAT => {
             path_ptr = args[0];
@@ -212,10 +184,13 @@ pub fn report_open<C: StackIdContext>(
         NR_EPOLL_CREATE1 | NR_INOTIFY_INIT1 | NR_FANOTIFY_INIT | NR_USERFAULTFD | NR_MEMFD_SECRET
         | NR_PIDFD_OPEN => ev.flags = args[0],
         NR_PERF_EVENT_OPEN => ev.flags = args[4],
+        // The flags say MSG_CMSG_CLOEXEC.
+        NR_RECVMSG => ev.flags = args[2],
+        NR_RECVMMSG => ev.flags = args[3],
         _ => {}
     }
     if install.is_some() {
-        // What the table says, whatever the path.
+        // What the fd table says, whatever the path.
         if fd_is_cloexec(install.fd) {
             ev.fd_flags |= fd_flags::CLOEXEC;
         }
@@ -244,54 +219,39 @@ pub fn report_open<C: StackIdContext>(
         ev.fd_flags |= f;
     }
     if ret >= 0 {
-        ev.stack_id = user_stack(ctx, pid_tgid);
-        ev.caller_ip = regs.caller_ip();
+        ev.stack_id = user_stack(site.ctx, stack, pid_tgid);
+        ev.caller_ip = site.regs.caller_ip();
     } else {
         ev.stack_id = STACK_NOT_CAPTURED;
         ev.caller_ip = 0;
     }
     let path_len = ev.path_len as usize;
-    send_scratch(size_of::<FdOpen>() - PATH_CAP, path_len);
+    event.send(size_of::<FdOpen>() - PATH_CAP, path_len)
 }
 
+/// Starts an `FdOpen` record: every field written, those the syscall's
+/// arguments and the installed file fill in zeroed (or -1).
 #[inline(always)]
-pub fn syscall_of(nr: u32) -> Option<Syscall> {
-    Some(match nr {
-        NR_SOCKET => Syscall::Socket,
-        NR_SOCKETPAIR => Syscall::Socketpair,
-        NR_ACCEPT => Syscall::Accept,
-        NR_ACCEPT4 => Syscall::Accept4,
-        NR_OPEN => Syscall::Open,
-        NR_OPENAT => Syscall::Openat,
-        NR_OPENAT2 => Syscall::Openat2,
-        NR_CREAT => Syscall::Creat,
-        NR_OPEN_BY_HANDLE_AT => Syscall::OpenByHandleAt,
-        NR_MEMFD_CREATE => Syscall::MemfdCreate,
-        NR_MEMFD_SECRET => Syscall::MemfdSecret,
-        NR_PIPE => Syscall::Pipe,
-        NR_PIPE2 => Syscall::Pipe2,
-        NR_DUP => Syscall::Dup,
-        NR_DUP2 => Syscall::Dup2,
-        NR_DUP3 => Syscall::Dup3,
-        NR_FCNTL => Syscall::Fcntl,
-        NR_EVENTFD => Syscall::Eventfd,
-        NR_EVENTFD2 => Syscall::Eventfd2,
-        NR_EPOLL_CREATE => Syscall::EpollCreate,
-        NR_EPOLL_CREATE1 => Syscall::EpollCreate1,
-        NR_TIMERFD_CREATE => Syscall::TimerfdCreate,
-        NR_SIGNALFD => Syscall::Signalfd,
-        NR_SIGNALFD4 => Syscall::Signalfd4,
-        NR_INOTIFY_INIT => Syscall::InotifyInit,
-        NR_INOTIFY_INIT1 => Syscall::InotifyInit1,
-        NR_FANOTIFY_INIT => Syscall::FanotifyInit,
-        NR_PIDFD_OPEN => Syscall::PidfdOpen,
-        NR_PIDFD_GETFD => Syscall::PidfdGetfd,
-        NR_USERFAULTFD => Syscall::Userfaultfd,
-        NR_PERF_EVENT_OPEN => Syscall::PerfEventOpen,
-        NR_IO_URING_SETUP => Syscall::IoUringSetup,
-        NR_RECVMSG => Syscall::Recvmsg,
-        NR_RECVMMSG => Syscall::Recvmmsg,
-        NR_IO_URING_ENTER => Syscall::IoUringEnter,
-        _ => return None,
-    })
+pub fn begin<C>(ev: &mut FdOpen, site: &Site<'_, C>, syscall: Syscall, ret: i64) {
+    ev.header = header(EventKind::FdOpen, site.pid_tgid);
+    ev.syscall = syscall as u16;
+    ev.family = 0;
+    ev.sock_type = 0;
+    ev.protocol = 0;
+    ev.fd = if ret >= 0 { ret as i32 } else { -1 };
+    ev.fd2 = -1;
+    ev.src_fd = -1;
+    ev.fd_flags = 0;
+    ev.ret = ret;
+    ev.flags = 0;
+    ev.kind_hint = kind_hint::UNKNOWN;
+    ev._pad = 0;
+    ev.local = Default::default();
+    ev.remote = Default::default();
+    ev.sk = 0;
+    ev._pad3 = 0;
+    (ev.go_spawn_stack, ev.go_spawn_pc, ev.go_transport) =
+        goroutine_origin((site.pid_tgid >> 32) as u32, site.regs);
+    ev.path_len = 0;
+    ev._pad2 = [0; 6];
 }

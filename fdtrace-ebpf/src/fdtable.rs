@@ -17,38 +17,37 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{tracing::StackIdContext, FEntryContext, ProbeContext},
 };
-use fdtrace_common::{Close, EventKind};
+use fdtrace_common::{Close, EventKind, Loss};
 
 use crate::{
-    emit::{header, is_traced, send, Args, UserRegs},
-    fdopen::{report_open, Install},
+    emit::{finish, header, is_traced, send, Args, Scratch},
+    fdopen::{report_open, Install, Site},
 };
 
 #[fentry]
 pub fn fentry_fd_install(ctx: FEntryContext) -> u32 {
     let fd: u64 = ctx.arg(0);
     let file: u64 = ctx.arg(1);
-    on_install(&ctx, fd as i32, file);
-    0
+    finish(try_install(&ctx, fd as i32, file))
 }
 
 #[kprobe]
 pub fn kprobe_fd_install(ctx: ProbeContext) -> u32 {
-    if let (Some(fd), Some(file)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        on_install(&ctx, fd as i32, file);
+    match (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
+        (Some(fd), Some(file)) => finish(try_install(&ctx, fd as i32, file)),
+        _ => 0,
     }
-    0
 }
 
 #[inline(always)]
-fn on_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) {
+fn try_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced((pid_tgid >> 32) as u32) {
-        return;
+        return Ok(());
     }
-    let Some(regs) = UserRegs::read() else {
-        return;
-    };
+    let mut scratch = Scratch::take()?;
+    let s = &mut scratch;
+    let regs = s.regs.read()?;
     // Without the registers the syscall is unknown: the record still says
     // which fd, and the inode says what kind.
     let (nr, entry) = if regs.ok {
@@ -56,46 +55,45 @@ fn on_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) {
     } else {
         (u32::MAX, Args::UNKNOWN)
     };
-    report_open(ctx, pid_tgid, nr, i64::from(fd), &entry, regs, Install { fd, file });
+    let site = Site { ctx, pid_tgid, regs };
+    report_open(&site, &mut s.event, &mut s.stack, nr, i64::from(fd), &entry, Install { fd, file })
 }
 
 /// `file_close_fd_locked(files, fd)` / `pick_file(files, fd)`.
 #[fentry]
 pub fn fentry_fd_remove(ctx: FEntryContext) -> u32 {
     let fd: u64 = ctx.arg(1);
-    on_close(fd as i32);
-    0
+    finish(try_close(fd as i32))
 }
 
 #[kprobe]
 pub fn kprobe_fd_remove(ctx: ProbeContext) -> u32 {
-    if let Some(fd) = ctx.arg::<u64>(1) {
-        on_close(fd as i32);
+    match ctx.arg::<u64>(1) {
+        Some(fd) => finish(try_close(fd as i32)),
+        None => 0,
     }
-    0
 }
 
 /// `close_fd(fd)` / `file_close_fd(fd)`.
 #[fentry]
 pub fn fentry_close_fd(ctx: FEntryContext) -> u32 {
     let fd: u64 = ctx.arg(0);
-    on_close(fd as i32);
-    0
+    finish(try_close(fd as i32))
 }
 
 #[kprobe]
 pub fn kprobe_close_fd(ctx: ProbeContext) -> u32 {
-    if let Some(fd) = ctx.arg::<u64>(0) {
-        on_close(fd as i32);
+    match ctx.arg::<u64>(0) {
+        Some(fd) => finish(try_close(fd as i32)),
+        None => 0,
     }
-    0
 }
 
 #[inline(always)]
-fn on_close(fd: i32) {
+fn try_close(fd: i32) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced((pid_tgid >> 32) as u32) {
-        return;
+        return Ok(());
     }
-    send(Close { header: header(EventKind::Close, pid_tgid), fd, _pad: 0 });
+    send(Close { header: header(EventKind::Close, pid_tgid), fd, _pad: 0 })
 }

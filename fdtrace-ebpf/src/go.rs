@@ -14,66 +14,80 @@
 //! goroutine stacks, which breaks them.
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::bpf_get_current_pid_tgid,
     macros::uprobe,
     programs::{tracing::StackIdContext, ProbeContext},
 };
-use fdtrace_common::{GoInfo, GoKey, GoOrigin, GoroutineKey, STACK_NOT_CAPTURED};
+use fdtrace_common::{GoInfo, GoKey, GoOrigin, GoroutineKey, Loss, STACK_NOT_CAPTURED};
 
 use crate::{
-    emit::{is_traced, UserRegs},
+    arch,
+    emit::{finish, is_traced, UserRegs},
     maps::{GO_CREATORS, GO_DIALS, GO_PROCS, STACKS},
+    mem,
 };
 
+/// A word of the Go program's memory; 0 where unreadable (a field left
+/// unknown, not a loss).
 #[inline(always)]
 fn read_u64(addr: u64) -> u64 {
-    // SAFETY: checked user read.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
+    mem::user::<u64>(addr).unwrap_or(0)
 }
 
 #[inline(always)]
 fn go_info(tgid: u32) -> Option<GoInfo> {
     // SAFETY: copied out.
-    unsafe { GO_PROCS.get(&tgid) }.copied()
+    unsafe { GO_PROCS.get(tgid) }.copied()
 }
 
 /// `runtime.newproc(fn *funcval)`, entered on the creating goroutine.
 #[uprobe]
 pub fn go_newproc(ctx: ProbeContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if !is_traced(tgid) {
-        return 0;
-    }
-    let Some(info) = go_info(tgid) else { return 0 };
-    // SAFETY: the uprobe context is the user registers.
-    let (g, sp) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rsp) };
-    // At the entry, the top of the stack is newproc's return address: the
-    // pc the new goroutine will have as gopc.
-    let caller = read_u64(sp);
-    let parent_goid = if info.parent_goid_off != 0 { read_u64(g + u64::from(info.goid_off)) } else { 0 };
-    let stack_id = match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
-        Ok(id) => id as i32,
-        Err(_) => return 0,
-    };
-    let key = GoKey { tgid, _pad: 0, gopc: caller, parent_goid };
-    let _ = GO_CREATORS.insert(&key, &GoOrigin { stack_id, _pad: 0, caller }, 0);
-    0
+    finish(try_go_newproc(&ctx))
 }
 
-/// `net/http.(*Transport).dialConnFor(t, w)`, in the dial goroutine: rax
-/// holds `t`.
-#[uprobe]
-pub fn go_dial_conn_for(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn try_go_newproc(ctx: &ProbeContext) -> Result<(), Loss> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_traced(tgid) {
-        return 0;
+        return Ok(());
     }
-    let Some(info) = go_info(tgid) else { return 0 };
+    let Some(info) = go_info(tgid) else { return Ok(()) };
     // SAFETY: the uprobe context is the user registers.
-    let (g, transport) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
-    let key = GoroutineKey { g, goid: read_u64(g + u64::from(info.goid_off)) };
-    let _ = GO_DIALS.insert(&key, &transport, 0);
-    0
+    let regs = unsafe { arch::go_regs(ctx.regs) };
+    // At the entry, the top of the stack is newproc's return address: the
+    // pc the new goroutine will have as gopc.
+    let caller = read_u64(regs.sp);
+    let parent_goid = if info.parent_goid_off != 0 { read_u64(regs.g + u64::from(info.goid_off)) } else { 0 };
+    let stack_id = match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
+        Ok(id) => id as i32,
+        // The goroutine's fds will say their origin is unknown.
+        Err(_) => return Err(Loss::StackFailed),
+    };
+    let key = GoKey { tgid, _pad: 0, gopc: caller, parent_goid };
+    let _ = GO_CREATORS.insert(key, GoOrigin { stack_id, _pad: 0, caller }, 0);
+    Ok(())
+}
+
+/// `net/http.(*Transport).dialConnFor(t, w)`, in the dial goroutine: the
+/// first argument register holds `t`.
+#[uprobe]
+pub fn go_dial_conn_for(ctx: ProbeContext) -> u32 {
+    finish(try_go_dial_conn_for(&ctx))
+}
+
+#[inline(always)]
+fn try_go_dial_conn_for(ctx: &ProbeContext) -> Result<(), Loss> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(tgid) {
+        return Ok(());
+    }
+    let Some(info) = go_info(tgid) else { return Ok(()) };
+    // SAFETY: the uprobe context is the user registers.
+    let regs = unsafe { arch::go_regs(ctx.regs) };
+    let key = GoroutineKey { g: regs.g, goid: read_u64(regs.g + u64::from(info.goid_off)) };
+    let _ = GO_DIALS.insert(key, regs.arg0, 0);
+    Ok(())
 }
 
 /// For an fd opened by a Go program: the creator stack of the current
@@ -85,7 +99,7 @@ pub fn goroutine_origin(tgid: u32, regs: &UserRegs) -> (i32, u64, u64) {
         return none;
     }
     let Some(info) = go_info(tgid) else { return none };
-    let g = regs.r14();
+    let g = regs.go_g();
     if g == 0 || info.gopc_off == 0 {
         return none;
     }
@@ -95,11 +109,11 @@ pub fn goroutine_origin(tgid: u32, regs: &UserRegs) -> (i32, u64, u64) {
         if info.parent_goid_off != 0 { read_u64(g + u64::from(info.parent_goid_off)) } else { 0 };
     let key = GoKey { tgid, _pad: 0, gopc, parent_goid };
     // SAFETY: values copied out.
-    let (stack, pc) = match unsafe { GO_CREATORS.get(&key) } {
+    let (stack, pc) = match unsafe { GO_CREATORS.get(key) } {
         Some(o) => (o.stack_id, o.caller),
         None => (STACK_NOT_CAPTURED, 0),
     };
     // SAFETY: as above.
-    let transport = unsafe { GO_DIALS.get(&GoroutineKey { g, goid }) }.copied().unwrap_or(0);
+    let transport = unsafe { GO_DIALS.get(GoroutineKey { g, goid }) }.copied().unwrap_or(0);
     (stack, pc, transport)
 }

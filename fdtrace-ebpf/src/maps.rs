@@ -52,11 +52,17 @@ pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Loss::COUNT as u32, 0);
 
-/// Room to build records before they are copied into the ring buffer: slot
-/// 0 for the event, slot 1 for an inline stack sent while slot 0 is being
-/// built, slot 2 for the user registers (`emit::UserRegs`).
+/// Room to build records before they are copied into the ring buffer,
+/// handed out by `emit::Scratch`: slot 0 for the event, slot 1 for an
+/// inline stack sent while slot 0 is being built, slot 2 for the user
+/// registers (`emit::UserRegs`), slot 3 for the fds a recvmsg received.
 #[map]
-pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(3, 0);
+pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(4, 0);
+
+/// Whether this CPU's [`SCRATCH`] is taken (`emit::Scratch`): 0 free, else
+/// the number of programs that tried to take it.
+#[map]
+pub static SCRATCH_BUSY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Written by the loader before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]

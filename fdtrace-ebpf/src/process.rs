@@ -5,10 +5,7 @@
 //! running kernel's BTF through the loader's `CONFIG`: Rust eBPF has no CO-RE
 //! field relocations.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes,
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext as _,
@@ -16,19 +13,19 @@ use aya_ebpf::{
 use fdtrace_common::{config_flags, fork_flags, target, EventKind, Exec, Exit, Fork, Loss, PATH_CAP};
 
 use crate::{
-    emit::{count, header, is_traced, scratch, send, send_scratch},
+    emit::{count, finish, header, is_traced, send, Scratch},
     maps::{config, INFLIGHT, TARGETS},
+    mem,
 };
 
 /// Reads a `T` at `base + off` in kernel memory; `None` if the offset is
-/// unknown (0) or the read faults.
+/// unknown (0: the loader found no such field) or the read faults.
 #[inline(always)]
 fn read_at<T>(base: u64, off: u32) -> Option<T> {
-    if base == 0 || off == 0 {
+    if off == 0 {
         return None;
     }
-    // SAFETY: checked kernel read.
-    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }.ok()
+    mem::kernel(base, off)
 }
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
@@ -36,18 +33,23 @@ fn read_at<T>(base: u64, off: u32) -> Option<T> {
 /// table and the tgid filter already covers them.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn process_fork(ctx: RawTracePointContext) -> i32 {
+    finish(try_process_fork(&ctx)) as i32
+}
+
+#[inline(always)]
+fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let parent_tgid = (pid_tgid >> 32) as u32;
     if !is_traced(parent_tgid) {
-        return 0;
+        return Ok(());
     }
     let parent: u64 = ctx.arg(0);
     let child: u64 = ctx.arg(1);
     let Some(child_tgid) = read_at::<u32>(child, config!(task_tgid_off)) else {
-        return 0;
+        return Ok(());
     };
     if child_tgid == parent_tgid {
-        return 0;
+        return Ok(());
     }
     let mut flags = 0;
     let files_off = config!(task_files_off);
@@ -59,35 +61,37 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     // With --comm, a matching process's forks have its name: new
     // processes with that name too.
     if config!(flags) & config_flags::FOLLOW_FORKS != 0 || comm_matches() {
-        if TARGETS.insert(&child_tgid, &target::CHILD, 0).is_ok() {
+        if TARGETS.insert(child_tgid, target::CHILD, 0).is_ok() {
             flags |= fork_flags::FOLLOWED;
         } else {
             count(Loss::TargetsFull);
         }
     }
-    send(Fork { header: header(EventKind::Fork, pid_tgid), child_tgid, flags });
-    0
+    send(Fork { header: header(EventKind::Fork, pid_tgid), child_tgid, flags })
 }
 
 /// `sched:sched_process_exec`, in the context of the new program.
 #[tracepoint]
 pub fn process_exec(ctx: TracePointContext) -> u32 {
+    finish(try_process_exec(&ctx))
+}
+
+#[inline(always)]
+fn try_process_exec(ctx: &TracePointContext) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !is_traced(tgid) {
         // --comm: the new program has the name; trace it from here, before
         // its first instruction runs.
         if !comm_matches() {
-            return 0;
+            return Ok(());
         }
-        if TARGETS.insert(&tgid, &target::COMM, 0).is_err() {
-            count(Loss::TargetsFull);
-            return 0;
+        if TARGETS.insert(tgid, target::COMM, 0).is_err() {
+            return Err(Loss::TargetsFull);
         }
     }
-    let Some(ev) = scratch::<Exec>() else {
-        return 0;
-    };
+    let mut scratch = Scratch::take()?;
+    let ev: &mut Exec = scratch.event.get()?;
     ev.header = header(EventKind::Exec, pid_tgid);
     ev.flags = 0;
     ev._pad = [0; 6];
@@ -96,15 +100,12 @@ pub fn process_exec(ctx: TracePointContext) -> u32 {
     ev.old_tid = read_at::<u32>(base, config!(exec_old_pid_off)).unwrap_or(0);
     // `__data_loc char[] filename`: low 16 bits offset, high 16 length.
     if let Some(loc) = read_at::<u32>(base, config!(exec_filename_loc_off)) {
-        let src = base + u64::from(loc & 0xffff);
-        // SAFETY: checked kernel read into the record's buffer.
-        if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, &mut ev.path) } {
-            ev.path_len = s.len() as u16;
+        if let Some(len) = mem::kernel_str(base + u64::from(loc & 0xffff), &mut ev.path) {
+            ev.path_len = len as u16;
         }
     }
     let len = ev.path_len as usize;
-    send_scratch(size_of::<Exec>() - PATH_CAP, len);
-    0
+    scratch.event.send(size_of::<Exec>() - PATH_CAP, len)
 }
 
 /// `--comm`: whether the current task's name is the one configured (at
@@ -134,22 +135,26 @@ fn comm_matches() -> bool {
 /// `sched:sched_process_exit`, once per exiting thread, in its context.
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
+    finish(try_process_exit(&ctx))
+}
+
+#[inline(always)]
+fn try_process_exit(ctx: &TracePointContext) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !is_traced(tgid) {
-        return 0;
+        return Ok(());
     }
-    let _ = INFLIGHT.remove(&(pid_tgid as u32));
-    if !group_dead(&ctx) {
-        return 0;
+    let _ = INFLIGHT.remove(pid_tgid as u32);
+    if !group_dead(ctx) {
+        return Ok(());
     }
     // SAFETY: no preconditions.
     let task = unsafe { bpf_get_current_task() };
     let exit_code = read_at::<u32>(task, config!(task_exit_code_off)).unwrap_or(0);
     // A later process that reuses this pid is not the one the user asked for.
-    let _ = TARGETS.remove(&tgid);
-    send(Exit { header: header(EventKind::Exit, pid_tgid), exit_code, _pad: 0 });
-    0
+    let _ = TARGETS.remove(tgid);
+    send(Exit { header: header(EventKind::Exit, pid_tgid), exit_code, _pad: 0 })
 }
 
 /// Whether the exiting thread is the last of its process: the record's

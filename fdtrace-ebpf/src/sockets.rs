@@ -4,27 +4,14 @@
 //! `struct sock_common`. The kernel's view is exact where syscall
 //! arguments are not (accept with a NULL address, the port bind(0) or
 //! connect chose). Offsets come from BTF via `CONFIG`.
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+use aya_ebpf::helpers::bpf_get_current_task;
 use fdtrace_common::{
     kind_hint,
-    syscall::consts::{AF_INET, AF_INET6},
+    syscall::consts::{AF_INET, AF_INET6, S_IFIFO, S_IFMT, S_IFSOCK},
     SockAddr,
 };
 
-use crate::maps::config;
-
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
-const S_IFIFO: u16 = 0o010000;
-
-#[inline(always)]
-fn read<T>(base: u64, off: u32) -> Option<T> {
-    if base == 0 {
-        return None;
-    }
-    // SAFETY: checked kernel read.
-    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }.ok()
-}
+use crate::{maps::config, mem::kernel as read};
 
 /// The current task's `struct fdtable *`.
 #[inline(always)]
@@ -40,7 +27,7 @@ fn fdtable() -> Option<u64> {
 
 /// The `struct file *` behind `fd` of the current task.
 #[inline(always)]
-fn file_of_fd(fd: i32) -> Option<u64> {
+pub fn file_of_fd(fd: i32) -> Option<u64> {
     if fd < 0 {
         return None;
     }
@@ -90,6 +77,16 @@ pub fn sock_of_fd(fd: i32) -> Option<u64> {
     sock_of_file(file_of_fd(fd)?)
 }
 
+/// The address family of a socket (`sk->__sk_common.skc_family`), if the
+/// loader found the field.
+#[inline(always)]
+pub fn sock_family(sk: u64) -> Option<u16> {
+    match config!(skc_family_off) {
+        0 => None,
+        off => read(sk, off),
+    }
+}
+
 /// Whether `fd` has close-on-exec set in the current task's table.
 #[inline(always)]
 pub fn fd_is_cloexec(fd: i32) -> bool {
@@ -122,11 +119,8 @@ pub fn sock_addrs(sk: u64, local: &mut SockAddr, remote: &mut SockAddr) {
             if s_off == 0 || d_off == 0 {
                 return;
             }
-            // SAFETY: checked kernel reads into the record.
-            unsafe {
-                let _ = bpf_probe_read_kernel_buf((sk + u64::from(s_off)) as *const u8, &mut local.addr);
-                let _ = bpf_probe_read_kernel_buf((sk + u64::from(d_off)) as *const u8, &mut remote.addr);
-            }
+            let _ = crate::mem::kernel_buf(sk, s_off, &mut local.addr);
+            let _ = crate::mem::kernel_buf(sk, d_off, &mut remote.addr);
         }
         _ => return,
     }

@@ -9,55 +9,62 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, TracePointContext},
     EbpfContext as _,
 };
-use fdtrace_common::{sock_source, syscall::consts::AF_INET, EventKind, Loss, SockAddr, SockState};
+use fdtrace_common::{
+    sock_source,
+    syscall::consts::{AF_INET, IPPROTO_TCP, TCP_CLOSE},
+    tracepoint::{inet_sock_set_state as layout, Field},
+    EventKind, Loss, SockAddr, SockState,
+};
 
 use crate::{
-    emit::{count, header, is_traced, send, track_sock, wakeup_flags, UserRegs},
-    fdopen::NR_CONNECT,
+    emit::{finish, header, is_traced, send, track_sock, wakeup_flags, Scratch},
     maps::{EVENTS, SOCKS},
     sockets::{sock_addrs, sock_state},
+    table::NR_CONNECT,
 };
 
 #[fentry]
 pub fn fentry_tcp_connect(ctx: FEntryContext) -> u32 {
     let sk: u64 = ctx.arg(0);
-    on_sock(sk, sock_source::TCP_CONNECT);
-    0
+    finish(try_sock(sk, sock_source::TCP_CONNECT))
 }
 
 #[kprobe]
 pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
-    if let Some(sk) = ctx.arg::<u64>(0) {
-        on_sock(sk, sock_source::TCP_CONNECT);
+    match ctx.arg::<u64>(0) {
+        Some(sk) => finish(try_sock(sk, sock_source::TCP_CONNECT)),
+        None => 0,
     }
-    0
 }
 
 #[fentry]
 pub fn fentry_tcp_close(ctx: FEntryContext) -> u32 {
     let sk: u64 = ctx.arg(0);
-    on_sock(sk, sock_source::TCP_CLOSE);
-    0
+    finish(try_sock(sk, sock_source::TCP_CLOSE))
 }
 
 #[kprobe]
 pub fn kprobe_tcp_close(ctx: ProbeContext) -> u32 {
-    if let Some(sk) = ctx.arg::<u64>(0) {
-        on_sock(sk, sock_source::TCP_CLOSE);
+    match ctx.arg::<u64>(0) {
+        Some(sk) => finish(try_sock(sk, sock_source::TCP_CLOSE)),
+        None => 0,
     }
-    0
 }
 
 #[inline(always)]
-fn on_sock(sk: u64, source: u16) {
+fn try_sock(sk: u64, source: u16) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced((pid_tgid >> 32) as u32) {
-        return;
+        return Ok(());
     }
-    // In connect(2) the fd is its first argument.
-    let fd = match UserRegs::read() {
-        Some(r) if r.ok && r.syscall_nr() == NR_CONNECT => r.args()[0] as i32,
-        _ => -1,
+    // In connect(2) the fd is its first argument. The record does without
+    // it (the socket is found by `sk`) if the registers cannot be read.
+    let fd = match Scratch::take() {
+        Ok(mut scratch) => match scratch.regs.read() {
+            Ok(r) if r.ok && r.syscall_nr() == NR_CONNECT => r.args()[0] as i32,
+            _ => -1,
+        },
+        Err(_) => -1,
     };
     if source == sock_source::TCP_CONNECT {
         track_sock(sk, (pid_tgid >> 32) as u32);
@@ -75,41 +82,45 @@ fn on_sock(sk: u64, source: u16) {
             sock_addrs(sk, &mut ev.local, &mut ev.remote);
             ev.family = ev.local.family;
             entry.submit(wakeup_flags(size_of::<SockState>()));
+            Ok(())
         }
-        None => count(Loss::RingbufFull),
+        None => Err(Loss::RingbufFull),
     }
 }
 
 /// `sock:inet_sock_set_state`, every TCP state change, in whatever context
 /// it happens (the peer's FIN arrives in softirq): attributed through the
 /// SOCKS map, not the current task. The loader checks the record layout
-/// against these offsets.
+/// against the offsets in `fdtrace_common::tracepoint`.
 #[tracepoint]
 pub fn sock_set_state(ctx: TracePointContext) -> u32 {
-    const TCP: u16 = 6;
-    const TCP_CLOSE: u32 = 7;
-    let field = |off: usize| -> *const u8 {
+    finish(try_sock_set_state(&ctx))
+}
+
+#[inline(always)]
+fn try_sock_set_state(ctx: &TracePointContext) -> Result<(), Loss> {
+    let field = |f: Field| -> *const u8 {
         // SAFETY: in-record offsets, checked by the loader.
-        unsafe { (ctx.as_ptr() as *const u8).add(off) }
+        unsafe { (ctx.as_ptr() as *const u8).add(f.offset as usize) }
     };
     // SAFETY: reads at fixed offsets of the tracepoint record.
     let (sk, old, new, sport, dport, family, protocol) = unsafe {
         (
-            *field(8).cast::<u64>(),
-            *field(16).cast::<i32>() as u32,
-            *field(20).cast::<i32>() as u32,
-            *field(24).cast::<u16>(),
-            *field(26).cast::<u16>(),
-            *field(28).cast::<u16>(),
-            *field(30).cast::<u16>(),
+            *field(layout::SKADDR).cast::<u64>(),
+            *field(layout::OLDSTATE).cast::<i32>() as u32,
+            *field(layout::NEWSTATE).cast::<i32>() as u32,
+            *field(layout::SPORT).cast::<u16>(),
+            *field(layout::DPORT).cast::<u16>(),
+            *field(layout::FAMILY).cast::<u16>(),
+            *field(layout::PROTOCOL).cast::<u16>(),
         )
     };
-    if protocol != TCP {
-        return 0;
+    if protocol != IPPROTO_TCP {
+        return Ok(());
     }
     // SAFETY: the value is copied out.
-    let Some(tgid) = (unsafe { SOCKS.get(&sk) }).copied() else {
-        return 0;
+    let Some(tgid) = (unsafe { SOCKS.get(sk) }).copied() else {
+        return Ok(());
     };
     let (mut local, mut remote) = (
         SockAddr { family, port: sport, ..SockAddr::default() },
@@ -119,19 +130,20 @@ pub fn sock_set_state(ctx: TracePointContext) -> u32 {
     // constant-offset loads from a tracepoint context.
     // SAFETY: in-record offsets, checked by the loader.
     unsafe {
+        let at = |f: Field| f.offset as usize;
         if family == AF_INET {
-            local.addr[..4].copy_from_slice(&ctx.read_at::<[u8; 4]>(32).unwrap_or([0; 4]));
-            remote.addr[..4].copy_from_slice(&ctx.read_at::<[u8; 4]>(36).unwrap_or([0; 4]));
+            local.addr[..4].copy_from_slice(&ctx.read_at::<[u8; 4]>(at(layout::SADDR)).unwrap_or([0; 4]));
+            remote.addr[..4].copy_from_slice(&ctx.read_at::<[u8; 4]>(at(layout::DADDR)).unwrap_or([0; 4]));
         } else {
-            local.addr = ctx.read_at::<[u8; 16]>(40).unwrap_or([0; 16]);
-            remote.addr = ctx.read_at::<[u8; 16]>(56).unwrap_or([0; 16]);
+            local.addr = ctx.read_at::<[u8; 16]>(at(layout::SADDR_V6)).unwrap_or([0; 16]);
+            remote.addr = ctx.read_at::<[u8; 16]>(at(layout::DADDR_V6)).unwrap_or([0; 16]);
         }
     }
     if dport == 0 {
         remote = SockAddr::default();
     }
     if new == TCP_CLOSE {
-        let _ = SOCKS.remove(&sk);
+        let _ = SOCKS.remove(sk);
     }
     // Not the current task's: the socket's owner, no thread or comm.
     let mut h = header(EventKind::SockState, u64::from(tgid) << 32);
@@ -146,6 +158,5 @@ pub fn sock_set_state(ctx: TracePointContext) -> u32 {
         sk,
         local,
         remote,
-    });
-    0
+    })
 }

@@ -366,6 +366,7 @@ fn stats() -> Stats {
     Stats {
         events: 321,
         lost_events: 0,
+        lost_by_reason: Default::default(),
         stacks_failed: 1,
         partial_events: [("missed_entry".to_string(), 2)].into_iter().collect(),
         missed_open: 0,

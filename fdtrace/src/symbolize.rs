@@ -298,10 +298,11 @@ fn is_go_std(func: &str) -> bool {
 }
 
 fn stack_errno(errno: i32) -> String {
-    match -errno {
-        14 => "stack capture failed: EFAULT (unwalkable user stack)".into(),
-        17 => "stack map bucket taken by another stack (EEXIST)".into(),
-        12 => "stack map full (ENOMEM)".into(),
+    use fdtrace_common::syscall::consts::{EEXIST, EFAULT, ENOMEM};
+    match -i64::from(errno) {
+        EFAULT => "stack capture failed: EFAULT (unwalkable user stack)".into(),
+        EEXIST => "stack map bucket taken by another stack (EEXIST)".into(),
+        ENOMEM => "stack map full (ENOMEM)".into(),
         e => format!("stack capture failed: errno {e}"),
     }
 }

@@ -2,8 +2,10 @@
 //! over SCM_RIGHTS, taken with pidfd_getfd, opened, accepted and closed by
 //! io_uring. The function tiers (fd_install and the per-fd removal) must
 //! see every one of them: the open set equals /proc/PID/fd with nothing
-//! missed. The tracepoint tier cannot see them; it must say so, as missed
-//! opens found by reconciliation, and still end up equal to /proc.
+//! missed. The tracepoint tier reads received fds back from recvmsg's and
+//! recvmmsg's control buffers at exit and sees pidfd_getfd; io_uring it
+//! cannot see, and it must say so, as missed opens found by
+//! reconciliation, and still end up equal to /proc.
 #![allow(
     unused_crate_dependencies,
     reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
@@ -12,12 +14,41 @@
 use std::time::Duration;
 
 use fdtrace_tests::{
-    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Workload},
+    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Trace, Workload},
     require_ebpf,
 };
+use serde_json::Value;
 
 const FDPATHS: &str = env!("CARGO_BIN_EXE_fdpaths");
 const T: Duration = Duration::from_secs(120);
+
+/// What the workload says it holds: (how it came, fd, kind, cloexec).
+fn held_of(lines: &[Value]) -> Vec<(String, i64, Option<String>, Option<bool>)> {
+    lines
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h["path"].as_str()?.to_string(),
+                h["fd"].as_i64()?,
+                h["kind"].as_str().map(String::from),
+                h["cloexec"].as_bool(),
+            ))
+        })
+        .collect()
+}
+
+/// The report's group and fd entry of `fd` of `pid`.
+fn entry_of(report: &Value, pid: u32, fd: i64) -> Option<(&Value, &Value)> {
+    report["groups"].as_array()?.iter().find_map(|g| {
+        let f = g["fds"].as_array()?.iter().find(|f| f["fd"] == fd && f["pid"] == pid)?;
+        Some((g, f))
+    })
+}
+
+fn on_function_tier(report: &Value) -> bool {
+    let hooks = &report["hooks"];
+    hooks["fd install"] != "tracepoint" && hooks["fd close"] != "tracepoint"
+}
 
 #[test]
 fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
@@ -25,43 +56,137 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
     let mut w = Workload::spawn(FDPATHS, &[]);
     let pid = w.pid;
     let trace = trace_every_fd(&ebpf, pid);
+    // A second fdtrace on the same process, streaming events: what each
+    // received fd's record says (close-on-exec).
+    let events = Trace::start(&ebpf, &["-p", &pid.to_string(), "--events", "--format", "json"]);
     w.send("go");
-    let held = w.json_until("paused", T);
+    let held = held_of(&w.json_until("paused", T));
     std::thread::sleep(Duration::from_millis(300));
     let proc = proc_fd_numbers(pid);
     trace.signal(libc::SIGINT);
+    events.signal(libc::SIGINT);
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
-    let report = out.json().into_iter().rfind(|v| v["type"] == "report").expect("final report");
+    let events = events.wait(T);
+    assert!(events.status.success(), "{}", events.stderr_text());
+    let report = out.final_report_unchecked();
     let got = report_fd_numbers(&report, pid);
     assert_eq!(got, proc, "after reconciliation fdtrace's open set must equal /proc");
 
-    let held: Vec<(String, i64)> =
-        held.iter().filter_map(|h| Some((h["path"].as_str()?.to_string(), h["fd"].as_i64()?))).collect();
     let hooks = &report["hooks"];
-    let function_tier = hooks["fd install"] != "tracepoint" && hooks["fd close"] != "tracepoint";
     let (missed_open, missed_close) =
         (report["missed_open"].as_u64().unwrap(), report["missed_close"].as_u64().unwrap());
-    if function_tier {
+    // Only io_uring has no hook on the tracepoint tier.
+    let unhooked: Vec<_> = held.iter().filter(|(p, ..)| p.starts_with("io_uring")).collect();
+    if on_function_tier(&report) {
         assert_eq!(
             (missed_open, missed_close),
             (0, 0),
             "function hooks missed some of {held:?}; hooks {hooks}"
         );
-        // Each arrived fd is attributed to a stack, not found afterwards.
-        for (path, fd) in &held {
-            let group = report["groups"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|g| g["fds"].as_array().unwrap().iter().any(|f| f["fd"] == *fd && f["pid"] == pid))
-                .unwrap_or_else(|| panic!("{path} fd {fd} not in the report"));
-            assert_eq!(group["origin"], "stack", "{path} fd {fd} has no stack: {group}");
-        }
     } else {
-        // Only pidfd_getfd has a tracepoint; the rest are found in /proc.
-        let unseen = held.iter().filter(|(p, _)| p != "pidfd_getfd").count() as u64;
-        assert_eq!(missed_open, unseen, "the tracepoint tier should report exactly the unseen fds {held:?}");
+        assert_eq!(
+            (missed_open, missed_close),
+            (unhooked.len() as u64, 0),
+            "the tracepoint tier should miss exactly the io_uring fds of {held:?}"
+        );
+    }
+    let received: Vec<_> =
+        held.iter().filter(|(p, ..)| p.starts_with("scm_rights") || p.starts_with("recvmmsg")).collect();
+    assert_eq!(received.len(), 5, "the workload receives five fds: {held:?}");
+    for (path, fd, kind, cloexec) in &held {
+        if !on_function_tier(&report) && path.starts_with("io_uring") {
+            continue;
+        }
+        // Each arrived fd is attributed to a stack, not found afterwards.
+        let (group, entry) =
+            entry_of(&report, pid, *fd).unwrap_or_else(|| panic!("{path} fd {fd} not in the report"));
+        assert_eq!(group["origin"], "stack", "{path} fd {fd} has no stack: {group}");
+        if let Some(kind) = kind {
+            assert_eq!(entry["kind"], kind.as_str(), "{path} fd {fd}: {entry}");
+        }
+        if path == "scm_rights_socket" {
+            // The kernel's view of the received listener: its address.
+            assert!(entry["local"].as_str().is_some_and(|l| l.starts_with("127.0.0.1:")), "{entry}");
+        }
+        // The event says whether it is close-on-exec (MSG_CMSG_CLOEXEC on
+        // the tracepoint tier, the fd table's bit on the function tiers).
+        if let Some(cloexec) = cloexec {
+            let ev = events
+                .events_of(pid)
+                .into_iter()
+                .find(|e| {
+                    ["recvmsg", "recvmmsg"].contains(&e["event"].as_str().unwrap_or("")) && e["fd"] == *fd
+                })
+                .unwrap_or_else(|| panic!("no recvmsg event for {path} fd {fd}"));
+            assert_eq!(ev["cloexec"].as_bool().unwrap_or(false), *cloexec, "{path}: {ev}");
+            let syscall = if path.starts_with("recvmmsg") { "recvmmsg" } else { "recvmsg" };
+            assert_eq!(ev["event"], syscall, "{path}: {ev}");
+        }
+    }
+    w.send("exit");
+}
+
+/// More fds in one message than the kernel side reports per call (16):
+/// the tracepoint tier reports 16 with their stacks and counts the call as
+/// truncated, reconciliation finds the rest; the function tiers see all.
+/// recvmmsg batches of more messages than it walks (8) but without fds,
+/// over UDP and over a unix socket, are not truncations.
+/// With `-v` the kernel side's debug log (aya-log) says so, and every
+/// program loads with its log statements in (the verifier sees them then).
+#[test]
+fn fds_received_past_the_walks_bound_are_counted_not_dropped() {
+    let ebpf = require_ebpf!();
+    const SENT: usize = 20;
+    const BOUND: usize = 16;
+    let mut w = Workload::spawn(FDPATHS, &["many", &SENT.to_string()]);
+    let pid = w.pid;
+    let trace = Trace::start(
+        &ebpf,
+        &[
+            "-v",
+            "-p",
+            &pid.to_string(),
+            "--all-fds",
+            "--min-age",
+            "0",
+            "--fds-per-group",
+            "100000",
+            "--format",
+            "json",
+            "-i",
+            "3600",
+        ],
+    );
+    w.send("go");
+    let held = held_of(&w.json_until("paused", T));
+    assert_eq!(held.len(), SENT);
+    std::thread::sleep(Duration::from_millis(300));
+    let proc = proc_fd_numbers(pid);
+    trace.signal(libc::SIGINT);
+    let out = trace.wait(T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(!stderr.contains("the kernel refused"), "a program did not load with logging on:\n{stderr}");
+    let report = out.final_report_unchecked();
+    assert_eq!(report_fd_numbers(&report, pid), proc, "after reconciliation the open set must equal /proc");
+    let with_stack = held
+        .iter()
+        .filter(|(_, fd, ..)| entry_of(&report, pid, *fd).is_some_and(|(g, _)| g["origin"] == "stack"))
+        .count();
+    let truncated = report["partial_events"]["recv_truncated"].as_u64().unwrap_or(0);
+    if on_function_tier(&report) {
+        assert_eq!((with_stack, report["missed_open"].as_u64(), truncated), (SENT, Some(0), 0), "{report:#}");
+    } else {
+        assert_eq!(
+            (with_stack, report["missed_open"].as_u64(), truncated),
+            (BOUND, Some((SENT - BOUND) as u64), 1),
+            "{report:#}"
+        );
+        assert!(
+            stderr.contains("received more fds than fdtrace reports per call"),
+            "the kernel side's debug log is missing:\n{stderr}"
+        );
     }
     w.send("exit");
 }

@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::{ebpf_build, sh};
 
 /// The crates whose warnings fail the lint step (package names).
-pub const DENY_WARNINGS: &[&str] = &["xtask", "fdtrace-tests"];
+pub const DENY_WARNINGS: &[&str] = &["fdtrace", "fdtrace-common", "fdtrace-ebpf", "xtask", "fdtrace-tests"];
 
 /// The host crates (all but the eBPF one).
 const HOST_CRATES: &[&str] = &["fdtrace", "fdtrace-common", "xtask", "fdtrace-tests"];

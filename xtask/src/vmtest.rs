@@ -24,14 +24,22 @@ pub const TIERS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
 /// Test binaries (by target name) and the tests to run in each. The host
 /// runs everything; the VMs, emulated and slow, run what exercises the
 /// hooks: the scripted event sequence, the fd paths only function hooks
-/// see, one churn seed, the C and Rust leak reports, and the Go client
+/// see (and received fds past the walk's bound, traced with `-v`), one
+/// churn seed, the C and Rust leak reports, and the Go client
 /// followed through its goroutines (uprobes).
 const SUITES: &[(&str, &[&str])] = &[
     (
         "events",
         &["scripted_sequence_is_reported_exactly_in_order", "followed_children_are_traced_from_their_fork"],
     ),
-    ("paths", &["fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for"]),
+    (
+        "paths",
+        &[
+            "fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for",
+            // Also: every program loads with the kernel side's logs on (-v).
+            "fds_received_past_the_walks_bound_are_counted_not_dropped",
+        ],
+    ),
     ("churn", &["open_set_equals_proc_after_random_churn"]),
     ("leaks", &["c_leak_is_attributed_to_open_session", "rust_leak_is_attributed_to_fetch_inventory"]),
     ("go", &["transport_per_request_is_traced_to_the_function_making_the_requests"]),

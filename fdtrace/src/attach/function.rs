@@ -24,13 +24,25 @@ pub struct Candidate {
     pub covers_close_range: bool,
 }
 
+impl Candidate {
+    /// Its program on a function tier.
+    #[cfg(test)]
+    pub fn program(&self, tier: Tier) -> Option<&'static str> {
+        match tier {
+            Tier::Fentry => Some(self.fentry),
+            Tier::Kprobe => Some(self.kprobe),
+            Tier::Tracepoint => None,
+        }
+    }
+}
+
 /// A group of hooks that replaces one part of the tracepoint tier.
 #[derive(Clone, Copy, Debug)]
 pub struct Family {
     pub name: &'static str,
     /// What it replaces when hooked.
     pub replaces: &'static str,
-    candidates: &'static [Candidate],
+    pub candidates: &'static [Candidate],
 }
 
 const fn c(

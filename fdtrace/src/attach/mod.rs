@@ -10,6 +10,7 @@
 //! dup2/dup3, fcntl/ioctl close-on-exec changes, connect/bind/listen and
 //! the process lifecycle (fork, exec, exit) are tracepoints in every tier.
 //! `auto` tries fentry, then kprobe, then the tracepoints, per family.
+mod arch;
 pub mod btf;
 pub mod function;
 mod preflight;
@@ -42,6 +43,36 @@ pub use preflight::{resolve_target, Target};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fdtrace-ebpf.o"));
 /// Set by `build.rs` when it embedded an empty stub instead: what was missing.
 const EBPF_MISSING: Option<&str> = option_env!("FDTRACE_EBPF_MISSING");
+
+/// aya-log-ebpf's ring buffer of log records (its `AYA_LOGS`).
+const EBPF_LOGS_MAP: &str = "AYA_LOGS";
+
+/// The kernel side's log level (aya-log's `AYA_LOG_LEVEL`, whose values
+/// are `log::LevelFilter`'s): what fdtrace's own log filter lets through
+/// when debug logging is on (`-v`, `FDTRACE_LOG=debug`), else 0. At 0 the
+/// level is a frozen constant that switches every log statement off, and
+/// the verifier removes them as dead code: they cost nothing.
+fn ebpf_log_level() -> u8 {
+    match log::max_level() {
+        level if level >= log::LevelFilter::Debug => level as u8,
+        _ => 0,
+    }
+}
+
+/// The object with its settings, ready to load.
+fn loader<'a>(
+    btf: Option<&'a aya::Btf>,
+    config: &'a fdtrace_common::Config,
+    level: &'a u8,
+) -> EbpfLoader<'a> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(btf).override_global(CONFIG_GLOBAL, config, true).override_global(aya_log::LEVEL, level, true);
+    // Logging off: the smallest ring (a page) for the records nobody sends.
+    if *level == 0 {
+        loader.map_max_entries(EBPF_LOGS_MAP, 4096);
+    }
+    loader
+}
 
 /// How fdtrace hooks the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -180,6 +211,16 @@ pub struct CheckRow {
     pub tiers: Vec<(Tier, Result<String, String>)>,
 }
 
+/// The tracepoints of the syscalls that receive fds (`Role::Receives`),
+/// which `fd_install` makes unnecessary.
+fn receive_hooks() -> Vec<String> {
+    Syscall::ALL
+        .into_iter()
+        .filter(|sc| sc.role() == fdtrace_common::syscall::Role::Receives)
+        .flat_map(|sc| ["enter", "exit"].map(|phase| format!("sys_{phase}_{}", sc.name())))
+        .collect()
+}
+
 /// Data waiting in the ring buffer that makes the kernel side wake
 /// fdtrace (a quarter of the ring when that is less).
 pub const WAKEUP_BYTES: u32 = 256 << 10;
@@ -197,12 +238,26 @@ pub struct Losses {
     pub targets_full: u64,
     /// Not losses: stacks sent inline after a stack-map collision.
     pub stack_inline: u64,
+    /// Events dropped: the CPU's scratch memory was taken by a preempted
+    /// program.
+    pub scratch_busy: u64,
+    /// recvmsg/recvmmsg calls with more fds than the kernel side reports.
+    pub recv_truncated: u64,
 }
 
 impl Losses {
     /// Events that never reached userspace.
     pub fn lost_events(&self) -> u64 {
-        self.ringbuf_full
+        self.ringbuf_full + self.scratch_busy
+    }
+
+    /// Events that never reached userspace, by reason (non-zero reasons
+    /// only).
+    pub fn lost(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        [("ringbuf_full", self.ringbuf_full), ("scratch_busy", self.scratch_busy)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Events sent with part of their data missing, by reason (non-zero
@@ -213,6 +268,7 @@ impl Losses {
             ("read_failed", self.read_failed),
             ("inflight_full", self.inflight_full),
             ("targets_full", self.targets_full),
+            ("recv_truncated", self.recv_truncated),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -280,6 +336,76 @@ pub struct Tracer {
     links: Links,
     stacks: Option<StackTraceMap<MapData>>,
     losses: Option<PerCpuArray<MapData, u64>>,
+    /// The kernel side's log records, with debug logging on; held for its
+    /// `Drop`, after the links are gone.
+    _logs: Option<EbpfLogs>,
+}
+
+/// Forwards the kernel side's aya-log records to fdtrace's log (stderr),
+/// from a thread of its own, until dropped.
+struct EbpfLogs {
+    /// An eventfd: written to stop the thread.
+    stop: std::os::fd::OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EbpfLogs {
+    /// Starts forwarding; `None` (with a warning) if the object has no log
+    /// ring or the thread cannot start: tracing goes on without them.
+    fn start(ebpf: &mut Ebpf) -> Option<EbpfLogs> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut logger = match aya_log::EbpfLogger::init(ebpf) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("the kernel side's debug logs are not shown: {e}");
+                return None;
+            }
+        };
+        // SAFETY: no pointers; the result is checked.
+        let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if stop < 0 {
+            warn!("the kernel side's debug logs are not shown: eventfd: {}", std::io::Error::last_os_error());
+            return None;
+        }
+        // SAFETY: a new fd that nothing else owns.
+        let stop = unsafe { OwnedFd::from_raw_fd(stop) };
+        let stop_fd = stop.as_raw_fd();
+        let thread = std::thread::Builder::new().name("ebpf-logs".into()).spawn(move || loop {
+            let mut fds = [
+                libc::pollfd { fd: logger.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: stop_fd, events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: two valid pollfds; the eventfd outlives the thread
+            // (Drop joins it before closing the fd).
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            logger.flush();
+            if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+            if fds[1].revents != 0 {
+                break;
+            }
+        });
+        match thread {
+            Ok(t) => Some(EbpfLogs { stop, thread: Some(t) }),
+            Err(e) => {
+                warn!("the kernel side's debug logs are not shown: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for EbpfLogs {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a local to our eventfd.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&raw const one).cast(), 8) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Follows a Go program's goroutines back to the code that started them:
@@ -304,9 +430,10 @@ fn attach_go(
         map.insert(tgid, info, 0).map_err(|e| GoError::Unsupported(e.to_string()))?;
     }
     let pid = std::num::NonZeroU32::new(tgid).ok_or(GoError::Unsupported("pid 0".into()))?;
-    let mut hooks = vec![(programs::GO_NEWPROC, crate::golang::NEWPROC)];
+    let [newproc, dial] = GO_HOOKS;
+    let mut hooks = vec![newproc];
     if go.has_dial_conn_for {
-        hooks.push((programs::GO_DIAL_CONN_FOR, crate::golang::DIAL_CONN_FOR));
+        hooks.push(dial);
     }
     for (program, function) in hooks {
         let attach = |why: String| GoError::Attach { function, why };
@@ -325,6 +452,12 @@ fn attach_go(
     }
     Ok(())
 }
+
+/// The uprobes in Go programs: (program, function).
+const GO_HOOKS: [(&str, &str); 2] = [
+    (programs::GO_NEWPROC, crate::golang::NEWPROC),
+    (programs::GO_DIAL_CONN_FOR, crate::golang::DIAL_CONN_FOR),
+];
 
 /// What following a Go program's goroutines needs, and whether it worked.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -372,13 +505,15 @@ impl Tracer {
 
         // One parse of the kernel's BTF serves the loader and fentry.
         let aya_btf = aya::Btf::from_sys_fs().ok();
-        let mut ebpf = EbpfLoader::new()
-            .btf(aya_btf.as_ref())
-            .override_global(CONFIG_GLOBAL, &config, true)
+        let level = ebpf_log_level();
+        let mut ebpf = loader(aya_btf.as_ref(), &config, &level)
             .map_max_entries(EVENTS_MAP, opts.ringbuf_size)
             .map_max_entries(STACKS_MAP, opts.stack_entries)
             .load(EBPF_OBJECT)
             .map_err(Error::Object)?;
+        // Before any program is loaded: the programs refer to the log ring,
+        // which the logger takes out of `ebpf` and keeps open.
+        let logs = if level > 0 { EbpfLogs::start(&mut ebpf) } else { None };
 
         {
             let map = ebpf.map_mut(TARGETS_MAP).ok_or_else(|| Error::BadObject(TARGETS_MAP.into()))?;
@@ -435,6 +570,12 @@ impl Tracer {
             map.set(0, runtime, 0).map_err(|source| Error::Map { map: RUNTIME_MAP, source })?;
         }
         let mut covered = std::collections::HashSet::new();
+        let receive = receive_hooks();
+        if plan.hooked(function::INSTALL.name).is_some() {
+            // fd_install reports received fds: their syscalls' hooks would
+            // only see them again.
+            covered.extend(receive.iter().map(String::as_str));
+        }
         if let Some((_, cand)) = plan.hooked(function::CLOSE.name) {
             covered.insert("sys_enter_close");
             if cand.covers_close_range {
@@ -451,7 +592,7 @@ impl Tracer {
             let reasons: Vec<String> = plan.skipped.iter().map(|(h, w)| format!("  {h}: {w}")).collect();
             return Err(Error::NothingAttached(reasons.join("\n")));
         }
-        Ok((Tracer { ebpf, plan, links, stacks, losses }, ring))
+        Ok((Tracer { ebpf, plan, links, stacks, losses, _logs: logs }, ring))
     }
 
     /// Probes the kernel without tracing anything: what each tier can do
@@ -507,10 +648,10 @@ impl Tracer {
         };
         let aya_btf = aya::Btf::from_sys_fs().ok();
         let mut prober = function::Prober::new(&tracefs.root);
+        // The programs as `start` would load them (logging on or off).
+        let level = ebpf_log_level();
         let load = || {
-            EbpfLoader::new()
-                .btf(aya_btf.as_ref())
-                .override_global(CONFIG_GLOBAL, &config, true)
+            loader(aya_btf.as_ref(), &config, &level)
                 .map_max_entries(EVENTS_MAP, 1 << 16)
                 .map_max_entries(STACKS_MAP, 16)
                 .load(EBPF_OBJECT)
@@ -537,7 +678,14 @@ impl Tracer {
                             }
                             None => Err(function::summarize(&out.failures)),
                         };
-                        drop(Tracer { ebpf, plan: Plan::default(), links, stacks: None, losses: None });
+                        drop(Tracer {
+                            ebpf,
+                            plan: Plan::default(),
+                            links,
+                            stacks: None,
+                            losses: None,
+                            _logs: None,
+                        });
                         result
                     }
                 };
@@ -570,6 +718,8 @@ impl Tracer {
             read_failed: sum(Loss::ReadFailed),
             targets_full: sum(Loss::TargetsFull),
             stack_inline: sum(Loss::StackInline),
+            scratch_busy: sum(Loss::ScratchBusy),
+            recv_truncated: sum(Loss::RecvTruncated),
         }
     }
 
@@ -618,5 +768,137 @@ impl Drop for Tracer {
                 s.spawn(move || drop(batch));
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
+
+    use super::*;
+
+    /// Every program the loader may ask for, with the section (program
+    /// type) it must be in: the syscall tracepoints on both kinds of
+    /// kernels (registers readable at exit or not), every candidate of
+    /// every function family on both function tiers, the lifecycle
+    /// tracepoints and the Go uprobes.
+    fn programs_asked_for() -> BTreeMap<String, &'static str> {
+        let mut want = BTreeMap::new();
+        for sc in Syscall::ALL {
+            for regs_at_exit in [true, false] {
+                for &phase in tracepoint::phases(sc, regs_at_exit) {
+                    // The layout the programs read: what the loader checks
+                    // tracefs against.
+                    let format = expected_format(sc, phase);
+                    let program = tracepoint::program_for(sc, phase, &format)
+                        .unwrap_or_else(|e| panic!("{phase} of {sc:?}: {e}"));
+                    want.insert(program, "tracepoint");
+                }
+            }
+        }
+        for family in function::FAMILIES {
+            for cand in family.candidates {
+                for (tier, section) in [(Tier::Fentry, "fentry"), (Tier::Kprobe, "kprobe")] {
+                    want.insert(cand.program(tier).expect("a function tier").to_string(), section);
+                }
+            }
+        }
+        for (program, _, _) in tracepoint::LIFECYCLE {
+            want.insert(program.to_string(), "tracepoint");
+        }
+        want.insert(programs::PROCESS_FORK.to_string(), "raw_tp");
+        for (program, _) in GO_HOOKS {
+            want.insert(program.to_string(), "uprobe");
+        }
+        want
+    }
+
+    /// A tracefs format with the layout fdtrace_common::tracepoint and the
+    /// syscall table describe.
+    fn expected_format(sc: Syscall, phase: &str) -> tracefs::Format {
+        use fdtrace_common::tracepoint::{sys_enter, sys_exit};
+        let line = |f: &str, off: u32, size: u32| {
+            format!("\tfield:long {f};\toffset:{off};\tsize:{size};\tsigned:0;\n")
+        };
+        let mut text = line(sys_enter::NR.name, sys_enter::NR.offset, sys_enter::NR.size);
+        if phase == "enter" {
+            for i in 0..sc.arity() {
+                text += &line(&format!("arg{i}"), sys_enter::arg(i), sys_enter::ARG_SIZE);
+            }
+        } else {
+            text += &line(sys_exit::RET.name, sys_exit::RET.offset, sys_exit::RET.size);
+        }
+        tracefs::Format::parse(&text)
+    }
+
+    /// The programs in the built object, by name, with their section (the
+    /// part before any '/').
+    fn programs_in_object() -> BTreeMap<String, String> {
+        let obj = object::File::parse(EBPF_OBJECT).expect("the embedded eBPF object parses as ELF");
+        obj.symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.is_global())
+            .filter_map(|s| {
+                let section = obj.section_by_index(s.section_index()?).ok()?;
+                let section = section.name().ok()?.split('/').next()?.to_string();
+                Some((s.name().ok()?.to_string(), section))
+            })
+            .filter(|(_, section)| {
+                ["tracepoint", "raw_tp", "fentry", "kprobe", "uprobe"].contains(&section.as_str())
+            })
+            .collect()
+    }
+
+    /// Needs no root: a syscall in the table without its program, or a
+    /// program renamed on one side only, fails here rather than as a
+    /// "skipped" warning at run time.
+    #[test]
+    fn object_has_every_program_the_loader_asks_for() {
+        let have = programs_in_object();
+        let want = programs_asked_for();
+        for (program, section) in &want {
+            match have.get(program) {
+                Some(got) => {
+                    assert_eq!(got, section, "{program} is a {got} program, the loader loads it as {section}")
+                }
+                None => panic!(
+                    "the eBPF object has no program {program} (a {section} program the loader asks for)"
+                ),
+            }
+        }
+        // And nothing in the object is never asked for.
+        let unused: BTreeSet<_> = have.keys().filter(|p| !want.contains_key(*p)).collect();
+        assert!(unused.is_empty(), "programs in the object the loader never loads: {unused:?}");
+    }
+
+    #[test]
+    fn received_fds_hooks_are_those_of_the_receiving_syscalls() {
+        assert_eq!(
+            receive_hooks(),
+            ["sys_enter_recvmsg", "sys_exit_recvmsg", "sys_enter_recvmmsg", "sys_exit_recvmmsg"]
+        );
+    }
+
+    #[test]
+    fn the_kernel_sides_log_level_is_zero_unless_debug_logging_is_on() {
+        // The test binary installs no logger: the level filter is Off.
+        assert_eq!(ebpf_log_level(), 0);
+    }
+
+    /// The user-memory layouts the kernel side reads (LP64), against libc.
+    #[test]
+    fn received_fds_layouts_match_libc() {
+        use fdtrace_common::syscall::consts::*;
+        assert_eq!(std::mem::offset_of!(libc::msghdr, msg_control) as u64, MSGHDR_CONTROL_OFF);
+        assert_eq!(std::mem::offset_of!(libc::msghdr, msg_controllen) as u64, MSGHDR_CONTROLLEN_OFF);
+        assert_eq!(size_of::<libc::mmsghdr>() as u64, MMSGHDR_SIZE);
+        assert_eq!(size_of::<libc::cmsghdr>() as u64, CMSGHDR_SIZE);
+        // SAFETY: CMSG_LEN is arithmetic.
+        assert_eq!(u64::from(unsafe { libc::CMSG_LEN(0) }), CMSGHDR_SIZE);
+        assert_eq!(
+            (MSG_CMSG_CLOEXEC, SOL_SOCKET, SCM_RIGHTS),
+            (libc::MSG_CMSG_CLOEXEC as u64, libc::SOL_SOCKET, libc::SCM_RIGHTS)
+        );
     }
 }

@@ -6,18 +6,19 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
     Ebpf,
 };
-use fdtrace_common::{programs, syscall::Role, Config, Syscall};
+use fdtrace_common::{
+    programs,
+    syscall::{Entry, Exit},
+    tracepoint::{self as layout, inet_sock_set_state, sys_enter, sys_exit},
+    Config, Syscall,
+};
 
 use super::{
+    arch,
     preflight::Kernel,
     tracefs::{Format, Tracefs},
     Error, Links, Plan,
 };
-
-/// The layout the kernel programs assume (see `fdtrace-ebpf/src/syscalls.rs`).
-const NR_OFF: u32 = 8;
-const ARGS_OFF: u32 = 16;
-const RET_OFF: u32 = 16;
 
 /// Offsets the lifecycle programs need, from BTF and tracepoint formats.
 pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Error> {
@@ -68,11 +69,9 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
         config.skc_state_off = opt("sock_common", "skc_state");
         config.fdtable_close_on_exec_off = opt("fdtable", "close_on_exec");
     }
-    // x86_64 kernel stacks are 16 KiB (32 KiB with KASAN, which the kernel
-    // side detects: the registers it finds then fail its segment check).
     if !kernel.has_task_pt_regs {
         config.task_stack_off = opt("task_struct", "stack");
-        config.thread_size = 16 << 10;
+        config.thread_size = arch::THREAD_SIZE;
     }
     if let Some(exec) = tracefs.format("sched", "sched_process_exec") {
         config.exec_filename_loc_off = exec.get("filename").map_or(0, |f| f.offset);
@@ -86,71 +85,65 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
     Ok(config)
 }
 
+/// Checks that a record has `field` where the programs read it
+/// (`fdtrace_common::tracepoint`).
+fn has(f: &Format, field: layout::Field) -> Result<(), String> {
+    match f.get(field.name) {
+        Some(got) if got.offset == field.offset && got.size == field.size => Ok(()),
+        Some(got) => Err(format!(
+            "{} at offset {} size {} (expected {}, {})",
+            field.name, got.offset, got.size, field.offset, field.size
+        )),
+        None => Err(format!("no {} field", field.name)),
+    }
+}
+
 /// Checks a `sys_enter_*` record has the layout the programs read, and
 /// returns its number of arguments.
 fn enter_arity(f: &Format) -> Result<usize, String> {
-    let nr = f.get("__syscall_nr").ok_or("no __syscall_nr field")?;
-    if nr.offset != NR_OFF {
-        return Err(format!("__syscall_nr at offset {} (expected {NR_OFF})", nr.offset));
-    }
+    has(f, sys_enter::NR)?;
     let mut args: Vec<_> = f
         .fields
         .iter()
-        .filter(|(name, _)| !name.starts_with("common_") && *name != "__syscall_nr")
+        .filter(|(name, _)| !name.starts_with("common_") && *name != sys_enter::NR.name)
         .map(|(_, field)| *field)
         .collect();
     args.sort_by_key(|a| a.offset);
     for (i, a) in args.iter().enumerate() {
-        if a.offset != ARGS_OFF + 8 * i as u32 || a.size != 8 {
+        if a.offset != sys_enter::arg(i) || a.size != sys_enter::ARG_SIZE {
             return Err(format!(
-                "argument {i} at offset {} size {} (expected {} size 8)",
+                "argument {i} at offset {} size {} (expected {} size {})",
                 a.offset,
                 a.size,
-                ARGS_OFF + 8 * i as u32
+                sys_enter::arg(i),
+                sys_enter::ARG_SIZE
             ));
         }
-    }
-    if args.len() >= programs::SYS_ENTER.len() {
-        return Err(format!("{} arguments", args.len()));
     }
     Ok(args.len())
 }
 
 /// The `inet_sock_set_state` offsets `fdtrace-ebpf/src/tcp.rs` reads.
 fn set_state_layout_ok(f: &Format) -> Result<(), String> {
-    let want = [
-        ("skaddr", 8, 8),
-        ("oldstate", 16, 4),
-        ("newstate", 20, 4),
-        ("sport", 24, 2),
-        ("dport", 26, 2),
-        ("family", 28, 2),
-        ("protocol", 30, 2),
-        ("saddr", 32, 4),
-        ("daddr", 36, 4),
-        ("saddr_v6", 40, 16),
-        ("daddr_v6", 56, 16),
-    ];
-    for (name, offset, size) in want {
-        match f.get(name) {
-            Some(field) if field.offset == offset && field.size == size => {}
-            Some(field) => {
-                return Err(format!(
-                    "{name} at offset {} size {} (expected {offset}, {size})",
-                    field.offset, field.size
-                ))
-            }
-            None => return Err(format!("no {name} field")),
-        }
-    }
-    Ok(())
+    inet_sock_set_state::ALL.iter().try_for_each(|&field| has(f, field))
 }
 
 fn exit_layout_ok(f: &Format) -> Result<(), String> {
-    match (f.get("__syscall_nr"), f.get("ret")) {
-        (Some(nr), Some(ret)) if nr.offset == NR_OFF && ret.offset == RET_OFF && ret.size == 8 => Ok(()),
-        _ => Err("unexpected sys_exit record layout".into()),
+    has(f, sys_exit::NR).and_then(|()| has(f, sys_exit::RET))
+}
+
+/// The stashing entry program of `sc`: the one for its arity in the
+/// syscall table, which must also be the arity of this kernel's record
+/// (the kernel refuses a program that reads past the record's end).
+fn stash_program(sc: Syscall, f: &Format) -> Result<&'static str, String> {
+    let n = enter_arity(f)?;
+    if n != sc.arity() {
+        return Err(format!(
+            "{n} arguments, but fdtrace's syscall table says {} (fdtrace-common/src/syscall.rs)",
+            sc.arity()
+        ));
     }
+    programs::SYS_ENTER.get(n).copied().ok_or_else(|| format!("{n} arguments"))
 }
 
 /// Loads and attaches the tracepoint tier. Failures are recorded in `plan`
@@ -179,21 +172,41 @@ fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePo
     Ok(prog)
 }
 
-/// Which of a syscall's tracepoints are needed. Removals are reported at
-/// entry (see `fdtrace-ebpf/src/syscalls.rs` on ordering); everything else
-/// at exit. Without the user registers at exit (before Linux 5.15), the
-/// entry also stashes the arguments, and handles fcntl's and ioctl's
-/// close-on-exec changes.
+/// Which of a syscall's tracepoints are needed, from its row in the
+/// syscall table. Removals are reported at entry (see
+/// `fdtrace-ebpf/src/syscalls.rs` on ordering); everything else at exit.
+/// Without the user registers at exit (before Linux 5.15), the entry also
+/// stashes the arguments, and handles fcntl's and ioctl's close-on-exec
+/// changes.
 pub fn phases(sc: Syscall, regs_at_exit: bool) -> &'static [&'static str] {
-    match (sc.role(), sc, regs_at_exit) {
-        (Role::Installs, _, _) => &[],
-        // close_range's marking form (CLOSE_RANGE_CLOEXEC) is reported at
-        // exit, when it succeeded.
-        (Role::Removes, Syscall::CloseRange, _) => &["enter", "exit"],
-        (Role::Removes, _, _) => &["enter"],
-        (_, Syscall::Ioctl, false) => &["enter"],
-        (_, _, true) => &["exit"],
-        (_, _, false) => &["enter", "exit"],
+    let enter = match sc.entry() {
+        Entry::None => false,
+        Entry::Own => true,
+        Entry::Stash => !regs_at_exit,
+    };
+    let exit = match sc.exit() {
+        Exit::None => false,
+        Exit::Generated | Exit::Own => true,
+        Exit::GeneratedWithRegs => regs_at_exit,
+    };
+    match (enter, exit) {
+        (true, true) => &["enter", "exit"],
+        (true, false) => &["enter"],
+        (false, true) => &["exit"],
+        (false, false) => &[],
+    }
+}
+
+/// The program that serves `phase` of `sc`, given the tracepoint's format
+/// (checked against the layout the program reads). Every name this can
+/// return is in the object: `object_has_every_program_the_loader_asks_for`
+/// (attach/mod.rs) checks it.
+pub fn program_for(sc: Syscall, phase: &str, format: &Format) -> Result<String, String> {
+    let name = format!("sys_{phase}_{}", sc.name());
+    match (phase, sc.entry()) {
+        ("enter", Entry::Own) => enter_arity(format).map(|_| name),
+        ("enter", _) => stash_program(sc, format).map(str::to_string),
+        _ => exit_layout_ok(format).map(|()| name),
     }
 }
 
@@ -220,12 +233,7 @@ fn attach_syscalls(
             };
             // Programs are named like their tracepoints, but for the
             // argument-stashing entries, which are shared by arity.
-            let program = match (phase, sc.role()) {
-                ("enter", Role::Removes) => enter_arity(&format).map(|_| name.clone()),
-                ("enter", _) => enter_arity(&format).map(|n| programs::SYS_ENTER[n].to_string()),
-                _ => exit_layout_ok(&format).map(|()| name.clone()),
-            };
-            let program = match program {
+            let program = match program_for(sc, phase, &format) {
                 Ok(p) => p,
                 Err(why) => {
                     plan.skipped.push((hook, why));
@@ -251,6 +259,14 @@ fn attach_syscalls(
     }
 }
 
+/// The lifecycle and TCP-state tracepoints: (program, category, name).
+/// `sched_process_fork` is a raw tracepoint ([`programs::PROCESS_FORK`]).
+pub const LIFECYCLE: [(&str, &str, &str); 3] = [
+    (programs::PROCESS_EXEC, "sched", "sched_process_exec"),
+    (programs::PROCESS_EXIT, "sched", "sched_process_exit"),
+    (programs::SOCK_SET_STATE, "sock", "inet_sock_set_state"),
+];
+
 fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: &mut Links) {
     // fork: a raw tracepoint, for the child's task_struct.
     let fork = (|| -> Result<_, String> {
@@ -269,11 +285,7 @@ fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: 
         }
         Err(why) => plan.skipped.push(("raw_tp:sched_process_fork".into(), why)),
     }
-    for (program, category, name) in [
-        (programs::PROCESS_EXEC, "sched", "sched_process_exec"),
-        (programs::PROCESS_EXIT, "sched", "sched_process_exit"),
-        (programs::SOCK_SET_STATE, "sock", "inet_sock_set_state"),
-    ] {
+    for (program, category, name) in LIFECYCLE {
         let hook = format!("{category}:{name}");
         if name == "inet_sock_set_state" {
             let layout = tracefs
@@ -314,12 +326,49 @@ mod tests {
         assert_eq!(phases(Syscall::Ioctl, true), ["exit"]);
         assert_eq!(phases(Syscall::Ioctl, false), ["enter"]);
         assert_eq!(phases(Syscall::Fcntl, false), ["enter", "exit"]);
+        // fds received over SCM_RIGHTS: read back at exit.
+        assert_eq!(phases(Syscall::Recvmsg, true), ["exit"]);
+        assert_eq!(phases(Syscall::Recvmmsg, false), ["enter", "exit"]);
+        // Only fd_install sees these.
+        assert!(phases(Syscall::IoUringEnter, true).is_empty() && phases(Syscall::Other, false).is_empty());
+    }
+
+    /// The table's arities are those of this kernel's tracepoints (the VM
+    /// matrix checks older kernels: a mismatch skips the hook there).
+    #[test]
+    fn the_syscall_tables_arities_match_this_kernels_tracepoints() {
+        let Some(root) = Tracefs::locate() else {
+            let why = "tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)";
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true" && v != "1"),
+                "{why}; CI=true: a failure"
+            );
+            eprintln!("SKIPPED the_syscall_tables_arities_match_this_kernels_tracepoints: {why}");
+            return;
+        };
+        let tracefs = Tracefs { root, mounted_now: false };
+        let mut checked = 0;
+        for sc in Syscall::ALL.into_iter().filter(|sc| sc.entry() != Entry::None) {
+            let name = format!("sys_enter_{}", sc.name());
+            // memfd_secret needs CONFIG_SECRETMEM; readable formats need root.
+            let Some(format) = tracefs.format("syscalls", &name) else { continue };
+            assert_eq!(enter_arity(&format), Ok(sc.arity()), "{name}");
+            checked += 1;
+        }
+        if checked == 0 {
+            eprintln!("SKIPPED the_syscall_tables_arities_match_this_kernels_tracepoints: no readable syscall formats (not root?)");
+        }
     }
 
     #[test]
     fn syscall_layouts_are_checked() {
         let enter = Format::parse("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int family;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:int type;\toffset:24;\tsize:8;\tsigned:0;\n");
         assert_eq!(enter_arity(&enter), Ok(2));
+        // The stashing program is picked by the table's arity, which the
+        // format must agree with.
+        assert_eq!(program_for(Syscall::Listen, "enter", &enter), Ok("sys_enter_2".into()));
+        assert!(program_for(Syscall::Socket, "enter", &enter).unwrap_err().contains("table says 3"));
+        assert!(program_for(Syscall::Pipe2, "exit", &Format::default()).is_err());
         let shifted = Format::parse("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int family;\toffset:12;\tsize:4;\tsigned:0;\n");
         assert!(enter_arity(&shifted).is_err());
         let exit = Format::parse("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n");

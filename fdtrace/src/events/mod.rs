@@ -16,7 +16,7 @@ use std::{fmt, net::SocketAddr};
 
 pub use assemble::StackTable;
 pub use decode::{decode, DecodeError, Record};
-pub use fdtrace_common::{SockOp, Syscall};
+pub use fdtrace_common::{FdKind, SockOp, Syscall};
 pub use source::Source;
 
 /// One thing that happened in a traced process.
@@ -186,46 +186,23 @@ pub struct Open {
 }
 
 impl Open {
-    /// What kind of fd this syscall creates. `None` for the dup family,
-    /// whose kind is that of the source fd.
+    /// What kind of fd this syscall creates (the syscall table's
+    /// [`NewFd`](fdtrace_common::syscall::NewFd)). `None` for the dup
+    /// family, whose kind is that of the source fd.
     pub fn kind(&self) -> Option<FdKind> {
-        Some(match self.syscall {
-            // Received or installed by io_uring: the inode says.
-            Syscall::Recvmsg | Syscall::Recvmmsg | Syscall::IoUringEnter | Syscall::Other => {
-                return self.kind_hint.or(Some(FdKind::Other))
-            }
-            Syscall::Socket | Syscall::Socketpair | Syscall::Accept | Syscall::Accept4 => FdKind::Socket,
-            Syscall::Open | Syscall::Openat | Syscall::Openat2 | Syscall::Creat | Syscall::OpenByHandleAt => {
-                FdKind::File
-            }
-            Syscall::MemfdCreate | Syscall::MemfdSecret => FdKind::Memfd,
-            Syscall::Pipe | Syscall::Pipe2 => FdKind::Pipe,
-            Syscall::Eventfd | Syscall::Eventfd2 => FdKind::Eventfd,
-            Syscall::EpollCreate | Syscall::EpollCreate1 => FdKind::Epoll,
-            Syscall::TimerfdCreate => FdKind::Timerfd,
-            Syscall::Signalfd | Syscall::Signalfd4 => FdKind::Signalfd,
-            Syscall::InotifyInit | Syscall::InotifyInit1 => FdKind::Inotify,
-            Syscall::FanotifyInit => FdKind::Fanotify,
-            Syscall::PidfdOpen => FdKind::Pidfd,
-            Syscall::Userfaultfd => FdKind::Userfaultfd,
-            Syscall::PerfEventOpen => FdKind::PerfEvent,
-            Syscall::IoUringSetup => FdKind::IoUring,
-            // pidfd_getfd takes an fd from another process: kind unknown here.
-            Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Fcntl => return None,
-            // From another process: only the inode can tell.
-            Syscall::PidfdGetfd => return self.kind_hint,
-            Syscall::Connect
-            | Syscall::Bind
-            | Syscall::Listen
-            | Syscall::Ioctl
-            | Syscall::Close
-            | Syscall::CloseRange => return None,
-        })
+        use fdtrace_common::syscall::NewFd;
+        match self.syscall.new_fd() {
+            NewFd::Of(kind) => Some(kind),
+            // Received, taken from another process, installed by io_uring:
+            // the inode says.
+            NewFd::FromInode { fallback } => self.kind_hint.or(fallback),
+            NewFd::CopyOfSource | NewFd::None => None,
+        }
     }
 
     /// Whether this is a dup-like call (new fd shares the source's file).
     pub fn is_dup(&self) -> bool {
-        matches!(self.syscall, Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Fcntl)
+        self.syscall.new_fd() == fdtrace_common::syscall::NewFd::CopyOfSource
     }
 }
 
@@ -332,78 +309,6 @@ pub struct SockCall {
     pub local: Option<Addr>,
     pub remote: Option<Addr>,
     pub sk: Option<u64>,
-}
-
-/// What an fd refers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FdKind {
-    Socket,
-    File,
-    Pipe,
-    Memfd,
-    Eventfd,
-    Epoll,
-    Timerfd,
-    Signalfd,
-    Inotify,
-    Fanotify,
-    Pidfd,
-    Userfaultfd,
-    PerfEvent,
-    IoUring,
-    /// Some other anonymous inode, or not known.
-    Other,
-}
-
-impl FdKind {
-    pub const ALL: [FdKind; 15] = [
-        FdKind::Socket,
-        FdKind::File,
-        FdKind::Pipe,
-        FdKind::Memfd,
-        FdKind::Eventfd,
-        FdKind::Epoll,
-        FdKind::Timerfd,
-        FdKind::Signalfd,
-        FdKind::Inotify,
-        FdKind::Fanotify,
-        FdKind::Pidfd,
-        FdKind::Userfaultfd,
-        FdKind::PerfEvent,
-        FdKind::IoUring,
-        FdKind::Other,
-    ];
-
-    /// The kind [`FdKind::name`] names.
-    pub fn from_name(name: &str) -> Option<FdKind> {
-        FdKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FdKind::Socket => "socket",
-            FdKind::File => "file",
-            FdKind::Pipe => "pipe",
-            FdKind::Memfd => "memfd",
-            FdKind::Eventfd => "eventfd",
-            FdKind::Epoll => "epoll",
-            FdKind::Timerfd => "timerfd",
-            FdKind::Signalfd => "signalfd",
-            FdKind::Inotify => "inotify",
-            FdKind::Fanotify => "fanotify",
-            FdKind::Pidfd => "pidfd",
-            FdKind::Userfaultfd => "userfaultfd",
-            FdKind::PerfEvent => "perf_event",
-            FdKind::IoUring => "io_uring",
-            FdKind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for FdKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// A thread's `comm`.

@@ -20,12 +20,11 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
+use fdtrace_common::syscall::consts::{CLOSE_RANGE_CLOEXEC, EINPROGRESS};
+
 pub use entry::{CloseCause, FdDesc, FdEntry, Origin, Site};
 
 use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, Syscall};
-
-/// `CLOSE_RANGE_CLOEXEC`: mark instead of close.
-const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 
 /// What applying an event changed.
 #[derive(Clone, Debug, PartialEq)]
@@ -274,7 +273,6 @@ impl Ledger {
     fn sock_call(&mut self, table: TableId, call: &SockCall) {
         // Failed calls change nothing; a non-blocking connect in progress
         // already has its peer.
-        const EINPROGRESS: i64 = 115;
         if call.ret < 0 && !(call.op == SockOp::Connect && call.ret == -EINPROGRESS) {
             return;
         }

@@ -529,3 +529,91 @@ fn a_correct_ledger_reconciles_to_zero() {
     assert_eq!(l.reconcile(PID, 100, &[4], 90, |_| None, &mut fx), (0, 0));
     assert!(fx.is_empty());
 }
+
+/// An fd received over SCM_RIGHTS, as recvmsg's exit (tracepoint tier) or
+/// fd_install (function tiers) reports it: the inode's kind, the kernel's
+/// socket and addresses, the receiving call's stack.
+fn received(syscall: Syscall, fd: i32, hint: Option<FdKind>, cloexec: bool) -> Body {
+    Body::Open(Open { kind_hint: hint, cloexec, ..open(syscall, fd) })
+}
+
+#[test]
+fn received_fds_are_open_with_the_receivers_stack_and_the_kind_their_inode_says() {
+    // Given a process with nothing open
+    let mut l = given_empty();
+    // When one recvmsg receives a socket, a pipe and a file of no known
+    // inode kind, and a recvmmsg two more
+    let local = Addr::Inet("127.0.0.1:8080".parse().unwrap());
+    let sock = Body::Open(Open {
+        sk: Some(0xd0),
+        local: Some(local.clone()),
+        kind_hint: Some(FdKind::Socket),
+        ..open(Syscall::Recvmsg, 5)
+    });
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, sock),
+            ev(1, PID, received(Syscall::Recvmsg, 6, Some(FdKind::Pipe), false)),
+            ev(1, PID, received(Syscall::Recvmsg, 7, None, false)),
+            ev(2, PID, received(Syscall::Recvmmsg, 8, Some(FdKind::File), false)),
+            ev(2, PID, received(Syscall::Recvmmsg, 9, Some(FdKind::Other), false)),
+        ],
+    );
+    // Then all five are open, from the receiving calls, with their stack
+    assert_eq!(open_fds(&l, PID), vec![5, 6, 7, 8, 9]);
+    let kinds: Vec<FdKind> = l.open_fds(PID).map(|e| e.kind).collect();
+    assert_eq!(kinds, [FdKind::Socket, FdKind::Pipe, FdKind::Other, FdKind::File, FdKind::Other]);
+    for e in l.open_fds(PID) {
+        let want = if e.fd < 8 { Syscall::Recvmsg } else { Syscall::Recvmmsg };
+        assert_eq!((e.origin, e.stack), (Origin::Syscall(want), Some(stack(1))), "fd {}", e.fd);
+    }
+    // And the socket has the kernel's address and is indexed by its sk
+    let five = &l.entry(PID, 5).unwrap().desc;
+    assert_eq!((five.sk, five.local.clone(), five.sock), (Some(0xd0), Some(local), None));
+    assert_eq!(l.stack_counts()[&(PID, Site { stack: stack(1), spawn: None })].opened, 5);
+}
+
+#[test]
+fn a_received_socket_follows_its_state_changes() {
+    // Given a socket received over SCM_RIGHTS
+    let mut l = given_empty();
+    let sock =
+        Body::Open(Open { sk: Some(0xe0), kind_hint: Some(FdKind::Socket), ..open(Syscall::Recvmsg, 4) });
+    apply(&mut l, &[ev(1, PID, sock)]);
+    // When its peer closes (a state change known only by its sk)
+    apply(&mut l, &[ev(2, PID, state_change(0xe0, None, TcpState::CloseWait))]);
+    // Then the received fd shows it
+    assert_eq!(l.entry(PID, 4).unwrap().desc.state, Some(TcpState::CloseWait));
+}
+
+#[test]
+fn fds_received_with_msg_cmsg_cloexec_close_at_exec() {
+    // Given one fd received with MSG_CMSG_CLOEXEC and one without
+    let mut l = given_empty();
+    apply(
+        &mut l,
+        &[
+            ev(1, PID, received(Syscall::Recvmsg, 5, Some(FdKind::File), true)),
+            ev(1, PID, received(Syscall::Recvmmsg, 6, Some(FdKind::File), false)),
+        ],
+    );
+    // When the process execs
+    let fx = apply(&mut l, &[ev(2, PID, Body::Exec { filename: "/bin/true".into(), old_tid: PID })]);
+    // Then only the close-on-exec one is gone
+    assert_eq!(closes(&fx), vec![(5, CloseCause::Exec)]);
+    assert_eq!(open_fds(&l, PID), vec![6]);
+}
+
+#[test]
+fn a_received_fd_on_a_number_still_held_replaces_it_and_counts_a_missed_close() {
+    // Given fd 5 open
+    let mut l = given_empty();
+    apply(&mut l, &[ev(1, PID, file(5, false))]);
+    // When an fd arrives on number 5 (the kernel only hands out free
+    // numbers: its close was missed)
+    let fx = apply(&mut l, &[ev(2, PID, received(Syscall::Recvmsg, 5, Some(FdKind::Pipe), false))]);
+    // Then the old lifetime ends and the received one begins
+    assert_eq!(closes(&fx), vec![(5, CloseCause::Replaced)]);
+    assert_eq!((l.entry(PID, 5).unwrap().kind, l.overwritten), (FdKind::Pipe, 1));
+}

@@ -37,8 +37,13 @@ pub struct SessionInfo {
 pub struct Stats {
     /// Records received from the kernel.
     pub events: u64,
-    /// Events the kernel dropped: the ring buffer was full.
+    /// Events the kernel dropped (see `lost_by_reason`).
     pub lost_events: u64,
+    /// Why, when known: "ringbuf_full" (raise `--ringbuf-size`),
+    /// "scratch_busy" (a program ran while another used the CPU's record
+    /// buffer); non-zero reasons only, and absent when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_by_reason: BTreeMap<String, u64>,
     /// Events sent without their stack.
     pub stacks_failed: u64,
     /// Events the kernel side could only send in part, by reason:
@@ -57,6 +62,26 @@ impl Stats {
     /// No events lost and the ledger agreed with `/proc`.
     pub fn complete(&self) -> bool {
         self.lost_events == 0 && self.missed_open == 0 && self.missed_close == 0
+    }
+
+    /// What the lost events say to do, e.g. "ring buffer full: raise
+    /// --ringbuf-size".
+    pub fn loss_remedy(&self) -> String {
+        let why: Vec<String> = self
+            .lost_by_reason
+            .iter()
+            .map(|(reason, n)| match reason.as_str() {
+                "ringbuf_full" => format!("{n} ring buffer full: raise --ringbuf-size"),
+                "scratch_busy" => format!("{n} nested kernel programs"),
+                other => format!("{n} {}", other.replace('_', " ")),
+            })
+            .collect();
+        match why.as_slice() {
+            [] => "raise --ringbuf-size".into(),
+            // One reason: the count is the total already shown.
+            [one] => one.split_once(' ').map_or(one.clone(), |(_, rest)| rest.to_string()),
+            many => many.join("; "),
+        }
     }
 }
 

@@ -560,3 +560,27 @@ fn colours_mark_the_evidence_only_when_asked() {
     let stripped = coloured.replace("\x1b[1;31m", "").replace("\x1b[33m", "").replace("\x1b[0m", "");
     assert_eq!(stripped, plain);
 }
+
+#[test]
+fn lost_events_say_why_and_what_to_do() {
+    let (l, s) = given(&[]);
+    let mut h = header(S);
+    // Given events lost to a full ring only, then also to nested programs
+    h.stats.lost_events = 3;
+    h.stats.lost_by_reason = [("ringbuf_full".to_string(), 3)].into_iter().collect();
+    let text = text::render(&build(&h, &opts(), &l, &s, &HashMap::new()));
+    assert!(text.contains("3 LOST (ring buffer full: raise --ringbuf-size)"), "{text}");
+    h.stats.lost_events = 5;
+    h.stats.lost_by_reason.insert("scratch_busy".into(), 2);
+    let text = text::render(&build(&h, &opts(), &l, &s, &HashMap::new()));
+    assert!(
+        text.contains("5 LOST (3 ring buffer full: raise --ringbuf-size; 2 nested kernel programs)"),
+        "{text}"
+    );
+    // and in JSON the reasons appear only when there are some.
+    let r = build(&h, &opts(), &l, &s, &HashMap::new());
+    assert_eq!(serde_json::to_value(&r).unwrap()["lost_by_reason"]["scratch_busy"], 2);
+    h.stats = Stats::default();
+    let r = build(&h, &opts(), &l, &s, &HashMap::new());
+    assert!(serde_json::to_value(&r).unwrap().get("lost_by_reason").is_none());
+}

@@ -61,7 +61,7 @@ pub fn render_with(r: &Report, p: Paint) -> String {
         r.tier
     );
     let lost = if r.stats.lost_events > 0 {
-        p.red(&format!("{} LOST (raise --ringbuf-size)", r.stats.lost_events))
+        p.red(&format!("{} LOST ({})", r.stats.lost_events, r.stats.loss_remedy()))
     } else {
         "0 lost".into()
     };

@@ -257,7 +257,7 @@ impl<'a> Session<'a> {
             "fdtrace: {} events, {} lost{}{}",
             source.records(),
             losses.lost_events(),
-            if losses.lost_events() > 0 { " (ring buffer full: raise --ringbuf-size)" } else { "" },
+            if losses.ringbuf_full > 0 { " (ring buffer full: raise --ringbuf-size)" } else { "" },
             if source.decode_errors > 0 {
                 format!(", {} undecodable", source.decode_errors)
             } else {
@@ -289,6 +289,7 @@ impl<'a> Session<'a> {
         Stats {
             events: self.source.records(),
             lost_events: losses.lost_events(),
+            lost_by_reason: losses.lost().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
             stacks_failed: losses.stack_failed,
             partial_events: losses.partial().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
             missed_open: self.missed.open,

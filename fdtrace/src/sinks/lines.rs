@@ -444,40 +444,8 @@ fn exit_status(code: u32) -> String {
 
 /// "EMFILE" for 24.
 pub fn errno_name(errno: i64) -> String {
-    let name = match errno {
-        1 => "EPERM",
-        2 => "ENOENT",
-        4 => "EINTR",
-        9 => "EBADF",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        13 => "EACCES",
-        14 => "EFAULT",
-        17 => "EEXIST",
-        20 => "ENOTDIR",
-        21 => "EISDIR",
-        22 => "EINVAL",
-        23 => "ENFILE",
-        24 => "EMFILE",
-        28 => "ENOSPC",
-        36 => "ENAMETOOLONG",
-        88 => "ENOTSOCK",
-        93 => "EPROTONOSUPPORT",
-        97 => "EAFNOSUPPORT",
-        98 => "EADDRINUSE",
-        99 => "EADDRNOTAVAIL",
-        101 => "ENETUNREACH",
-        103 => "ECONNABORTED",
-        104 => "ECONNRESET",
-        106 => "EISCONN",
-        110 => "ETIMEDOUT",
-        111 => "ECONNREFUSED",
-        113 => "EHOSTUNREACH",
-        114 => "EALREADY",
-        115 => "EINPROGRESS",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
+    fdtrace_common::syscall::consts::errno_name(errno)
+        .map_or_else(|| format!("errno {errno}"), str::to_string)
 }
 
 fn errno_text(errno: i64) -> String {
