@@ -1,6 +1,8 @@
 //! Helpers for workload programs (the traced side).
 use std::io::{BufRead, Write};
 
+use serde::{Deserialize, Serialize};
+
 /// Prints `ready <pid>` and blocks until a line arrives on stdin: the test
 /// attaches fdtrace in between.
 pub fn ready_then_wait() {
@@ -19,10 +21,29 @@ pub fn check(ret: i32, what: &str) -> i32 {
     ret
 }
 
-/// One operation the workload performed, and its result.
-#[derive(Debug, Default, Clone)]
+/// What a workload step did: the syscall, named as in fdtrace's event
+/// lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Socket,
+    Bind,
+    Listen,
+    Connect,
+    Accept4,
+    Openat,
+    Dup2,
+    Pipe2,
+    CloseRange,
+    Fork,
+    Close,
+}
+
+/// One operation the workload performed, and its result: one JSON line
+/// each (`scripted`), read back by the tests as this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
-    pub op: &'static str,
+    pub op: Op,
     pub fd: Option<i32>,
     pub fd2: Option<i32>,
     pub src: Option<i32>,
@@ -33,14 +54,17 @@ pub struct Step {
 }
 
 impl Step {
-    pub fn fd(op: &'static str, fd: i32) -> Step {
-        Step { op, fd: Some(fd), ..Step::default() }
+    fn new(op: Op) -> Step {
+        Step { op, fd: None, fd2: None, src: None, addr: None, path: None, child: None, range: None }
     }
-    pub fn range(op: &'static str, first: i32, last: i32) -> Step {
-        Step { op, range: Some((first, last)), ..Step::default() }
+    pub fn fd(op: Op, fd: i32) -> Step {
+        Step { fd: Some(fd), ..Step::new(op) }
     }
-    pub fn child(op: &'static str, pid: i32) -> Step {
-        Step { op, child: Some(pid), ..Step::default() }
+    pub fn range(op: Op, first: i32, last: i32) -> Step {
+        Step { range: Some((first, last)), ..Step::new(op) }
+    }
+    pub fn child(op: Op, pid: i32) -> Step {
+        Step { child: Some(pid), ..Step::new(op) }
     }
     pub fn fd2(mut self, fd: i32) -> Step {
         self.fd2 = Some(fd);
@@ -60,10 +84,52 @@ impl Step {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "op": self.op, "fd": self.fd, "fd2": self.fd2, "src": self.src, "addr": self.addr,
-            "path": self.path, "child": self.child, "range": self.range,
-        })
-        .to_string()
+        serde_json::to_string(self).expect("a Step is plain data: it serializes")
+    }
+}
+
+/// `loadgen`'s result, its last line (JSON): `ops` are loop iterations,
+/// `fd_events` the fd creations and closes they made (what a tracer of
+/// fds sees), in `secs` (rounded to ms), `rate` ops per second (rounded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadResult {
+    pub workload: String,
+    pub ops: u64,
+    pub fd_events: u64,
+    pub secs: f64,
+    pub rate: f64,
+}
+
+impl LoadResult {
+    /// The result of `ops` iterations making `fd_events` fd events in
+    /// `elapsed` seconds.
+    pub fn new(workload: &str, ops: u64, fd_events: u64, elapsed: f64) -> LoadResult {
+        LoadResult {
+            workload: workload.to_string(),
+            ops,
+            fd_events,
+            secs: (elapsed * 1e3).round() / 1e3,
+            rate: (ops as f64 / elapsed).round(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a LoadResult is plain data: it serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_and_results_read_back_as_written() {
+        let step = Step::fd(Op::Accept4, 5).src(3).addr("127.0.0.1:4000".into());
+        assert_eq!(serde_json::from_str::<Step>(&step.to_json()).unwrap(), step);
+        let range = Step::range(Op::CloseRange, 7, 8);
+        assert_eq!(serde_json::from_str::<Step>(&range.to_json()).unwrap(), range);
+        let result = LoadResult::new("open", 1000, 2000, 0.5004);
+        assert_eq!((result.secs, result.rate), (0.5, 1998.0));
+        assert_eq!(serde_json::from_str::<LoadResult>(&result.to_json()).unwrap(), result);
     }
 }
