@@ -352,7 +352,7 @@ impl Output {
             return Ok(Output::Text(line.to_string()));
         }
         let tagged: Tagged = serde_json::from_str(line).map_err(|e| {
-            format!("fdtrace printed a line that looks like JSON, without a \"type\" ({e}):\n  {line}")
+            format!("fdtrace printed a line that looks like JSON but is not an object with a \"type\" ({e}):\n  {line}")
         })?;
         match tagged.ty.as_str() {
             "report" => read_json(line).map(|r| Output::Report(Box::new(r))),
@@ -642,4 +642,48 @@ pub fn bpf_exists(kind: &str, id: u32) -> bool {
         .status()
         .expect("bpftool (install it: apt-get install bpftool, or run `cargo xtask setup`)")
         .success()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(name: &str) -> Vec<String> {
+        let path = workspace_root().join("fdtrace/src/golden").join(name);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn fdtraces_json_lines_read_as_reports_and_events_and_its_text_as_text() {
+        let reports = Output::read_all(&golden("reports.jsonl"), "reports.jsonl");
+        assert!(!reports.is_empty() && reports.iter().all(|o| o.report().is_some()), "{reports:#?}");
+        for name in ["events.jsonl", "events-by-state.jsonl", "events-filtered.jsonl"] {
+            let events = Output::read_all(&golden(name), name);
+            assert!(!events.is_empty() && events.iter().all(|o| o.event().is_some()), "{name}: {events:#?}");
+        }
+        for name in ["reports.txt", "events.txt"] {
+            let text = Output::read_all(&golden(name), name);
+            assert!(text.iter().all(|o| matches!(o, Output::Text(_))), "{name}: {text:#?}");
+        }
+    }
+
+    #[test]
+    fn a_json_line_that_does_not_read_is_an_error_with_the_line_and_why() {
+        let report = golden("reports.jsonl").remove(0);
+        let without_groups = report.replacen(r#""groups":"#, r#""grupos":"#, 1);
+        let err = Output::read(&without_groups).unwrap_err();
+        assert!(err.contains("not a Report") && err.contains("missing field `groups`"), "{err}");
+        assert!(err.contains(&without_groups), "{err}");
+
+        let err = Output::read(r#"{"type":"summary","events":3}"#).unwrap_err();
+        assert!(err.contains(r#"unknown "type" "summary""#), "{err}");
+        let err = Output::read(r#"{"skipped":"io_uring"}"#).unwrap_err();
+        assert!(err.contains(r#"not an object with a "type""#) && err.contains("io_uring"), "{err}");
+        let err = Output::read(r#"{"type":"event","#).unwrap_err();
+        assert!(err.contains("EOF"), "{err}");
+    }
 }
