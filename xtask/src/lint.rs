@@ -17,10 +17,10 @@ use anyhow::{bail, Context as _, Result};
 use crate::{ebpf_build, sh};
 
 /// The crates whose warnings fail the lint step (package names).
-pub const DENY_WARNINGS: &[&str] = &["xtask", "fdtrace-tests"];
+pub const DENY_WARNINGS: &[&str] = &["xtask", "fdtrace-tests", "fdtrace-workload"];
 
 /// The host crates (all but the eBPF one).
-const HOST_CRATES: &[&str] = &["fdtrace", "fdtrace-common", "xtask", "fdtrace-tests"];
+const HOST_CRATES: &[&str] = &["fdtrace", "fdtrace-common", "xtask", "fdtrace-tests", "fdtrace-workload"];
 const EBPF_CRATE: &str = "fdtrace-ebpf";
 
 pub fn run(ws: &Path) -> Result<()> {

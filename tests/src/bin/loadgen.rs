@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fdtrace_tests::workload::{ready_then_wait, LoadResult};
+use fdtrace_workload::{ready_then_wait, LoadResult};
 
 /// Loop iterations and fd events done, shared by the workload's threads.
 #[derive(Default)]

@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{ffi::CString, io::BufRead, mem};
 
-use fdtrace_tests::workload::{check, ready_then_wait, Op, Step};
+use fdtrace_workload::{check, ready_then_wait, Op, Step};
 
 fn main() {
     ready_then_wait();

@@ -1,4 +1,7 @@
-//! Helpers for workload programs (the traced side).
+//! The traced side of the integration tests: the protocol of the workload
+//! programs (`tests/src/bin/*`: `ready <pid>`, a line to go, JSON lines of
+//! what they did) and their helpers. The test side reads the same types
+//! (`fdtrace_tests::workload` is this crate).
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
