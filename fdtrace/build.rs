@@ -9,6 +9,10 @@
 //! (`FDTRACE_EBPF_MISSING`, read by `attach`). The build then watches where
 //! the missing pieces get installed, so the next build after installing
 //! them builds the real object.
+//!
+//! Without the `ebpf` feature (fdtrace as a library, as fdtrace-tests and
+//! the xtask link it) it embeds the stub quietly and builds nothing: see
+//! the feature in Cargo.toml.
 use std::{env, fs, path::PathBuf, process::exit};
 
 #[path = "../xtask/src/ebpf_build.rs"]
@@ -18,6 +22,16 @@ fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest.parent().expect("fdtrace/ is in the workspace").to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("fdtrace-ebpf.o");
+    if env::var_os("CARGO_FEATURE_EBPF").is_none() {
+        // The stub depends on nothing else: no rerun for eBPF sources or
+        // installs.
+        println!("cargo:rerun-if-changed=build.rs");
+        write_stub(
+            &out,
+            "built as a library, without the `ebpf` feature (one of fdtrace's default features)",
+        );
+        return;
+    }
     for path in [
         "fdtrace-ebpf/src",
         "fdtrace-ebpf/Cargo.toml",
@@ -60,16 +74,12 @@ fn main() {
 /// An empty object, a warning with the remedy, and `FDTRACE_EBPF_MISSING`
 /// for `attach` to refuse it at run time.
 fn stub(out: &std::path::Path, missing: &[ebpf_build::Missing]) {
-    if let Err(e) = fs::write(out, []) {
-        eprintln!("error: writing {}: {e}", out.display());
-        exit(1);
-    }
     let why = if missing.is_empty() {
         format!("{}=1 is set", ebpf_build::SKIP_ENV)
     } else {
         missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("; ")
     };
-    println!("cargo:rustc-env=FDTRACE_EBPF_MISSING={}", why.replace(['\n', '\r'], " "));
+    write_stub(out, &why);
     let warn = |line: &str| println!("cargo:warning={line}");
     warn("fdtrace is built WITHOUT its eBPF programs (an empty stub): it will refuse to trace.");
     if missing.is_empty() {
@@ -86,4 +96,13 @@ fn stub(out: &std::path::Path, missing: &[ebpf_build::Missing]) {
     for path in ebpf_build::install_locations() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+}
+
+/// The empty object, and `FDTRACE_EBPF_MISSING` saying why.
+fn write_stub(out: &std::path::Path, why: &str) {
+    if let Err(e) = fs::write(out, []) {
+        eprintln!("error: writing {}: {e}", out.display());
+        exit(1);
+    }
+    println!("cargo:rustc-env=FDTRACE_EBPF_MISSING={}", why.replace(['\n', '\r'], " "));
 }

@@ -12,7 +12,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use serde_json::Value;
+pub use fdtrace::{report::Report, sinks::lines::EventLine};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::workload::Step;
 
 pub use crate::skip::{in_ci, Ebpf};
 
@@ -218,13 +221,15 @@ impl Workload {
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).context("writing to the workload")
     }
 
-    /// The JSON lines the workload printed, up to `done`.
-    pub fn json_until_done(&mut self, timeout: Duration) -> Vec<Value> {
-        self.json_until("done", timeout)
+    /// The steps the workload printed (`scripted`), up to `done`.
+    pub fn steps_until_done(&mut self, timeout: Duration) -> Vec<Step> {
+        self.read_until("done", timeout)
     }
 
-    /// The JSON lines the workload printed, up to the line `end`.
-    pub fn json_until(&mut self, end: &str, timeout: Duration) -> Vec<Value> {
+    /// What the workload printed up to the line `end`: every line before
+    /// it must be one `T` in JSON; panics, with the line and serde's
+    /// message, on one that is not.
+    pub fn read_until<T: DeserializeOwned>(&mut self, end: &str, timeout: Duration) -> Vec<T> {
         let mut out = vec![];
         let deadline = Instant::now() + timeout;
         loop {
@@ -236,10 +241,21 @@ impl Workload {
             if line == end {
                 return out;
             }
-            if let Ok(v) = serde_json::from_str(&line) {
-                out.push(v);
-            }
+            out.push(read_json(&line).unwrap_or_else(|e| panic!("the workload printed {e}")));
         }
+    }
+
+    /// The workload's result, its first JSON line (`loadgen`'s
+    /// [`crate::workload::LoadResult`]), waiting up to `timeout`; panics
+    /// if it does not come or is not a `T`.
+    pub fn result<T: DeserializeOwned>(&mut self, timeout: Duration) -> T {
+        self.try_result(timeout).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// The workload's result, its first JSON line, waiting up to `timeout`.
+    pub fn try_result<T: DeserializeOwned>(&mut self, timeout: Duration) -> anyhow::Result<T> {
+        let line = self.stdout.try_wait_for("the workload's result", timeout, |l| l.starts_with('{'))?;
+        read_json(&line).map_err(|e| anyhow::anyhow!("the workload printed {e}"))
     }
 
     /// Closes its stdin and waits for it to exit.
@@ -268,46 +284,134 @@ pub struct Trace {
     pub stderr: Lines,
 }
 
+/// Reads `line` as one `T` in JSON; the error names the type and shows
+/// the line and serde's message.
+fn read_json<T: DeserializeOwned>(line: &str) -> Result<T, String> {
+    serde_json::from_str(line).map_err(|e| {
+        let ty = std::any::type_name::<T>().rsplit("::").next().unwrap_or("value");
+        format!("a line that is not a {ty} ({e}):\n  {line}")
+    })
+}
+
+/// A value as pretty JSON, for messages (a report reads better so than
+/// as `{:#?}`).
+pub fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("(not serializable: {e})"))
+}
+
+/// A value as one line of JSON, for messages.
+pub fn compact(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("(not serializable: {e})"))
+}
+
+/// One line fdtrace printed, read as what it is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// A `--format json` report.
+    Report(Box<Report>),
+    /// An `--events --format json` line.
+    Event(Box<EventLine>),
+    /// Not JSON: text mode, fdtrace's messages, a launched command's own
+    /// output.
+    Text(String),
+}
+
+impl Output {
+    /// Reads a line. One that looks like JSON (starts with `{`) must be a
+    /// report or an event line (by its `"type"`): anything else is an
+    /// error with the line and serde's message.
+    pub fn read(line: &str) -> Result<Output, String> {
+        #[derive(Deserialize)]
+        struct Tagged {
+            #[serde(rename = "type")]
+            ty: String,
+        }
+        if !line.starts_with('{') {
+            return Ok(Output::Text(line.to_string()));
+        }
+        let tagged: Tagged = serde_json::from_str(line).map_err(|e| {
+            format!("fdtrace printed a line that looks like JSON but is not an object with a \"type\" ({e}):\n  {line}")
+        })?;
+        match tagged.ty.as_str() {
+            "report" => read_json(line).map(|r| Output::Report(Box::new(r))),
+            "event" => read_json(line).map(|e| Output::Event(Box::new(e))),
+            other => Err(format!("a line of an unknown \"type\" {other:?}:\n  {line}")),
+        }
+        .map_err(|e| format!("fdtrace printed {e}"))
+    }
+
+    /// Reads every line; panics, failing the test, on one that looks like
+    /// JSON and is not a report or an event line: never skipped.
+    pub fn read_all(lines: &[String], stream: &str) -> Vec<Output> {
+        lines.iter().map(|l| Output::read(l).unwrap_or_else(|e| panic!("on {stream}, {e}"))).collect()
+    }
+
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Output::Report(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn event(&self) -> Option<&EventLine> {
+        match self {
+            Output::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// What a finished fdtrace left.
 #[derive(Debug)]
 pub struct Finished {
     pub status: ExitStatus,
     pub stdout: Vec<String>,
     pub stderr: Vec<String>,
+    /// stdout read line by line ([`Output::read_all`]: a line that looks
+    /// like JSON and does not read fails the test).
+    pub output: Vec<Output>,
 }
 
 impl Finished {
-    /// stdout lines that parse as JSON.
-    pub fn json(&self) -> Vec<Value> {
-        self.stdout.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    fn new(status: ExitStatus, stdout: Vec<String>, stderr: Vec<String>) -> Finished {
+        let output = Output::read_all(&stdout, "stdout");
+        Finished { status, stdout, stderr, output }
+    }
+
+    /// The reports on stdout, in order.
+    pub fn reports(&self) -> Vec<Report> {
+        self.output.iter().filter_map(Output::report).cloned().collect()
     }
 
     /// The final report of a run that succeeded, checked complete: no
     /// events lost, and the ledger agreed with /proc.
-    pub fn final_report(&self) -> Value {
+    pub fn final_report(&self) -> Report {
         let report = self.final_report_unchecked();
-        assert_eq!(report["lost_events"], 0, "{report:#}");
-        assert_eq!(
-            (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
-            (Some(0), Some(0)),
-            "{report:#}"
-        );
-        assert_eq!(report["complete"], true);
+        assert_eq!(report.stats.lost_events, 0, "{}", pretty(&report));
+        assert_eq!((report.stats.missed_open, report.stats.missed_close), (0, 0), "{}", pretty(&report));
+        assert!(report.complete, "{}", pretty(&report));
         report
     }
 
     /// The final report of a run that succeeded, whatever it says.
-    pub fn final_report_unchecked(&self) -> Value {
+    pub fn final_report_unchecked(&self) -> Report {
         assert!(self.status.success(), "fdtrace failed:\n{}", self.stderr_text());
-        self.json()
+        self.reports()
             .into_iter()
-            .rfind(|v| v["type"] == "report" && v["final"] == true)
+            .rfind(|r| r.is_final)
             .unwrap_or_else(|| panic!("no final report in:\n{}", self.stdout.join("\n")))
     }
 
-    /// `"type":"event"` objects of process `pid`.
-    pub fn events_of(&self, pid: u32) -> Vec<Value> {
-        self.json().into_iter().filter(|v| v["type"] == "event" && v["pid"] == pid).collect()
+    /// The event lines of process `pid` on stdout.
+    pub fn events_of(&self, pid: u32) -> Vec<EventLine> {
+        self.output.iter().filter_map(Output::event).filter(|e| e.pid == pid).cloned().collect()
+    }
+
+    /// stderr read line by line, as [`Finished::output`] reads stdout:
+    /// where launch mode writes reports and event lines (the command keeps
+    /// stdout).
+    pub fn stderr_output(&self) -> Vec<Output> {
+        Output::read_all(&self.stderr, "stderr")
     }
 
     pub fn stderr_text(&self) -> String {
@@ -376,7 +480,7 @@ impl Trace {
             }
             thread::sleep(Duration::from_millis(20));
         };
-        Finished { status, stdout: self.stdout.rest(), stderr: self.stderr.rest() }
+        Finished::new(status, self.stdout.rest(), self.stderr.rest())
     }
 }
 
@@ -437,16 +541,9 @@ pub fn proc_fd_numbers(pid: u32) -> BTreeSet<i64> {
         .collect()
 }
 
-/// The fd numbers a JSON report lists for process `pid`.
-pub fn report_fd_numbers(report: &Value, pid: u32) -> BTreeSet<i64> {
-    report["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .flat_map(|g| g["fds"].as_array().expect("fds"))
-        .filter(|fd| fd["pid"] == pid)
-        .map(|fd| fd["fd"].as_i64().expect("fd number"))
-        .collect()
+/// The fd numbers a report lists for process `pid`.
+pub fn report_fd_numbers(report: &Report, pid: u32) -> BTreeSet<i64> {
+    report.groups.iter().flat_map(|g| &g.fds).filter(|fd| fd.pid == pid).map(|fd| i64::from(fd.fd)).collect()
 }
 
 /// Runs fdtrace to completion with a timeout.
@@ -498,4 +595,48 @@ pub fn bpf_exists(kind: &str, id: u32) -> bool {
         .status()
         .expect("bpftool (install it: apt-get install bpftool, or run `cargo xtask setup`)")
         .success()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(name: &str) -> Vec<String> {
+        let path = workspace_root().join("fdtrace/src/golden").join(name);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn fdtraces_json_lines_read_as_reports_and_events_and_its_text_as_text() {
+        let reports = Output::read_all(&golden("reports.jsonl"), "reports.jsonl");
+        assert!(!reports.is_empty() && reports.iter().all(|o| o.report().is_some()), "{reports:#?}");
+        for name in ["events.jsonl", "events-by-state.jsonl", "events-filtered.jsonl"] {
+            let events = Output::read_all(&golden(name), name);
+            assert!(!events.is_empty() && events.iter().all(|o| o.event().is_some()), "{name}: {events:#?}");
+        }
+        for name in ["reports.txt", "events.txt"] {
+            let text = Output::read_all(&golden(name), name);
+            assert!(text.iter().all(|o| matches!(o, Output::Text(_))), "{name}: {text:#?}");
+        }
+    }
+
+    #[test]
+    fn a_json_line_that_does_not_read_is_an_error_with_the_line_and_why() {
+        let report = golden("reports.jsonl").remove(0);
+        let without_groups = report.replacen(r#""groups":"#, r#""grupos":"#, 1);
+        let err = Output::read(&without_groups).unwrap_err();
+        assert!(err.contains("not a Report") && err.contains("missing field `groups`"), "{err}");
+        assert!(err.contains(&without_groups), "{err}");
+
+        let err = Output::read(r#"{"type":"summary","events":3}"#).unwrap_err();
+        assert!(err.contains(r#"unknown "type" "summary""#), "{err}");
+        let err = Output::read(r#"{"skipped":"io_uring"}"#).unwrap_err();
+        assert!(err.contains(r#"not an object with a "type""#) && err.contains("io_uring"), "{err}");
+        let err = Output::read(r#"{"type":"event","#).unwrap_err();
+        assert!(err.contains("EOF"), "{err}");
+    }
 }

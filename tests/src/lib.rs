@@ -8,4 +8,6 @@
 pub mod fixtures;
 pub mod harness;
 pub mod skip;
-pub mod workload;
+/// The workload protocol: its own crate, so that the workload programs
+/// link none of the test side.
+pub use fdtrace_workload as workload;

@@ -11,42 +11,42 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{collections::BTreeMap, time::Duration};
 
+use fdtrace::{events::FdKind, report::FdInfo};
 use fdtrace_tests::{
     harness::{trace_every_fd, Ebpf, Workload},
     require_ebpf,
 };
-use serde_json::Value;
 
 const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 const T: Duration = Duration::from_secs(60);
 
 /// fd → kind as /proc shows it.
-fn proc_fds(pid: u32) -> BTreeMap<i64, String> {
+fn proc_fds(pid: u32) -> BTreeMap<i32, FdKind> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| {
             let e = e.ok()?;
-            let fd: i64 = e.file_name().to_str()?.parse().ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
             let link = std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
             let kind = match link.split(':').next().unwrap_or_default() {
-                "socket" => "socket",
-                "pipe" => "pipe",
+                "socket" => FdKind::Socket,
+                "pipe" => FdKind::Pipe,
                 "anon_inode" => {
                     match link.trim_start_matches("anon_inode:").trim_matches(|c| c == '[' || c == ']') {
-                        "eventfd" => "eventfd",
-                        "eventpoll" => "epoll",
-                        "timerfd" => "timerfd",
-                        "signalfd" => "signalfd",
-                        "inotify" => "inotify",
-                        "pidfd" => "pidfd",
-                        _ => "other",
+                        "eventfd" => FdKind::Eventfd,
+                        "eventpoll" => FdKind::Epoll,
+                        "timerfd" => FdKind::Timerfd,
+                        "signalfd" => FdKind::Signalfd,
+                        "inotify" => FdKind::Inotify,
+                        "pidfd" => FdKind::Pidfd,
+                        _ => FdKind::Other,
                     }
                 }
-                "pidfd" => "pidfd",
-                _ if link.starts_with("/memfd:") => "memfd",
-                _ => "file",
+                "pidfd" => FdKind::Pidfd,
+                _ if link.starts_with("/memfd:") => FdKind::Memfd,
+                _ => FdKind::File,
             };
-            Some((fd, kind.to_string()))
+            Some((fd, kind))
         })
         .collect()
 }
@@ -62,28 +62,23 @@ fn churn_matches_proc(ebpf: &Ebpf, seed: &str) {
     trace.signal(libc::SIGINT);
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
-    let report = out.json().into_iter().rfind(|v| v["type"] == "report").expect("final report");
-    assert_eq!(report["lost_events"], 0, "seed {seed}: events lost");
-    let missed: Vec<&Value> = report["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["origin"] == "missed-open")
-        .flat_map(|g| g["fds"].as_array().unwrap())
-        .collect();
+    let report = out.reports().pop().expect("final report");
+    assert_eq!(report.stats.lost_events, 0, "seed {seed}: events lost");
+    let missed: Vec<&FdInfo> =
+        report.groups.iter().filter(|g| g.origin == "missed-open").flat_map(|g| &g.fds).collect();
     assert_eq!(
-        (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
-        (Some(0), Some(0)),
-        "seed {seed}: the ledger disagreed with /proc before correction ({} events, partial: {}); \
+        (report.stats.missed_open, report.stats.missed_close),
+        (0, 0),
+        "seed {seed}: the ledger disagreed with /proc before correction ({} events, partial: {:?}); \
          missed opens: {missed:#?}",
-        report["events"],
-        report["partial_events"]
+        report.stats.events,
+        report.stats.partial_events
     );
     let mut got = BTreeMap::new();
-    for g in report["groups"].as_array().unwrap() {
-        for fd in g["fds"].as_array().unwrap() {
-            if fd["pid"] == pid && fd["at_exit"] == false {
-                got.insert(fd["fd"].as_i64().unwrap(), fd["kind"].as_str().unwrap().to_string());
+    for g in &report.groups {
+        for fd in &g.fds {
+            if fd.pid == pid && !fd.at_exit {
+                got.insert(fd.fd, fd.kind);
             }
         }
     }

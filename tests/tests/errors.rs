@@ -191,7 +191,7 @@ fn the_duration_end_and_the_target_exit_detach_everything() {
         &[],
         |_, w| {
             w.send("go");
-            w.json_until_done(T);
+            w.steps_until_done(T);
             w.send("exit");
         },
         true,

@@ -9,21 +9,25 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{io::Write, net::TcpStream, process::Command, time::Duration};
 
+use fdtrace::{
+    events::TcpState,
+    report::{Group, Report},
+    symbolize::Frame,
+};
 use fdtrace_tests::{
     fixtures,
-    harness::{Ebpf, Server, Trace, Workload},
+    harness::{pretty, Ebpf, Server, Trace, Workload},
     require_ebpf,
 };
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
-const N: u64 = 10;
+const N: usize = 10;
 
 /// Runs the Go client against the Go server with `mode` flags for `N`
 /// requests, 200 ms apart, traced from its first request for 4 s; returns
-/// the final report (JSON), the client's ESTABLISHED sockets in `ss` after
-/// the trace, and fdtrace's stderr.
-fn trace_client(ebpf: &Ebpf, bin: &str, mode: &[&str], extra: &[&str]) -> (Value, u64, Vec<String>) {
+/// the final report, the client's ESTABLISHED sockets in `ss` after the
+/// trace, and fdtrace's stderr.
+fn trace_client(ebpf: &Ebpf, bin: &str, mode: &[&str], extra: &[&str]) -> (Report, usize, Vec<String>) {
     eprintln!("using {}", fixtures::go_version());
     let server = Server::start(fixtures::go("httpserver").to_str().unwrap(), &[]);
     let url = format!("http://{}/", server.addr);
@@ -38,26 +42,22 @@ fn trace_client(ebpf: &Ebpf, bin: &str, mode: &[&str], extra: &[&str]) -> (Value
     client.send("go");
     let out = trace.wait(T);
     let report = out.final_report();
-    assert!(report["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|g| g["peers"][0]["remote"] == server.addr.as_str()));
+    assert!(report.groups.iter().all(|g| g.peers[0].remote == server.addr));
     (report, established(client.pid), out.stderr)
 }
 
-fn functions(frames: &Value) -> Vec<&str> {
-    frames.as_array().unwrap().iter().filter_map(|f| f["function"].as_str()).collect()
+fn functions(frames: &[Frame]) -> Vec<&str> {
+    frames.iter().filter_map(|f| f.function.as_deref()).collect()
 }
 
-fn finding_kinds(g: &Value) -> Vec<&str> {
-    g["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect()
+fn finding_kinds(g: &Group) -> Vec<&str> {
+    g.findings.iter().map(|f| f.kind.as_str()).collect()
 }
 
 /// ESTABLISHED sockets `ss` shows for `pid`: the ground truth.
-fn established(pid: u32) -> u64 {
+fn established(pid: u32) -> usize {
     let ss = Command::new("ss").args(["-tanpH", "state", "established"]).output().expect("ss");
-    String::from_utf8_lossy(&ss.stdout).lines().filter(|l| l.contains(&format!("pid={pid},"))).count() as u64
+    String::from_utf8_lossy(&ss.stdout).lines().filter(|l| l.contains(&format!("pid={pid},"))).count()
 }
 
 /// The case that started fdtrace: a new http.Transport per request. The
@@ -69,38 +69,34 @@ fn transport_per_request_is_traced_to_the_function_making_the_requests() {
     let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient");
     let (report, ss, _) = trace_client(&ebpf, client.to_str().unwrap(), &[], &[]);
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "expected one group:\n{report:#}");
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "expected one group:\n{}", pretty(&report));
     let g = &groups[0];
-    assert_eq!(
-        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64()),
-        (Some(N), Some(N), Some(0)),
-        "{g:#}"
-    );
-    assert_eq!((g["peers"][0]["count"].as_u64(), &g["peers"][0]["state"]), (Some(N), &"ESTABLISHED".into()));
+    assert_eq!((g.open, g.opened, g.closed), (N, N as u64, 0), "{}", pretty(g));
+    assert_eq!((g.peers[0].count, g.peers[0].state), (N, Some(TcpState::Established)));
     assert_eq!(ss, N, "ss disagrees with the report");
-    assert!(g["growth_per_s"].as_f64().unwrap() > 1.0, "{g:#}");
+    assert!(g.growth_per_s > 1.0, "{}", pretty(g));
 
     // Opened in net/http's dial goroutine...
-    let opened = functions(&g["stack"]);
+    let opened = functions(&g.stack);
     assert!(opened.contains(&"net/http.(*Transport).dialConn"), "{opened:#?}");
     assert!(!opened.iter().any(|f| f.starts_with("main.")), "{opened:#?}");
     // ...started by main.fetchStatus, on the line that calls client.Get.
-    let spawned = functions(&g["spawned_by"]);
+    let spawned = functions(&g.spawned_by);
     let fetch =
         spawned.iter().position(|f| *f == "main.fetchStatus").unwrap_or_else(|| panic!("{spawned:#?}"));
     assert_eq!(spawned[fetch + 1], "main.main");
     assert_eq!(spawned[0], "net/http.(*Transport).queueForDial", "the go statement's function comes first");
-    let frame = &g["spawned_by"][fetch];
-    assert!(frame["file"].as_str().unwrap().ends_with("tests/go/httpclient/main.go"), "{frame}");
+    let frame = &g.spawned_by[fetch];
+    assert!(frame.file.as_deref().unwrap().ends_with("tests/go/httpclient/main.go"), "{frame:?}");
     let src = std::fs::read_to_string(fixtures::go_source("httpclient/main.go")).unwrap();
-    let line = src.lines().nth(frame["line"].as_u64().unwrap() as usize - 1).unwrap();
-    assert!(line.contains("client.Get(url)"), "line {frame} is {line:?}");
+    let line = src.lines().nth(frame.line.unwrap() as usize - 1).unwrap();
+    assert!(line.contains("client.Get(url)"), "line {frame:?} is {line:?}");
 
     assert_eq!(finding_kinds(g), ["http-transport-per-request"]);
     let transports: std::collections::HashSet<&str> =
-        g["fds"].as_array().unwrap().iter().map(|f| f["http_transport"].as_str().unwrap()).collect();
-    assert_eq!(transports.len() as u64, N, "one Transport per socket");
+        g.fds.iter().map(|f| f.http_transport.as_deref().unwrap()).collect();
+    assert_eq!(transports.len(), N, "one Transport per socket");
 }
 
 /// The same in the text report: the program's function is the first frame
@@ -134,11 +130,11 @@ fn a_shared_client_keeps_one_connection() {
     let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient");
     let (report, ss, _) = trace_client(&ebpf, client.to_str().unwrap(), &["-reuse"], &[]);
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{report:#}");
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "{}", pretty(&report));
     let g = &groups[0];
-    assert_eq!((g["open"].as_u64(), g["opened"].as_u64()), (Some(1), Some(1)), "{g:#}");
-    assert!(finding_kinds(g).is_empty(), "{g:#}");
+    assert_eq!((g.open, g.opened), (1, 1), "{}", pretty(g));
+    assert!(finding_kinds(g).is_empty(), "{}", pretty(g));
     assert_eq!(ss, 1);
 }
 
@@ -149,11 +145,11 @@ fn unclosed_response_bodies_are_named() {
     let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient");
     let (report, _, _) = trace_client(&ebpf, client.to_str().unwrap(), &["-leak-body"], &[]);
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{report:#}");
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "{}", pretty(&report));
     let g = &groups[0];
-    assert_eq!((g["open"].as_u64(), g["closed"].as_u64()), (Some(N), Some(0)), "{g:#}");
-    assert!(functions(&g["spawned_by"]).contains(&"main.fetchHeaders"), "{g:#}");
+    assert_eq!((g.open, g.closed), (N, 0), "{}", pretty(g));
+    assert!(functions(&g.spawned_by).contains(&"main.fetchHeaders"), "{}", pretty(g));
     assert_eq!(finding_kinds(g), ["http-bodies-not-closed"]);
 }
 
@@ -176,22 +172,20 @@ fn a_server_that_forgets_sessions_is_traced_to_its_accept_loop() {
     std::thread::sleep(Duration::from_millis(800));
     trace.signal(libc::SIGINT);
     let report = trace.wait(T).final_report();
-    let groups = report["groups"].as_array().unwrap();
+    let groups = &report.groups;
     let g = groups
         .iter()
-        .find(|g| g["peers"].as_array().unwrap().iter().any(|p| p["state"] == "CLOSE_WAIT"))
-        .unwrap_or_else(|| panic!("no CLOSE_WAIT group:\n{report:#}"));
-    assert_eq!(
-        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64()),
-        (Some(5), Some(8), Some(3)),
-        "{g:#}"
-    );
-    assert!(functions(&g["stack"]).contains(&"main.acceptSessions"), "{g:#}");
-    assert!(g["fds"].as_array().unwrap().iter().all(|f| f["state"] == "CLOSE_WAIT"));
+        .find(|g| g.peers.iter().any(|p| p.state == Some(TcpState::CloseWait)))
+        .unwrap_or_else(|| panic!("no CLOSE_WAIT group:\n{}", pretty(&report)));
+    assert_eq!((g.open, g.opened, g.closed), (5, 8, 3), "{}", pretty(g));
+    assert!(functions(&g.stack).contains(&"main.acceptSessions"), "{}", pretty(g));
+    assert!(g.fds.iter().all(|f| f.state == Some(TcpState::CloseWait)));
     // The listener was open before fdtrace: its own group.
     assert!(
-        groups.iter().any(|g| g["origin"] == "pre-existing" && g["peers"][0]["state"] == "LISTEN"),
-        "{report:#}"
+        groups.iter().any(|g| g.origin == "pre-existing"
+            && g.peers.first().is_some_and(|p| p.state == Some(TcpState::Listen))),
+        "{}",
+        pretty(&report)
     );
 }
 
@@ -202,11 +196,11 @@ fn a_stripped_binary_is_reported_with_what_is_missing() {
     let ebpf = require_ebpf!();
     let client = fixtures::go("httpclient-stripped");
     let (report, _, stderr) = trace_client(&ebpf, client.to_str().unwrap(), &[], &[]);
-    let notes: Vec<&str> = report["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    let notes = &report.notes;
     assert!(notes.iter().any(|n| n.contains("without symbols")), "{notes:?}");
     assert!(stderr.iter().any(|l| l.contains("without symbols")), "not said on stderr: {stderr:?}");
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{report:#}");
-    assert_eq!(groups[0]["open"].as_u64(), Some(N));
-    assert!(groups[0]["spawned_by"].as_array().unwrap().is_empty());
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "{}", pretty(&report));
+    assert_eq!(groups[0].open, N);
+    assert!(groups[0].spawned_by.is_empty());
 }

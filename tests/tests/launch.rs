@@ -13,36 +13,42 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fdtrace::{
+    events::FdKind,
+    report::{Group, Report},
+    symbolize::Frame,
+};
 use fdtrace_tests::{
     fixtures,
-    harness::{fdtrace_bin, run_fdtrace, run_fdtrace_refused, Finished, Server, Trace, Workload},
+    harness::{
+        compact, fdtrace_bin, pretty, run_fdtrace, run_fdtrace_refused, EventLine, Finished, Output, Server,
+        Trace, Workload,
+    },
     require_ebpf,
 };
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 
 /// The final JSON report fdtrace wrote to stderr (launch mode's default),
 /// checked complete.
-fn final_report_on_stderr(out: &Finished) -> Value {
+fn final_report_on_stderr(out: &Finished) -> Report {
     let report = out
-        .stderr
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .rfind(|v| v["type"] == "report" && v["final"] == true)
+        .stderr_output()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Report(r) => Some(*r),
+            _ => None,
+        })
+        .rfind(|r| r.is_final)
         .unwrap_or_else(|| panic!("no final report on stderr:\n{}", out.stderr_text()));
-    assert_eq!(report["lost_events"], 0, "{report:#}");
-    assert_eq!(
-        (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
-        (Some(0), Some(0)),
-        "{report:#}"
-    );
+    assert_eq!(report.stats.lost_events, 0, "{}", pretty(&report));
+    assert_eq!((report.stats.missed_open, report.stats.missed_close), (0, 0), "{}", pretty(&report));
     report
 }
 
-fn functions(frames: &Value) -> Vec<&str> {
-    frames.as_array().unwrap().iter().filter_map(|f| f["function"].as_str()).collect()
+fn functions(frames: &[Frame]) -> Vec<&str> {
+    frames.iter().filter_map(|f| f.function.as_deref()).collect()
 }
 
 /// The C leak program, launched: it opens its first socket right after
@@ -90,33 +96,25 @@ fn launched_c_program_is_traced_from_its_first_socket_and_its_exit_code_is_kept(
     );
 
     let report = final_report_on_stderr(&out);
-    assert_eq!(report["complete"], true, "{report:#}");
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "one group of leaked sockets, none pre-existing:\n{report:#}");
+    assert!(report.complete, "{}", pretty(&report));
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "one group of leaked sockets, none pre-existing:\n{}", pretty(&report));
     let g = &groups[0];
-    assert_eq!(g["origin"], "stack");
-    assert_eq!(
-        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64()),
-        (Some(4), Some(4), Some(0)),
-        "{g:#}"
-    );
-    let funcs = functions(&g["stack"]);
+    assert_eq!(g.origin, "stack");
+    assert_eq!((g.open, g.opened, g.closed), (4, 4, 0), "{}", pretty(g));
+    let funcs = functions(&g.stack);
     assert!(funcs.contains(&"open_session") && !funcs.contains(&"ping_server"), "{funcs:#?}");
     // Resolved although the program exited in a fraction of a second:
     // libc's caller (`dial`) included.
     let (dial, session) =
         (funcs.iter().position(|f| *f == "dial"), funcs.iter().position(|f| *f == "open_session"));
     assert!(dial.is_some() && dial < session, "dial not found before open_session: {funcs:#?}");
-    assert!(g["fds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|f| f["remote"] == server.addr.as_str() && f["at_exit"] == true));
-    let exited = &report["exited"][0];
-    assert_eq!(exited["status"].as_u64(), Some(3 << 8), "{report:#}");
-    assert!(exited["open_at_exit"].as_u64().unwrap() >= 4, "{report:#}");
-    let pid = report["pid"].as_u64().unwrap();
-    assert_eq!(report["targets"][0]["comm"], "leaky-c");
+    assert!(g.fds.iter().all(|f| f.remote.as_deref() == Some(server.addr.as_str()) && f.at_exit));
+    let exited = &report.exited[0];
+    assert_eq!(exited.status, 3 << 8, "{}", pretty(&report));
+    assert!(exited.open_at_exit >= 4, "{}", pretty(&report));
+    let pid = report.pid;
+    assert_eq!(report.targets[0].comm, "leaky-c");
     assert!(out.stderr.iter().any(|l| l.contains(&format!("leaky-c (pid {pid}) exited with code 3"))));
 }
 
@@ -129,19 +127,28 @@ fn events_filtered_by_port_show_only_those_sockets_from_the_first() {
     let server = Server::start(LEAKY, &["--serve"]);
     let (host, port) = server.addr.split_once(':').unwrap();
     let bin = fixtures::c_leaky();
-    let run = |filter: &[&str]| -> Vec<Value> {
+    // Every JSON line on stderr: event lines only (`--events` alone prints
+    // no reports).
+    let run = |filter: &[&str]| -> Vec<EventLine> {
         let mut args = vec!["--events", "--format", "json"];
         args.extend(filter);
         args.extend(["--", bin.to_str().unwrap(), host, port, "8", "10", "--no-wait", "--exit=0"]);
         let out = run_fdtrace(&ebpf, &args, T);
         assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
-        out.stderr.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
+        out.stderr_output()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(*e),
+                Output::Report(r) => panic!("a report among the event lines: {}", pretty(&r)),
+                Output::Text(_) => None,
+            })
+            .collect()
     };
-    let count = |lines: &[Value], event: &str| lines.iter().filter(|l| l["event"] == event).count();
+    let count = |lines: &[EventLine], event: &str| lines.iter().filter(|l| l.event == event).count();
 
     let all = run(&[]);
-    assert!(all.iter().any(|l| l["kind"] == "file"), "the loader's opens: {all:#?}");
-    assert_eq!(all.iter().filter(|l| l["event"] == "exec").count(), 1, "traced from its exec");
+    assert!(all.iter().any(|l| l.kind == Some(FdKind::File)), "the loader's opens: {all:#?}");
+    assert_eq!(all.iter().filter(|l| l.event == "exec").count(), 1, "traced from its exec");
 
     let lines = run(&["--port", port]);
     // Every one of the 8 connections, the first included.
@@ -149,14 +156,15 @@ fn events_filtered_by_port_show_only_those_sockets_from_the_first() {
     // ping_server's 4 closes; the leaked ones go at exit.
     assert_eq!(count(&lines, "close"), 4, "{lines:#?}");
     for l in &lines {
-        match l["event"].as_str().unwrap() {
+        match l.event.as_str() {
             "exec" | "exit" | "fork" => {}
             _ => {
-                assert_eq!(l["kind"], "socket", "{l}");
-                let ends = [&l["local"], &l["remote"]];
+                assert_eq!(l.kind, Some(FdKind::Socket), "{}", compact(l));
+                let ends = [&l.local, &l.remote];
                 assert!(
-                    ends.iter().any(|a| a.as_str().is_some_and(|a| a.ends_with(&format!(":{port}")))),
-                    "{l}"
+                    ends.iter().any(|a| a.as_deref().is_some_and(|a| a.ends_with(&format!(":{port}")))),
+                    "{}",
+                    compact(l)
                 );
             }
         }
@@ -187,24 +195,18 @@ fn comm_traces_running_and_later_processes_of_that_name() {
     let report = trace.wait(T).final_report();
     let _ = std::fs::remove_file(bin);
 
-    let targets: Vec<u64> =
-        report["targets"].as_array().unwrap().iter().map(|t| t["pid"].as_u64().unwrap()).collect();
-    assert_eq!(targets, [before.pid as u64, after.pid as u64], "{report:#}");
-    let leaked = |pid: u32| -> Vec<&Value> {
-        report["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|g| g["fds"].as_array().unwrap().iter().any(|f| f["pid"] == pid))
-            .collect()
+    let targets: Vec<u32> = report.targets.iter().map(|t| t.pid).collect();
+    assert_eq!(targets, [before.pid, after.pid], "{}", pretty(&report));
+    let leaked = |pid: u32| -> Vec<&Group> {
+        report.groups.iter().filter(|g| g.fds.iter().any(|f| f.pid == pid)).collect()
     };
     for (pid, n) in [(before.pid, 2), (after.pid, 3)] {
         let groups = leaked(pid);
-        assert_eq!(groups.len(), 1, "pid {pid}: {report:#}");
-        assert_eq!(groups[0]["origin"], "stack", "pid {pid}: seen being opened, not pre-existing");
-        assert!(functions(&groups[0]["stack"]).contains(&"open_session"), "{report:#}");
-        let fds = groups[0]["fds"].as_array().unwrap().iter().filter(|f| f["pid"] == pid).count();
-        assert_eq!(fds, n, "pid {pid}: {report:#}");
+        assert_eq!(groups.len(), 1, "pid {pid}: {}", pretty(&report));
+        assert_eq!(groups[0].origin, "stack", "pid {pid}: seen being opened, not pre-existing");
+        assert!(functions(&groups[0].stack).contains(&"open_session"), "{}", pretty(&report));
+        let fds = groups[0].fds.iter().filter(|f| f.pid == pid).count();
+        assert_eq!(fds, n, "pid {pid}: {}", pretty(&report));
     }
 }
 
@@ -240,13 +242,12 @@ fn launched_go_client_is_traced_to_the_function_making_the_requests() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
     let report = final_report_on_stderr(&out);
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{report:#}");
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "{}", pretty(&report));
     let g = &groups[0];
-    assert_eq!((g["open"].as_u64(), g["closed"].as_u64()), (Some(6), Some(0)), "{g:#}");
-    assert!(functions(&g["spawned_by"]).contains(&"main.fetchStatus"), "{g:#}");
-    let kinds: Vec<&str> =
-        g["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!((g.open, g.closed), (6, 0), "{}", pretty(g));
+    assert!(functions(&g.spawned_by).contains(&"main.fetchStatus"), "{}", pretty(g));
+    let kinds: Vec<&str> = g.findings.iter().map(|f| f.kind.as_str()).collect();
     assert_eq!(kinds, ["http-transport-per-request"]);
 }
 
@@ -314,20 +315,18 @@ fn several_pids_are_traced_in_one_session() {
         a.send("go");
         b.send("go");
         let report = trace.wait(T).final_report();
-        let targets: Vec<u64> =
-            report["targets"].as_array().unwrap().iter().map(|t| t["pid"].as_u64().unwrap()).collect();
-        assert_eq!(targets, [a.pid as u64, b.pid as u64], "{style}");
+        let targets: Vec<u32> = report.targets.iter().map(|t| t.pid).collect();
+        assert_eq!(targets, [a.pid, b.pid], "{style}");
         let leaked = |pid: u32| -> usize {
-            report["groups"]
-                .as_array()
-                .unwrap()
+            report
+                .groups
                 .iter()
-                .filter(|g| g["origin"] == "stack")
-                .flat_map(|g| g["fds"].as_array().unwrap())
-                .filter(|f| f["pid"] == pid)
+                .filter(|g| g.origin == "stack")
+                .flat_map(|g| &g.fds)
+                .filter(|f| f.pid == pid)
                 .count()
         };
-        assert_eq!((leaked(a.pid), leaked(b.pid)), (2, 4), "{style}: {report:#}");
+        assert_eq!((leaked(a.pid), leaked(b.pid)), (2, 4), "{style}: {}", pretty(&report));
     }
     // The text header names both.
     let mut a = Workload::spawn(bin.to_str().unwrap(), &[host, port, "2", "20"]);

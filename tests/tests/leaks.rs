@@ -10,60 +10,54 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
+use fdtrace::{
+    events::{FdKind, TcpState},
+    report::{Group, Report},
+};
 use fdtrace_tests::{
     fixtures,
-    harness::{Ebpf, Server, Trace, Workload},
+    harness::{pretty, Ebpf, Server, Trace, Workload},
     require_ebpf,
 };
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 
 /// Traces `client` from its go signal for `secs` and returns the final
 /// report.
-fn final_report(ebpf: &Ebpf, client: &mut Workload, secs: &str) -> Value {
+fn final_report(ebpf: &Ebpf, client: &mut Workload, secs: &str) -> Report {
     let pid = client.pid.to_string();
     let trace = Trace::start(ebpf, &["-p", &pid, "--format", "json", "-i", "100", "-d", secs]);
     client.send("go");
     trace.wait(T).final_report()
 }
 
-fn functions(group: &Value) -> Vec<String> {
-    group["stack"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["function"].as_str().map(String::from))
-        .collect()
+fn functions(group: &Group) -> Vec<String> {
+    group.stack.iter().filter_map(|f| f.function.clone()).collect()
 }
 
 /// The single group holding the leak: `n` open, opened `n`, none closed,
 /// every fd connected to `peer`, and its stack names `leaker`.
-fn assert_one_leak(report: &Value, n: u64, peer: &str, leaker: &str, not: &str) {
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "expected one group:\n{report:#}");
+fn assert_one_leak(report: &Report, n: usize, peer: &str, leaker: &str, not: &str) {
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "expected one group:\n{}", pretty(report));
     let g = &groups[0];
     let funcs = functions(g);
     assert!(funcs.iter().any(|f| f.contains(leaker)), "stack lacks {leaker}: {funcs:#?}");
     assert!(!funcs.iter().any(|f| f.contains(not)), "stack has {not}: {funcs:#?}");
-    assert_eq!(
-        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64()),
-        (Some(n), Some(n), Some(0)),
-        "{g:#}"
-    );
-    assert_eq!(g["peers"][0]["remote"], peer, "{g:#}");
-    assert_eq!(g["peers"][0]["count"], n);
-    assert_eq!(g["peers"][0]["state"], "ESTABLISHED");
-    for fd in g["fds"].as_array().unwrap() {
-        assert_eq!(fd["remote"], peer);
-        assert_eq!(fd["kind"], "socket");
+    assert_eq!((g.open, g.opened, g.closed), (n, n as u64, 0), "{}", pretty(g));
+    assert_eq!(g.peers[0].remote, peer, "{}", pretty(g));
+    assert_eq!(g.peers[0].count, n);
+    assert_eq!(g.peers[0].state, Some(TcpState::Established));
+    for fd in &g.fds {
+        assert_eq!(fd.remote.as_deref(), Some(peer));
+        assert_eq!(fd.kind, FdKind::Socket);
     }
 }
 
-fn assert_no_leak(report: &Value) {
-    assert_eq!(report["unclosed"], 0, "the fixed program reported unclosed sockets:\n{report:#}");
-    assert!(report["groups"].as_array().unwrap().is_empty());
+fn assert_no_leak(report: &Report) {
+    assert_eq!(report.unclosed, 0, "the fixed program reported unclosed sockets:\n{}", pretty(report));
+    assert!(report.groups.is_empty());
 }
 
 /// Builds the C and Go programs (also how `cargo xtask vm-test` prebuilds
@@ -100,7 +94,7 @@ fn c_leak_is_attributed_to_open_session() {
     assert_one_leak(&report, 6, &server.addr, "open_session", "ping_server");
     // The caller of libc's socket() is recovered: `dial` (inlined or not)
     // sits between the wrapper and open_session.
-    let funcs = functions(&report["groups"][0]);
+    let funcs = functions(&report.groups[0]);
     let dial = funcs.iter().position(|f| f == "dial");
     let session = funcs.iter().position(|f| f == "open_session");
     assert!(dial.is_some() && dial < session, "dial not found before open_session: {funcs:#?}");

@@ -10,7 +10,7 @@
 use std::{process::Command, time::Duration};
 
 use fdtrace_tests::{
-    harness::{fdtrace_bin, trace_until_done, Ebpf, Finished, Server, Trace, Workload},
+    harness::{fdtrace_bin, pretty, trace_until_done, Ebpf, Finished, Output, Server, Trace, Workload},
     require_ebpf, require_tool,
 };
 
@@ -54,14 +54,16 @@ fn sigusr1_prints_a_report_on_demand() {
     let live = trace
         .stdout
         .wait_for("a report after SIGUSR1", Duration::from_secs(10), |l| l.contains(r#""type":"report""#));
-    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
-    assert_eq!(live["final"], false, "{live:#}");
-    assert_eq!(live["unclosed"], 3, "fetch_inventory's 3 connections: {live:#}");
+    let live = match Output::read(&live).unwrap_or_else(|e| panic!("{e}")) {
+        Output::Report(r) => r,
+        other => panic!("not a report: {other:?}"),
+    };
+    assert!(!live.is_final, "{}", pretty(&live));
+    assert_eq!(live.unclosed, 3, "fetch_inventory's 3 connections: {}", pretty(&live));
     // Tracing goes on, and ends with the final report as usual.
     trace.signal(libc::SIGINT);
     let out = trace.wait(T);
-    let reports: Vec<_> = out.json().into_iter().filter(|v| v["type"] == "report").collect();
-    let finals: Vec<bool> = reports.iter().map(|r| r["final"] == true).collect();
+    let finals: Vec<bool> = out.reports().iter().map(|r| r.is_final).collect();
     assert_eq!(finals, [false, true], "SIGUSR1's report, then the final one");
     out.final_report();
 }

@@ -13,41 +13,24 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
+use fdtrace::report::{FdInfo, Group, Report};
 use fdtrace_tests::{
     harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Trace, Workload},
     require_ebpf,
+    workload::Held,
 };
-use serde_json::Value;
 
 const FDPATHS: &str = env!("CARGO_BIN_EXE_fdpaths");
 const T: Duration = Duration::from_secs(120);
 
-/// What the workload says it holds: (how it came, fd, kind, cloexec).
-fn held_of(lines: &[Value]) -> Vec<(String, i64, Option<String>, Option<bool>)> {
-    lines
-        .iter()
-        .filter_map(|h| {
-            Some((
-                h["path"].as_str()?.to_string(),
-                h["fd"].as_i64()?,
-                h["kind"].as_str().map(String::from),
-                h["cloexec"].as_bool(),
-            ))
-        })
-        .collect()
-}
-
 /// The report's group and fd entry of `fd` of `pid`.
-fn entry_of(report: &Value, pid: u32, fd: i64) -> Option<(&Value, &Value)> {
-    report["groups"].as_array()?.iter().find_map(|g| {
-        let f = g["fds"].as_array()?.iter().find(|f| f["fd"] == fd && f["pid"] == pid)?;
-        Some((g, f))
-    })
+fn entry_of(report: &Report, pid: u32, fd: i32) -> Option<(&Group, &FdInfo)> {
+    report.groups.iter().find_map(|g| Some((g, g.fds.iter().find(|f| f.fd == fd && f.pid == pid)?)))
 }
 
-fn on_function_tier(report: &Value) -> bool {
-    let hooks = &report["hooks"];
-    hooks["fd install"] != "tracepoint" && hooks["fd close"] != "tracepoint"
+fn on_function_tier(report: &Report) -> bool {
+    let tier = |family: &str| report.hooks.get(family).map(String::as_str);
+    tier("fd install") != Some("tracepoint") && tier("fd close") != Some("tracepoint")
 }
 
 #[test]
@@ -60,7 +43,7 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
     // received fd's record says (close-on-exec).
     let events = Trace::start(&ebpf, &["-p", &pid.to_string(), "--events", "--format", "json"]);
     w.send("go");
-    let held = held_of(&w.json_until("paused", T));
+    let held: Vec<Held> = w.read_until("paused", T);
     std::thread::sleep(Duration::from_millis(300));
     let proc = proc_fd_numbers(pid);
     trace.signal(libc::SIGINT);
@@ -73,16 +56,15 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
     let got = report_fd_numbers(&report, pid);
     assert_eq!(got, proc, "after reconciliation fdtrace's open set must equal /proc");
 
-    let hooks = &report["hooks"];
-    let (missed_open, missed_close) =
-        (report["missed_open"].as_u64().unwrap(), report["missed_close"].as_u64().unwrap());
+    let hooks = &report.hooks;
+    let (missed_open, missed_close) = (report.stats.missed_open, report.stats.missed_close);
     // Only io_uring has no hook on the tracepoint tier.
-    let unhooked: Vec<_> = held.iter().filter(|(p, ..)| p.starts_with("io_uring")).collect();
+    let unhooked: Vec<_> = held.iter().filter(|h| h.how.starts_with("io_uring")).collect();
     if on_function_tier(&report) {
         assert_eq!(
             (missed_open, missed_close),
             (0, 0),
-            "function hooks missed some of {held:?}; hooks {hooks}"
+            "function hooks missed some of {held:?}; hooks {hooks:?}"
         );
     } else {
         assert_eq!(
@@ -92,22 +74,22 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
         );
     }
     let received: Vec<_> =
-        held.iter().filter(|(p, ..)| p.starts_with("scm_rights") || p.starts_with("recvmmsg")).collect();
+        held.iter().filter(|h| h.how.starts_with("scm_rights") || h.how.starts_with("recvmmsg")).collect();
     assert_eq!(received.len(), 5, "the workload receives five fds: {held:?}");
-    for (path, fd, kind, cloexec) in &held {
+    for Held { how: path, fd, kind, cloexec } in &held {
         if !on_function_tier(&report) && path.starts_with("io_uring") {
             continue;
         }
         // Each arrived fd is attributed to a stack, not found afterwards.
         let (group, entry) =
             entry_of(&report, pid, *fd).unwrap_or_else(|| panic!("{path} fd {fd} not in the report"));
-        assert_eq!(group["origin"], "stack", "{path} fd {fd} has no stack: {group}");
+        assert_eq!(group.origin, "stack", "{path} fd {fd} has no stack: {group:?}");
         if let Some(kind) = kind {
-            assert_eq!(entry["kind"], kind.as_str(), "{path} fd {fd}: {entry}");
+            assert_eq!(entry.kind.name(), kind.as_str(), "{path} fd {fd}: {entry:?}");
         }
         if path == "scm_rights_socket" {
             // The kernel's view of the received listener: its address.
-            assert!(entry["local"].as_str().is_some_and(|l| l.starts_with("127.0.0.1:")), "{entry}");
+            assert!(entry.local.as_deref().is_some_and(|l| l.starts_with("127.0.0.1:")), "{entry:?}");
         }
         // The event says whether it is close-on-exec (MSG_CMSG_CLOEXEC on
         // the tracepoint tier, the fd table's bit on the function tiers).
@@ -115,13 +97,11 @@ fn fds_from_scm_rights_pidfd_getfd_and_io_uring_are_accounted_for() {
             let ev = events
                 .events_of(pid)
                 .into_iter()
-                .find(|e| {
-                    ["recvmsg", "recvmmsg"].contains(&e["event"].as_str().unwrap_or("")) && e["fd"] == *fd
-                })
+                .find(|e| ["recvmsg", "recvmmsg"].contains(&e.event.as_str()) && e.fd == Some(*fd))
                 .unwrap_or_else(|| panic!("no recvmsg event for {path} fd {fd}"));
-            assert_eq!(ev["cloexec"].as_bool().unwrap_or(false), *cloexec, "{path}: {ev}");
+            assert_eq!(ev.cloexec.unwrap_or(false), *cloexec, "{path}: {ev:?}");
             let syscall = if path.starts_with("recvmmsg") { "recvmmsg" } else { "recvmsg" };
-            assert_eq!(ev["event"], syscall, "{path}: {ev}");
+            assert_eq!(ev.event, syscall, "{path}: {ev:?}");
         }
     }
     w.send("exit");
@@ -159,7 +139,7 @@ fn fds_received_past_the_walks_bound_are_counted_not_dropped() {
         ],
     );
     w.send("go");
-    let held = held_of(&w.json_until("paused", T));
+    let held: Vec<Held> = w.read_until("paused", T);
     assert_eq!(held.len(), SENT);
     std::thread::sleep(Duration::from_millis(300));
     let proc = proc_fd_numbers(pid);
@@ -172,17 +152,14 @@ fn fds_received_past_the_walks_bound_are_counted_not_dropped() {
     assert_eq!(report_fd_numbers(&report, pid), proc, "after reconciliation the open set must equal /proc");
     let with_stack = held
         .iter()
-        .filter(|(_, fd, ..)| entry_of(&report, pid, *fd).is_some_and(|(g, _)| g["origin"] == "stack"))
+        .filter(|h| entry_of(&report, pid, h.fd).is_some_and(|(g, _)| g.origin == "stack"))
         .count();
-    let truncated = report["partial_events"]["recv_truncated"].as_u64().unwrap_or(0);
+    let truncated = report.stats.partial_events.get("recv_truncated").copied().unwrap_or(0);
+    let missed_open = report.stats.missed_open;
     if on_function_tier(&report) {
-        assert_eq!((with_stack, report["missed_open"].as_u64(), truncated), (SENT, Some(0), 0), "{report:#}");
+        assert_eq!((with_stack, missed_open, truncated), (SENT, 0, 0), "{report:#?}");
     } else {
-        assert_eq!(
-            (with_stack, report["missed_open"].as_u64(), truncated),
-            (BOUND, Some((SENT - BOUND) as u64), 1),
-            "{report:#}"
-        );
+        assert_eq!((with_stack, missed_open, truncated), (BOUND, (SENT - BOUND) as u64, 1), "{report:#?}");
         assert!(
             stderr.contains("received more fds than fdtrace reports per call"),
             "the kernel side's debug log is missing:\n{stderr}"

@@ -14,18 +14,18 @@ use std::{
     time::Duration,
 };
 
+use fdtrace::{report::Group, symbolize::Frame};
 use fdtrace_tests::{
-    harness::{run_fdtrace_refused, Server, TempDir, Trace, Workload},
+    harness::{pretty, run_fdtrace_refused, Server, TempDir, Trace, Workload},
     require_ebpf, require_tool,
 };
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 
 /// A frame's name as fdtrace labels it: the function, else module+offset.
-fn label(f: &Value) -> String {
-    match (f["function"].as_str(), f["module"].as_str(), f["offset"].as_u64()) {
+fn label(f: &Frame) -> String {
+    match (f.function.as_deref(), f.module.as_deref(), f.offset) {
         (Some(func), _, _) => func.to_string(),
         (None, Some(m), Some(off)) => format!("{m}+{off:#x}"),
         (None, Some(m), None) => m.to_string(),
@@ -37,20 +37,20 @@ fn label(f: &Value) -> String {
 /// The folded line a JSON group must have (see README: root, then the
 /// "started by" stack and `[goroutine]` for Go, then the stack, outermost
 /// first).
-fn expected_line(comm: &str, g: &Value) -> (String, u64) {
+fn expected_line(comm: &str, g: &Group) -> (String, u64) {
     let mut path = vec![comm.to_string()];
-    if g["origin"] != "stack" {
-        path.push(format!("[{}]", g["origin"].as_str().unwrap()));
+    if g.origin != "stack" {
+        path.push(format!("[{}]", g.origin));
     } else {
-        let spawn = g["spawned_by"].as_array().unwrap();
+        let spawn = &g.spawned_by;
         if !spawn.is_empty() {
             path.extend(spawn.iter().rev().map(label));
             path.push("[goroutine]".into());
         }
-        let stack = g["stack"].as_array().unwrap().iter().rev();
-        path.extend(stack.skip_while(|f| f["function"] == "runtime.goexit").map(label));
+        let stack = g.stack.iter().rev();
+        path.extend(stack.skip_while(|f| f.function.as_deref() == Some("runtime.goexit")).map(label));
     }
-    (path.join(";"), g["open"].as_u64().unwrap())
+    (path.join(";"), g.open as u64)
 }
 
 fn parse_folded(text: &str) -> Vec<(String, u64)> {
@@ -94,10 +94,9 @@ fn flamegraph_and_folded_show_the_leak() {
     // The folded file holds the report's groups, line for line.
     let text = std::fs::read_to_string(&folded).expect("--folded file written");
     let lines = parse_folded(&text);
-    let comm = report["comm"].as_str().unwrap();
-    let expected: Vec<(String, u64)> =
-        report["groups"].as_array().unwrap().iter().map(|g| expected_line(comm, g)).collect();
-    assert_eq!(lines, expected, "folded:\n{text}\nreport:\n{report:#}");
+    let comm = report.comm.as_str();
+    let expected: Vec<(String, u64)> = report.groups.iter().map(|g| expected_line(comm, g)).collect();
+    assert_eq!(lines, expected, "folded:\n{text}\nreport:\n{}", pretty(&report));
     let leak =
         lines.iter().find(|(l, _)| l.contains("fetch_inventory")).expect("a line through fetch_inventory");
     assert_eq!(leak.1, 6, "{text}");

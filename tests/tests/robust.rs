@@ -9,11 +9,12 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
+use fdtrace::report::Group;
 use fdtrace_tests::{
-    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Ebpf, Server, Trace, Workload},
+    harness::{pretty, proc_fd_numbers, report_fd_numbers, trace_every_fd, Ebpf, Server, Trace, Workload},
     require_ebpf,
+    workload::LoadResult,
 };
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
@@ -32,16 +33,15 @@ fn an_overflowing_ring_is_counted_exactly_and_named() {
     let trace = Trace::start(&ebpf, &["-p", &pid, "--ringbuf-size", "16K", "--format", "json", "-i", "3600"]);
     trace.signal(libc::SIGSTOP);
     w.send("go");
-    let done = w.stdout.wait_for("the workload's result", T, |l| l.starts_with('{'));
-    let done: Value = serde_json::from_str(&done).unwrap();
+    let done: LoadResult = w.result(T);
     assert!(w.wait().success());
     trace.signal(libc::SIGCONT);
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
     let report = out.final_report_unchecked();
-    let (lost, events) = (report["lost_events"].as_u64().unwrap(), report["events"].as_u64().unwrap());
-    let fd_events = done["fd_events"].as_u64().unwrap();
-    assert!(lost > 0, "nothing lost with fdtrace stopped and a 16K ring? {report:#}");
+    let (lost, events) = (report.stats.lost_events, report.stats.events);
+    let fd_events = done.fd_events;
+    assert!(lost > 0, "nothing lost with fdtrace stopped and a 16K ring? {}", pretty(&report));
     // Besides the opens and closes: the exit record, and a thread's start
     // and end at most.
     let extra = (events + lost) as i64 - fd_events as i64;
@@ -50,7 +50,7 @@ fn an_overflowing_ring_is_counted_exactly_and_named() {
         "received {events} + lost {lost} = {} but the workload made {fd_events} fd events",
         events + lost
     );
-    assert_eq!(report["complete"], false);
+    assert!(!report.complete);
     let stderr = out.stderr_text();
     assert!(
         stderr.contains(&format!("{lost} lost")) && stderr.contains("--ringbuf-size"),
@@ -72,12 +72,12 @@ fn two_fdtraces_on_one_process_both_see_the_leak() {
     w.send("go");
     let summary = |t: Trace| {
         let r = t.wait(T).final_report();
-        assert_eq!(r["lost_events"], 0);
-        let g = &r["groups"][0];
-        (g["open"].as_u64(), g["opened"].as_u64(), g["closed"].as_u64(), r["missed_open"].as_u64())
+        assert_eq!(r.stats.lost_events, 0);
+        let g = &r.groups[0];
+        (g.open, g.opened, g.closed, r.stats.missed_open)
     };
     let (ra, rb) = (summary(a), summary(b));
-    assert_eq!(ra, (Some(6), Some(6), Some(0), Some(0)));
+    assert_eq!(ra, (6, 6, 0, 0));
     assert_eq!(ra, rb, "the two fdtraces disagree");
 }
 
@@ -96,13 +96,8 @@ fn a_thousand_threads_racing_agree_with_proc() {
     trace.signal(libc::SIGINT);
     let out = trace.wait(T);
     let report = out.final_report();
-    assert_eq!(report["lost_events"], 0);
-    assert_eq!(
-        (report["missed_open"].as_u64(), report["missed_close"].as_u64()),
-        (Some(0), Some(0)),
-        "{}",
-        out.stderr_text()
-    );
+    assert_eq!(report.stats.lost_events, 0);
+    assert_eq!((report.stats.missed_open, report.stats.missed_close), (0, 0), "{}", out.stderr_text());
     let got = report_fd_numbers(&report, pid);
     assert!(want.len() > 1000, "{} fds open", want.len());
     assert_eq!(got, want, "fdtrace's open set differs from /proc");
@@ -110,7 +105,7 @@ fn a_thousand_threads_racing_agree_with_proc() {
 }
 
 /// The leak group of a report on the Rust leaky client started from `bin`.
-fn leak_group(ebpf: &Ebpf, bin: &str, before_go: impl FnOnce()) -> Value {
+fn leak_group(ebpf: &Ebpf, bin: &str, before_go: impl FnOnce()) -> Group {
     let server = Server::start(LEAKY, &["--serve"]);
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
     let mut w = Workload::spawn(bin, &args);
@@ -121,14 +116,21 @@ fn leak_group(ebpf: &Ebpf, bin: &str, before_go: impl FnOnce()) -> Value {
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
     let report = out.final_report();
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{report:#}");
-    assert_eq!((groups[0]["open"].as_u64(), groups[0]["opened"].as_u64()), (Some(6), Some(6)), "{report:#}");
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "{}", pretty(&report));
+    assert_eq!((groups[0].open, groups[0].opened), (6, 6), "{}", pretty(&report));
     groups[0].clone()
 }
 
-fn frames(group: &Value) -> Vec<String> {
-    group["stack"].as_array().unwrap().iter().map(|f| f.to_string()).collect()
+/// What each frame names: its function, file and module.
+fn frames(group: &Group) -> Vec<String> {
+    group
+        .stack
+        .iter()
+        .map(|f| {
+            [&f.function, &f.file, &f.module].into_iter().flatten().cloned().collect::<Vec<_>>().join(" ")
+        })
+        .collect()
 }
 
 /// A binary deleted from disk while it runs: frames come from the mapping
@@ -215,9 +217,9 @@ fn a_reused_pid_is_not_traced() {
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
     let events = out.events_of(child);
-    let exit = events.iter().position(|e| e["event"] == "exit").expect("the child's exit");
+    let exit = events.iter().position(|e| e.event == "exit").expect("the child's exit");
     assert_eq!(exit, events.len() - 1, "events for pid {child} after its exit: {:#?}", &events[exit..]);
-    assert!(events.iter().all(|e| e["comm"] != "sleep"), "{events:#?}");
+    assert!(events.iter().all(|e| e.comm != "sleep"), "{events:#?}");
 }
 
 /// A target that already holds as many fds as it may (the hard
@@ -236,8 +238,8 @@ fn a_target_with_its_fd_limit_open_is_taken_in_whole() {
     let started = std::time::Instant::now();
     let out = Trace::start(&ebpf, &["-p", &pid, "--format", "json", "-d", "1", "--min-age", "0"]).wait(T);
     let report = out.final_report();
-    let open: u64 = report["groups"].as_array().unwrap().iter().map(|g| g["open"].as_u64().unwrap()).sum();
-    assert_eq!(open, n.parse::<u64>().unwrap(), "sockets in the report");
+    let open: usize = report.groups.iter().map(|g| g.open).sum();
+    assert_eq!(open, n.parse::<usize>().unwrap(), "sockets in the report");
     eprintln!("{n} fds: attached and reported in {:.1} s", started.elapsed().as_secs_f64());
     w.send("exit");
 }

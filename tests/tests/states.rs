@@ -9,48 +9,48 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::time::Duration;
 
+use fdtrace::events::TcpState;
 use fdtrace_tests::{
     fixtures,
-    harness::{trace_until_done, Ebpf, Server, Workload},
+    harness::{compact, pretty, trace_until_done, Ebpf, EventLine, Finished, Server, Workload},
     require_ebpf,
 };
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 const HALFCLOSE: &str = env!("CARGO_BIN_EXE_halfclose");
-const N: u64 = 4;
+const N: usize = 4;
 
 /// Runs `client` under fdtrace with `extra` flags until it is done, then
-/// stops fdtrace: returns its JSON lines.
-fn trace(ebpf: &Ebpf, client: &str, args: &[&str], extra: &[&str]) -> (u32, Vec<Value>) {
+/// stops fdtrace: returns what it printed.
+fn trace(ebpf: &Ebpf, client: &str, args: &[&str], extra: &[&str]) -> (u32, Finished) {
     let mut w = Workload::spawn(client, args);
     let mut flags = vec!["--format", "json", "-i", "3600", "--min-age", "0.5"];
     flags.extend(extra);
     let out = trace_until_done(ebpf, &mut w, &flags, T);
     w.send("exit");
-    (w.pid, out.json())
+    (w.pid, out)
 }
 
 fn assert_close_wait_flagged(ebpf: &Ebpf, client: &str, args: &[&str], opener: &str, server: &Server) {
-    let (_, lines) = trace(ebpf, client, args, &[]);
-    let report = lines.iter().rfind(|v| v["type"] == "report").expect("report");
-    let groups = report["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{report:#}");
+    let (_, out) = trace(ebpf, client, args, &[]);
+    let report = out.reports().pop().expect("report");
+    let groups = &report.groups;
+    assert_eq!(groups.len(), 1, "{}", pretty(&report));
     let g = &groups[0];
-    let funcs: Vec<&str> =
-        g["stack"].as_array().unwrap().iter().filter_map(|f| f["function"].as_str()).collect();
+    let funcs: Vec<&str> = g.stack.iter().filter_map(|f| f.function.as_deref()).collect();
     assert!(funcs.iter().any(|f| f.contains(opener)), "stack lacks {opener}: {funcs:?}");
-    assert_eq!(g["open"], N);
-    let peer = &g["peers"][0];
+    assert_eq!(g.open, N);
+    let peer = &g.peers[0];
     assert_eq!(
-        (&peer["remote"], &peer["state"], &peer["count"]),
-        (&server.addr.as_str().into(), &"CLOSE_WAIT".into(), &N.into()),
-        "{g:#}"
+        (peer.remote.as_str(), peer.state, peer.count),
+        (server.addr.as_str(), Some(TcpState::CloseWait), N),
+        "{}",
+        pretty(g)
     );
     // sock_diag says how long they have been silent.
-    assert!(peer["idle_s"].as_f64().is_some_and(|s| s >= 0.4), "no idle time: {peer}");
-    assert!(g["fds"].as_array().unwrap().iter().all(|f| f["state"] == "CLOSE_WAIT"));
+    assert!(peer.idle_s.is_some_and(|s| s >= 0.4), "no idle time: {}", compact(peer));
+    assert!(g.fds.iter().all(|f| f.state == Some(TcpState::CloseWait)));
 }
 
 #[test]
@@ -82,14 +82,15 @@ fn the_event_stream_shows_each_socket_reach_close_wait() {
     let ebpf = require_ebpf!();
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let n = N.to_string();
-    let (pid, lines) = trace(&ebpf, HALFCLOSE, &["--connect", &server.addr, "--count", &n], &["--events"]);
-    let states: Vec<&Value> = lines
-        .iter()
-        .filter(|e| e["event"] == "tcp_state" && e["pid"] == pid && e["state"] == "CLOSE_WAIT")
+    let (pid, out) = trace(&ebpf, HALFCLOSE, &["--connect", &server.addr, "--count", &n], &["--events"]);
+    let states: Vec<EventLine> = out
+        .events_of(pid)
+        .into_iter()
+        .filter(|e| e.event == "tcp_state" && e.state == Some(TcpState::CloseWait))
         .collect();
-    assert_eq!(states.len() as u64, N, "CLOSE_WAIT transitions: {states:#?}");
+    assert_eq!(states.len(), N, "CLOSE_WAIT transitions: {states:#?}");
     for e in states {
-        assert_eq!(e["remote"], server.addr.as_str());
-        assert_eq!(e["comm"], "halfclose", "state changes carry the owner's name: {e}");
+        assert_eq!(e.remote.as_deref(), Some(server.addr.as_str()));
+        assert_eq!(e.comm, "halfclose", "state changes carry the owner's name: {}", compact(&e));
     }
 }

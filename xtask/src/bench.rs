@@ -19,9 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
-// The workloads' protocol (`ready PID`, `go`, result lines) is the tests'.
-use fdtrace_tests::harness::{Lines, Workload};
+use anyhow::{anyhow, bail, Context as _, Result};
+// The workloads' protocol (`ready PID`, `go`, result lines) and the reading
+// of fdtrace's output are the tests'.
+use fdtrace_tests::{
+    harness::{Lines, Output, Report, Workload},
+    workload::LoadResult,
+};
 use serde_json::{json, Value};
 
 use crate::setup;
@@ -70,7 +74,8 @@ struct Sample {
     attach_ms: Option<f64>,
     /// fdtrace's own figure for attaching ("in N ms").
     attach_self_ms: Option<f64>,
-    /// fdtrace: ring records received, and lost (the kernel's count).
+    /// fdtrace: ring records received, and lost (the kernel's count), as
+    /// its final report says.
     events: Option<u64>,
     lost: Option<u64>,
     /// Tracer CPU (user+system) while the workload ran, seconds.
@@ -193,6 +198,8 @@ struct Attached {
     child: Child,
     stderr: Lines,
     stdout: Option<Lines>,
+    /// fdtrace with `--format json`: its reports are on stdout.
+    json_reports: bool,
     attach_ms: f64,
     attach_self_ms: Option<f64>,
 }
@@ -283,7 +290,16 @@ fn attach(bins: &Bins, tracer: &Tracer, pid: u32, extra_target: Option<u32>) -> 
         Tracer::None => unreachable!(),
     }
     let attach_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(Some(Attached { label: tracer.label(), child, stderr, stdout, attach_ms, attach_self_ms }))
+    let json_reports = matches!(tracer, Tracer::Fdtrace { .. });
+    Ok(Some(Attached {
+        label: tracer.label(),
+        child,
+        stderr,
+        stdout,
+        json_reports,
+        attach_ms,
+        attach_self_ms,
+    }))
 }
 
 /// utime + stime of a process, seconds.
@@ -302,7 +318,8 @@ fn hwm_kb(pid: u32) -> Option<u64> {
 }
 
 /// Stops a tracer with SIGINT and returns its CPU, peak RSS and, for
-/// fdtrace, the events it received and lost.
+/// fdtrace with `--format json`, the events it received and lost (from its
+/// final report).
 fn stop(mut a: Attached, sample: &mut Sample, cpu_before: Option<f64>) -> Result<Vec<String>> {
     let pid = a.child.id();
     sample.cpu_s = cpu_secs(pid).zip(cpu_before).map(|(after, before)| after - before);
@@ -329,18 +346,30 @@ fn stop(mut a: Attached, sample: &mut Sample, cpu_before: Option<f64>) -> Result
         }
         thread::sleep(Duration::from_millis(20));
     }
-    if let Some(out) = &mut a.stdout {
-        // Drained so that a tracer printing a lot at exit is not blocked.
-        out.rest_within(Duration::from_millis(200));
-    }
+    // Drained so that a tracer printing a lot at exit is not blocked; it
+    // has exited: the pipe ends with what it printed.
+    let stdout = a.stdout.as_mut().map(|out| out.rest_within(Duration::from_secs(10))).unwrap_or_default();
     let lines = a.stderr.rest_within(Duration::from_millis(500));
-    // "fdtrace: 1234 events, 0 lost"
-    if let Some(l) = lines.iter().rev().find(|l| l.starts_with("fdtrace: ") && l.contains(" events, ")) {
-        let mut words = l["fdtrace: ".len()..].split_whitespace();
-        sample.events = words.next().and_then(|n| n.parse().ok());
-        sample.lost = words.nth(1).and_then(|n| n.parse().ok());
+    if a.json_reports {
+        let report = final_report(&stdout)
+            .with_context(|| format!("{} (pid {pid}); its stderr:\n{}", a.label, lines.join("\n")))?;
+        sample.events = Some(report.stats.events);
+        sample.lost = Some(report.stats.lost_events);
     }
     Ok(lines)
+}
+
+/// fdtrace's final report among the lines it printed (`--format json`).
+fn final_report(stdout: &[String]) -> Result<Report> {
+    let mut last = None;
+    for line in stdout {
+        if let Output::Report(r) = Output::read(line).map_err(|e| anyhow!(e))? {
+            if r.is_final {
+                last = Some(*r);
+            }
+        }
+    }
+    last.context("fdtrace printed no final report")
 }
 
 fn run_once(bins: &Bins, workload: &str, secs: f64, tracer: &Tracer) -> Result<Sample> {
@@ -359,19 +388,11 @@ fn run_once(bins: &Bins, workload: &str, secs: f64, tracer: &Tracer) -> Result<S
     let attached = attach(bins, tracer, w.pid, idle_pid)?;
     let cpu_before = attached.as_ref().and_then(|a| cpu_secs(a.child.id()));
     w.try_send("go")?;
-    let result =
-        w.stdout.try_wait_for("the workload's result", Duration::from_secs_f64(secs + 60.0), |l| {
-            l.starts_with('{')
-        })?;
+    let result: LoadResult = w.try_result(Duration::from_secs_f64(secs + 60.0))?;
     // It exits after its result line.
     let _ = w.try_wait();
-    let v: Value = serde_json::from_str(&result)?;
-    let mut sample = Sample {
-        rate: v["rate"].as_f64().unwrap_or(0.0),
-        secs: v["secs"].as_f64().unwrap_or(0.0),
-        fd_events: v["fd_events"].as_u64().unwrap_or(0),
-        ..Sample::default()
-    };
+    let mut sample =
+        Sample { rate: result.rate, secs: result.secs, fd_events: result.fd_events, ..Sample::default() };
     if let Some(a) = attached {
         sample.attach_ms = Some(a.attach_ms);
         sample.attach_self_ms = a.attach_self_ms;

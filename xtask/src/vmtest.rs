@@ -119,8 +119,8 @@ pub fn run(ws: &Path, kernels: &[KernelVersion], tiers: &[String], jobs: usize) 
 struct Files {
     /// Test binary paths by target name.
     tests: BTreeMap<String, PathBuf>,
-    /// Everything to put in the VMs.
-    all: Vec<PathBuf>,
+    /// Everything to put in the VMs: (host file, path in the guest).
+    all: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Builds fdtrace, the workloads, the test binaries and the fixtures.
@@ -158,12 +158,24 @@ fn build(ws: &Path) -> Result<Files> {
     let debug = ws.join("target/debug");
     let mut all: Vec<PathBuf> = vec![ws.join("target/release/fdtrace")];
     all.extend(WORKLOADS.iter().map(|w| debug.join(w)));
-    all.extend(SUITES.iter().map(|(s, _)| tests[*s].clone()));
     all.push(ws.join("target/fixtures"));
     // The Go test reads the line its report names, and checks its count
     // against `ss` (not in busybox).
     all.push(ws.join("tests/go/httpclient/main.go"));
     all.push(vm::find_in_path("ss").context("ss (package iproute2)")?);
+    let mut all: Vec<(PathBuf, PathBuf)> = all.into_iter().map(|p| (p.clone(), p)).collect();
+    // The test binaries without their debug info (tens of MB each, of the
+    // libraries they link): the guest holds its files in RAM. The workloads
+    // keep theirs: their stacks are symbolized to file:line.
+    let stripped = ws.join("target/vm/tests");
+    std::fs::create_dir_all(&stripped)?;
+    for (suite, _) in SUITES {
+        let exe = &tests[*suite];
+        let copy = stripped.join(suite);
+        sh(Command::new("objcopy").arg("--strip-debug").arg(exe).arg(&copy))
+            .context("stripping a test binary for the VMs (objcopy, package binutils)")?;
+        all.push((copy, exe.clone()));
+    }
     Ok(Files { tests, all })
 }
 
@@ -199,13 +211,13 @@ fn script(ws: &Path, tests: &BTreeMap<String, PathBuf>, tiers: &[String]) -> Str
 fn run_kernel(
     ws: &Path,
     kernel: &vm::Kernel,
-    files: &[PathBuf],
+    files: &[(PathBuf, PathBuf)],
     script: &str,
     tiers: &[String],
 ) -> Result<BTreeMap<String, Cell>> {
     let mut guest = Guest::new(script);
-    for f in files {
-        guest = guest.file(f)?;
+    for (host, in_guest) in files {
+        guest = guest.file_at(host, in_guest)?;
     }
     guest.timeout = Duration::from_secs(40 * 60);
     let out = vm::run(ws, kernel, &guest)?;

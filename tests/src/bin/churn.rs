@@ -23,7 +23,7 @@ use std::{
     thread,
 };
 
-use fdtrace_tests::workload::ready_then_wait;
+use fdtrace_workload::ready_then_wait;
 
 /// Fds the churn must not touch: stdio and the listener.
 const FIRST_FREE: i32 = 4;

@@ -13,7 +13,7 @@
 //!   its work in kernel threads outside the process, so it is skipped.
 //!
 //! Prints `ready PID`, waits for a line, does all of it, prints one JSON
-//! line per fd it ends up holding from those paths (`path`: how it came,
+//! line per fd it ends up holding from those paths (`fdtrace_workload::Held`: how it came,
 //! `fd`, and for received fds `kind` and `cloexec`), `paused`, and waits
 //! for a line before exiting.
 //!
@@ -28,18 +28,11 @@
 #![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::{ffi::CString, io::BufRead, mem, ptr};
 
-use fdtrace_tests::workload::{check, ready_then_wait};
+use fdtrace_workload::{check, ready_then_wait, Held};
 
 /// A received fd as printed: how it came, its number, what it is.
-struct Held {
-    path: &'static str,
-    fd: i32,
-    kind: Option<&'static str>,
-    cloexec: Option<bool>,
-}
-
-fn came(path: &'static str, fd: i32) -> Held {
-    Held { path, fd, kind: None, cloexec: None }
+fn came(how: &str, fd: i32) -> Held {
+    Held { how: how.into(), fd, kind: None, cloexec: None }
 }
 
 fn main() {
@@ -60,7 +53,7 @@ fn main() {
             send_fds(tx, &[&copies]);
             libc::close(file);
             for fd in recv_fds(rx, 0) {
-                held.push(Held { kind: Some("file"), ..came("scm_rights_many", fd) });
+                held.push(Held { kind: Some("file".into()), ..came("scm_rights_many", fd) });
             }
             // Batches of more messages than the kernel side walks, with no
             // fds: over UDP, and over a unix socket.
@@ -71,7 +64,7 @@ fn main() {
         }
     }
     for h in &held {
-        println!("{}", serde_json::json!({"path": h.path, "fd": h.fd, "kind": h.kind, "cloexec": h.cloexec}));
+        println!("{}", h.to_json());
     }
     println!("paused");
     let _ = std::io::stdin().lock().lines().next();
@@ -106,7 +99,7 @@ unsafe fn received(path: &CString, held: &mut Vec<Held>) {
                 .into_iter()
                 .zip(got)
         {
-            held.push(Held { path, fd, kind: Some(kind), cloexec: Some(true) });
+            held.push(Held { how: path.into(), fd, kind: Some(kind.into()), cloexec: Some(true) });
         }
 
         let event = check(libc::eventfd(0, 0), "eventfd");
@@ -121,7 +114,7 @@ unsafe fn received(path: &CString, held: &mut Vec<Held>) {
         for ((path, kind), fd) in
             [("recvmmsg_eventfd", "other"), ("recvmmsg_memfd", "file")].into_iter().zip(recvmmsg_fds(rx, 2))
         {
-            held.push(Held { path, fd, kind: Some(kind), cloexec: Some(false) });
+            held.push(Held { how: path.into(), fd, kind: Some(kind.into()), cloexec: Some(false) });
         }
     }
 }
@@ -210,7 +203,7 @@ unsafe fn others(path: &CString, held: &mut Vec<Held>) {
             // The ring stays open (Ring has no Drop): it is an fd too.
             let _ = ring;
         } else {
-            println!("{{\"skipped\":\"io_uring (kernel before 5.12 runs it outside the process)\"}}");
+            eprintln!("fdpaths: io_uring skipped (kernel before 5.12 runs it outside the process)");
         }
     }
 }

@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used, reason = "a test program: a failed unwrap fails the test that runs it")]
 use std::io::BufRead;
 
-use fdtrace_tests::workload::ready_then_wait;
+use fdtrace_workload::ready_then_wait;
 
 const DEPTH: u32 = 12;
 

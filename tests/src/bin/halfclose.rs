@@ -13,7 +13,7 @@ use std::{
     net::{SocketAddr, TcpStream},
 };
 
-use fdtrace_tests::workload::ready_then_wait;
+use fdtrace_workload::ready_then_wait;
 
 /// Opens a connection for updates, reads until the server is done, and
 /// keeps the stream "for later" — it is never closed.

@@ -54,7 +54,7 @@ fn main() {
         }
     };
     if has("--wait") {
-        fdtrace_tests::workload::ready_then_wait();
+        fdtrace_workload::ready_then_wait();
     } else {
         println!("leaky: pid {} talking to {addr}", std::process::id());
     }

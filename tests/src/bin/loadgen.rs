@@ -10,10 +10,10 @@
 //!   their closes.
 //!
 //! Protocol: prints `ready PID`, waits for a line on stdin (the tracer
-//! attaches in between), runs `--secs S`, prints one JSON line
-//! `{"workload":..,"ops":N,"fd_events":M,"secs":S,"rate":R}` and exits.
-//! `ops` are loop iterations; `fd_events` the fd creations and closes they
-//! made (what a tracer of fds sees).
+//! attaches in between), runs `--secs S`, prints one JSON line (a
+//! [`LoadResult`]: `{"workload":..,"ops":N,"fd_events":M,"secs":S,"rate":R}`)
+//! and exits. `ops` are loop iterations; `fd_events` the fd creations and
+//! closes they made (what a tracer of fds sees).
 //!
 //! Usage: loadgen connect|accept|open|mix [--secs S]
 #![allow(
@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fdtrace_tests::workload::ready_then_wait;
+use fdtrace_workload::{ready_then_wait, LoadResult};
 
 /// Loop iterations and fd events done, shared by the workload's threads.
 #[derive(Default)]
@@ -242,8 +242,7 @@ fn main() {
     let elapsed = start.elapsed().as_secs_f64();
     let ops = counts.ops.load(Ordering::Relaxed);
     println!(
-        "{{\"workload\":\"{workload}\",\"ops\":{ops},\"fd_events\":{},\"secs\":{elapsed:.3},\"rate\":{:.0}}}",
-        counts.fd_events.load(Ordering::Relaxed),
-        ops as f64 / elapsed
+        "{}",
+        LoadResult::new(&workload, ops, counts.fd_events.load(Ordering::Relaxed), elapsed).to_json()
     );
 }
