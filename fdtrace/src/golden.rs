@@ -44,27 +44,7 @@ fn ev(ts_ns: u64, tgid: u32, body: Body) -> Event {
 }
 
 fn open(syscall: Syscall, fd: i32, stack_id: u32) -> Open {
-    Open {
-        syscall,
-        fd: Some(fd),
-        fd2: None,
-        src_fd: None,
-        ret: i64::from(fd),
-        raw_flags: 0,
-        cloexec: false,
-        socket: None,
-        local: None,
-        remote: None,
-        path: None,
-        stack: stack(stack_id),
-        missed_entry: false,
-        read_failed: false,
-        reused_fd: false,
-        kind_hint: None,
-        sk: None,
-        go_spawn: None,
-        go_transport: None,
-    }
+    Open::test(syscall, fd, stack_id)
 }
 
 fn tcp(fd: i32, stack_id: u32) -> Body {

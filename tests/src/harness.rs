@@ -513,24 +513,29 @@ pub fn trace_until_done(ebpf: &Ebpf, w: &mut Workload, flags: &[&str], timeout: 
 /// fd, every group and every fd listed, JSON, and no report but the final
 /// one (stop it with SIGINT).
 pub fn trace_every_fd(ebpf: &Ebpf, pid: u32) -> Trace {
-    Trace::start(
-        ebpf,
-        &[
-            "-p",
-            &pid.to_string(),
-            "--all-fds",
-            "--min-age",
-            "0",
-            "-t",
-            "100000",
-            "--fds-per-group",
-            "100000",
-            "--format",
-            "json",
-            "-i",
-            "3600",
-        ],
-    )
+    trace_every_fd_with(ebpf, pid, &[])
+}
+
+/// [`trace_every_fd`] with more flags (`-v`...).
+pub fn trace_every_fd_with(ebpf: &Ebpf, pid: u32, flags: &[&str]) -> Trace {
+    let pid = pid.to_string();
+    let mut args = vec![
+        "-p",
+        &pid,
+        "--all-fds",
+        "--min-age",
+        "0",
+        "-t",
+        "100000",
+        "--fds-per-group",
+        "100000",
+        "--format",
+        "json",
+        "-i",
+        "3600",
+    ];
+    args.extend(flags);
+    Trace::start(ebpf, &args)
 }
 
 /// The fd numbers `/proc/PID/fd` lists.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fdtrace::report::{FdInfo, Group, Report};
 use fdtrace_tests::{
-    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, Trace, Workload},
+    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd, trace_every_fd_with, Trace, Workload},
     require_ebpf,
     workload::Held,
 };
@@ -121,23 +121,7 @@ fn fds_received_past_the_walks_bound_are_counted_not_dropped() {
     const BOUND: usize = 16;
     let mut w = Workload::spawn(FDPATHS, &["many", &SENT.to_string()]);
     let pid = w.pid;
-    let trace = Trace::start(
-        &ebpf,
-        &[
-            "-v",
-            "-p",
-            &pid.to_string(),
-            "--all-fds",
-            "--min-age",
-            "0",
-            "--fds-per-group",
-            "100000",
-            "--format",
-            "json",
-            "-i",
-            "3600",
-        ],
-    );
+    let trace = trace_every_fd_with(&ebpf, pid, &["-v"]);
     w.send("go");
     let held: Vec<Held> = w.read_until("paused", T);
     assert_eq!(held.len(), SENT);

@@ -82,30 +82,11 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Comm, Open, StackRef, Syscall};
+    use crate::events::{Comm, Open, Syscall};
 
     fn open_event(tid: u32, id: StackId) -> Event {
-        let open = Open {
-            syscall: Syscall::Socket,
-            fd: Some(3),
-            fd2: None,
-            src_fd: None,
-            ret: 3,
-            raw_flags: 0,
-            cloexec: false,
-            socket: None,
-            local: None,
-            remote: None,
-            path: None,
-            stack: StackRef { id, caller_ip: None, at_entry: false },
-            missed_entry: false,
-            read_failed: false,
-            reused_fd: false,
-            kind_hint: None,
-            sk: None,
-            go_spawn: None,
-            go_transport: None,
-        };
+        let mut open = Open::test(Syscall::Socket, 3, 0);
+        open.stack.id = id;
         Event { ts_ns: 1, tgid: 10, tid, comm: Comm::default(), body: Body::Open(open) }
     }
 

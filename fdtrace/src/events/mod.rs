@@ -186,6 +186,33 @@ pub struct Open {
 }
 
 impl Open {
+    /// A successful `syscall` that installed `fd`, opened at the stack map's
+    /// `stack_id`, and nothing else known (tests build on it).
+    #[cfg(test)]
+    pub fn test(syscall: Syscall, fd: i32, stack_id: u32) -> Open {
+        Open {
+            syscall,
+            fd: Some(fd),
+            fd2: None,
+            src_fd: None,
+            ret: i64::from(fd),
+            raw_flags: 0,
+            cloexec: false,
+            socket: None,
+            local: None,
+            remote: None,
+            path: None,
+            stack: StackRef { id: StackId::Id(stack_id), caller_ip: None, at_entry: false },
+            missed_entry: false,
+            read_failed: false,
+            reused_fd: false,
+            kind_hint: None,
+            sk: None,
+            go_spawn: None,
+            go_transport: None,
+        }
+    }
+
     /// What kind of fd this syscall creates (the syscall table's
     /// [`NewFd`](fdtrace_common::syscall::NewFd)). `None` for the dup
     /// family, whose kind is that of the source fd.

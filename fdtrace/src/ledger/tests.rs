@@ -13,27 +13,7 @@ fn stack(id: u32) -> StackRef {
 }
 
 fn open(syscall: Syscall, fd: i32) -> Open {
-    Open {
-        syscall,
-        fd: Some(fd),
-        fd2: None,
-        src_fd: None,
-        ret: fd as i64,
-        raw_flags: 0,
-        cloexec: false,
-        socket: None,
-        local: None,
-        remote: None,
-        path: None,
-        stack: stack(1),
-        missed_entry: false,
-        read_failed: false,
-        reused_fd: false,
-        kind_hint: None,
-        sk: None,
-        go_spawn: None,
-        go_transport: None,
-    }
+    Open::test(syscall, fd, 1)
 }
 
 fn socket(fd: i32) -> Body {

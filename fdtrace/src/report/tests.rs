@@ -74,25 +74,9 @@ fn socket(ts: u64, fd: i32, stack_id: u32) -> Event {
     ev(
         ts,
         Body::Open(Open {
-            syscall: Syscall::Socket,
-            fd: Some(fd),
-            fd2: None,
-            src_fd: None,
-            ret: fd as i64,
             raw_flags: 1,
-            cloexec: false,
             socket: Some(SockSpec { family: 2, sock_type: 1, protocol: 6 }),
-            local: None,
-            remote: None,
-            path: None,
-            stack: stack(stack_id),
-            missed_entry: false,
-            read_failed: false,
-            reused_fd: false,
-            kind_hint: None,
-            sk: None,
-            go_spawn: None,
-            go_transport: None,
+            ..Open::test(Syscall::Socket, fd, stack_id)
         }),
     )
 }
