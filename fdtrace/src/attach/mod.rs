@@ -13,6 +13,9 @@
 mod arch;
 pub mod btf;
 pub mod function;
+mod go;
+mod logs;
+mod losses;
 mod preflight;
 pub mod tracefs;
 mod tracepoint;
@@ -22,42 +25,32 @@ use std::fmt;
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
-        fentry::FEntryLinkId,
-        kprobe::KProbeLinkId,
-        raw_trace_point::RawTracePointLinkId,
-        trace_point::TracePointLinkId,
-        uprobe::{UProbeLinkId, UProbeScope},
-        FEntry, KProbe, ProgramError, RawTracePoint, TracePoint, UProbe,
+        fentry::FEntryLinkId, kprobe::KProbeLinkId, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId, uprobe::UProbeLinkId, FEntry, KProbe, RawTracePoint, TracePoint,
+        UProbe,
     },
     Ebpf, EbpfLoader,
 };
 use fdtrace_common::{
-    config_flags, programs, runtime_flags, target, GoInfo, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP,
-    GO_PROCS_MAP, LOSSES_MAP, RUNTIME_MAP, STACKS_MAP, TARGETS_MAP,
+    config_flags, runtime_flags, target, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, RUNTIME_MAP,
+    STACKS_MAP, TARGETS_MAP,
 };
 use log::warn;
 
-pub use preflight::{resolve_target, Target};
+use self::{
+    go::attach_go,
+    logs::{ebpf_log_level, EbpfLogs, EBPF_LOGS_MAP},
+};
+pub use self::{
+    go::GoError,
+    losses::Losses,
+    preflight::{resolve_target, Target},
+};
 
 /// The eBPF object, built by `build.rs` from `fdtrace-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fdtrace-ebpf.o"));
 /// Set by `build.rs` when it embedded an empty stub instead: what was missing.
 const EBPF_MISSING: Option<&str> = option_env!("FDTRACE_EBPF_MISSING");
-
-/// aya-log-ebpf's ring buffer of log records (its `AYA_LOGS`).
-const EBPF_LOGS_MAP: &str = "AYA_LOGS";
-
-/// The kernel side's log level (aya-log's `AYA_LOG_LEVEL`, whose values
-/// are `log::LevelFilter`'s): what fdtrace's own log filter lets through
-/// when debug logging is on (`-v`, `FDTRACE_LOG=debug`), else 0. At 0 the
-/// level is a frozen constant that switches every log statement off, and
-/// the verifier removes them as dead code: they cost nothing.
-fn ebpf_log_level() -> u8 {
-    match log::max_level() {
-        level if level >= log::LevelFilter::Debug => level as u8,
-        _ => 0,
-    }
-}
 
 /// The object with its settings, ready to load.
 fn loader<'a>(
@@ -225,57 +218,6 @@ fn receive_hooks() -> Vec<String> {
 /// fdtrace (a quarter of the ring when that is less).
 pub const WAKEUP_BYTES: u32 = 256 << 10;
 
-/// Counts of what the kernel side could not deliver in full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Losses {
-    /// Events dropped: the ring buffer was full.
-    pub ringbuf_full: u64,
-    /// Events sent without their stack.
-    pub stack_failed: u64,
-    pub inflight_full: u64,
-    pub missed_entry: u64,
-    pub read_failed: u64,
-    pub targets_full: u64,
-    /// Not losses: stacks sent inline after a stack-map collision.
-    pub stack_inline: u64,
-    /// Events dropped: the CPU's scratch memory was taken by a preempted
-    /// program.
-    pub scratch_busy: u64,
-    /// recvmsg/recvmmsg calls with more fds than the kernel side reports.
-    pub recv_truncated: u64,
-}
-
-impl Losses {
-    /// Events that never reached userspace.
-    pub fn lost_events(&self) -> u64 {
-        self.ringbuf_full + self.scratch_busy
-    }
-
-    /// Events that never reached userspace, by reason (non-zero reasons
-    /// only).
-    pub fn lost(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        [("ringbuf_full", self.ringbuf_full), ("scratch_busy", self.scratch_busy)]
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .collect()
-    }
-
-    /// Events sent with part of their data missing, by reason (non-zero
-    /// reasons only).
-    pub fn partial(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        [
-            ("missed_entry", self.missed_entry),
-            ("read_failed", self.read_failed),
-            ("inflight_full", self.inflight_full),
-            ("targets_full", self.targets_full),
-            ("recv_truncated", self.recv_truncated),
-        ]
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .collect()
-    }
-}
-
 impl Plan {
     /// "fentry", "tracepoint", or per family when they differ, e.g.
     /// "kprobe (fd install, fd close) + tracepoint".
@@ -339,133 +281,6 @@ pub struct Tracer {
     /// The kernel side's log records, with debug logging on; held for its
     /// `Drop`, after the links are gone.
     _logs: Option<EbpfLogs>,
-}
-
-/// Forwards the kernel side's aya-log records to fdtrace's log (stderr),
-/// from a thread of its own, until dropped.
-struct EbpfLogs {
-    /// An eventfd: written to stop the thread.
-    stop: std::os::fd::OwnedFd,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EbpfLogs {
-    /// Starts forwarding; `None` (with a warning) if the object has no log
-    /// ring or the thread cannot start: tracing goes on without them.
-    fn start(ebpf: &mut Ebpf) -> Option<EbpfLogs> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        let mut logger = match aya_log::EbpfLogger::init(ebpf) {
-            Ok(l) => l,
-            Err(e) => {
-                warn!("the kernel side's debug logs are not shown: {e}");
-                return None;
-            }
-        };
-        // SAFETY: no pointers; the result is checked.
-        let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if stop < 0 {
-            warn!("the kernel side's debug logs are not shown: eventfd: {}", std::io::Error::last_os_error());
-            return None;
-        }
-        // SAFETY: a new fd that nothing else owns.
-        let stop = unsafe { OwnedFd::from_raw_fd(stop) };
-        let stop_fd = stop.as_raw_fd();
-        let thread = std::thread::Builder::new().name("ebpf-logs".into()).spawn(move || loop {
-            let mut fds = [
-                libc::pollfd { fd: logger.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: stop_fd, events: libc::POLLIN, revents: 0 },
-            ];
-            // SAFETY: two valid pollfds; the eventfd outlives the thread
-            // (Drop joins it before closing the fd).
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            logger.flush();
-            if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                break;
-            }
-            if fds[1].revents != 0 {
-                break;
-            }
-        });
-        match thread {
-            Ok(t) => Some(EbpfLogs { stop, thread: Some(t) }),
-            Err(e) => {
-                warn!("the kernel side's debug logs are not shown: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for EbpfLogs {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a local to our eventfd.
-        unsafe { libc::write(self.stop.as_raw_fd(), (&raw const one).cast(), 8) };
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Follows a Go program's goroutines back to the code that started them:
-/// registers its `runtime.g` offsets and attaches the uprobes (on
-/// `/proc/PID/exe`, which also finds a binary deleted since it started).
-fn attach_go(
-    ebpf: &mut Ebpf,
-    links: &mut Links,
-    tgid: u32,
-    exe: &std::path::Path,
-    go: &crate::golang::GoBinary,
-) -> Result<(), GoError> {
-    if let Some(why) = go.limitation() {
-        return Err(GoError::Unsupported(why));
-    }
-    preflight::uprobes().map_err(GoError::Unsupported)?;
-    let info = go.offsets.expect("checked by limitation()");
-    {
-        let map = ebpf.map_mut(GO_PROCS_MAP).ok_or(GoError::Unsupported("object lacks GO_PROCS".into()))?;
-        let mut map: aya::maps::HashMap<_, u32, GoInfo> =
-            aya::maps::HashMap::try_from(map).map_err(|e| GoError::Unsupported(e.to_string()))?;
-        map.insert(tgid, info, 0).map_err(|e| GoError::Unsupported(e.to_string()))?;
-    }
-    let pid = std::num::NonZeroU32::new(tgid).ok_or(GoError::Unsupported("pid 0".into()))?;
-    let [newproc, dial] = GO_HOOKS;
-    let mut hooks = vec![newproc];
-    if go.has_dial_conn_for {
-        hooks.push(dial);
-    }
-    for (program, function) in hooks {
-        let attach = |why: String| GoError::Attach { function, why };
-        let prog: &mut UProbe = ebpf
-            .program_mut(program)
-            .ok_or_else(|| attach("program missing from the object".into()))?
-            .try_into()
-            .map_err(|e: ProgramError| attach(e.to_string()))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| attach(function::error_chain(&e)))?;
-        }
-        let id = prog
-            .attach(function, exe, UProbeScope::OneProcess(pid))
-            .map_err(|e| attach(function::error_chain(&e)))?;
-        links.uprobes.push((program.to_string(), id));
-    }
-    Ok(())
-}
-
-/// The uprobes in Go programs: (program, function).
-const GO_HOOKS: [(&str, &str); 2] = [
-    (programs::GO_NEWPROC, crate::golang::NEWPROC),
-    (programs::GO_DIAL_CONN_FOR, crate::golang::DIAL_CONN_FOR),
-];
-
-/// What following a Go program's goroutines needs, and whether it worked.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum GoError {
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("attaching to {function}: {why}")]
-    Attach { function: &'static str, why: String },
 }
 
 impl Tracer {
@@ -808,8 +623,8 @@ mod tests {
         for (program, _, _) in tracepoint::LIFECYCLE {
             want.insert(program.to_string(), "tracepoint");
         }
-        want.insert(programs::PROCESS_FORK.to_string(), "raw_tp");
-        for (program, _) in GO_HOOKS {
+        want.insert(fdtrace_common::programs::PROCESS_FORK.to_string(), "raw_tp");
+        for (program, _) in go::GO_HOOKS {
             want.insert(program.to_string(), "uprobe");
         }
         want
