@@ -182,10 +182,13 @@ pub enum EventKind {
     Stack = 9,
     /// A TCP socket changed state or was connected/closed: [`SockState`].
     SockState = 10,
+    /// fds a recvmsg/recvmmsg received over `SCM_RIGHTS`, read back from
+    /// its control buffers at exit (tracepoint tier): [`FdsReceived`].
+    FdsReceived = 11,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::FdOpen,
         EventKind::Close,
         EventKind::CloseRange,
@@ -196,6 +199,7 @@ impl EventKind {
         EventKind::Exit,
         EventKind::Stack,
         EventKind::SockState,
+        EventKind::FdsReceived,
     ];
 
     pub const fn from_u32(v: u32) -> Option<Self> {
@@ -210,6 +214,7 @@ impl EventKind {
             8 => EventKind::Exit,
             9 => EventKind::Stack,
             10 => EventKind::SockState,
+            11 => EventKind::FdsReceived,
             _ => return None,
         })
     }
@@ -227,6 +232,7 @@ impl EventKind {
             EventKind::Exit => size_of::<Exit>(),
             EventKind::Stack => size_of::<StackRecord>(),
             EventKind::SockState => size_of::<SockState>(),
+            EventKind::FdsReceived => size_of::<FdsReceived>(),
         }
     }
 
@@ -236,6 +242,8 @@ impl EventKind {
         match self {
             EventKind::FdOpen | EventKind::SockAddr | EventKind::Exec => self.max_size() - PATH_CAP,
             EventKind::Stack => self.max_size() - STACK_DEPTH * 8,
+            // At least one fd.
+            EventKind::FdsReceived => self.max_size() - (MAX_RECEIVED_FDS - 1) * size_of::<ReceivedFd>(),
             EventKind::Close
             | EventKind::CloseRange
             | EventKind::SetCloexec
@@ -361,6 +369,50 @@ pub struct FdOpen {
     pub path_len: u16,
     pub _pad2: [u8; 6],
     pub path: [u8; PATH_CAP],
+}
+
+/// fds reported per recvmsg/recvmmsg call ([`FdsReceived`]); a call that
+/// received more counts as `Loss::RecvTruncated`, and reconciliation
+/// finds the rest.
+pub const MAX_RECEIVED_FDS: usize = 16;
+
+/// One fd of an [`FdsReceived`], with what the fd table says of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceivedFd {
+    pub fd: i32,
+    /// A [`kind_hint`] from the file's inode.
+    pub kind_hint: u16,
+    /// 1 when close-on-exec (`MSG_CMSG_CLOEXEC`, or the table's bit).
+    pub cloexec: u8,
+    pub _pad: u8,
+    /// For sockets: the `struct sock *`.
+    pub sk: u64,
+}
+
+/// The fds one recvmsg/recvmmsg received over `SCM_RIGHTS`: one record
+/// for the call (its stack and goroutine are every fd's), of which only
+/// the first `n` fds are sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FdsReceived {
+    pub header: Header,
+    /// [`Syscall::Recvmsg`] or [`Syscall::Recvmmsg`].
+    pub syscall: u16,
+    pub n: u16,
+    /// [`fd_flags`] bits for every fd (`READ_FAILED`).
+    pub fd_flags: u32,
+    /// The call's flags argument.
+    pub flags: u64,
+    pub stack_id: i32,
+    pub _pad: u32,
+    pub caller_ip: u64,
+    /// Go, as in [`FdOpen`].
+    pub go_spawn_stack: i32,
+    pub _pad2: u32,
+    pub go_spawn_pc: u64,
+    pub go_transport: u64,
+    pub fds: [ReceivedFd; MAX_RECEIVED_FDS],
 }
 
 /// `close(fd)`, sent at syscall entry (see `fdtrace-ebpf` for why).
@@ -542,6 +594,8 @@ const _: () = assert!(size_of::<SetCloexec>() == 48);
 const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
 const _: () = assert!(size_of::<Exit>() == 48);
+const _: () = assert!(size_of::<ReceivedFd>() == 16);
+const _: () = assert!(size_of::<FdsReceived>() == 96 + 16 * MAX_RECEIVED_FDS);
 const _: () = assert!(MAX_EVENT_SIZE == size_of::<StackRecord>());
 // The kernel side rounds the used part of a string up to 8 bytes.
 const _: () = assert!(EventKind::FdOpen.min_size().is_multiple_of(8));

@@ -2,10 +2,12 @@
 //! syscall's exit on the tracepoint tier: the kernel has installed them
 //! and written their numbers into the caller's control buffer
 //! (`scm_detach_fds`), and `msg_controllen` into the `msghdr` says how much
-//! of it it wrote. Each fd becomes an `FdOpen` record with the stack, its
-//! kind and socket from the fd table, and close-on-exec from
-//! `MSG_CMSG_CLOEXEC` or the table's bit: the record `fd_install` makes on
-//! the function tiers (which do not attach these exits).
+//! of it it wrote. The call becomes one `FdsReceived` record: its stack and
+//! goroutine, and per fd its number, kind and socket from the fd table and
+//! close-on-exec from `MSG_CMSG_CLOEXEC` or the table's bit. The loader
+//! turns it into one open per fd, as `fd_install` reports them on the
+//! function tiers (which do not attach these exits). Addresses of received
+//! sockets come from sock_diag at report time.
 //!
 //! The walk is bounded for the verifier: [`MAX_MSGS`] messages of a
 //! recvmmsg, [`MAX_CMSGS`] control messages per message, [`MAX_FDS`] fds
@@ -17,24 +19,25 @@
 use aya_ebpf::programs::tracing::StackIdContext;
 use aya_log_ebpf::debug;
 use fdtrace_common::{
-    fd_flags,
+    kind_hint,
     syscall::consts::{
         AF_UNIX, CMSGHDR_SIZE, CMSG_ALIGN, MMSGHDR_SIZE, MSGHDR_CONTROLLEN_OFF, MSGHDR_CONTROL_OFF,
         SCM_RIGHTS, SOL_SOCKET,
     },
-    FdOpen, Loss, Syscall, PATH_CAP,
+    EventKind, FdsReceived, Loss, ReceivedFd, Syscall, MAX_RECEIVED_FDS,
 };
 
 use crate::{
-    emit::{count, track_sock, user_stack, Args, EventSlot, FdsSlot, StackSlot},
-    fdopen::{begin, Site},
+    emit::{count, header, track_sock, user_stack, Args, EventSlot, FdsSlot, StackSlot},
+    fdopen::Site,
+    go::goroutine_origin,
     mem::{self, USER_AT_CAP},
-    sockets::{fd_is_cloexec, file_kind, file_of_fd, sock_addrs, sock_family, sock_of_fd, sock_of_file},
+    sockets::{fd_is_cloexec, file_kind, file_of_fd, sock_family, sock_of_fd, sock_of_file},
     table::NR_RECVMSG,
 };
 
 /// fds reported per call.
-pub const MAX_FDS: u64 = 16;
+pub const MAX_FDS: u64 = MAX_RECEIVED_FDS as u64;
 /// Control messages walked per message (a unix socket adds credentials,
 /// security labels, timestamps... before the fds).
 pub const MAX_CMSGS: u64 = 8;
@@ -108,20 +111,15 @@ pub fn report<C: StackIdContext>(
             got.truncated = 1;
         }
     }
-    let mut i: u64 = 0;
-    while i < MAX_FDS {
-        if i >= u64::from(got.n) {
-            break;
-        }
-        let at = 4 * i as usize;
-        let fd = i32::from_ne_bytes([got.fds[at], got.fds[at + 1], got.fds[at + 2], got.fds[at + 3]]);
-        report_fd(site, event, stack, syscall, flags, fd)?;
-        i += 1;
+    if got.n > 0 {
+        send_received(site, event, stack, got, syscall, flags)?;
     }
     if got.truncated != 0 {
         debug!(
             &(),
-            "{} received more fds than fdtrace reports per call ({}): the rest show as missed opens", nr, i
+            "{} received more fds than fdtrace reports per call ({}): the rest show as missed opens",
+            nr,
+            got.n
         );
         return Err(Loss::RecvTruncated);
     }
@@ -188,32 +186,57 @@ fn take(got: &mut Received, data: u64, nfds: u64) {
     }
 }
 
-/// One received fd's record.
+/// One record for the call: its stack and goroutine are every fd's, and
+/// per fd only what the fd table says (kind, close-on-exec, socket). A
+/// full `FdOpen` per fd in a loop of [`MAX_FDS`] took the verifier a
+/// quarter of a second per program.
 #[inline(always)]
-fn report_fd<C: StackIdContext>(
+fn send_received<C: StackIdContext>(
     site: &Site<'_, C>,
     event: &mut EventSlot,
     stack: &mut StackSlot,
+    got: &Received,
     syscall: Syscall,
     flags: u64,
-    fd: i32,
 ) -> Result<(), Loss> {
-    let ev: &mut FdOpen = event.get()?;
-    begin(ev, site, syscall, i64::from(fd));
-    ev.flags = flags;
-    let file = file_of_fd(fd);
-    if let Some(file) = file {
-        ev.kind_hint = file_kind(file);
+    let rec: &mut FdsReceived = event.get()?;
+    rec.header = header(EventKind::FdsReceived, site.pid_tgid);
+    rec.syscall = syscall as u16;
+    rec.fd_flags = 0;
+    rec.flags = flags;
+    rec._pad = 0;
+    rec._pad2 = 0;
+    (rec.go_spawn_stack, rec.go_spawn_pc, rec.go_transport) =
+        goroutine_origin((site.pid_tgid >> 32) as u32, site.regs);
+    rec.stack_id = user_stack(site.ctx, stack, site.pid_tgid);
+    rec.caller_ip = site.regs.caller_ip();
+    let cloexec_flag = syscall.new_fd_cloexec(flags);
+    let mut i: u64 = 0;
+    while i < MAX_FDS {
+        if i >= u64::from(got.n) {
+            break;
+        }
+        let at = 4 * i as usize;
+        let fd = i32::from_ne_bytes([got.fds[at], got.fds[at + 1], got.fds[at + 2], got.fds[at + 3]]);
+        let slot = &mut rec.fds[i as usize];
+        slot.fd = fd;
+        slot._pad = 0;
+        slot.kind_hint = kind_hint::UNKNOWN;
+        slot.sk = 0;
+        let file = file_of_fd(fd);
+        if let Some(file) = file {
+            slot.kind_hint = file_kind(file);
+        }
+        slot.cloexec = u8::from(cloexec_flag || fd_is_cloexec(fd));
+        if let Some(sk) = file.and_then(sock_of_file) {
+            slot.sk = sk;
+            track_sock(sk, (site.pid_tgid >> 32) as u32);
+        }
+        i += 1;
     }
-    if syscall.new_fd_cloexec(flags) || fd_is_cloexec(fd) {
-        ev.fd_flags |= fd_flags::CLOEXEC;
-    }
-    if let Some(sk) = file.and_then(sock_of_file) {
-        ev.sk = sk;
-        track_sock(sk, (site.pid_tgid >> 32) as u32);
-        sock_addrs(sk, &mut ev.local, &mut ev.remote);
-    }
-    ev.stack_id = user_stack(site.ctx, stack, site.pid_tgid);
-    ev.caller_ip = site.regs.caller_ip();
-    event.send(size_of::<FdOpen>() - PATH_CAP, 0)
+    rec.n = i as u16;
+    event.send(
+        size_of::<FdsReceived>() - MAX_RECEIVED_FDS * size_of::<ReceivedFd>(),
+        i as usize * size_of::<ReceivedFd>(),
+    )
 }

@@ -57,24 +57,64 @@ pub struct Assembler {
 }
 
 impl Assembler {
-    /// The whole event a record completes, if it does (a stack alone
-    /// waits for its event).
-    pub fn push(&mut self, record: Record, stacks: &mut StackTable) -> Option<Event> {
+    /// The whole events a record completes, if any (a stack alone waits
+    /// for its event).
+    pub fn push(&mut self, record: Record, stacks: &mut StackTable) -> Ready {
         match record {
             Record::Stack { tid, frames } => {
                 self.pending.insert(tid, frames);
-                None
+                Ready::Nothing
             }
             Record::Event { mut event, stack_follows } => {
                 if stack_follows {
-                    if let (Body::Open(open), Some(frames)) =
-                        (&mut event.body, self.pending.remove(&event.tid))
-                    {
-                        open.stack.id = StackId::Inline(stacks.intern(frames));
-                    }
+                    self.join(std::slice::from_mut(&mut event), stacks);
                 }
-                Some(event)
+                Ready::One(event)
             }
+            Record::Events { mut events, stack_follows } => {
+                if stack_follows {
+                    self.join(&mut events, stacks);
+                }
+                Ready::Many(events)
+            }
+        }
+    }
+
+    /// Gives the events of one record the inline stack their thread sent.
+    fn join(&mut self, events: &mut [Event], stacks: &mut StackTable) {
+        let Some(tid) = events.first().map(|e| e.tid) else { return };
+        let Some(frames) = self.pending.remove(&tid) else { return };
+        let id = StackId::Inline(stacks.intern(frames));
+        for event in events {
+            if let Body::Open(open) = &mut event.body {
+                open.stack.id = id;
+            }
+        }
+    }
+}
+
+/// The whole events a record completed.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once, from the assembler to the caller: boxing every event would cost an allocation each"
+)]
+pub enum Ready {
+    /// None yet (an inline stack waits for its event).
+    Nothing,
+    One(Event),
+    /// One per fd a recvmsg received.
+    Many(Vec<Event>),
+}
+
+impl IntoIterator for Ready {
+    type Item = Event;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Event>, std::vec::IntoIter<Event>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Ready::Nothing => None.into_iter().chain(Vec::new()),
+            Ready::One(e) => Some(e).into_iter().chain(Vec::new()),
+            Ready::Many(v) => None.into_iter().chain(v),
         }
     }
 }
@@ -90,6 +130,13 @@ mod tests {
         Event { ts_ns: 1, tgid: 10, tid, comm: Comm::default(), body: Body::Open(open) }
     }
 
+    /// The one event a record completed.
+    fn only(r: Ready) -> Event {
+        let mut all: Vec<Event> = r.into_iter().collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
     fn stack_of(e: &Event) -> StackId {
         match &e.body {
             Body::Open(o) => o.stack.id,
@@ -101,8 +148,8 @@ mod tests {
     fn an_inline_stack_joins_the_same_threads_next_event() {
         let (mut a, mut t) = (Assembler::default(), StackTable::default());
         // Given inline stacks from threads 11 and 12, interleaved
-        assert!(a.push(Record::Stack { tid: 11, frames: vec![1, 2] }, &mut t).is_none());
-        assert!(a.push(Record::Stack { tid: 12, frames: vec![7] }, &mut t).is_none());
+        assert!(matches!(a.push(Record::Stack { tid: 11, frames: vec![1, 2] }, &mut t), Ready::Nothing));
+        assert!(matches!(a.push(Record::Stack { tid: 12, frames: vec![7] }, &mut t), Ready::Nothing));
         // When their events arrive, 12's first
         let twelve = a.push(
             Record::Event { event: open_event(12, StackId::InlineMissing), stack_follows: true },
@@ -113,7 +160,7 @@ mod tests {
             &mut t,
         );
         // Then each has its own thread's frames
-        let (twelve, eleven) = (stack_of(&twelve.unwrap()), stack_of(&eleven.unwrap()));
+        let (twelve, eleven) = (stack_of(&only(twelve)), stack_of(&only(eleven)));
         assert_eq!(t.frames(twelve).as_deref(), Some(&[7][..]));
         assert_eq!(t.frames(eleven).as_deref(), Some(&[1, 2][..]));
     }
@@ -128,7 +175,7 @@ mod tests {
                 Record::Event { event: open_event(11, StackId::InlineMissing), stack_follows: true },
                 &mut t,
             );
-            keys.push(stack_of(&e.unwrap()));
+            keys.push(stack_of(&only(e)));
         }
         assert_eq!(keys[0], keys[1]);
         // An event whose inline stack never came keeps saying so.
@@ -136,9 +183,26 @@ mod tests {
             Record::Event { event: open_event(11, StackId::InlineMissing), stack_follows: true },
             &mut t,
         );
-        assert_eq!(stack_of(&e.unwrap()), StackId::InlineMissing);
+        assert_eq!(stack_of(&only(e)), StackId::InlineMissing);
         // Events with a stack-map id pass through untouched.
         let e = a.push(Record::Event { event: open_event(11, StackId::Id(4)), stack_follows: false }, &mut t);
-        assert_eq!(stack_of(&e.unwrap()), StackId::Id(4));
+        assert_eq!(stack_of(&only(e)), StackId::Id(4));
+    }
+
+    #[test]
+    fn fds_received_in_one_call_share_its_inline_stack() {
+        let (mut a, mut t) = (Assembler::default(), StackTable::default());
+        // Given an inline stack, then a record of three received fds
+        a.push(Record::Stack { tid: 11, frames: vec![5, 6] }, &mut t);
+        let events: Vec<Event> = (0..3).map(|_| open_event(11, StackId::InlineMissing)).collect();
+        let got: Vec<Event> =
+            a.push(Record::Events { events, stack_follows: true }, &mut t).into_iter().collect();
+        // Then all three have its frames, in one key
+        assert_eq!(got.len(), 3);
+        let ids: Vec<StackId> = got.iter().map(stack_of).collect();
+        assert!(
+            ids.iter().all(|id| *id == ids[0] && t.frames(*id).as_deref() == Some(&[5, 6][..])),
+            "{ids:?}"
+        );
     }
 }

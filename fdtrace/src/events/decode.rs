@@ -56,6 +56,9 @@ pub enum Record {
     Event { event: Event, stack_follows: bool },
     /// A user stack (innermost first) for thread `tid`'s next event.
     Stack { tid: u32, frames: Vec<u64> },
+    /// One event per fd a recvmsg/recvmmsg received, in order; their stack
+    /// follows as for [`Record::Event`].
+    Events { events: Vec<Event>, stack_follows: bool },
 }
 
 /// Decodes one ring-buffer record.
@@ -78,6 +81,14 @@ pub fn decode(record: &[u8]) -> Result<Record, DecodeError> {
 
     let body = match kind {
         EventKind::FdOpen => Body::Open(open(&mut b)?),
+        EventKind::FdsReceived => {
+            let opens = received(&mut b)?;
+            let stack_follows = opens.first().is_some_and(|o| o.stack.id == StackId::InlineMissing);
+            let comm = Comm(comm);
+            let events =
+                opens.into_iter().map(|o| Event { ts_ns, tgid, tid, comm, body: Body::Open(o) }).collect();
+            return Ok(Record::Events { events, stack_follows });
+        }
         EventKind::Stack => {
             let n = b.get_u32_ne() as usize;
             let _pad = b.get_u32_ne();
@@ -170,33 +181,100 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
         local,
         remote,
         path,
-        stack: StackRef {
-            id: match stack_id {
-                STACK_NOT_CAPTURED => StackId::NotCaptured,
-                STACK_INLINE => StackId::InlineMissing,
-                id if id >= 0 => StackId::Id(id as u32),
-                err => StackId::Failed(err),
-            },
-            caller_ip: (caller_ip != 0).then_some(caller_ip),
-            at_entry: false,
-        },
+        stack: stack_ref(stack_id, caller_ip),
         missed_entry: flags & fd_flags::MISSED_ENTRY != 0,
         read_failed: flags & fd_flags::READ_FAILED != 0,
         reused_fd: flags & fd_flags::REUSED_FD != 0,
-        kind_hint: match hint {
-            kind_hint::SOCKET => Some(FdKind::Socket),
-            kind_hint::PIPE => Some(FdKind::Pipe),
-            kind_hint::FILE => Some(FdKind::File),
-            kind_hint::ANON => Some(FdKind::Other),
-            _ => None,
-        },
+        kind_hint: kind_of_hint(hint),
         sk: (sk != 0).then_some(sk),
-        go_spawn: (go_spawn_stack >= 0).then_some(StackRef {
-            id: StackId::Id(go_spawn_stack as u32),
-            caller_ip: (go_spawn_pc != 0).then_some(go_spawn_pc),
-            at_entry: true,
-        }),
+        go_spawn: go_spawn(go_spawn_stack, go_spawn_pc),
         go_transport: (go_transport != 0).then_some(go_transport),
+    })
+}
+
+/// An [`fdtrace_common::FdsReceived`]: one `Open` per fd, sharing the
+/// call's stack, flags and goroutine.
+fn received(b: &mut &[u8]) -> Result<Vec<Open>, DecodeError> {
+    let kind = EventKind::FdsReceived;
+    let raw_syscall = b.get_u16_ne();
+    let syscall = match Syscall::from_u16(raw_syscall) {
+        Some(s @ (Syscall::Recvmsg | Syscall::Recvmmsg)) => s,
+        _ => return Err(DecodeError::BadField { kind, field: "syscall", value: raw_syscall.into() }),
+    };
+    let n = usize::from(b.get_u16_ne());
+    let flags = b.get_u32_ne();
+    let raw_flags = b.get_u64_ne();
+    let stack_id = b.get_i32_ne();
+    let _pad = b.get_u32_ne();
+    let caller_ip = b.get_u64_ne();
+    let go_spawn_stack = b.get_i32_ne();
+    let _pad2 = b.get_u32_ne();
+    let go_spawn_pc = b.get_u64_ne();
+    let go_transport = b.get_u64_ne();
+    let per_fd = size_of::<fdtrace_common::ReceivedFd>();
+    if n == 0 || n > fdtrace_common::MAX_RECEIVED_FDS || n * per_fd > b.remaining() {
+        return Err(DecodeError::BadField { kind, field: "n", value: n as u64 });
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let fd = b.get_i32_ne();
+        let hint = b.get_u16_ne();
+        let cloexec = b.get_u8();
+        let _pad = b.get_u8();
+        let sk = b.get_u64_ne();
+        out.push(Open {
+            syscall,
+            fd: (fd >= 0).then_some(fd),
+            fd2: None,
+            src_fd: None,
+            ret: i64::from(fd),
+            raw_flags,
+            cloexec: cloexec != 0,
+            socket: None,
+            local: None,
+            remote: None,
+            path: None,
+            stack: stack_ref(stack_id, caller_ip),
+            missed_entry: false,
+            read_failed: flags & fd_flags::READ_FAILED != 0,
+            reused_fd: false,
+            kind_hint: kind_of_hint(hint),
+            sk: (sk != 0).then_some(sk),
+            go_spawn: go_spawn(go_spawn_stack, go_spawn_pc),
+            go_transport: (go_transport != 0).then_some(go_transport),
+        });
+    }
+    Ok(out)
+}
+
+fn stack_ref(stack_id: i32, caller_ip: u64) -> StackRef {
+    StackRef {
+        id: match stack_id {
+            STACK_NOT_CAPTURED => StackId::NotCaptured,
+            STACK_INLINE => StackId::InlineMissing,
+            id if id >= 0 => StackId::Id(id as u32),
+            err => StackId::Failed(err),
+        },
+        caller_ip: (caller_ip != 0).then_some(caller_ip),
+        at_entry: false,
+    }
+}
+
+fn kind_of_hint(hint: u16) -> Option<FdKind> {
+    match hint {
+        kind_hint::SOCKET => Some(FdKind::Socket),
+        kind_hint::PIPE => Some(FdKind::Pipe),
+        kind_hint::FILE => Some(FdKind::File),
+        kind_hint::ANON => Some(FdKind::Other),
+        _ => None,
+    }
+}
+
+fn go_spawn(stack: i32, pc: u64) -> Option<StackRef> {
+    (stack >= 0).then_some(StackRef {
+        id: StackId::Id(stack as u32),
+        caller_ip: (pc != 0).then_some(pc),
+        at_entry: true,
     })
 }
 
@@ -578,9 +656,67 @@ mod tests {
     /// A seeded fuzz: every prefix of valid records, and valid records
     /// with bytes flipped (kinds, lengths, counts, addresses).
     /// Each must decode or be an error; a panic fails the test.
+    /// An `FdsReceived` of `n` fds (3, 4, ...), as sent: only `n` fds.
+    fn received_wire(n: usize) -> Vec<u8> {
+        let mut r = fdtrace_common::FdsReceived {
+            header: header(EventKind::FdsReceived),
+            syscall: Syscall::Recvmsg as u16,
+            n: n as u16,
+            fd_flags: 0,
+            flags: 0x4000_0000,
+            stack_id: 7,
+            _pad: 0,
+            caller_ip: 0x5000,
+            go_spawn_stack: STACK_NOT_CAPTURED,
+            _pad2: 0,
+            go_spawn_pc: 0,
+            go_transport: 0,
+            fds: [fdtrace_common::ReceivedFd::default(); fdtrace_common::MAX_RECEIVED_FDS],
+        };
+        for (i, slot) in r.fds.iter_mut().enumerate().take(n) {
+            *slot = fdtrace_common::ReceivedFd {
+                fd: 3 + i as i32,
+                kind_hint: if i == 0 { kind_hint::SOCKET } else { kind_hint::FILE },
+                cloexec: u8::from(i % 2 == 0),
+                _pad: 0,
+                sk: if i == 0 { 0xffff_8880_0000_2000 } else { 0 },
+            };
+        }
+        let per_fd = size_of::<fdtrace_common::ReceivedFd>();
+        let full = wire(&r, None);
+        full[..full.len() - (fdtrace_common::MAX_RECEIVED_FDS - n) * per_fd].to_vec()
+    }
+
+    #[test]
+    fn received_fds_decode_to_one_open_each_with_the_calls_stack() {
+        let Ok(Record::Events { events, stack_follows: false }) = decode(&received_wire(3)) else {
+            panic!("not the events of a received-fds record")
+        };
+        let opens: Vec<&Open> = events
+            .iter()
+            .map(|e| match &e.body {
+                Body::Open(o) => o,
+                other => panic!("not an open: {other:?}"),
+            })
+            .collect();
+        assert_eq!(opens.iter().map(|o| o.fd).collect::<Vec<_>>(), [Some(3), Some(4), Some(5)]);
+        assert_eq!(opens.iter().map(|o| o.cloexec).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(opens[0].kind(), Some(FdKind::Socket));
+        assert_eq!(opens[1].kind(), Some(FdKind::File));
+        assert_eq!(opens[0].sk, Some(0xffff_8880_0000_2000));
+        assert!(opens.iter().all(|o| o.syscall == Syscall::Recvmsg
+            && o.stack == StackRef { id: StackId::Id(7), caller_ip: Some(0x5000), at_entry: false }));
+        // Claiming more fds than sent, or none, is an error.
+        let mut bad = received_wire(3);
+        bad[42..44].copy_from_slice(&4u16.to_ne_bytes());
+        assert!(decode(&bad).is_err());
+        bad[42..44].copy_from_slice(&0u16.to_ne_bytes());
+        assert!(decode(&bad).is_err());
+    }
+
     #[test]
     fn mutated_and_random_records_never_panic() {
-        let mut seeds = vec![wire(&fd_open(), Some(10)), wire(&fd_open(), Some(0))];
+        let mut seeds = vec![wire(&fd_open(), Some(10)), wire(&fd_open(), Some(0)), received_wire(3)];
         for kind in [EventKind::Close, EventKind::CloseRange, EventKind::Exit, EventKind::SockState] {
             let mut r = wire(&fd_open(), Some(10));
             r[..4].copy_from_slice(&(kind as u32).to_ne_bytes());

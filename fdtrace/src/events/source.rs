@@ -60,7 +60,7 @@ fn deliver(
 ) {
     match decode(bytes) {
         Ok(record) => {
-            if let Some(event) = assembler.push(record, stacks) {
+            for event in assembler.push(record, stacks) {
                 f(event, stacks);
             }
         }
