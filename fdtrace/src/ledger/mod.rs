@@ -309,7 +309,12 @@ impl Ledger {
             let t = self.new_table();
             for mut e in copy {
                 e.serial = self.serial();
-                e.origin = Origin::Inherited;
+                // Where the parent's came from is unknown (open before the
+                // trace, or found by reconciliation): the child's copy says
+                // the same.
+                if !matches!(e.origin, Origin::PreExisting | Origin::MissedOpen) {
+                    e.origin = Origin::Inherited;
+                }
                 e.tid = 0;
                 self.insert(t, e);
             }

@@ -237,6 +237,19 @@ fn inherited_fds_are_new_lifetimes() {
 }
 
 #[test]
+fn a_child_copy_of_an_fd_from_before_the_trace_is_from_before_too() {
+    // Given a process with an fd open before fdtrace attached
+    let mut l = Ledger::new();
+    let pre = ProcFd { fd: 3, kind: FdKind::Socket, cloexec: false, desc: FdDesc::default() };
+    l.add_process(PID, Comm::from_str_lossy("app"), 0, vec![pre]);
+    // When it forks a followed child
+    apply(&mut l, &[ev(2, PID, Body::Fork { child: 200, shares_files: false, followed: true })]);
+    // Then the child's copy is pre-existing too, not a stackless open
+    let c = l.entry(200, 3).unwrap();
+    assert_eq!((c.origin, c.stack), (Origin::PreExisting, None));
+}
+
+#[test]
 fn clone_files_shares_the_table_until_exec_unshares_it() {
     let mut l = given_empty();
     apply(
