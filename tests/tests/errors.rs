@@ -108,12 +108,16 @@ fn a_kernel_without_btf_is_explained() {
 }
 
 /// Runs `script` (sh) in a private mount namespace where tracefs is not
-/// mounted; `$FDTRACE` and `$PID` are set.
+/// mounted; `$FDTRACE` and `$PID` are set. debugfs goes too: where it is
+/// mounted, its `tracing` directory mounts tracefs again when looked at.
 fn without_tracefs(ebpf: &Ebpf, script: &str) -> Finished {
     let w = Workload::spawn(SCRIPTED, &[]);
     let full = format!(
         "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; \
-         test -d /sys/kernel/tracing/events && {{ echo 'could not unmount tracefs' >&2; exit 99; }}; {script}"
+         umount /sys/kernel/debug 2>/dev/null; \
+         for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do \
+           test -d $d/events && {{ echo \"could not unmount tracefs at $d\" >&2; exit 99; }}; \
+         done; {script}"
     );
     let out = Trace::spawn_cmd(
         ebpf,
