@@ -38,6 +38,19 @@ pub const GO_PROCS_MAP: &str = "GO_PROCS";
 pub const GO_CREATORS_MAP: &str = "GO_CREATORS";
 /// net/http dial goroutines: [`GoroutineKey`] → `*http.Transport`.
 pub const GO_DIALS_MAP: &str = "GO_DIALS";
+/// fds opened in pairing mode and not closed yet, kept in the kernel:
+/// [`FdKey`] → [`Kept`] (see [`config_flags::PAIRING`]).
+pub const OPEN_FDS_MAP: &str = "OPEN_FDS";
+/// Default number of fds the kernel keeps (more go through the ring).
+pub const DEFAULT_MAX_KEPT: u32 = 1 << 15;
+/// Opens the kernel paired with their closes, per place: [`SiteKey`] →
+/// count. An entry is made at a place's first open (with
+/// [`EventKind::SiteSeen`] sent, so the stacks are named while the process
+/// lives) and never removed.
+pub const PAIRS_MAP: &str = "PAIRS";
+/// Default number of places counted (a new place past it goes through the
+/// ring).
+pub const DEFAULT_MAX_SITES: u32 = 1 << 14;
 /// Per-CPU loss counters, indexed by [`Loss`].
 pub const LOSSES_MAP: &str = "LOSSES";
 /// Syscall arguments stashed at entry, keyed by tid.
@@ -185,10 +198,16 @@ pub enum EventKind {
     /// fds a recvmsg/recvmmsg received over `SCM_RIGHTS`, read back from
     /// its control buffers at exit (tracepoint tier): [`FdsReceived`].
     FdsReceived = 11,
+    /// A place in a program opened its first fd in pairing mode: its
+    /// stacks, to be named while the process lives: [`SiteSeen`].
+    SiteSeen = 12,
+    /// A kept fd handed to fdtrace through the ring, ahead of a change the
+    /// kernel's map cannot hold (a Unix address): [`Released`].
+    Released = 13,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::FdOpen,
         EventKind::Close,
         EventKind::CloseRange,
@@ -200,6 +219,8 @@ impl EventKind {
         EventKind::Stack,
         EventKind::SockState,
         EventKind::FdsReceived,
+        EventKind::SiteSeen,
+        EventKind::Released,
     ];
 
     pub const fn from_u32(v: u32) -> Option<Self> {
@@ -215,6 +236,8 @@ impl EventKind {
             9 => EventKind::Stack,
             10 => EventKind::SockState,
             11 => EventKind::FdsReceived,
+            12 => EventKind::SiteSeen,
+            13 => EventKind::Released,
             _ => return None,
         })
     }
@@ -233,6 +256,8 @@ impl EventKind {
             EventKind::Stack => size_of::<StackRecord>(),
             EventKind::SockState => size_of::<SockState>(),
             EventKind::FdsReceived => size_of::<FdsReceived>(),
+            EventKind::SiteSeen => size_of::<SiteSeen>(),
+            EventKind::Released => size_of::<Released>(),
         }
     }
 
@@ -249,7 +274,9 @@ impl EventKind {
             | EventKind::SetCloexec
             | EventKind::Fork
             | EventKind::Exit
-            | EventKind::SockState => self.max_size(),
+            | EventKind::SockState
+            | EventKind::SiteSeen
+            | EventKind::Released => self.max_size(),
         }
     }
 }
@@ -298,6 +325,8 @@ pub mod fd_flags {
     pub const READ_FAILED: u32 = 8;
     /// `signalfd`/`signalfd4` given an existing fd: nothing new installed.
     pub const REUSED_FD: u32 = 16;
+    /// [`Kept`]: `listen()` succeeded on it.
+    pub const LISTENING: u32 = 32;
 }
 
 /// A socket address as the syscall carried it. `family` is `AF_INET`,
@@ -413,6 +442,89 @@ pub struct FdsReceived {
     pub go_spawn_pc: u64,
     pub go_transport: u64,
     pub fds: [ReceivedFd; MAX_RECEIVED_FDS],
+}
+
+/// The key of a kept fd ([`OPEN_FDS_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: i32,
+}
+
+/// A place in a program that opens fds, as the kernel tells them apart:
+/// the stack at the open (id and the caller of a frameless wrapper) and,
+/// in Go, the stack that started the goroutine ([`PAIRS_MAP`]'s key).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SiteKey {
+    pub tgid: u32,
+    pub stack_id: i32,
+    pub caller_ip: u64,
+    pub go_spawn_stack: i32,
+    pub _pad: u32,
+    pub go_spawn_pc: u64,
+}
+
+/// An fd opened in pairing mode, kept in the kernel until it is closed
+/// (then counted in [`PAIRS_MAP`]) or fdtrace takes it: what an
+/// [`FdOpen`] would have said, but the path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// When it was installed (CLOCK_MONOTONIC ns).
+    pub opened_ns: u64,
+    pub tid: u32,
+    /// A [`Syscall`] value.
+    pub syscall: u16,
+    /// A [`kind_hint`] from the file's inode, when read.
+    pub kind_hint: u16,
+    /// Socket family/type/protocol, when known.
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    /// [`fd_flags`] bits (`CLOEXEC`, `MISSED_ENTRY`, `READ_FAILED`,
+    /// `LISTENING`).
+    pub fd_flags: u16,
+    /// accept's listening fd, dup's source, else -1.
+    pub src_fd: i32,
+    /// The place ([`SiteKey`]) without the tgid.
+    pub stack_id: i32,
+    pub caller_ip: u64,
+    pub go_spawn_stack: i32,
+    /// Last TCP state the kernel reported (0: unknown).
+    pub state: u32,
+    pub go_spawn_pc: u64,
+    pub go_transport: u64,
+    /// For sockets: the `struct sock *`, and its addresses as last seen.
+    pub sk: u64,
+    pub local: SockAddr,
+    pub remote: SockAddr,
+    /// The syscall that made the file: `syscall` itself, or for a dup its
+    /// source's (what kind of fd it is, with `kind_hint`).
+    pub origin_syscall: u16,
+    pub _pad: [u16; 3],
+}
+
+/// A place opened its first fd in pairing mode ([`EventKind::SiteSeen`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteSeen {
+    pub header: Header,
+    pub stack_id: i32,
+    pub go_spawn_stack: i32,
+    pub caller_ip: u64,
+    pub go_spawn_pc: u64,
+}
+
+/// A kept fd handed to fdtrace ([`EventKind::Released`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub header: Header,
+    pub fd: i32,
+    pub _pad: u32,
+    pub kept: Kept,
 }
 
 /// `close(fd)`, sent at syscall entry (see `fdtrace-ebpf` for why).
@@ -595,6 +707,10 @@ const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
 const _: () = assert!(size_of::<Exit>() == 48);
 const _: () = assert!(size_of::<ReceivedFd>() == 16);
+const _: () = assert!(size_of::<FdKey>() == 8 && size_of::<SiteKey>() == 32);
+const _: () = assert!(size_of::<Kept>() == 128);
+const _: () = assert!(size_of::<SiteSeen>() == 64);
+const _: () = assert!(size_of::<Released>() == 176);
 const _: () = assert!(size_of::<FdsReceived>() == 96 + 16 * MAX_RECEIVED_FDS);
 const _: () = assert!(MAX_EVENT_SIZE == size_of::<StackRecord>());
 // The kernel side rounds the used part of a string up to 8 bytes.
@@ -649,10 +765,27 @@ pub enum Loss {
     /// messages) than the syscall exit walks: the rest are found by
     /// reconciliation, without a stack.
     RecvTruncated = 8,
+    /// Not a loss: fds opened in pairing mode kept in the kernel (events
+    /// that never went through the ring).
+    Kept = 9,
+    /// Not a loss: closes of kept fds the kernel paired with their opens.
+    Paired = 10,
+    /// Not a loss: opens that went through the ring in pairing mode
+    /// because the kernel could not keep them (an inline stack, a dup of
+    /// an fd it does not hold, a pipe whose fds were not read...).
+    NotKept = 11,
+    /// Not a loss: opens that went through the ring in pairing mode
+    /// because the kernel's table of kept fds ([`OPEN_FDS_MAP`]) or of
+    /// places ([`PAIRS_MAP`]) was full.
+    KeptFull = 12,
+    /// A kept fd whose number was installed again without a close the
+    /// kernel saw (io_uring's close on the tracepoint tier): counted as
+    /// closed there, and as a missed close.
+    KeptOverwritten = 13,
 }
 
 impl Loss {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 14;
     pub const ALL: [Loss; Loss::COUNT] = [
         Loss::RingbufFull,
         Loss::StackFailed,
@@ -663,6 +796,11 @@ impl Loss {
         Loss::StackInline,
         Loss::ScratchBusy,
         Loss::RecvTruncated,
+        Loss::Kept,
+        Loss::Paired,
+        Loss::NotKept,
+        Loss::KeptFull,
+        Loss::KeptOverwritten,
     ];
 }
 
@@ -688,6 +826,14 @@ pub mod config_flags {
     /// `--comm`: add processes that exec (or fork) with the name in
     /// [`Config::comm`](super::Config::comm) to the traced set.
     pub const MATCH_COMM: u32 = 8;
+    /// Pairing mode (reports, not `--events`): an fd opened is kept in the
+    /// kernel ([`OPEN_FDS_MAP`]) instead of sent, and its close, when the
+    /// kernel holds it, is paired there ([`PAIRS_MAP`]); fdtrace takes the
+    /// fds still open when it needs them (a report, a fork, exec, exit).
+    pub const PAIRING: u32 = 16;
+    /// Records carry the thread's name (`--events` shows it); else only
+    /// the records that name processes (fork, exec, exit) do.
+    pub const COMM: u32 = 32;
 }
 
 /// Read-only settings the loader writes before load ([`CONFIG_GLOBAL`]).
@@ -736,6 +882,9 @@ pub struct Config {
     pub skc_state_off: u32,
     /// `fdtable.close_on_exec` (a bitmap pointer).
     pub fdtable_close_on_exec_off: u32,
+    /// `sock.sk_type` and `sock.sk_protocol` (u16 each since Linux 5.6).
+    pub sk_type_off: u32,
+    pub sk_protocol_off: u32,
     /// Where there is no `bpf_task_pt_regs` (before 5.15), the user
     /// registers are found as x86_64's `task_pt_regs()` does: at the top of
     /// the task's kernel stack, `task->stack + THREAD_SIZE - sizeof(pt_regs)`.
@@ -751,7 +900,7 @@ pub struct Config {
     pub comm: [u8; 16],
 }
 
-const _: () = assert!(size_of::<Config>() == 128);
+const _: () = assert!(size_of::<Config>() == 136);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {
@@ -761,6 +910,32 @@ pub mod target {
     pub const CHILD: u32 = 2;
     /// Traced because its name matched `--comm` when it exec'd.
     pub const COMM: u32 = 4;
+    /// Byte 1: never paired in the kernel again: it shares its fd table
+    /// with another process (`CLONE_FILES` without `CLONE_THREAD`), whose
+    /// closes the kernel could not match with its opens. Set by the kernel
+    /// at the fork (a byte store, so a concurrent store to another byte is
+    /// not lost) and by fdtrace when it reads that fork.
+    pub const NO_PAIRING: u32 = 1 << 8;
+    /// Byte 2: fdtrace must take this process's kept fds before the kernel
+    /// pairs any more of them: set by the kernel at a fork it follows, an
+    /// exec and a close_range (after which the kept entries no longer say
+    /// what the fd table holds), and by fdtrace while it compares the
+    /// ledger with `/proc`; fdtrace clears it once it took them. While it
+    /// is set every open, close and change goes through the ring.
+    pub const HELD: u32 = 1 << 16;
+    /// The byte of a flag in the value's memory (little-endian), for the
+    /// kernel's single-byte stores.
+    pub const NO_PAIRING_BYTE: usize = 1;
+    pub const HELD_BYTE: usize = 2;
+}
+
+/// Who a socket belongs to ([`SOCKS_MAP`] values): the process, and the fd
+/// it was seen as (-1 if unknown).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    pub tgid: u32,
+    pub fd: i32,
 }
 
 /// Syscall arguments stashed at entry (values of [`INFLIGHT_MAP`]).
@@ -783,4 +958,10 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Inflight {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FdKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SiteKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Kept {}
 }

@@ -403,6 +403,7 @@ pub mod consts {
         EPERM = 1,
         ENOENT = 2,
         EINTR = 4,
+        E2BIG = 7,
         EBADF = 9,
         EAGAIN = 11,
         ENOMEM = 12,

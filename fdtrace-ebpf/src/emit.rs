@@ -19,7 +19,7 @@ use aya_log_ebpf::{debug, warn};
 use fdtrace_common::{
     config_flags, fd_flags, runtime_flags,
     syscall::consts::{AF_INET, AF_INET6, AF_UNIX, EEXIST},
-    EventKind, Header, Loss, SockAddr, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH, STACK_INLINE,
+    EventKind, Header, Loss, SockAddr, SockOwner, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH, STACK_INLINE,
 };
 
 use crate::{
@@ -48,6 +48,14 @@ pub fn is_traced(tgid: u32) -> bool {
     unsafe { TARGETS.get(tgid).is_some() }
 }
 
+/// The `fdtrace_common::target` flags of `tgid`, if traced.
+#[inline(always)]
+pub fn traced(tgid: u32) -> Option<u32> {
+    // SAFETY: copied out (the value may change under us: any value read is
+    // a valid one).
+    unsafe { TARGETS.get(tgid) }.copied()
+}
+
 /// Whether `fd_install` is hooked (decided after attaching, so read from
 /// the RUNTIME map, not CONFIG).
 #[inline(always)]
@@ -61,7 +69,7 @@ pub fn install_hooked() -> bool {
 /// program that can be preempted (see [`Scratch`]). The fetching atomics
 /// came in Linux 5.12; this one is in every kernel fdtrace supports.
 #[inline(always)]
-fn atomic_add(word: *mut u64, v: u64) {
+pub fn atomic_add(word: *mut u64, v: u64) {
     // SAFETY: `word` comes from a successful map lookup (callers check it),
     // so it points at 8 bytes of map value memory the verifier lets
     // programs write.
@@ -76,17 +84,25 @@ pub fn count(loss: Loss) {
     }
 }
 
-/// Remembers that `sk` belongs to a traced process, so its state changes
-/// (often in softirq context) can be attributed.
+/// Remembers that `sk` belongs to a traced process (as `fd`, -1 if not
+/// known), so its state changes (often in softirq context) can be
+/// attributed.
 #[inline(always)]
-pub fn track_sock(sk: u64, tgid: u32) {
+pub fn track_sock(sk: u64, tgid: u32, fd: i32) {
     if sk != 0 {
-        let _ = SOCKS.insert(sk, tgid, 0);
+        let _ = SOCKS.insert(sk, SockOwner { tgid, fd }, 0);
     }
 }
 
+/// A record's header. The thread's name only where `--events` shows it
+/// ([`config_flags::COMM`]): reading it is a helper call per record.
 #[inline(always)]
 pub fn header(kind: EventKind, pid_tgid: u64) -> Header {
+    let comm = if config!(flags) & config_flags::COMM != 0 {
+        bpf_get_current_comm().unwrap_or([0; 16])
+    } else {
+        [0; 16]
+    };
     Header {
         kind: kind as u32,
         tgid: (pid_tgid >> 32) as u32,
@@ -94,8 +110,15 @@ pub fn header(kind: EventKind, pid_tgid: u64) -> Header {
         _pad: 0,
         // SAFETY: no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm,
     }
+}
+
+/// The header of a record that names its process (fork, exec, exit):
+/// always with the thread's name.
+#[inline(always)]
+pub fn named_header(kind: EventKind, pid_tgid: u64) -> Header {
+    Header { comm: bpf_get_current_comm().unwrap_or([0; 16]), ..header(kind, pid_tgid) }
 }
 
 /// Submit flags for a record of `size` bytes: wake fdtrace only when the
@@ -129,10 +152,17 @@ pub fn send<T: 'static>(record: T) -> Result<(), Loss> {
     }
 }
 
+/// Sends a record from memory it is in (a scratch slot, a map value).
+#[inline(always)]
+pub fn send_ref<T>(record: &T) -> Result<(), Loss> {
+    EVENTS.output::<T>(record, wakeup_flags(size_of::<T>())).map_err(|_| Loss::RingbufFull)
+}
+
 const EVENT_SLOT: u32 = 0;
 const STACK_SLOT: u32 = 1;
 const REGS_SLOT: u32 = 2;
 const FDS_SLOT: u32 = 3;
+const KEPT_SLOT: u32 = 4;
 
 /// This CPU's scratch memory ([`SCRATCH`]), for records too large for the
 /// 512-byte BPF stack, taken by a program for the length of its run. Its
@@ -171,6 +201,7 @@ pub struct Scratch {
     pub stack: StackSlot,
     pub regs: RegsSlot,
     pub fds: FdsSlot,
+    pub kept: KeptSlot,
 }
 
 /// Slot 0: the record being built.
@@ -181,6 +212,8 @@ pub struct StackSlot(());
 pub struct RegsSlot(());
 /// Slot 3: the fds a recvmsg received (`recv::Received`).
 pub struct FdsSlot(());
+/// Slot 4: an fd being kept in the kernel (`keep`).
+pub struct KeptSlot(());
 
 impl Scratch {
     #[inline(always)]
@@ -194,7 +227,7 @@ impl Scratch {
             debug!(&(), "scratch memory of this CPU in use by another program: event dropped");
             return Err(Loss::ScratchBusy);
         }
-        Ok(Scratch { busy, event: EventSlot(()), stack: StackSlot(()), regs: RegsSlot(()), fds: FdsSlot(()) })
+        Ok(Scratch { busy, event: EventSlot(()), stack: StackSlot(()), regs: RegsSlot(()), fds: FdsSlot(()), kept: KeptSlot(()) })
     }
 }
 
@@ -254,6 +287,13 @@ impl FdsSlot {
     #[inline(always)]
     pub fn get<T>(&mut self) -> Result<&mut T, Loss> {
         slot(FDS_SLOT)
+    }
+}
+
+impl KeptSlot {
+    #[inline(always)]
+    pub fn get<T>(&mut self) -> Result<&mut T, Loss> {
+        slot(KEPT_SLOT)
     }
 }
 

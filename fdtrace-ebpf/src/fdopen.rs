@@ -11,19 +11,21 @@ use fdtrace_common::{
 use crate::{
     emit::{
         header, read_fd_pair, read_sockaddr, read_user_str, track_sock, user_stack, Args, EventSlot,
-        StackSlot, UserRegs,
+        KeptSlot, StackSlot, UserRegs,
     },
     go::goroutine_origin,
+    keep::{self, Opened},
     mem,
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
     table::*,
 };
 
 /// Where a record is made: the program's context (for stacks), the thread,
-/// and its user registers.
+/// its process's `target` flags and its user registers.
 pub struct Site<'a, C> {
     pub ctx: &'a C,
     pub pid_tgid: u64,
+    pub target: u32,
     pub regs: &'a UserRegs,
 }
 
@@ -45,12 +47,15 @@ impl Install {
 
 /// Reports an fd-creating syscall's result (`install` is
 /// [`Install::NONE`], called at syscall exit), or one fd installed by
-/// `fd_install` (called inside the syscall; `ret` is the fd).
+/// `fd_install` (called inside the syscall; `ret` is the fd). In pairing
+/// mode the fd is kept in the kernel instead, where it can be ([`keep`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments, reason = "the scratch slots are separate borrows by design")]
 pub fn report_open<C: StackIdContext>(
     site: &Site<'_, C>,
     event: &mut EventSlot,
     stack: &mut StackSlot,
+    kept: &mut KeptSlot,
     nr: u32,
     ret: i64,
     entry: &Args,
@@ -107,13 +112,6 @@ pub fn report_open<C: StackIdContext>(
             ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
             if nr == NR_ACCEPT4 {
                 ev.flags = args[3];
-            }
-            // The address length is value-result: readable after the call.
-            if ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some() {
-                let len = mem::user::<u32>(args[2]).unwrap_or(0);
-                let (n, f) = read_sockaddr(args[1], u64::from(len), &mut ev.remote, &mut ev.path);
-                ev.path_len = n;
-                ev.fd_flags |= f;
             }
         }
         NR_OPEN => {
@@ -209,14 +207,7 @@ pub fn report_open<C: StackIdContext>(
     };
     if let Some(sk) = sock {
         ev.sk = sk;
-        track_sock(sk, (pid_tgid >> 32) as u32);
-        // accept's address argument, if any, is replaced by the kernel's.
         sock_addrs(sk, &mut ev.local, &mut ev.remote);
-    }
-    if path_ptr != 0 && entry.known {
-        let (n, f) = read_user_str(path_ptr, &mut ev.path);
-        ev.path_len = n;
-        ev.fd_flags |= f;
     }
     if ret >= 0 {
         ev.stack_id = user_stack(site.ctx, stack, pid_tgid);
@@ -224,6 +215,31 @@ pub fn report_open<C: StackIdContext>(
     } else {
         ev.stack_id = STACK_NOT_CAPTURED;
         ev.caller_ip = 0;
+    }
+    if keep::open(ev, site.target, kept) == Opened::Handled {
+        return Ok(());
+    }
+    // Going through the ring: what only the record carries.
+    if ev.sk != 0 {
+        track_sock(ev.sk, (pid_tgid >> 32) as u32, ev.fd);
+    }
+    // accept's address argument (the length is value-result: readable
+    // after the call): a Unix peer's path; the kernel's view, read above,
+    // wins for IPv4/IPv6.
+    if matches!(nr, NR_ACCEPT | NR_ACCEPT4) && ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some() {
+        let len = mem::user::<u32>(args[2]).unwrap_or(0);
+        let mut arg = fdtrace_common::SockAddr::default();
+        let (n, f) = read_sockaddr(args[1], u64::from(len), &mut arg, &mut ev.path);
+        if ev.remote.family == 0 {
+            ev.remote = arg;
+        }
+        ev.path_len = n;
+        ev.fd_flags |= f;
+    }
+    if path_ptr != 0 && entry.known {
+        let (n, f) = read_user_str(path_ptr, &mut ev.path);
+        ev.path_len = n;
+        ev.fd_flags |= f;
     }
     let path_len = ev.path_len as usize;
     event.send(size_of::<FdOpen>() - PATH_CAP, path_len)

@@ -20,8 +20,9 @@ use aya_ebpf::{
 use fdtrace_common::{Close, EventKind, Loss};
 
 use crate::{
-    emit::{finish, header, is_traced, send, Args, Scratch},
+    emit::{finish, header, send, traced, Args, Scratch},
     fdopen::{report_open, Install, Site},
+    keep,
 };
 
 #[fentry]
@@ -42,9 +43,9 @@ pub fn kprobe_fd_install(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn try_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let Some(target) = traced((pid_tgid >> 32) as u32) else {
         return Ok(());
-    }
+    };
     let mut scratch = Scratch::take()?;
     let s = &mut scratch;
     let regs = s.regs.read()?;
@@ -55,8 +56,8 @@ fn try_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) -> Result<(), Los
     } else {
         (u32::MAX, Args::UNKNOWN)
     };
-    let site = Site { ctx, pid_tgid, regs };
-    report_open(&site, &mut s.event, &mut s.stack, nr, i64::from(fd), &entry, Install { fd, file })
+    let site = Site { ctx, pid_tgid, target, regs };
+    report_open(&site, &mut s.event, &mut s.stack, &mut s.kept, nr, i64::from(fd), &entry, Install { fd, file })
 }
 
 /// `file_close_fd_locked(files, fd)` / `pick_file(files, fd)`.
@@ -92,7 +93,11 @@ pub fn kprobe_close_fd(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn try_close(fd: i32) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(target) = traced(tgid) else {
+        return Ok(());
+    };
+    if keep::close(tgid, target, fd) {
         return Ok(());
     }
     send(Close { header: header(EventKind::Close, pid_tgid), fd, _pad: 0 })

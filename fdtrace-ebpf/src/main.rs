@@ -14,6 +14,7 @@
 //! - [`go`]: uprobes in Go programs (goroutine origins, net/http dials);
 //! - [`process`]: fork, exec and exit.
 //!
+//! [`keep`] pairs in the kernel what it can (reports, not `--events`);
 //! [`fdopen`] builds the fd-creation record the same way for every tier,
 //! [`recv`] the records of fds received over SCM_RIGHTS; [`sockets`] reads
 //! the fd table and sockets; [`emit`] sends records and owns the per-CPU
@@ -33,6 +34,7 @@ mod emit;
 mod fdopen;
 mod fdtable;
 mod go;
+mod keep;
 mod maps;
 mod mem;
 mod process;

@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fdtrace_common::{
-    Config, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Loss, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS,
-    DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
+    Config, FdKey, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Kept, Loss, SiteKey, SockOwner,
+    DEFAULT_MAX_KEPT, DEFAULT_MAX_SITES, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES,
+    MAX_EVENT_SIZE, STACK_DEPTH,
 };
 
 /// Every event, in the order the programs submitted them.
@@ -22,10 +23,19 @@ pub static STACKS: StackTrace<{ DEFAULT_STACK_ENTRIES as usize }, 0, STACK_DEPTH
 #[map]
 pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(DEFAULT_MAX_TARGETS, 0);
 
-/// Sockets of traced processes, for `inet_sock_set_state`: sk → tgid. LRU:
-/// a socket closed while nobody traced it must not pin a slot.
+/// Sockets of traced processes, for `inet_sock_set_state`: sk → owner.
+/// LRU: a socket closed while nobody traced it must not pin a slot.
 #[map]
-pub static SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DEFAULT_MAX_SOCKS, 0);
+pub static SOCKS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(DEFAULT_MAX_SOCKS, 0);
+
+/// Pairing mode: fds open and kept in the kernel (`keep`).
+#[map]
+pub static OPEN_FDS: HashMap<FdKey, Kept> = HashMap::with_max_entries(DEFAULT_MAX_KEPT, 0);
+
+/// Pairing mode: opens paired with their close in the kernel, per place
+/// (`keep`).
+#[map]
+pub static PAIRS: HashMap<SiteKey, u64> = HashMap::with_max_entries(DEFAULT_MAX_SITES, 0);
 
 /// Go programs being traced, with their `runtime.g` offsets.
 #[map]
@@ -55,9 +65,10 @@ pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Loss::COUNT 
 /// Room to build records before they are copied into the ring buffer,
 /// handed out by `emit::Scratch`: slot 0 for the event, slot 1 for an
 /// inline stack sent while slot 0 is being built, slot 2 for the user
-/// registers (`emit::UserRegs`), slot 3 for the fds a recvmsg received.
+/// registers (`emit::UserRegs`), slot 3 for the fds a recvmsg received,
+/// slot 4 for an fd being kept (`keep`).
 #[map]
-pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(4, 0);
+pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(5, 0);
 
 /// Whether this CPU's [`SCRATCH`] is taken (`emit::Scratch`): 0 free, else
 /// the number of programs that tried to take it.

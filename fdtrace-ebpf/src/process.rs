@@ -13,7 +13,8 @@ use aya_ebpf::{
 use fdtrace_common::{config_flags, fork_flags, target, EventKind, Exec, Exit, Fork, Loss, PATH_CAP};
 
 use crate::{
-    emit::{count, finish, header, is_traced, send, Scratch},
+    emit::{count, finish, is_traced, named_header, send, Scratch},
+    keep,
     maps::{config, INFLIGHT, TARGETS},
     mem,
 };
@@ -61,13 +62,23 @@ fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), Loss> {
     // With --comm, a matching process's forks have its name: new
     // processes with that name too.
     if config!(flags) & config_flags::FOLLOW_FORKS != 0 || comm_matches() {
-        if TARGETS.insert(child_tgid, target::CHILD, 0).is_ok() {
+        let shares = flags & fork_flags::SHARES_FILES != 0;
+        let child_flags = if shares { target::CHILD | target::NO_PAIRING } else { target::CHILD };
+        if TARGETS.insert(child_tgid, child_flags, 0).is_ok() {
             flags |= fork_flags::FOLLOWED;
+            // The child's table holds the parent's kept fds too (or is the
+            // parent's): fdtrace must know them before the kernel pairs
+            // another close of the parent's.
+            if shares {
+                keep::stop_pairing(parent_tgid);
+            } else {
+                keep::hold(parent_tgid);
+            }
         } else {
             count(Loss::TargetsFull);
         }
     }
-    send(Fork { header: header(EventKind::Fork, pid_tgid), child_tgid, flags })
+    send(Fork { header: named_header(EventKind::Fork, pid_tgid), child_tgid, flags })
 }
 
 /// `sched:sched_process_exec`, in the context of the new program.
@@ -90,9 +101,11 @@ fn try_process_exec(ctx: &TracePointContext) -> Result<(), Loss> {
             return Err(Loss::TargetsFull);
         }
     }
+    // Its close-on-exec fds are gone, kept ones among them.
+    keep::hold(tgid);
     let mut scratch = Scratch::take()?;
     let ev: &mut Exec = scratch.event.get()?;
-    ev.header = header(EventKind::Exec, pid_tgid);
+    ev.header = named_header(EventKind::Exec, pid_tgid);
     ev.flags = 0;
     ev._pad = [0; 6];
     ev.path_len = 0;
@@ -154,7 +167,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), Loss> {
     let exit_code = read_at::<u32>(task, config!(task_exit_code_off)).unwrap_or(0);
     // A later process that reuses this pid is not the one the user asked for.
     let _ = TARGETS.remove(tgid);
-    send(Exit { header: header(EventKind::Exit, pid_tgid), exit_code, _pad: 0 })
+    send(Exit { header: named_header(EventKind::Exit, pid_tgid), exit_code, _pad: 0 })
 }
 
 /// Whether the exiting thread is the last of its process: the record's

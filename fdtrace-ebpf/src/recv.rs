@@ -230,7 +230,7 @@ fn send_received<C: StackIdContext>(
         slot.cloexec = u8::from(cloexec_flag || fd_is_cloexec(fd));
         if let Some(sk) = file.and_then(sock_of_file) {
             slot.sk = sk;
-            track_sock(sk, (site.pid_tgid >> 32) as u32);
+            track_sock(sk, (site.pid_tgid >> 32) as u32, fd);
         }
         i += 1;
     }

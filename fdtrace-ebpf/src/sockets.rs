@@ -139,3 +139,17 @@ pub fn sock_addrs(sk: u64, local: &mut SockAddr, remote: &mut SockAddr) {
 pub fn sock_state(sk: u64) -> u32 {
     u32::from(read::<u8>(sk, config!(skc_state_off)).unwrap_or(0))
 }
+
+/// A socket's family, type and protocol as the kernel holds them
+/// (`sk_type`, `sk_protocol`: u16 since Linux 5.6), for sockets that did
+/// not come from socket(2) (accepted, received, installed by io_uring).
+/// Zeros for what the loader found no offset for.
+#[inline(always)]
+pub fn sock_spec(sk: u64) -> (u16, u16, u16) {
+    let family = sock_family(sk).unwrap_or(0);
+    let (type_off, proto_off) = (config!(sk_type_off), config!(sk_protocol_off));
+    if type_off == 0 || proto_off == 0 {
+        return (family, 0, 0);
+    }
+    (family, read::<u16>(sk, type_off).unwrap_or(0), read::<u16>(sk, proto_off).unwrap_or(0))
+}

@@ -20,8 +20,8 @@ use aya_log_ebpf::warn;
 use fdtrace_common::{
     config_flags,
     syscall::consts::{
-        CLOSE_RANGE_CLOEXEC, CLOSE_RANGE_UNSHARE, FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC,
-        F_SETFD,
+        AF_UNIX, CLOSE_RANGE_CLOEXEC, CLOSE_RANGE_UNSHARE, EINPROGRESS, FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD,
+        F_DUPFD_CLOEXEC, F_SETFD,
     },
     tracepoint::{sys_enter, sys_exit},
     Close, CloseRange, EventKind, Inflight, Loss, SetCloexec, SockAddrEvent, SockOp, PATH_CAP,
@@ -29,10 +29,11 @@ use fdtrace_common::{
 
 use crate::{
     emit::{
-        count, finish, header, install_hooked, is_traced, read_sockaddr, send, track_sock, Args, EventSlot,
-        Scratch,
+        count, finish, header, install_hooked, is_traced, read_sockaddr, send, track_sock, traced, Args,
+        EventSlot, KeptSlot, Scratch,
     },
     fdopen::{report_open, Install, Site},
+    keep,
     maps::{config, INFLIGHT},
     recv,
     sockets::{sock_addrs, sock_of_fd},
@@ -62,30 +63,32 @@ pub fn try_sys_enter<const N: usize>(ctx: &TracePointContext) -> Result<(), Loss
         i += 1;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let Some(target) = traced((pid_tgid >> 32) as u32) else {
         return Ok(());
-    }
+    };
     let nr = field::<i32>(ctx, sys_enter::NR.offset) as u32;
     match nr {
         NR_FCNTL => match args[1] {
-            F_SETFD => send(SetCloexec {
-                header: header(EventKind::SetCloexec, pid_tgid),
-                fd: args[0] as i32,
-                cloexec: (args[2] & FD_CLOEXEC) as u32,
-            }),
+            F_SETFD => set_cloexec(pid_tgid, target, args[0] as i32, args[2] & FD_CLOEXEC != 0),
             F_DUPFD | F_DUPFD_CLOEXEC => stash(pid_tgid, nr, args),
             _ => Ok(()),
         },
         NR_IOCTL => match args[1] & 0xffff_ffff {
-            FIOCLEX | FIONCLEX => send(SetCloexec {
-                header: header(EventKind::SetCloexec, pid_tgid),
-                fd: args[0] as i32,
-                cloexec: u32::from(args[1] & 0xffff_ffff == FIOCLEX),
-            }),
+            FIOCLEX | FIONCLEX => set_cloexec(pid_tgid, target, args[0] as i32, args[1] & 0xffff_ffff == FIOCLEX),
             _ => Ok(()),
         },
         _ => stash(pid_tgid, nr, args),
     }
+}
+
+/// A close-on-exec change: in the kept entry when the kernel holds the fd,
+/// else a record.
+#[inline(always)]
+fn set_cloexec(pid_tgid: u64, target: u32, fd: i32, cloexec: bool) -> Result<(), Loss> {
+    if keep::set_cloexec((pid_tgid >> 32) as u32, target, fd, cloexec) {
+        return Ok(());
+    }
+    send(SetCloexec { header: header(EventKind::SetCloexec, pid_tgid), fd, cloexec: u32::from(cloexec) })
 }
 
 #[inline(always)]
@@ -107,10 +110,14 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(target) = traced(tgid) else {
+        return Ok(());
+    };
+    let fd = field::<u64>(ctx, sys_enter::arg(0)) as i32;
+    if keep::close(tgid, target, fd) {
         return Ok(());
     }
-    let fd = field::<u64>(ctx, sys_enter::arg(0)) as i32;
     send(Close { header: header(EventKind::Close, pid_tgid), fd, _pad: 0 })
 }
 
@@ -145,6 +152,9 @@ fn try_sys_enter_close_range(ctx: &TracePointContext) -> Result<(), Loss> {
         }
         return Ok(());
     }
+    // The kept fds in the range are closed without a close each: until
+    // fdtrace took them, nothing is paired.
+    keep::hold((pid_tgid >> 32) as u32);
     send(CloseRange {
         header: header(EventKind::CloseRange, pid_tgid),
         first: arg(0) as u32,
@@ -189,6 +199,8 @@ fn try_sys_exit_close_range(ctx: &TracePointContext) -> Result<(), Loss> {
     if ret != 0 || (args[2] as u32) & CLOSE_RANGE_CLOEXEC == 0 {
         return Ok(());
     }
+    // The kept fds in the range are marked without a change each.
+    keep::hold((pid_tgid >> 32) as u32);
     send(CloseRange {
         header: header(EventKind::CloseRange, pid_tgid),
         first: args[0] as u32,
@@ -205,9 +217,9 @@ fn try_sys_exit_close_range(ctx: &TracePointContext) -> Result<(), Loss> {
 #[inline(always)]
 pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let Some(target) = traced((pid_tgid >> 32) as u32) else {
         return Ok(());
-    }
+    };
     let nr = NR;
     let ret = field::<i64>(ctx, sys_exit::RET.offset);
     let mut scratch = Scratch::take()?;
@@ -217,7 +229,7 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
     // the arguments are still in the user registers; else in the stash.
     let entry = if regs.ok && config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
         let args = regs.args();
-        if !exit_control(pid_tgid, nr, ret, &args)? {
+        if !exit_control(pid_tgid, target, nr, ret, &args)? {
             return Ok(());
         }
         Args { known: true, args }
@@ -237,11 +249,11 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
             }
         }
     };
-    let site = Site { ctx, pid_tgid, regs };
+    let site = Site { ctx, pid_tgid, target, regs };
     match nr {
-        NR_CONNECT => sock_addr(&mut s.event, pid_tgid, SockOp::Connect, ret, &entry),
-        NR_BIND => sock_addr(&mut s.event, pid_tgid, SockOp::Bind, ret, &entry),
-        NR_LISTEN => sock_addr(&mut s.event, pid_tgid, SockOp::Listen, ret, &entry),
+        NR_CONNECT => sock_addr(&mut s.event, &mut s.kept, pid_tgid, target, SockOp::Connect, ret, &entry),
+        NR_BIND => sock_addr(&mut s.event, &mut s.kept, pid_tgid, target, SockOp::Bind, ret, &entry),
+        NR_LISTEN => sock_addr(&mut s.event, &mut s.kept, pid_tgid, target, SockOp::Listen, ret, &entry),
         // With fd_install hooked, received fds are reported there (the
         // loader does not even attach these exits then).
         NR_RECVMSG | NR_RECVMMSG if install_hooked() => Ok(()),
@@ -252,7 +264,7 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
         // only add failures, and dup2/dup3 (which replace a slot without
         // installing).
         _ if ret >= 0 && install_hooked() && !matches!(nr, NR_DUP2 | NR_DUP3) => Ok(()),
-        _ => report_open(&site, &mut s.event, &mut s.stack, nr, ret, &entry, Install::NONE),
+        _ => report_open(&site, &mut s.event, &mut s.stack, &mut s.kept, nr, ret, &entry, Install::NONE),
     }
 }
 
@@ -260,7 +272,7 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
 /// reports close-on-exec changes, and says whether the call is an fd
 /// creation to report (fcntl's F_DUPFD*). Everything else is not.
 #[inline(always)]
-fn exit_control(pid_tgid: u64, nr: u32, ret: i64, args: &[u64; 6]) -> Result<bool, Loss> {
+fn exit_control(pid_tgid: u64, target: u32, nr: u32, ret: i64, args: &[u64; 6]) -> Result<bool, Loss> {
     let cloexec = match (nr, args[1]) {
         (NR_FCNTL, F_DUPFD | F_DUPFD_CLOEXEC) => return Ok(true),
         (NR_FCNTL, F_SETFD) => args[2] & FD_CLOEXEC != 0,
@@ -270,18 +282,24 @@ fn exit_control(pid_tgid: u64, nr: u32, ret: i64, args: &[u64; 6]) -> Result<boo
         _ => return Ok(true),
     };
     if ret == 0 {
-        send(SetCloexec {
-            header: header(EventKind::SetCloexec, pid_tgid),
-            fd: args[0] as i32,
-            cloexec: u32::from(cloexec),
-        })?;
+        set_cloexec(pid_tgid, target, args[0] as i32, cloexec)?;
     }
     Ok(false)
 }
 
-/// Reports connect/bind/listen.
+/// Reports connect/bind/listen: in the kept entry, when the kernel holds
+/// the fd and the change is one it can hold (IPv4/IPv6 addresses, listen;
+/// a Unix address hands the fd to fdtrace first).
 #[inline(always)]
-fn sock_addr(event: &mut EventSlot, pid_tgid: u64, op: SockOp, ret: i64, entry: &Args) -> Result<(), Loss> {
+fn sock_addr(
+    event: &mut EventSlot,
+    kept: &mut KeptSlot,
+    pid_tgid: u64,
+    target: u32,
+    op: SockOp,
+    ret: i64,
+    entry: &Args,
+) -> Result<(), Loss> {
     // Without the entry the fd is unknown: nothing to report.
     if !entry.known {
         return Ok(());
@@ -305,10 +323,24 @@ fn sock_addr(event: &mut EventSlot, pid_tgid: u64, op: SockOp, ret: i64, entry: 
         ev.path_len = n;
         ev.flags |= f;
     }
+    let tgid = (pid_tgid >> 32) as u32;
     if let Some(sk) = sock_of_fd(ev.fd) {
         ev.sk = sk;
-        track_sock(sk, (pid_tgid >> 32) as u32);
         sock_addrs(sk, &mut ev.local, &mut ev.remote);
+    }
+    // What failed changed nothing (a non-blocking connect in progress has
+    // its peer).
+    let changed = ret >= 0 || (op == SockOp::Connect && ret == -EINPROGRESS);
+    if keep::pairing(target) && !changed {
+        return Ok(());
+    }
+    if ev.addr.family == AF_UNIX {
+        keep::release(tgid, target, ev.fd, kept)?;
+    } else if keep::sock_call(tgid, target, ev.fd, ev.sk, &ev.local, &ev.remote, op == SockOp::Listen) {
+        return Ok(());
+    }
+    if ev.sk != 0 {
+        track_sock(ev.sk, tgid, ev.fd);
     }
     let path_len = ev.path_len as usize;
     event.send(size_of::<SockAddrEvent>() - PATH_CAP, path_len)

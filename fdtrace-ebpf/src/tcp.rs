@@ -17,7 +17,8 @@ use fdtrace_common::{
 };
 
 use crate::{
-    emit::{finish, header, is_traced, send, track_sock, wakeup_flags, Scratch},
+    emit::{finish, header, track_sock, traced, wakeup_flags, Scratch},
+    keep,
     maps::{EVENTS, SOCKS},
     sockets::{sock_addrs, sock_state},
     table::NR_CONNECT,
@@ -54,7 +55,14 @@ pub fn kprobe_tcp_close(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn try_sock(sk: u64, source: u16) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(target) = traced(tgid) else {
+        return Ok(());
+    };
+    // The last reference to a socket the kernel paired the close of (its
+    // owner forgotten then): nothing left to report it to.
+    // SAFETY: only tested for presence.
+    if source == sock_source::TCP_CLOSE && keep::pairing(target) && unsafe { SOCKS.get(sk) }.is_none() {
         return Ok(());
     }
     // In connect(2) the fd is its first argument. The record does without
@@ -67,7 +75,14 @@ fn try_sock(sk: u64, source: u16) -> Result<(), Loss> {
         Err(_) => -1,
     };
     if source == sock_source::TCP_CONNECT {
-        track_sock(sk, (pid_tgid >> 32) as u32);
+        if fd >= 0 && keep::pairing(target) {
+            let (mut local, mut remote) = (SockAddr::default(), SockAddr::default());
+            sock_addrs(sk, &mut local, &mut remote);
+            if keep::sock_state(tgid, target, fd, sk, sock_state(sk), &local, &remote) {
+                return Ok(());
+            }
+        }
+        track_sock(sk, tgid, fd);
     }
     match EVENTS.reserve::<SockState>(0) {
         Some(mut entry) => {
@@ -119,9 +134,10 @@ fn try_sock_set_state(ctx: &TracePointContext) -> Result<(), Loss> {
         return Ok(());
     }
     // SAFETY: the value is copied out.
-    let Some(tgid) = (unsafe { SOCKS.get(sk) }).copied() else {
+    let Some(owner) = (unsafe { SOCKS.get(sk) }).copied() else {
         return Ok(());
     };
+    let tgid = owner.tgid;
     let (mut local, mut remote) = (
         SockAddr { family, port: sport, ..SockAddr::default() },
         SockAddr { family, port: dport, ..SockAddr::default() },
@@ -145,18 +161,32 @@ fn try_sock_set_state(ctx: &TracePointContext) -> Result<(), Loss> {
     if new == TCP_CLOSE {
         let _ = SOCKS.remove(sk);
     }
+    // A socket the kernel keeps: its entry holds the state.
+    if owner.fd >= 0 {
+        if let Some(target) = traced(tgid) {
+            if keep::sock_state(tgid, target, owner.fd, sk, new, &local, &remote) {
+                return Ok(());
+            }
+        }
+    }
     // Not the current task's: the socket's owner, no thread or comm.
-    let mut h = header(EventKind::SockState, u64::from(tgid) << 32);
-    h.comm = [0; 16];
-    send(SockState {
-        header: h,
-        source: sock_source::SET_STATE,
-        family,
-        fd: -1,
-        old_state: old,
-        new_state: new,
-        sk,
-        local,
-        remote,
-    })
+    match EVENTS.reserve::<SockState>(0) {
+        Some(mut entry) => {
+            // SAFETY: every field is written before submit.
+            let ev = unsafe { &mut *entry.as_mut_ptr() };
+            ev.header = header(EventKind::SockState, u64::from(tgid) << 32);
+            ev.header.comm = [0; 16];
+            ev.source = sock_source::SET_STATE;
+            ev.family = family;
+            ev.fd = -1;
+            ev.old_state = old;
+            ev.new_state = new;
+            ev.sk = sk;
+            ev.local = local;
+            ev.remote = remote;
+            entry.submit(wakeup_flags(size_of::<SockState>()));
+            Ok(())
+        }
+        None => Err(Loss::RingbufFull),
+    }
 }

@@ -145,6 +145,11 @@ pub struct TraceArgs {
     #[arg(long)]
     pub no_stacks: bool,
 
+    /// Send every open and close to fdtrace instead of letting the kernel pair the short-lived
+    /// ones itself (costlier under churn; the reports are the same). --events always does.
+    #[arg(long)]
+    pub no_kernel_pairing: bool,
+
     /// At the final report, write a flame graph (SVG) of the unclosed fds by the stack that opened
     /// them (every group, not only --top).
     #[arg(long, value_name = "FILE.svg")]

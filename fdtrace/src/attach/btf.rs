@@ -42,6 +42,8 @@ struct Member {
     name: String,
     type_id: u32,
     bit_offset: u32,
+    /// Non-zero for a bitfield.
+    bitfield_size: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -135,8 +137,9 @@ impl Btf {
                         let type_id = r.u32()?;
                         let offset = r.u32()?;
                         // With kind_flag, the top 8 bits are a bitfield size.
-                        let bit_offset = if kind_flag { offset & 0x00ff_ffff } else { offset };
-                        members.push(Member { name: name(m_name), type_id, bit_offset });
+                        let (bit_offset, bitfield_size) =
+                            if kind_flag { (offset & 0x00ff_ffff, offset >> 24) } else { (offset, 0) };
+                        members.push(Member { name: name(m_name), type_id, bit_offset, bitfield_size });
                     }
                     let n = name(name_off);
                     if !n.is_empty() {
@@ -176,14 +179,28 @@ impl Btf {
     /// Byte offset of `member` in `struct name`, looking into anonymous
     /// struct/union members.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        self.composites.get(name)?.iter().find_map(|&id| self.find_member(id, member, 0)).map(|bits| bits / 8)
+        self.find(name, member).map(|(bits, _)| bits / 8)
     }
 
-    fn find_member(&self, id: u32, member: &str, base_bits: u32) -> Option<u32> {
+    /// Like [`Btf::member_offset`], but `None` for a bitfield (`sock.sk_type`
+    /// was one before Linux 5.6): a program cannot read it as a whole.
+    pub fn plain_member_offset(&self, name: &str, member: &str) -> Option<u32> {
+        match self.find(name, member)? {
+            (bits, 0) if bits % 8 == 0 => Some(bits / 8),
+            _ => None,
+        }
+    }
+
+    /// (bit offset, bitfield size) of a member.
+    fn find(&self, name: &str, member: &str) -> Option<(u32, u32)> {
+        self.composites.get(name)?.iter().find_map(|&id| self.find_member(id, member, 0))
+    }
+
+    fn find_member(&self, id: u32, member: &str, base_bits: u32) -> Option<(u32, u32)> {
         let Type::Composite { members } = self.types.get(id as usize)? else { return None };
         for m in members {
             if m.name == member {
-                return Some(base_bits + m.bit_offset);
+                return Some((base_bits + m.bit_offset, m.bitfield_size));
             }
         }
         // Anonymous members: search inside.

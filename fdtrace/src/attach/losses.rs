@@ -20,9 +20,26 @@ pub struct Losses {
     pub scratch_busy: u64,
     /// recvmsg/recvmmsg calls with more fds than the kernel side reports.
     pub recv_truncated: u64,
+    /// Pairing mode, not losses: fds kept in the kernel, and closes paired
+    /// there (events that never went through the ring).
+    pub kept: u64,
+    pub paired: u64,
+    /// Pairing mode, not losses: opens that went through the ring instead
+    /// (an inline stack, a dup of an fd fdtrace holds...), and those for
+    /// which the kernel's tables were full.
+    pub not_kept: u64,
+    pub kept_full: u64,
+    /// Pairing mode: kept fds whose number was installed again with no
+    /// close seen (io_uring's close on the tracepoint tier): missed closes.
+    pub kept_overwritten: u64,
 }
 
 impl Losses {
+    /// Events the kernel handled without sending them (pairing mode).
+    pub fn kept_in_kernel(&self) -> u64 {
+        self.kept + self.paired
+    }
+
     /// Events that never reached userspace.
     pub fn lost_events(&self) -> u64 {
         self.ringbuf_full + self.scratch_busy

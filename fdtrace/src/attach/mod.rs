@@ -32,9 +32,11 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use fdtrace_common::{
-    config_flags, runtime_flags, target, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, RUNTIME_MAP,
-    STACKS_MAP, TARGETS_MAP,
+    config_flags, runtime_flags, target, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, OPEN_FDS_MAP,
+    PAIRS_MAP, RUNTIME_MAP, STACKS_MAP, TARGETS_MAP,
 };
+
+use crate::events::KernelFds;
 use log::warn;
 
 use self::{
@@ -51,6 +53,20 @@ pub use self::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fdtrace-ebpf.o"));
 /// Set by `build.rs` when it embedded an empty stub instead: what was missing.
 const EBPF_MISSING: Option<&str> = option_env!("FDTRACE_EBPF_MISSING");
+
+/// Pairing mode's maps (kept fds, pair counts, targets' flags), opened
+/// again for the events' reader.
+fn kernel_fds(ebpf: &Ebpf) -> Result<KernelFds, Error> {
+    let fd = |name: &'static str| -> Result<std::os::fd::OwnedFd, Error> {
+        let map = ebpf.map(name).ok_or_else(|| Error::BadObject(name.into()))?;
+        let aya::maps::Map::HashMap(data) = map else {
+            return Err(Error::BadObject(format!("{name} (not a hash map)")));
+        };
+        use std::os::fd::AsFd as _;
+        data.fd().as_fd().try_clone_to_owned().map_err(|e| Error::BadObject(format!("{name}: {e}")))
+    };
+    Ok(KernelFds::new(fd(OPEN_FDS_MAP)?, fd(PAIRS_MAP)?, fd(TARGETS_MAP)?))
+}
 
 /// The object with its settings, ready to load.
 fn loader<'a>(
@@ -123,6 +139,11 @@ pub struct Options {
     pub go_programs: Vec<(u32, std::path::PathBuf, crate::golang::GoBinary)>,
     /// `--comm`: also trace processes that exec or fork with this name.
     pub comm: Option<String>,
+    /// Pair in the kernel what it can (no sink wants every event): see
+    /// `fdtrace-ebpf`'s `keep`.
+    pub pairing: bool,
+    /// Records carry the thread's name (`--events` shows it).
+    pub thread_names: bool,
 }
 
 /// Why fdtrace cannot trace. Each message says what to do about it.
@@ -278,6 +299,8 @@ pub struct Tracer {
     links: Links,
     stacks: Option<StackTraceMap<MapData>>,
     losses: Option<PerCpuArray<MapData, u64>>,
+    /// Pairing mode: the kernel's kept fds, for the events' reader.
+    kernel_fds: Option<KernelFds>,
     /// The kernel side's log records, with debug logging on; held for its
     /// `Drop`, after the links are gone.
     _logs: Option<EbpfLogs>,
@@ -308,6 +331,12 @@ impl Tracer {
         if kernel.has_task_pt_regs {
             config.flags |= config_flags::HAVE_TASK_PT_REGS;
         }
+        if opts.pairing {
+            config.flags |= config_flags::PAIRING;
+        }
+        if opts.thread_names {
+            config.flags |= config_flags::COMM;
+        }
         if let Some(comm) = &opts.comm {
             config.flags |= config_flags::MATCH_COMM;
             let n = comm.len().min(15);
@@ -330,19 +359,11 @@ impl Tracer {
         // which the logger takes out of `ebpf` and keeps open.
         let logs = if level > 0 { EbpfLogs::start(&mut ebpf) } else { None };
 
-        {
-            let map = ebpf.map_mut(TARGETS_MAP).ok_or_else(|| Error::BadObject(TARGETS_MAP.into()))?;
-            let mut map: aya::maps::HashMap<_, u32, u32> = aya::maps::HashMap::try_from(map)
-                .map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
-            for &tgid in targets {
-                map.insert(tgid, target::ROOT, 0)
-                    .map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
-            }
-        }
         let ring = ebpf.take_map(EVENTS_MAP).ok_or_else(|| Error::BadObject(EVENTS_MAP.into()))?;
         let ring = RingBuf::try_from(ring).map_err(|source| Error::Map { map: EVENTS_MAP, source })?;
         let stacks = ebpf.take_map(STACKS_MAP).and_then(|m| StackTraceMap::try_from(m).ok());
         let losses = ebpf.take_map(LOSSES_MAP).and_then(|m| PerCpuArray::try_from(m).ok());
+        let kernel_fds = if opts.pairing { Some(kernel_fds(&ebpf)?) } else { None };
 
         let regs_at_exit = kernel.has_task_pt_regs;
         let mut plan = Plan { caller_ip: regs_at_exit || config.task_stack_off != 0, ..Plan::default() };
@@ -407,7 +428,19 @@ impl Tracer {
             let reasons: Vec<String> = plan.skipped.iter().map(|(h, w)| format!("  {h}: {w}")).collect();
             return Err(Error::NothingAttached(reasons.join("\n")));
         }
-        Ok((Tracer { ebpf, plan, links, stacks, losses, _logs: logs }, ring))
+        // The targets last, when every hook is in: tracing starts at once
+        // for all of them, not hook by hook (an open seen before its
+        // close's hook is attached would look like a missed close).
+        {
+            let map = ebpf.map_mut(TARGETS_MAP).ok_or_else(|| Error::BadObject(TARGETS_MAP.into()))?;
+            let mut map: aya::maps::HashMap<_, u32, u32> = aya::maps::HashMap::try_from(map)
+                .map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
+            for &tgid in targets {
+                map.insert(tgid, target::ROOT, 0)
+                    .map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
+            }
+        }
+        Ok((Tracer { ebpf, plan, links, stacks, losses, kernel_fds, _logs: logs }, ring))
     }
 
     /// Probes the kernel without tracing anything: what each tier can do
@@ -499,6 +532,7 @@ impl Tracer {
                             links,
                             stacks: None,
                             losses: None,
+                            kernel_fds: None,
                             _logs: None,
                         });
                         result
@@ -535,6 +569,11 @@ impl Tracer {
             stack_inline: sum(Loss::StackInline),
             scratch_busy: sum(Loss::ScratchBusy),
             recv_truncated: sum(Loss::RecvTruncated),
+            kept: sum(Loss::Kept),
+            paired: sum(Loss::Paired),
+            not_kept: sum(Loss::NotKept),
+            kept_full: sum(Loss::KeptFull),
+            kept_overwritten: sum(Loss::KeptOverwritten),
         }
     }
 
@@ -542,6 +581,12 @@ impl Tracer {
     /// the object has none).
     pub fn take_stacks(&mut self) -> Option<StackTraceMap<MapData>> {
         self.stacks.take()
+    }
+
+    /// Pairing mode: the kernel's kept fds, for the events' reader (`None`
+    /// once taken, or when the kernel does not pair).
+    pub fn take_kernel_fds(&mut self) -> Option<KernelFds> {
+        self.kernel_fds.take()
     }
 }
 

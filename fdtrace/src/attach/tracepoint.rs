@@ -68,6 +68,9 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
         config.skc_v6_daddr_off = opt("sock_common", "skc_v6_daddr");
         config.skc_state_off = opt("sock_common", "skc_state");
         config.fdtable_close_on_exec_off = opt("fdtable", "close_on_exec");
+        let plain = |s: &str, m: &str| kernel.btf.plain_member_offset(s, m).unwrap_or(0);
+        config.sk_type_off = plain("sock", "sk_type");
+        config.sk_protocol_off = plain("sock", "sk_protocol");
     }
     if !kernel.has_task_pt_regs {
         config.task_stack_off = opt("task_struct", "stack");

@@ -11,13 +11,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use bytes::Buf;
 use fdtrace_common::{
     fd_flags, fork_flags, kind_hint, sock_source,
-    syscall::consts::{AF_INET, AF_INET6, AF_UNIX},
-    EventKind, SockOp, Syscall, PATH_CAP,
+    syscall::{
+        consts::{AF_INET, AF_INET6, AF_UNIX},
+        NewFd,
+    },
+    EventKind, Kept, SockOp, Syscall, PATH_CAP,
 };
 
 use super::{
-    Addr, Body, Comm, Event, FdKind, Open, SockCall, SockSource, SockSpec, SockStateChange, StackId,
-    StackRef, TcpState,
+    Addr, Adopted, Body, Comm, Event, FdKind, Open, Site, SockCall, SockSource, SockSpec, SockStateChange,
+    StackId, StackRef, TcpState,
 };
 
 use fdtrace_common::{STACK_INLINE, STACK_NOT_CAPTURED};
@@ -123,6 +126,18 @@ pub fn decode(record: &[u8]) -> Result<Record, DecodeError> {
         }
         EventKind::Exit => Body::Exit { code: b.get_u32_ne() },
         EventKind::SockState => Body::SockState(sock_state(&mut b)?),
+        EventKind::SiteSeen => {
+            let stack_id = b.get_i32_ne();
+            let go_spawn_stack = b.get_i32_ne();
+            let caller_ip = b.get_u64_ne();
+            let go_spawn_pc = b.get_u64_ne();
+            Body::NewSite(site(stack_id, caller_ip, go_spawn_stack, go_spawn_pc))
+        }
+        EventKind::Released => {
+            let fd = b.get_i32_ne();
+            let _pad = b.get_u32_ne();
+            return Ok(Record::Event { event: adopted(tgid, fd, &kept(&mut b)), stack_follows: false });
+        }
     };
     let stack_follows = matches!(&body, Body::Open(o) if o.stack.id == StackId::InlineMissing);
     Ok(Record::Event { event: Event { ts_ns, tgid, tid, comm: Comm(comm), body }, stack_follows })
@@ -189,6 +204,7 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
         sk: (sk != 0).then_some(sk),
         go_spawn: go_spawn(go_spawn_stack, go_spawn_pc),
         go_transport: (go_transport != 0).then_some(go_transport),
+        adopted: None,
     })
 }
 
@@ -242,9 +258,99 @@ fn received(b: &mut &[u8]) -> Result<Vec<Open>, DecodeError> {
             sk: (sk != 0).then_some(sk),
             go_spawn: go_spawn(go_spawn_stack, go_spawn_pc),
             go_transport: (go_transport != 0).then_some(go_transport),
+            adopted: None,
         });
     }
     Ok(out)
+}
+
+/// A place as the kernel keys it ([`fdtrace_common::SiteKey`]).
+pub fn site(stack_id: i32, caller_ip: u64, go_spawn_stack: i32, go_spawn_pc: u64) -> Site {
+    Site { stack: stack_ref(stack_id, caller_ip), spawn: go_spawn(go_spawn_stack, go_spawn_pc) }
+}
+
+/// An fd the kernel kept, as the open it stood for: stamped with when it
+/// was opened, by the thread that opened it; no path (the kernel does not
+/// read it when it keeps an fd) and no thread name.
+pub fn adopted(tgid: u32, fd: i32, k: &Kept) -> Event {
+    let syscall = Syscall::from_u16(k.syscall).unwrap_or(Syscall::Other);
+    let hint = kind_of_hint(k.kind_hint);
+    let kind = match Syscall::from_u16(k.origin_syscall).map(|s| s.new_fd()) {
+        Some(NewFd::Of(kind)) => kind,
+        Some(NewFd::FromInode { fallback }) => hint.or(fallback).unwrap_or(FdKind::Other),
+        _ => hint.unwrap_or(FdKind::Other),
+    };
+    let raw = |a: &fdtrace_common::SockAddr| RawSockAddr {
+        family: a.family,
+        port: a.port,
+        scope_id: a.scope_id,
+        addr: a.addr,
+    };
+    let flags = u32::from(k.fd_flags);
+    let non_neg = |v: i32| (v >= 0).then_some(v);
+    let Site { stack, spawn } = site(k.stack_id, k.caller_ip, k.go_spawn_stack, k.go_spawn_pc);
+    let open = Open {
+        syscall,
+        fd: Some(fd),
+        fd2: None,
+        src_fd: non_neg(k.src_fd),
+        ret: i64::from(fd),
+        raw_flags: 0,
+        cloexec: flags & fd_flags::CLOEXEC != 0,
+        socket: (k.sock_type != 0).then_some(SockSpec {
+            family: k.family,
+            sock_type: k.sock_type,
+            protocol: k.protocol,
+        }),
+        local: addr(raw(&k.local), &[]),
+        remote: addr(raw(&k.remote), &[]),
+        path: None,
+        stack,
+        missed_entry: flags & fd_flags::MISSED_ENTRY != 0,
+        read_failed: flags & fd_flags::READ_FAILED != 0,
+        reused_fd: false,
+        kind_hint: hint,
+        sk: (k.sk != 0).then_some(k.sk),
+        go_spawn: spawn,
+        go_transport: (k.go_transport != 0).then_some(k.go_transport),
+        adopted: Some(Adopted {
+            kind,
+            state: u8::try_from(k.state).ok().and_then(TcpState::from_u8),
+            listening: flags & fd_flags::LISTENING != 0,
+        }),
+    };
+    Event { ts_ns: k.opened_ns, tgid, tid: k.tid, comm: Comm::default(), body: Body::Open(open) }
+}
+
+/// A [`Kept`] as a [`fdtrace_common::Released`] record carries it.
+fn kept(b: &mut &[u8]) -> Kept {
+    let mut k = Kept {
+        opened_ns: b.get_u64_ne(),
+        tid: b.get_u32_ne(),
+        syscall: b.get_u16_ne(),
+        kind_hint: b.get_u16_ne(),
+        family: b.get_u16_ne(),
+        sock_type: b.get_u16_ne(),
+        protocol: b.get_u16_ne(),
+        fd_flags: b.get_u16_ne(),
+        src_fd: b.get_i32_ne(),
+        stack_id: b.get_i32_ne(),
+        caller_ip: b.get_u64_ne(),
+        go_spawn_stack: b.get_i32_ne(),
+        state: b.get_u32_ne(),
+        go_spawn_pc: b.get_u64_ne(),
+        go_transport: b.get_u64_ne(),
+        sk: b.get_u64_ne(),
+        ..Kept::default()
+    };
+    let addr = |b: &mut &[u8]| {
+        let r = sock_addr(b);
+        fdtrace_common::SockAddr { family: r.family, port: r.port, scope_id: r.scope_id, addr: r.addr }
+    };
+    k.local = addr(b);
+    k.remote = addr(b);
+    k.origin_syscall = b.get_u16_ne();
+    k
 }
 
 fn stack_ref(stack_id: i32, caller_ip: u64) -> StackRef {

@@ -6,9 +6,12 @@
 //! (one record, one [`Record`]) → [`assemble`] (a stack sent inline is
 //! attached to the event it belongs to) → [`Event`]s, read through
 //! [`Source`], which also hands out the raw frames of the stacks the events
-//! name ([`RawStacks`]).
+//! name ([`RawStacks`]). In pairing mode the kernel keeps short-lived fds
+//! to itself: [`kept`] takes the ones still open out of its map when they
+//! are needed, and [`Source`] puts them in the stream where they belong.
 mod assemble;
 mod decode;
+mod kept;
 mod ring;
 mod source;
 
@@ -17,6 +20,7 @@ use std::{fmt, net::SocketAddr};
 pub use assemble::StackTable;
 pub use decode::{decode, DecodeError, Record};
 pub use fdtrace_common::{FdKind, SockOp, Syscall};
+pub use kept::KernelFds;
 pub use source::Source;
 
 /// One thing that happened in a traced process.
@@ -50,6 +54,21 @@ pub enum Body {
     Exit { code: u32 },
     /// A TCP socket was connected, closed, or changed state.
     SockState(SockStateChange),
+    /// Pairing mode: a place in the program opened its first fd, which
+    /// the kernel kept; its stacks are to be named while the process
+    /// lives.
+    NewSite(Site),
+    /// Pairing mode: `count` more fds opened at a place were closed, both
+    /// seen only by the kernel.
+    Paired { site: Site, count: u64 },
+}
+
+/// A place in a program that opens fds: the stack at the open and, for a
+/// goroutine, the stack at the `go` statement that started it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Site {
+    pub stack: StackRef,
+    pub spawn: Option<StackRef>,
 }
 
 /// What a [`Body::SockState`] reports.
@@ -183,6 +202,22 @@ pub struct Open {
     pub go_spawn: Option<StackRef>,
     /// Go: the `*http.Transport` a net/http dial goroutine dialed for.
     pub go_transport: Option<u64>,
+    /// Pairing mode: an fd the kernel kept since it was opened, handed to
+    /// fdtrace now (stamped with when it was opened), with what the kernel
+    /// learnt of it meanwhile.
+    pub adopted: Option<Adopted>,
+}
+
+/// What the kernel knew of an fd it kept (see [`Open::adopted`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adopted {
+    /// Its kind (for a dup, its source's: the ledger may not hold the
+    /// source).
+    pub kind: FdKind,
+    /// Last TCP state the kernel reported.
+    pub state: Option<TcpState>,
+    /// listen() succeeded on it.
+    pub listening: bool,
 }
 
 impl Open {
@@ -210,6 +245,7 @@ impl Open {
             sk: None,
             go_spawn: None,
             go_transport: None,
+            adopted: None,
         }
     }
 

@@ -1,33 +1,64 @@
 //! The events of a session, whole: records from the [`Ring`], decoded,
 //! with inline stacks joined to their events; and the [`StackTable`] that
 //! turns the stacks they name into frames.
-use std::io;
+//!
+//! In pairing mode the fds the kernel kept join the stream here, as opens
+//! ([`super::Open::adopted`]) stamped with when they were opened, and the
+//! closes it paired as [`Body::Paired`] counts:
+//! - at a record after which the kernel's entries no longer say what a
+//!   table holds (a followed fork, an exec, a close_range, an exit), every
+//!   kept fd is taken, and those opened before the record go before it;
+//!   then the kernel may pair that process's fds again;
+//! - whenever the session asks ([`Source::take`]: before a report, before
+//!   `/proc` is read, once a second so the kernel's map does not fill).
+use std::{collections::HashSet, io};
 
 use aya::maps::{MapData, RingBuf, StackTraceMap};
+use log::warn;
 
 use super::{
     assemble::{Assembler, StackTable},
-    decode::{decode, DecodeError},
+    decode::{self, decode, DecodeError},
+    kept::KernelFds,
     ring::Ring,
-    Event,
+    Body, Event,
 };
 
 pub struct Source {
     ring: Ring,
     assembler: Assembler,
     stacks: StackTable,
+    /// Pairing mode: the kernel's kept fds.
+    kernel: Option<Kernel>,
     /// Records that did not decode (a bug if ever non-zero).
     pub decode_errors: u64,
 }
 
+/// The kernel's kept fds, and what fdtrace knows about pairing them.
+struct Kernel {
+    fds: KernelFds,
+    /// Processes that share a table with another (never paired again).
+    shared: HashSet<u32>,
+    /// Processes the session holds ([`Source::hold`]): a barrier does not
+    /// resume them.
+    held: HashSet<u32>,
+    /// Taking failed (logged once).
+    failed: bool,
+}
+
 impl Source {
     /// Reads `ring`; `stacks` is the kernel's stack map, if stacks are
-    /// captured.
-    pub fn new(ring: RingBuf<MapData>, stacks: Option<StackTraceMap<MapData>>) -> io::Result<Source> {
+    /// captured; `kernel` its kept fds, in pairing mode.
+    pub fn new(
+        ring: RingBuf<MapData>,
+        stacks: Option<StackTraceMap<MapData>>,
+        kernel: Option<KernelFds>,
+    ) -> io::Result<Source> {
         Ok(Source {
             ring: Ring::new(ring)?,
             assembler: Assembler::default(),
             stacks: StackTable::new(stacks),
+            kernel: kernel.map(|fds| Kernel { fds, shared: HashSet::new(), held: HashSet::new(), failed: false }),
             decode_errors: 0,
         })
     }
@@ -37,31 +68,175 @@ impl Source {
         self.ring.records
     }
 
+    /// Whether the kernel pairs fds (pairing mode).
+    pub fn pairing(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    /// fds taken from the kernel so far.
+    pub fn taken(&self) -> u64 {
+        self.kernel.as_ref().map_or(0, |k| k.fds.taken)
+    }
+
     /// Waits for records, then hands each whole event to `f`, with the
     /// table its stacks resolve in. Returns how many records were read.
     pub async fn read(&mut self, mut f: impl FnMut(Event, &StackTable)) -> io::Result<usize> {
-        let Source { ring, assembler, stacks, decode_errors } = self;
-        ring.read(|bytes| deliver(bytes, assembler, stacks, decode_errors, &mut f)).await
+        let Source { ring, assembler, stacks, kernel, decode_errors } = self;
+        ring.read(|bytes| deliver(bytes, assembler, stacks, kernel, decode_errors, &mut f)).await
     }
 
     /// Hands over whatever is in the ring now, without waiting.
     pub fn drain(&mut self, mut f: impl FnMut(Event, &StackTable)) -> usize {
-        let Source { ring, assembler, stacks, decode_errors } = self;
-        ring.drain(|bytes| deliver(bytes, assembler, stacks, decode_errors, &mut f))
+        let Source { ring, assembler, stacks, kernel, decode_errors } = self;
+        ring.drain(|bytes| deliver(bytes, assembler, stacks, kernel, decode_errors, &mut f))
     }
+
+    /// Pairing mode: takes every fd the kernel keeps and the pairs it
+    /// counted, and hands them to `f` (after what the ring holds now, which
+    /// comes first). Returns how many fds were taken.
+    pub fn take(&mut self, mut f: impl FnMut(Event, &StackTable)) -> usize {
+        self.drain(&mut f);
+        let Source { stacks, kernel, .. } = self;
+        let Some(k) = kernel else { return 0 };
+        let (adopted, pairs) = k.take_all();
+        let n = adopted.len();
+        for ev in pairs.into_iter().chain(adopted) {
+            f(ev, stacks);
+        }
+        n
+    }
+
+    /// Pairing mode: stops the kernel pairing these processes' fds (while
+    /// fdtrace holds its ledger against `/proc`) and takes what it kept.
+    pub fn hold(&mut self, tgids: &[u32], f: impl FnMut(Event, &StackTable)) {
+        if let Some(k) = &mut self.kernel {
+            for &tgid in tgids {
+                k.log(k.fds.hold(tgid));
+                k.held.insert(tgid);
+            }
+        }
+        self.take(f);
+    }
+
+    /// Lets the kernel pair the fds of the processes [`Source::hold`] held
+    /// again.
+    pub fn resume(&mut self) {
+        if let Some(k) = &mut self.kernel {
+            for tgid in std::mem::take(&mut k.held) {
+                k.log(k.fds.resume(tgid, k.shared.contains(&tgid)));
+            }
+        }
+    }
+}
+
+impl Kernel {
+    /// Every kept fd as an adopted open (sorted by when it was opened), and
+    /// the new pair counts.
+    fn take_all(&mut self) -> (Vec<Event>, Vec<Event>) {
+        let fds = match self.fds.take() {
+            Ok(fds) => fds,
+            Err(e) => {
+                self.warn_once(&e);
+                vec![]
+            }
+        };
+        let mut adopted: Vec<Event> = fds.iter().map(|(key, k)| decode::adopted(key.tgid, key.fd, k)).collect();
+        adopted.sort_by_key(|e| e.ts_ns);
+        let pairs = match self.fds.new_pairs() {
+            Ok(p) => p,
+            Err(e) => {
+                self.warn_once(&e);
+                vec![]
+            }
+        };
+        let pairs = pairs
+            .into_iter()
+            .map(|(s, count)| Event {
+                ts_ns: 0,
+                tgid: s.tgid,
+                tid: 0,
+                comm: Default::default(),
+                body: Body::Paired {
+                    site: decode::site(s.stack_id, s.caller_ip, s.go_spawn_stack, s.go_spawn_pc),
+                    count,
+                },
+            })
+            .collect();
+        (adopted, pairs)
+    }
+
+    fn warn_once(&mut self, e: &io::Error) {
+        if !self.failed {
+            self.failed = true;
+            warn!("taking the fds the kernel kept failed: {e}; the reports miss them");
+        }
+    }
+
+    fn log(&self, r: io::Result<()>) {
+        if let Err(e) = r {
+            warn!("updating a traced process's pairing flags failed: {e}");
+        }
+    }
+
+    /// A record after which the kernel's entries for its process no longer
+    /// say what the table holds: the kept fds opened before it go before
+    /// it, the rest after; then pairing resumes.
+    fn barrier(&mut self, ev: Event, stacks: &StackTable, f: &mut impl FnMut(Event, &StackTable)) {
+        let (tgid, at) = (ev.tgid, ev.ts_ns);
+        let (adopted, pairs) = self.take_all();
+        for p in pairs {
+            f(p, stacks);
+        }
+        let split = adopted.partition_point(|e| e.ts_ns < at);
+        let mut adopted = adopted.into_iter();
+        for a in adopted.by_ref().take(split) {
+            f(a, stacks);
+        }
+        let resume = match ev.body {
+            Body::Fork { child, shares_files: true, followed: true } => {
+                // The kernel stopped pairing both; say so again, in case a
+                // flag update of ours crossed its store.
+                self.shared.extend([tgid, child]);
+                self.log(self.fds.resume(child, true));
+                Some(tgid)
+            }
+            Body::Exit { .. } => {
+                self.fds.forget(tgid);
+                None
+            }
+            _ => Some(tgid),
+        };
+        f(ev, stacks);
+        for a in adopted {
+            f(a, stacks);
+        }
+        if let Some(tgid) = resume.filter(|t| !self.held.contains(t)) {
+            self.log(self.fds.resume(tgid, self.shared.contains(&tgid)));
+        }
+    }
+}
+
+/// Whether an event is a barrier for the kernel's kept fds (see
+/// [`Kernel::barrier`]).
+fn is_barrier(ev: &Event) -> bool {
+    matches!(ev.body, Body::Fork { followed: true, .. } | Body::Exec { .. } | Body::CloseRange { .. } | Body::Exit { .. })
 }
 
 fn deliver(
     bytes: &[u8],
     assembler: &mut Assembler,
     stacks: &mut StackTable,
+    kernel: &mut Option<Kernel>,
     errors: &mut u64,
     f: &mut impl FnMut(Event, &StackTable),
 ) {
     match decode(bytes) {
         Ok(record) => {
             for event in assembler.push(record, stacks) {
-                f(event, stacks);
+                match kernel {
+                    Some(k) if is_barrier(&event) => k.barrier(event, stacks, f),
+                    _ => f(event, stacks),
+                }
             }
         }
         Err(e) => {

@@ -157,6 +157,13 @@ pub fn describe_fd(pid: u32, fd: i32) -> Option<ProcFd> {
     Some(ProcFd { fd, kind, cloexec, desc })
 }
 
+/// The path a file fd of `pid` refers to now (files and memfds; `None`
+/// if it is closed or has none).
+pub fn fd_path(pid: u32, fd: i32) -> Option<String> {
+    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    classify_link(&target.to_string_lossy()).1.path
+}
+
 /// What the ledger keeps of a socket found in `/proc`.
 fn describe_socket(desc: &mut FdDesc, s: &SocketView) {
     desc.sock = s.spec;

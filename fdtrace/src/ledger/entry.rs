@@ -1,4 +1,5 @@
 //! What the ledger knows about one open fd.
+pub use crate::events::Site;
 use crate::events::{Addr, FdKind, SockSpec, StackRef, Syscall, TcpState};
 
 /// One lifetime of one fd number in one fd table.
@@ -18,6 +19,10 @@ pub struct FdEntry {
     /// Where in the program it was opened; `None` for fds found at attach.
     pub stack: Option<StackRef>,
     pub desc: FdDesc,
+    /// Kept by the kernel from its open until fdtrace took it (pairing
+    /// mode): its open reached the ledger late, so a close stamped before
+    /// `opened_ns` is of an earlier fd with its number.
+    pub adopted: bool,
 }
 
 impl FdEntry {
@@ -26,14 +31,6 @@ impl FdEntry {
     pub fn site(&self) -> Option<Site> {
         Some(Site { stack: self.stack?, spawn: self.desc.go_spawn })
     }
-}
-
-/// A place in the program that opens fds: the stack at the open, and for a
-/// goroutine the stack at the `go` statement that started it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Site {
-    pub stack: StackRef,
-    pub spawn: Option<StackRef>,
 }
 
 /// How an fd came to be in the table.

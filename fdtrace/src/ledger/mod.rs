@@ -24,7 +24,7 @@ use fdtrace_common::syscall::consts::{CLOSE_RANGE_CLOEXEC, EINPROGRESS};
 
 pub use entry::{CloseCause, FdDesc, FdEntry, Origin, Site};
 
-use crate::events::{Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, Syscall};
+use crate::events::{Adopted, Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, Syscall};
 
 /// What applying an event changed.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +96,10 @@ pub struct Ledger {
     /// Opens onto a number the ledger held open (dup2/dup3 aside): the
     /// kernel only hands out free numbers, so a close was missed.
     pub overwritten: u64,
+    /// Pairing mode: closes of numbers the ledger did not hold, and when,
+    /// by (process, fd): the fd may be one the kernel kept and fdtrace has
+    /// not taken yet, which is then closed already.
+    closed_unheld: HashMap<(u32, i32), u64>,
 }
 
 impl Ledger {
@@ -118,6 +122,7 @@ impl Ledger {
                 tid: 0,
                 stack: None,
                 desc: f.desc,
+                adopted: false,
             };
             self.insert(table, entry);
         }
@@ -164,7 +169,12 @@ impl Ledger {
         match &ev.body {
             Body::Open(open) => self.open(tgid, table, ev, open, out),
             Body::Close { fd } => {
-                self.close(tgid, table, *fd, CloseCause::Close, ev.ts_ns, out);
+                // A close stamped before a taken fd was opened is of an
+                // earlier fd with its number, which the ledger never held.
+                let stale = self.table_mut(table).fds.get(fd).is_some_and(|e| e.adopted && e.opened_ns > ev.ts_ns);
+                if !stale && !self.close(tgid, table, *fd, CloseCause::Close, ev.ts_ns, out) {
+                    self.closed_unheld.insert((tgid, *fd), ev.ts_ns);
+                }
             }
             Body::CloseRange { first, last, flags } => {
                 // close_range fails (closing nothing) when first > last.
@@ -199,12 +209,21 @@ impl Ledger {
             Body::Exec { .. } => self.exec(tgid, table, ev.ts_ns, out),
             Body::Exit { code } => self.exit(tgid, *code, ev.ts_ns, out),
             Body::SockState(change) => self.sock_state(table, change),
+            Body::NewSite(_) => {}
+            Body::Paired { site, count } => {
+                let c = self.stacks.entry((tgid, *site)).or_default();
+                c.opened += count;
+                c.closed += count;
+            }
         }
     }
 
     fn open(&mut self, tgid: u32, table: TableId, ev: &Event, open: &Open, out: &mut Vec<Effect>) {
         if open.ret < 0 || open.reused_fd {
             return;
+        }
+        if let Some(kept) = &open.adopted {
+            return self.adopt(tgid, table, ev, open, kept, out);
         }
         // dup2(fd, fd) changes nothing.
         if open.is_dup() && open.src_fd.is_some() && open.src_fd == open.fd {
@@ -244,8 +263,9 @@ impl Ledger {
             let refines = ev.ts_ns <= since_ns
                 && self.table_mut(table).fds.get(&fd).is_some_and(|e| e.origin == Origin::PreExisting);
             if !refines {
+                // (Before the scan the ledger's view is not complete yet.)
                 let held = self.table_mut(table).fds.contains_key(&fd);
-                if held && !matches!(open.syscall, Syscall::Dup2 | Syscall::Dup3) {
+                if held && !matches!(open.syscall, Syscall::Dup2 | Syscall::Dup3) && ev.ts_ns > since_ns {
                     self.overwritten += 1;
                 }
                 self.close(tgid, table, fd, CloseCause::Replaced, ev.ts_ns, out);
@@ -260,6 +280,7 @@ impl Ledger {
                 tid: ev.tid,
                 stack: Some(open.stack),
                 desc,
+                adopted: false,
             };
             if let Some(site) = entry.site() {
                 self.stacks.entry((tgid, site)).or_default().opened += 1;
@@ -268,6 +289,67 @@ impl Ledger {
             self.insert(table, entry.clone());
             out.push(Effect::Opened { tgid, entry });
         }
+    }
+
+    /// An fd the kernel kept since `ev.ts_ns`, taken now. What the ledger
+    /// holds under its number, and the closes it saw, say whether it is
+    /// still open: a close of the number after the open means it was
+    /// closed; a held fd opened later means it was closed and the number
+    /// reused; a held fd opened earlier was closed before this one opened.
+    fn adopt(&mut self, tgid: u32, table: TableId, ev: &Event, open: &Open, kept: &Adopted, out: &mut Vec<Effect>) {
+        let Some(fd) = open.fd else { return };
+        let stack = Some(open.stack);
+        let site = Site { stack: open.stack, spawn: open.go_spawn };
+        let closed_since = self.closed_unheld.get(&(tgid, fd)).is_some_and(|&at| at >= ev.ts_ns);
+        let since_ns = self.procs.get(&tgid).map_or(0, |p| p.since_ns);
+        let held = self.table_mut(table).fds.get(&fd).map(|e| (e.opened_ns, e.origin));
+        let newer_held = matches!(held, Some((at, origin)) if at > ev.ts_ns && origin != Origin::PreExisting);
+        if closed_since || newer_held {
+            // Opened and closed, both seen only by the kernel.
+            self.closed_unheld.remove(&(tgid, fd));
+            let c = self.stacks.entry((tgid, site)).or_default();
+            c.opened += 1;
+            c.closed += 1;
+            return;
+        }
+        let refines = ev.ts_ns <= since_ns && matches!(held, Some((_, Origin::PreExisting)));
+        if !refines && held.is_some() {
+            self.close(tgid, table, fd, CloseCause::Close, ev.ts_ns, out);
+        }
+        let desc = FdDesc {
+            path: open.path.clone(),
+            sock: open.socket,
+            local: open.local.clone(),
+            remote: open.remote.clone(),
+            listening: kept.listening,
+            inode: None,
+            sk: open.sk,
+            state: kept.state,
+            go_spawn: open.go_spawn,
+            go_transport: open.go_transport,
+        };
+        let entry = FdEntry {
+            serial: self.serial(),
+            fd,
+            kind: kept.kind,
+            cloexec: open.cloexec,
+            opened_ns: ev.ts_ns,
+            origin: Origin::Syscall(open.syscall),
+            tid: ev.tid,
+            stack,
+            desc,
+            adopted: true,
+        };
+        self.stacks.entry((tgid, site)).or_default().opened += 1;
+        self.touched.insert((tgid, fd), ev.ts_ns);
+        self.insert(table, entry.clone());
+        out.push(Effect::Opened { tgid, entry });
+    }
+
+    /// Forgets closes of unheld numbers from before `ns`: every fd the
+    /// kernel kept by then has been taken since.
+    pub fn forget_closes_before(&mut self, ns: u64) {
+        self.closed_unheld.retain(|_, at| *at >= ns);
     }
 
     fn sock_call(&mut self, table: TableId, call: &SockCall) {
@@ -438,6 +520,7 @@ impl Ledger {
                 tid: 0,
                 stack: None,
                 desc: f.desc,
+                adopted: false,
             };
             self.insert(table, entry.clone());
             out.push(Effect::Opened { tgid, entry });

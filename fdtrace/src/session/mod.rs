@@ -44,6 +44,10 @@ pub use targets::resolve as resolve_targets;
 /// the latency of a lone event.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
+/// Pairing mode: how often the fds the kernel keeps are taken (the ones
+/// older than this become fdtrace's).
+const TAKE_EVERY: Duration = Duration::from_secs(1);
+
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -103,6 +107,10 @@ struct Session<'a> {
     alive: usize,
     /// What reconciliation found so far.
     missed: Missed,
+    /// Pairing mode: when the last two takes of the kernel's kept fds
+    /// started (the closes the ledger saw of numbers it did not hold are
+    /// kept until every fd the kernel kept before them was taken).
+    takes_ns: [u64; 2],
 }
 
 impl<'a> Session<'a> {
@@ -111,7 +119,8 @@ impl<'a> Session<'a> {
         let sinks = Sinks::from_args(args, launched.is_some(), Clock::new())?;
         let signals = Signals::new()?;
         let started = Instant::now();
-        let (tracer, source, notes) = attach(args, launched.as_ref(), &mut targets)?;
+        let pairing = !sinks.wants_events() && !args.no_kernel_pairing;
+        let (tracer, source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
         announce(args, &targets, &tracer, started, launched.is_some());
         // Everything is in place: let the command exec.
@@ -147,6 +156,7 @@ impl<'a> Session<'a> {
             exits,
             alive: targets.len(),
             missed: Missed::default(),
+            takes_ns: [0; 2],
             tracer,
         })
     }
@@ -164,6 +174,11 @@ impl<'a> Session<'a> {
         drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut status_ticks = tokio::time::interval(Duration::from_secs(1));
         status_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Pairing mode: the fds the kernel kept longer than this become
+        // fdtrace's, so its map does not fill with long-lived ones.
+        let mut take_ticks = tokio::time::interval(TAKE_EVERY);
+        take_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let pairing = self.source.pairing();
         let periodic = self.sinks.wants(Reports::Every);
         let status = self.sinks.wants_status();
         // A reconciliation under way: the report follows when it is due.
@@ -182,7 +197,8 @@ impl<'a> Session<'a> {
                         sinks.flush();
                     }
                 }
-                _ = ticks.tick(), if periodic && check.is_none() => check = Some(Check::start(&pipe.ledger)),
+                _ = ticks.tick(), if periodic && check.is_none() => check = Some(self.start_check()),
+                _ = take_ticks.tick(), if pairing && check.is_none() => self.take(),
                 _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                     if let Some(c) = check.take() {
                         self.judge(c);
@@ -191,7 +207,9 @@ impl<'a> Session<'a> {
                 }
                 _ = self.signals.usr1.recv() => {
                     if periodic {
-                        check.get_or_insert_with(|| Check::start(&self.pipe.ledger));
+                        if check.is_none() {
+                            check = Some(self.start_check());
+                        }
                     } else {
                         self.sinks.say(format_args!("SIGUSR1: reports are off while --events streams events"));
                     }
@@ -229,10 +247,10 @@ impl<'a> Session<'a> {
     /// The final report, detaching, and in launch mode waiting for the
     /// command.
     async fn teardown(mut self, stop: Stop) -> anyhow::Result<Outcome> {
-        // What the kernel sent before we stopped still counts.
-        self.drain();
+        // What the kernel sent (or kept) before we stopped still counts.
+        self.take();
         if self.sinks.wants(Reports::Final) {
-            let check = Check::start(&self.pipe.ledger);
+            let check = self.start_check();
             tokio::time::sleep_until(check.due).await;
             self.judge(check);
             self.report(true);
@@ -255,7 +273,7 @@ impl<'a> Session<'a> {
         };
         eprintln!(
             "fdtrace: {} events, {} lost{}{}",
-            source.records(),
+            source.records() + losses.kept_in_kernel(),
             losses.lost_events(),
             if losses.ringbuf_full > 0 { " (ring buffer full: raise --ringbuf-size)" } else { "" },
             if source.decode_errors > 0 {
@@ -267,27 +285,52 @@ impl<'a> Session<'a> {
         finished.map(|()| Outcome { stop, exit_code })
     }
 
-    /// Everything the ring holds now, through the pipeline.
-    fn drain(&mut self) {
+    /// Pairing mode: takes the fds the kernel keeps and the pairs it
+    /// counted into the ledger.
+    fn take(&mut self) {
+        let started = monotonic_ns();
         let Session { source, pipe, sinks, .. } = self;
-        source.drain(|ev, raw| pipe.event(ev, raw, sinks));
+        source.take(|ev, raw| pipe.event(ev, raw, sinks));
+        self.after_take(started);
+    }
+
+    fn after_take(&mut self, started: u64) {
+        self.pipe.ledger.forget_closes_before(self.takes_ns[0]);
+        self.takes_ns = [self.takes_ns[1], started];
+    }
+
+    /// Starts a reconciliation. In pairing mode the kernel stops pairing
+    /// the processes' fds until it is judged (an fd it opened and closed
+    /// unseen during the scan would look missed) and hands over what it
+    /// kept.
+    fn start_check(&mut self) -> Check {
+        if self.source.pairing() {
+            let started = monotonic_ns();
+            let tgids: Vec<u32> = self.pipe.ledger.processes().map(|p| p.tgid).collect();
+            let Session { source, pipe, sinks, .. } = self;
+            source.hold(&tgids, |ev, raw| pipe.event(ev, raw, sinks));
+            self.after_take(started);
+        }
+        Check::start(&self.pipe.ledger)
     }
 
     /// Ends a reconciliation: the events of the syscalls that were in
-    /// flight during the scan are in by now (drained first), and the
-    /// ledger is corrected.
+    /// flight during the scan are in by now (drained first; in pairing
+    /// mode, with the fds the kernel kept in that moment), and the ledger
+    /// is corrected. Then the kernel may pair again.
     fn judge(&mut self, check: Check) {
-        self.drain();
+        self.take();
         let m = check.judge(&mut self.pipe.ledger);
         self.missed.open += m.open;
         self.missed.close += m.close;
+        self.source.resume();
     }
 
     /// How complete the data is, now.
     fn stats(&self) -> Stats {
         let losses = self.tracer.losses();
         Stats {
-            events: self.source.records(),
+            events: self.source.records() + losses.kept_in_kernel(),
             lost_events: losses.lost_events(),
             lost_by_reason: losses.lost().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
             stacks_failed: losses.stack_failed,
@@ -340,7 +383,9 @@ impl<'a> Session<'a> {
                 ledger.open_fds(p.tgid).filter(|e| kinds.as_ref().is_none_or(|k| k.contains(&e.kind))).count()
             })
             .sum();
-        let p = Progress { events: self.source.records(), open, lost: self.tracer.losses().lost_events() };
+        let losses = self.tracer.losses();
+        let events = self.source.records() + losses.kept_in_kernel();
+        let p = Progress { events, open, lost: losses.lost_events() };
         self.sinks.progress(p);
     }
 }
@@ -353,6 +398,7 @@ fn attach(
     args: &TraceArgs,
     launched: Option<&Launched>,
     targets: &mut Vec<Target>,
+    pairing: bool,
 ) -> anyhow::Result<(Tracer, Source, GoNotes)> {
     let opts = attach::Options {
         mode: args.attach,
@@ -362,6 +408,8 @@ fn attach(
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
         go_programs: targets::go_programs(targets, launched),
         comm: args.comm.clone(),
+        pairing,
+        thread_names: args.events,
     };
     let tgids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
     let (mut tracer, ring) = Tracer::start(&opts, &tgids)?;
@@ -373,7 +421,8 @@ fn attach(
         targets::add_running_with_comm(comm, &mut tracer, targets)?;
     }
     let notes = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
-    let source = Source::new(ring, tracer.take_stacks()).context("watching the ring buffer")?;
+    let source = Source::new(ring, tracer.take_stacks(), tracer.take_kernel_fds())
+        .context("watching the ring buffer")?;
     log::debug!(
         "callers of libc syscall wrappers: {}",
         if tracer.plan.caller_ip {

@@ -2,7 +2,7 @@
 //! resolved while the process still exists → the sinks that want events.
 use crate::{
     clock::monotonic_ns,
-    events::{Body, Event, RawStacks},
+    events::{Body, Event, FdKind, RawStacks},
     host::procfs,
     ledger::{Effect, Ledger},
     sinks::{Applied, Sinks},
@@ -39,6 +39,20 @@ impl Pipeline {
             }
         }
         self.effects.clear();
+        // A place the kernel saw open its first fd: its stacks are named
+        // now, while the process lives.
+        if let Body::NewSite(site) = &ev.body {
+            for stack in [Some(site.stack), site.spawn].into_iter().flatten() {
+                self.stacks.resolve(ev.tgid, stack, raw);
+            }
+        }
+        // A file the kernel kept: its path, which it does not read then.
+        if let Body::Open(open) = &mut ev.body {
+            let file = open.adopted.as_ref().is_some_and(|k| matches!(k.kind, FdKind::File | FdKind::Memfd));
+            if let (true, None, Some(fd)) = (file, &open.path, open.fd) {
+                open.path = procfs::fd_path(ev.tgid, fd);
+            }
+        }
         if matches!(ev.body, Body::Exec { .. }) && self.watch_comm && self.ledger.process(ev.tgid).is_none() {
             // Added by the kernel at this exec (--comm): its fds now are
             // what it kept across exec and what it opened since (events

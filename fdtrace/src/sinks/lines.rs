@@ -264,6 +264,8 @@ pub fn lines<'a>(ev: &'a Event, effects: &'a [Effect]) -> Vec<Line<'a>> {
                 out.push(close_line(ev, entry, CloseCause::Exec));
             }
         }
+        // Pairing mode's bookkeeping, which never runs with --events.
+        Body::NewSite(_) | Body::Paired { .. } => {}
         Body::SockState(change) => {
             let detail = Detail::SockState { source: change.source, old: change.old, new: change.new };
             let mut line = Line::new(ev, change.source.name(), detail);
