@@ -143,6 +143,15 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
     kept.remote = ev.remote;
     kept.origin_syscall = ev.syscall;
     kept._pad = [0; 3];
+    if ev.syscall == Syscall::Dup2 as u16 || ev.syscall == Syscall::Dup3 as u16 {
+        // Over an open fd it closed it first: one the kernel holds is
+        // paired here (whatever becomes of the new one); one fdtrace holds
+        // (or none: the kernel cannot tell) makes this fdtrace's to pair.
+        if !close(tgid, target_flags, ev.fd) {
+            count(Loss::NotKept);
+            return Opened::Send;
+        }
+    }
     if dup {
         // The new fd refers to the source's file: its kind, socket and
         // addresses. A source fdtrace holds is not known here.
@@ -163,15 +172,6 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
             kept.remote = (*src).remote;
             kept.go_transport = (*src).go_transport;
             kept.origin_syscall = (*src).origin_syscall;
-        }
-        if ev.syscall == Syscall::Dup2 as u16 || ev.syscall == Syscall::Dup3 as u16 {
-            // Over an open fd it closed it first: one the kernel holds is
-            // paired here; one fdtrace holds (or none: the kernel cannot
-            // tell) makes this fdtrace's to pair.
-            if !close(tgid, target_flags, ev.fd) {
-                count(Loss::NotKept);
-                return Opened::Send;
-            }
         }
     } else if ev.sk != 0 && kept.sock_type == 0 {
         // accept, a received or io_uring-installed socket: what the

@@ -31,6 +31,13 @@ impl FdEntry {
     pub fn site(&self) -> Option<Site> {
         Some(Site { stack: self.stack?, spawn: self.desc.go_spawn })
     }
+
+    /// Whether an event stamped `ts_ns` on its number is about an earlier
+    /// fd: this one was kept by the kernel, opened after `ts_ns`, and
+    /// reached the ledger ahead of that event.
+    pub fn opened_after(&self, ts_ns: u64) -> bool {
+        self.adopted && self.opened_ns > ts_ns
+    }
 }
 
 /// How an fd came to be in the table.

@@ -171,7 +171,7 @@ impl Ledger {
             Body::Close { fd } => {
                 // A close stamped before a taken fd was opened is of an
                 // earlier fd with its number, which the ledger never held.
-                let stale = self.table_mut(table).fds.get(fd).is_some_and(|e| e.adopted && e.opened_ns > ev.ts_ns);
+                let stale = self.table_mut(table).fds.get(fd).is_some_and(|e| e.opened_after(ev.ts_ns));
                 if !stale && !self.close(tgid, table, *fd, CloseCause::Close, ev.ts_ns, out) {
                     self.closed_unheld.insert((tgid, *fd), ev.ts_ns);
                 }
@@ -182,22 +182,28 @@ impl Ledger {
                     return;
                 }
                 let (lo, hi) = (*first as i64, (*last).min(i32::MAX as u32) as i64);
+                let at = ev.ts_ns;
                 if flags & CLOSE_RANGE_CLOEXEC != 0 {
                     let t = self.table_mut(table);
-                    for (_, e) in t.fds.range_mut(lo as i32..=hi as i32) {
+                    for (_, e) in t.fds.range_mut(lo as i32..=hi as i32).filter(|(_, e)| !e.opened_after(at)) {
                         e.cloexec = true;
                     }
                 } else {
-                    let fds: Vec<i32> =
-                        self.table_mut(table).fds.range(lo as i32..=hi as i32).map(|(&fd, _)| fd).collect();
+                    let fds: Vec<i32> = self
+                        .table_mut(table)
+                        .fds
+                        .range(lo as i32..=hi as i32)
+                        .filter(|(_, e)| !e.opened_after(at))
+                        .map(|(&fd, _)| fd)
+                        .collect();
                     for fd in fds {
                         self.close(tgid, table, fd, CloseCause::CloseRange, ev.ts_ns, out);
                     }
                 }
             }
-            Body::Sock(call) => self.sock_call(table, call),
+            Body::Sock(call) => self.sock_call(table, call, ev.ts_ns),
             Body::SetCloexec { fd, cloexec } => {
-                if let Some(e) = self.table_mut(table).fds.get_mut(fd) {
+                if let Some(e) = self.table_mut(table).fds.get_mut(fd).filter(|e| !e.opened_after(ev.ts_ns)) {
                     e.cloexec = *cloexec;
                 }
             }
@@ -232,6 +238,15 @@ impl Ledger {
         let since_ns = self.procs.get(&tgid).map_or(0, |p| p.since_ns);
         let fds = [open.fd, open.fd2];
         for fd in fds.into_iter().flatten() {
+            // The number is held by an fd the kernel kept, opened after
+            // this: this one was closed before that (the kernel hands out
+            // free numbers only), unseen in between.
+            if self.table_mut(table).fds.get(&fd).is_some_and(|e| e.opened_after(ev.ts_ns)) {
+                let c = self.stacks.entry((tgid, Site { stack: open.stack, spawn: open.go_spawn })).or_default();
+                c.opened += 1;
+                c.closed += 1;
+                continue;
+            }
             // The dup family copies what the source refers to.
             let (kind, mut desc) = match (open.is_dup(), open.src_fd) {
                 (true, Some(src)) => match self.table_mut(table).fds.get(&src) {
@@ -352,13 +367,13 @@ impl Ledger {
         self.closed_unheld.retain(|_, at| *at >= ns);
     }
 
-    fn sock_call(&mut self, table: TableId, call: &SockCall) {
+    fn sock_call(&mut self, table: TableId, call: &SockCall, at: u64) {
         // Failed calls change nothing; a non-blocking connect in progress
         // already has its peer.
         if call.ret < 0 && !(call.op == SockOp::Connect && call.ret == -EINPROGRESS) {
             return;
         }
-        let Some(e) = self.table_mut(table).fds.get_mut(&call.fd) else {
+        let Some(e) = self.table_mut(table).fds.get_mut(&call.fd).filter(|e| !e.opened_after(at)) else {
             return;
         };
         // The kernel's view wins over the call's argument.
@@ -387,7 +402,9 @@ impl Ledger {
         let child_table = if shares {
             table
         } else {
-            let copy: Vec<FdEntry> = self.table_mut(table).fds.values().cloned().collect();
+            let at = ev.ts_ns;
+            let copy: Vec<FdEntry> =
+                self.table_mut(table).fds.values().filter(|e| !e.opened_after(at)).cloned().collect();
             let t = self.new_table();
             for mut e in copy {
                 e.serial = self.serial();
@@ -422,8 +439,13 @@ impl Ledger {
         } else {
             table
         };
-        let doomed: Vec<i32> =
-            self.table_mut(table).fds.values().filter(|e| e.cloexec).map(|e| e.fd).collect();
+        let doomed: Vec<i32> = self
+            .table_mut(table)
+            .fds
+            .values()
+            .filter(|e| e.cloexec && !e.opened_after(ts_ns))
+            .map(|e| e.fd)
+            .collect();
         for fd in doomed {
             self.close(tgid, table, fd, CloseCause::Exec, ts_ns, out);
         }

@@ -262,6 +262,18 @@ impl<'a> Session<'a> {
             procfs::status("self").map(|st| st.vm_hwm_kb / 1024).unwrap_or(0),
             self.pipe.stacks.resolved()
         );
+        if self.source.pairing() {
+            log::debug!(
+                "kernel pairing: {} fds kept, {} closes paired there, {} taken by fdtrace; {} opens sent \
+                 instead ({} for want of room), {} kept fds overwritten",
+                losses.kept,
+                losses.paired,
+                self.source.taken(),
+                losses.not_kept,
+                losses.kept_full,
+                losses.kept_overwritten
+            );
+        }
         let Session { tracer, source, sinks, mut launched, mut exits, mut signals, .. } = self;
         let finished = sinks.finish();
         let detach = Instant::now();
