@@ -16,7 +16,7 @@ use crate::{
     filter::{Cidr, Filter},
     host::{SocketView, Sockets},
     ledger::{Effect, FdDesc, Ledger, ProcFd},
-    report::{self, Head, Limits, Options, SessionInfo, Stats, TargetInfo},
+    report::{self, Head, KernelPairing, Limits, Options, SessionInfo, Stats, TargetInfo},
     sinks::lines::{lines, Format, Printer},
     symbolize::{Frame, Resolved, Stacks},
 };
@@ -351,6 +351,7 @@ fn stats() -> Stats {
         partial_events: [("missed_entry".to_string(), 2)].into_iter().collect(),
         missed_open: 0,
         missed_close: 1,
+        kernel_pairing: Some(KernelPairing { kept: 200, paired: 180, taken: 20, sent: 21, tables_full: 0 }),
     }
 }
 

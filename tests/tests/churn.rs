@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use fdtrace::{events::FdKind, report::FdInfo};
 use fdtrace_tests::{
-    harness::{trace_every_fd, Ebpf, Workload},
+    harness::{trace_every_fd_with, Ebpf, Workload},
     require_ebpf,
 };
 
@@ -51,10 +51,19 @@ fn proc_fds(pid: u32) -> BTreeMap<i32, FdKind> {
         .collect()
 }
 
-fn churn_matches_proc(ebpf: &Ebpf, seed: &str) {
+/// How the fds are paired: by the kernel (the default for reports), or
+/// every event through the ring to fdtrace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pairing {
+    Kernel,
+    Fdtrace,
+}
+
+fn churn_matches_proc(ebpf: &Ebpf, seed: &str, pairing: Pairing) {
     let mut w = Workload::spawn(CHURN, &["--seed", seed, "--ops", "400"]);
     let pid = w.pid;
-    let trace = trace_every_fd(ebpf, pid);
+    let flags: &[&str] = if pairing == Pairing::Fdtrace { &["--no-kernel-pairing"] } else { &[] };
+    let trace = trace_every_fd_with(ebpf, pid, flags);
     w.send("go");
     w.stdout.wait_for("`paused`", T, |l| l == "paused");
     std::thread::sleep(Duration::from_millis(300));
@@ -64,6 +73,18 @@ fn churn_matches_proc(ebpf: &Ebpf, seed: &str) {
     assert!(out.status.success(), "{}", out.stderr_text());
     let report = out.reports().pop().expect("final report");
     assert_eq!(report.stats.lost_events, 0, "seed {seed}: events lost");
+    // The kernel kept fds, and gave them back at every fork, exec and
+    // close_range.
+    let kernel = report.stats.kernel_pairing;
+    match pairing {
+        Pairing::Kernel => {
+            let k = kernel.expect("a report says what the kernel paired");
+            // (The churn forks, execs and close_ranges often: each takes
+            // back what the kernel kept, so it pairs little itself here.)
+            assert!(k.kept > 0 && k.taken > 0, "seed {seed}: the kernel kept nothing: {k:?}");
+        }
+        Pairing::Fdtrace => assert_eq!(kernel, None, "--no-kernel-pairing, yet: {kernel:?}"),
+    }
     let missed: Vec<&FdInfo> =
         report.groups.iter().filter(|g| g.origin == "missed-open").flat_map(|g| &g.fds).collect();
     assert_eq!(
@@ -101,6 +122,12 @@ fn open_set_equals_proc_after_random_churn() {
     // `$FDTRACE_CHURN_SEEDS` (comma-separated) runs other seeds.
     let seeds = std::env::var("FDTRACE_CHURN_SEEDS").unwrap_or_else(|_| "1,2,3".into());
     for seed in seeds.split(',') {
-        churn_matches_proc(&ebpf, seed.trim());
+        churn_matches_proc(&ebpf, seed.trim(), Pairing::Kernel);
     }
+}
+
+#[test]
+fn open_set_equals_proc_when_fdtrace_pairs_every_event() {
+    let ebpf = require_ebpf!();
+    churn_matches_proc(&ebpf, "4", Pairing::Fdtrace);
 }

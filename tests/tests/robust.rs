@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
 use std::{process::Command, time::Duration};
 
-use fdtrace::report::Group;
+use fdtrace::report::{Group, Report};
 use fdtrace_tests::{
     harness::{pretty, proc_fd_numbers, report_fd_numbers, trace_every_fd, Ebpf, Server, Trace, Workload},
     require_ebpf,
@@ -21,16 +21,50 @@ const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 const FDSTRESS: &str = env!("CARGO_BIN_EXE_fdstress");
 
-/// fdtrace is stopped (SIGSTOP) while the workload churns: the 16 KiB ring
-/// fills and the kernel side counts every record it could not reserve.
-/// What arrived plus what was counted lost must be what the workload did,
-/// and the report must say it is incomplete and how to fix it.
+/// fdtrace is stopped (SIGSTOP) while the workload churns, every event
+/// going through the ring (`--no-kernel-pairing`): the 16 KiB ring fills and the
+/// kernel side counts every record it could not reserve. What arrived plus
+/// what was counted lost must be what the workload did, and the report
+/// must say it is incomplete and how to fix it.
 #[test]
 fn an_overflowing_ring_is_counted_exactly_and_named() {
     let ebpf = require_ebpf!();
+    let (report, stderr, fd_events) = stopped_during_churn(&ebpf, &["--no-kernel-pairing"]);
+    let (lost, events) = (report.stats.lost_events, report.stats.events);
+    assert!(lost > 0, "nothing lost with fdtrace stopped and a 16K ring? {}", pretty(&report));
+    assert_accounted(events + lost, fd_events);
+    assert!(!report.complete);
+    assert!(
+        stderr.contains(&format!("{lost} lost")) && stderr.contains("--ringbuf-size"),
+        "the loss and its remedy are not on stderr:\n{stderr}"
+    );
+}
+
+/// The same churn with the same stopped fdtrace and tiny ring, in report
+/// mode: the kernel pairs each open with its close itself, nothing goes
+/// through the ring, nothing is lost — and every event is still counted.
+#[test]
+fn the_kernel_pairs_what_a_stopped_fdtrace_cannot_read() {
+    let ebpf = require_ebpf!();
+    let (report, _, fd_events) = stopped_during_churn(&ebpf, &[]);
+    let (lost, events) = (report.stats.lost_events, report.stats.events);
+    assert_eq!(lost, 0, "lost events in report mode: {}", pretty(&report));
+    assert_accounted(events, fd_events);
+    let k = report.stats.kernel_pairing.expect("what the kernel paired");
+    // Each pair is an open kept and a close paired.
+    assert!(k.paired * 2 + 4 >= fd_events && k.kept >= k.paired, "{k:?} of {fd_events} fd events");
+    assert!(report.complete, "{}", pretty(&report));
+}
+
+/// Runs a 0.5-s open/close churn while fdtrace (with `flags`, a 16 KiB
+/// ring) is stopped; its final report, its stderr, and the fd events the
+/// workload made.
+fn stopped_during_churn(ebpf: &Ebpf, flags: &[&str]) -> (Report, String, u64) {
     let mut w = Workload::spawn(LOADGEN, &["open", "--secs", "0.5"]);
     let pid = w.pid.to_string();
-    let trace = Trace::start(&ebpf, &["-p", &pid, "--ringbuf-size", "16K", "--format", "json", "-i", "3600"]);
+    let mut args = vec!["-p", &pid, "--ringbuf-size", "16K", "--format", "json", "-i", "3600"];
+    args.extend(flags);
+    let trace = Trace::start(ebpf, &args);
     trace.signal(libc::SIGSTOP);
     w.send("go");
     let done: LoadResult = w.result(T);
@@ -38,24 +72,15 @@ fn an_overflowing_ring_is_counted_exactly_and_named() {
     trace.signal(libc::SIGCONT);
     let out = trace.wait(T);
     assert!(out.status.success(), "{}", out.stderr_text());
-    let report = out.final_report_unchecked();
-    let (lost, events) = (report.stats.lost_events, report.stats.events);
-    let fd_events = done.fd_events;
-    assert!(lost > 0, "nothing lost with fdtrace stopped and a 16K ring? {}", pretty(&report));
-    // Besides the opens and closes: the exit record, and a thread's start
-    // and end at most.
-    let extra = (events + lost) as i64 - fd_events as i64;
-    assert!(
-        (0..=4).contains(&extra),
-        "received {events} + lost {lost} = {} but the workload made {fd_events} fd events",
-        events + lost
-    );
-    assert!(!report.complete);
-    let stderr = out.stderr_text();
-    assert!(
-        stderr.contains(&format!("{lost} lost")) && stderr.contains("--ringbuf-size"),
-        "the loss and its remedy are not on stderr:\n{stderr}"
-    );
+    (out.final_report_unchecked(), out.stderr_text(), done.fd_events)
+}
+
+/// `counted` events (received, kept, paired, lost) are what the workload
+/// did: its opens and closes, plus the exit record and a thread's start
+/// and end at most (and in report mode the record of its one call site).
+fn assert_accounted(counted: u64, fd_events: u64) {
+    let extra = counted as i64 - fd_events as i64;
+    assert!((0..=4).contains(&extra), "counted {counted} events but the workload made {fd_events} fd events");
 }
 
 /// Two fdtraces on one process each load their own programs and maps:

@@ -499,7 +499,8 @@ fn trailing_string<'a>(kind: EventKind, b: &mut &'a [u8]) -> Result<&'a [u8], De
 mod tests {
     use super::*;
     use fdtrace_common::{
-        Close, CloseRange, Exec, Exit, FdOpen, Fork, Header, SetCloexec, SockAddr, SockAddrEvent,
+        Close, CloseRange, Exec, Exit, FdOpen, Fork, Header, Kept, Released, SetCloexec, SiteSeen, SockAddr,
+        SockAddrEvent,
     };
 
     /// The bytes the kernel side sends for `value`: the record up to its
@@ -700,6 +701,57 @@ mod tests {
         for (bytes, body) in cases {
             assert_eq!(event(&bytes).body, body);
         }
+    }
+
+    #[test]
+    fn a_released_fd_decodes_to_an_adopted_open_stamped_when_it_opened() {
+        let mut remote = SockAddr { family: 2, port: 8080, ..SockAddr::default() };
+        remote.addr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let kept = Kept {
+            opened_ns: 1_234,
+            tid: 103,
+            syscall: Syscall::Dup as u16,
+            origin_syscall: Syscall::Socket as u16,
+            family: 2,
+            sock_type: 1,
+            protocol: 6,
+            fd_flags: (fd_flags::CLOEXEC | fd_flags::LISTENING) as u16,
+            src_fd: 3,
+            stack_id: 12,
+            caller_ip: 0x4000,
+            go_spawn_stack: STACK_NOT_CAPTURED,
+            state: TcpState::Listen as u32,
+            sk: 0xffff_8880_0000_1000,
+            remote,
+            ..Kept::default()
+        };
+        let rec = Released { header: header(EventKind::Released), fd: 9, _pad: 0, kept };
+        let ev = event(&wire(&rec, None));
+        // When and by whom it was opened, not when it was released.
+        assert_eq!((ev.tgid, ev.tid, ev.ts_ns), (100, 103, 1_234));
+        let Body::Open(o) = ev.body else { panic!("not an open: {ev:?}") };
+        assert_eq!((o.syscall, o.fd, o.src_fd, o.cloexec), (Syscall::Dup, Some(9), Some(3), true));
+        assert_eq!(o.stack, StackRef { id: StackId::Id(12), caller_ip: Some(0x4000), at_entry: false });
+        assert_eq!(o.remote, Some(Addr::Inet("10.0.0.9:8080".parse().unwrap())));
+        assert_eq!(o.sk, Some(0xffff_8880_0000_1000));
+        let a = o.adopted.expect("adopted");
+        // A dup of a socket is a socket: its kind comes from the origin.
+        assert_eq!((a.kind, a.state, a.listening), (FdKind::Socket, Some(TcpState::Listen), true));
+    }
+
+    #[test]
+    fn a_new_site_decodes_its_stack_and_goroutine_origin() {
+        let rec = SiteSeen {
+            header: header(EventKind::SiteSeen),
+            stack_id: 7,
+            go_spawn_stack: 8,
+            caller_ip: 0,
+            go_spawn_pc: 0x4500,
+        };
+        let ev = event(&wire(&rec, None));
+        let Body::NewSite(site) = ev.body else { panic!("not a site: {ev:?}") };
+        assert_eq!(site.stack.id, StackId::Id(7));
+        assert!(site.spawn.is_some());
     }
 
     #[test]

@@ -610,3 +610,108 @@ fn a_received_fd_on_a_number_still_held_replaces_it_and_counts_a_missed_close() 
     assert_eq!(closes(&fx), vec![(5, CloseCause::Replaced)]);
     assert_eq!((l.entry(PID, 5).unwrap().kind, l.overwritten), (FdKind::Pipe, 1));
 }
+
+// Kernel pairing: fds the kernel kept and fdtrace took later arrive as
+// adopted opens, out of order with the ring's events.
+
+fn adopted(fd: i32, stack_id: u32) -> Body {
+    let kept = Adopted { kind: FdKind::Socket, state: Some(TcpState::Established), listening: false };
+    Body::Open(Open { adopted: Some(kept), ..Open::test(Syscall::Socket, fd, stack_id) })
+}
+
+fn site_counts(l: &Ledger, stack_id: u32) -> (u64, u64) {
+    let site = Site { stack: stack(stack_id), spawn: None };
+    l.stack_counts().get(&(PID, site)).map_or((0, 0), |c| (c.opened, c.closed))
+}
+
+#[test]
+fn a_taken_fd_nobody_closed_is_open_with_the_kernels_state() {
+    let mut l = given_empty();
+    let fx = apply(&mut l, &[ev(5, PID, adopted(7, 2))]);
+    assert!(closes(&fx).is_empty());
+    let e = l.entry(PID, 7).unwrap();
+    assert!(e.adopted);
+    assert_eq!((e.opened_ns, e.kind, e.desc.state), (5, FdKind::Socket, Some(TcpState::Established)));
+    assert_eq!(site_counts(&l, 2), (1, 0));
+}
+
+#[test]
+fn a_close_seen_after_a_kept_open_closes_it_when_taken() {
+    // The kernel kept fd 7 at t=5; the ring carried a close of 7 at t=8
+    // (an exit path the kernel could not pair); then the take.
+    let mut l = given_empty();
+    let fx = apply(&mut l, &[ev(8, PID, Body::Close { fd: 7 }), ev(5, PID, adopted(7, 2))]);
+    assert!(closes(&fx).is_empty(), "never held, so never reported open");
+    assert!(open_fds(&l, PID).is_empty());
+    assert_eq!(site_counts(&l, 2), (1, 1), "counted as opened and closed");
+}
+
+#[test]
+fn a_close_from_before_a_kept_open_is_of_an_earlier_fd() {
+    let mut l = given_empty();
+    apply(&mut l, &[ev(3, PID, Body::Close { fd: 7 }), ev(5, PID, adopted(7, 2))]);
+    assert_eq!(open_fds(&l, PID), vec![7]);
+    // And once every kept fd up to t=4 is taken, that close is forgotten.
+    l.forget_closes_before(4);
+    assert!(l.closed_unheld.is_empty());
+}
+
+#[test]
+fn a_newer_fd_on_the_number_means_the_kept_one_was_closed() {
+    // fd 7 kept at t=5, closed unseen, 7 reused by a ring open at t=9.
+    let mut l = given_empty();
+    apply(&mut l, &[ev(9, PID, socket(7)), ev(5, PID, adopted(7, 2))]);
+    assert_eq!(l.entry(PID, 7).unwrap().opened_ns, 9, "the newer fd stays");
+    assert_eq!(site_counts(&l, 2), (1, 1));
+    assert_eq!(l.overwritten, 0);
+}
+
+#[test]
+fn an_older_fd_on_the_number_was_closed_before_the_kept_one() {
+    let mut l = given_empty();
+    let fx = apply(&mut l, &[ev(2, PID, socket(7)), ev(5, PID, adopted(7, 2))]);
+    assert_eq!(closes(&fx), vec![(7, CloseCause::Close)]);
+    assert_eq!(l.entry(PID, 7).unwrap().opened_ns, 5);
+    assert_eq!(l.overwritten, 0, "the kernel saw that close; nothing was missed");
+}
+
+#[test]
+fn ring_events_older_than_a_taken_fd_do_not_touch_it() {
+    // Taken at t=5; ring events from t<5 about number 7 are about an
+    // earlier fd: a stale close, a cloexec change, a close_range, an open.
+    let mut l = given_empty();
+    apply(&mut l, &[ev(5, PID, adopted(7, 2))]);
+    let stale = [
+        ev(3, PID, Body::SetCloexec { fd: 7, cloexec: true }),
+        ev(3, PID, Body::CloseRange { first: 0, last: u32::MAX, flags: 0 }),
+        ev(4, PID, Body::Close { fd: 7 }),
+        ev(2, PID, socket(7)),
+    ];
+    let fx = apply(&mut l, &stale);
+    assert!(closes(&fx).is_empty());
+    let e = l.entry(PID, 7).unwrap();
+    assert_eq!((e.opened_ns, e.cloexec), (5, false));
+    assert_eq!(site_counts(&l, 1), (1, 1), "the stale open was opened and closed");
+    // A close after the open is its close.
+    let fx = apply(&mut l, &[ev(6, PID, Body::Close { fd: 7 })]);
+    assert_eq!(closes(&fx), vec![(7, CloseCause::Close)]);
+}
+
+#[test]
+fn a_kept_open_from_before_the_scan_refines_the_scanned_fd() {
+    let mut l = Ledger::new();
+    let pre = ProcFd { fd: 4, kind: FdKind::Socket, cloexec: false, desc: FdDesc::default() };
+    l.add_process(PID, Comm::from_str_lossy("app"), 10, vec![pre]);
+    let fx = apply(&mut l, &[ev(9, PID, adopted(4, 3))]);
+    assert!(closes(&fx).is_empty(), "the same fd the scan found");
+    assert_eq!(l.entry(PID, 4).unwrap().stack, Some(stack(3)));
+}
+
+#[test]
+fn pairs_the_kernel_counted_add_to_their_site() {
+    let mut l = given_empty();
+    let site = Site { stack: stack(4), spawn: None };
+    apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Paired { site, count: 41 })]);
+    assert_eq!(site_counts(&l, 4), (41, 41));
+    assert_eq!(open_fds(&l, PID), vec![3]);
+}

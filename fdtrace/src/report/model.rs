@@ -56,6 +56,30 @@ pub struct Stats {
     /// fds the ledger held that `/proc` no longer had, and opens onto a
     /// number the ledger held open.
     pub missed_close: u64,
+    /// What the kernel paired itself (report mode): absent when it paired
+    /// nothing (`--events`, `--no-kernel-pairing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_pairing: Option<KernelPairing>,
+}
+
+/// Counts of the kernel's own pairing: these fds' events never went
+/// through the ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelPairing {
+    /// fds the kernel kept instead of sending their open.
+    pub kept: u64,
+    /// Of those, closed and counted in the kernel (open and close: no
+    /// record, no userspace work).
+    pub paired: u64,
+    /// Kept fds fdtrace took from the kernel (still open when it looked,
+    /// or at an exec, fork or exit).
+    pub taken: u64,
+    /// Opens sent through the ring after all (an inline stack, a dup of an
+    /// fd fdtrace holds).
+    pub sent: u64,
+    /// Opens sent through the ring because the kernel's tables were full
+    /// (raise nothing: nothing is lost, it only costs more).
+    pub tables_full: u64,
 }
 
 impl Stats {

@@ -34,7 +34,7 @@ use crate::{
     events::{Comm, Source},
     host::{self, procfs},
     ledger::Ledger,
-    report::{self, Head, SessionInfo, Stats, TargetInfo},
+    report::{self, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
     sinks::{Progress, Reports, Sinks},
 };
 
@@ -350,7 +350,15 @@ impl<'a> Session<'a> {
             missed_open: self.missed.open,
             // Opens onto numbers the ledger held open are closes it missed
             // too.
-            missed_close: self.missed.close + self.pipe.ledger.overwritten,
+            // So are kept fds whose number the kernel installed again.
+            missed_close: self.missed.close + self.pipe.ledger.overwritten + losses.kept_overwritten,
+            kernel_pairing: self.source.pairing().then(|| KernelPairing {
+                kept: losses.kept,
+                paired: losses.paired,
+                taken: self.source.taken(),
+                sent: losses.not_kept,
+                tables_full: losses.kept_full,
+            }),
         }
     }
 
