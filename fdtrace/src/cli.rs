@@ -138,8 +138,10 @@ pub struct TraceArgs {
     pub attach: AttachMode,
 
     /// Size of the kernel→fdtrace ring buffer (e.g. 8M, 64M). Raise it if events are lost.
-    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ringbuf_size)]
-    pub ringbuf_size: u32,
+    /// Default: 4M for reports (the kernel pairs most fds itself), 16M when every event goes
+    /// through it (--events, --no-kernel-pairing).
+    #[arg(long, value_name = "SIZE", value_parser = parse_ringbuf_size)]
+    pub ringbuf_size: Option<u32>,
 
     /// Do not capture user stacks (cheaper; reports cannot say where fds were opened).
     #[arg(long)]
@@ -218,6 +220,18 @@ fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
 }
 
 /// "16M", "512K", "1G" or bytes; a power of two, at least one page.
+/// The ring's size when `--ringbuf-size` does not say: what a report
+/// session sends through it (barriers, first sites, survivors; every open
+/// only when the kernel's tables are full) fits a smaller ring than every
+/// event does, and the ring is mapped twice (its size counts twice in RSS).
+pub fn default_ringbuf_size(every_event: bool) -> u32 {
+    if every_event {
+        16 << 20
+    } else {
+        4 << 20
+    }
+}
+
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t.trim_end_matches('K').to_string(), 1u64 << 10),

@@ -424,7 +424,7 @@ fn attach(
         mode: args.attach,
         follow_forks: args.follow_forks,
         stacks: !args.no_stacks,
-        ringbuf_size: args.ringbuf_size,
+        ringbuf_size: args.ringbuf_size.unwrap_or_else(|| crate::cli::default_ringbuf_size(!pairing)),
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
         go_programs: targets::go_programs(targets, launched),
         comm: args.comm.clone(),
