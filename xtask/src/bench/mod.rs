@@ -1,93 +1,168 @@
-//! `cargo xtask bench`: what tracing costs, side by side in one run.
+//! `cargo xtask bench`: what tracing costs, side by side in one run, with
+//! the targets of issue 11 printed beside each figure.
 //!
-//! Each workload (`tests/src/bin/loadgen.rs`) runs untraced, under fdtrace
-//! (every tier this kernel supports), under `strace -f -e
-//! trace=network,close`, and under a bpftrace script that does what fdtrace
-//! does (a user stack on every fd-creating syscall, closes counted). Rounds
-//! alternate the order; the table shows medians as ratios to the untraced
-//! median of the same run. Then: events/s without loss, loss accounting
-//! with a tiny ring, fdtrace's CPU per event, attach times, peak RSS at
+//! Each workload (`tests/src/bin/loadgen.rs`) runs untraced; under fdtrace
+//! on every tier this kernel supports (or those given with `--tier`), with
+//! stacks and with `--no-stacks`; under the floor of that tier (empty
+//! bpftrace programs, filtered by pid, on the hooks fdtrace attaches: see
+//! [`floor`]); under `strace -f -e trace=network,close`; and under a
+//! bpftrace script that does what fdtrace does (a user stack on every
+//! fd-creating syscall, closes counted). Rounds are interleaved and the
+//! order rotates each round; the table shows medians as ratios to the
+//! untraced median of the same run, and fdtrace's lost events. Then:
+//! events/s without loss and fdtrace's CPU per event, loss accounting with
+//! a tiny ring (`--events`), start and stop times, idle RSS and peak RSS at
 //! 100,000 tracked fds, report time with 1,000 stack groups, and the cost
 //! to a process that is not traced.
 //!
-//! Results: a table on stdout and `target/bench/results.json`.
+//! Results: the table on stdout and `target/bench/results.json` (every
+//! sample).
+mod floor;
+mod table;
+mod targets;
+mod tracer;
+
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context as _, Result};
-// The workloads' protocol (`ready PID`, `go`, result lines) and the reading
-// of fdtrace's output are the tests'.
-use fdtrace_tests::{
-    harness::{Lines, Output, Report, Workload},
-    workload::LoadResult,
-};
-use serde_json::{json, Value};
+use anyhow::{bail, Context as _, Result};
+use fdtrace_tests::harness::Workload;
+use serde::Serialize;
 
+use self::{
+    floor::{CheckFacts, Floor},
+    tracer::{attach, run_once, stop, Bins, Sample, Tracer},
+};
 use crate::setup;
 
 pub const WORKLOADS: [&str; 4] = ["connect", "accept", "open", "mix"];
+pub const TIERS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
 
 pub struct Opts {
     pub rounds: usize,
     pub secs: f64,
     pub workloads: Vec<String>,
+    /// Empty: every tier this kernel supports.
+    pub tiers: Vec<String>,
 }
 
-/// Who watches the workload.
-#[derive(Clone, Debug, PartialEq)]
-enum Tracer {
-    None,
-    Fdtrace {
-        tier: String,
-        extra: Vec<String>,
-    },
-    Strace,
-    Bpftrace,
-    /// fdtrace tracing some other process: the cost to untraced ones.
-    FdtraceElsewhere,
+/// Everything one run measured.
+#[derive(Serialize)]
+pub struct Run {
+    pub kernel: String,
+    pub cpus: usize,
+    /// `/proc/loadavg` (1 min) when the measuring started and ended.
+    pub load_start: f64,
+    pub load_end: f64,
+    /// The share of the machine's CPU time (all CPUs) that processes other
+    /// than the bench's used while it measured: how busy the machine was
+    /// with other work.
+    pub others_cpu: f64,
+    pub rounds: usize,
+    pub secs: f64,
+    pub tiers: Vec<String>,
+    /// The rows, in order (labels of [`Tracer`]).
+    pub rows: Vec<String>,
+    /// workload → row → every sample.
+    pub workloads: BTreeMap<String, BTreeMap<String, Vec<Sample>>>,
+    #[serde(skip)]
+    pub workload_order: Vec<String>,
+    #[serde(skip)]
+    pub tracers: Vec<Tracer>,
+    pub floors: Vec<Floor>,
+    pub extras: Extras,
 }
 
-impl Tracer {
-    fn label(&self) -> String {
-        match self {
-            Tracer::None => "untraced".into(),
-            Tracer::Fdtrace { tier, .. } => format!("fdtrace {tier}"),
-            Tracer::Strace => "strace".into(),
-            Tracer::Bpftrace => "bpftrace".into(),
-            Tracer::FdtraceElsewhere => "fdtrace elsewhere".into(),
-        }
-    }
+/// The measurements beyond the table, each with its samples.
+#[derive(Default, Serialize)]
+pub struct Extras {
+    /// The tier they were measured on (the first of the run's).
+    pub tier: String,
+    pub sustained: Sustained,
+    pub tiny_ring: TinyRing,
+    pub start: StartTimes,
+    pub stop: StopTimes,
+    pub rss_100k_fds: PeakRss,
+    pub report_1000_groups: ReportTime,
+    pub untraced_cost: UntracedCost,
 }
 
-/// One run of one workload under one tracer.
-#[derive(Clone, Debug, Default)]
-struct Sample {
-    rate: f64,
-    secs: f64,
-    fd_events: u64,
-    /// From spawning the tracer to its "attached" signal (wall clock).
-    attach_ms: Option<f64>,
-    /// fdtrace's own figure for attaching ("in N ms").
-    attach_self_ms: Option<f64>,
-    /// fdtrace: ring records received, and lost (the kernel's count), as
-    /// its final report says.
-    events: Option<u64>,
-    lost: Option<u64>,
-    /// Tracer CPU (user+system) while the workload ran, seconds.
-    cpu_s: Option<f64>,
-    /// Tracer peak RSS, KiB.
-    hwm_kb: Option<u64>,
+/// The open+close loop at full speed with the default ring.
+#[derive(Default, Serialize)]
+pub struct Sustained {
+    pub workload: String,
+    pub samples: Vec<Sample>,
+    /// fdtrace's events per second in the fastest round.
+    pub events_per_s: f64,
+    pub lost: u64,
+    pub cpu_us_per_event: f64,
 }
 
-struct Bins {
-    fdtrace: PathBuf,
-    loadgen: PathBuf,
-    fdstress: PathBuf,
+/// A ring too small, every event through it (`--events`): what the
+/// kernel counted as lost plus what arrived must be what the workload did.
+#[derive(Default, Serialize)]
+pub struct TinyRing {
+    pub ringbuf: String,
+    pub sample: Sample,
+    pub received: u64,
+    pub lost: u64,
+    /// received + lost − the workload's fd events (the process's exit
+    /// record is one).
+    pub unaccounted: i64,
+}
+
+/// Spawn to the "tracing" line (`attach_ms`; fdtrace's own figure is
+/// `attach_self_ms`), fdtrace and bpftrace on the same workload, each
+/// stopped at once (`stop_ms`).
+#[derive(Default, Serialize)]
+pub struct StartTimes {
+    pub fdtrace: Vec<Sample>,
+    pub bpftrace: Vec<Sample>,
+}
+
+/// SIGINT to exit, and to the final report, tracing an idle process and
+/// one holding many fds (opened before fdtrace started, as when it is
+/// pointed at a busy server). The idle runs also give the idle RSS.
+#[derive(Default, Serialize)]
+pub struct StopTimes {
+    pub idle: Vec<Sample>,
+    pub many_fds: u64,
+    pub many: Vec<Sample>,
+    /// One more run with many fds, with `-v`: where the time goes.
+    pub verbose: Sample,
+    pub verbose_stderr: Vec<String>,
+    /// From that run's log: the final report built and written, detaching.
+    pub report_ms: Option<f64>,
+    pub detach_ms: Option<f64>,
+}
+
+#[derive(Default, Serialize)]
+pub struct PeakRss {
+    pub fds: u64,
+    pub processes: u64,
+    pub workload: String,
+    pub sample: Sample,
+}
+
+#[derive(Default, Serialize)]
+pub struct ReportTime {
+    pub groups: u64,
+    /// Each report's build-and-write time with every group in, ms.
+    pub times_ms: Vec<f64>,
+}
+
+/// The open loop alone and while fdtrace traces another (idle) process.
+#[derive(Default, Serialize)]
+pub struct UntracedCost {
+    pub workload: String,
+    pub alone: Vec<Sample>,
+    pub elsewhere: Vec<Sample>,
+    pub ratio: f64,
 }
 
 pub fn run(ws: &Path, opts: &Opts) -> Result<()> {
@@ -100,10 +175,22 @@ pub fn run(ws: &Path, opts: &Opts) -> Result<()> {
         loadgen: ws.join("target/release/loadgen"),
         fdstress: ws.join("target/release/fdstress"),
     };
-    let tiers = supported_tiers(&bins.fdtrace)?;
-    println!("bench: fdtrace tiers on this kernel: {}", tiers.join(", "));
+    // From here on the bench's children are its workloads and tracers.
+    let load_start = loadavg();
+    let usage = CpuUsage::now();
+    let check = Command::new(&bins.fdtrace).arg("check").output().context("running fdtrace check")?;
+    let check = String::from_utf8_lossy(&check.stdout).into_owned();
+    let tiers = tiers(&check, &opts.tiers)?;
+    println!("bench: fdtrace tiers: {}", tiers.join(", "));
+    let facts = CheckFacts::parse(&check);
+    let floors: Vec<Floor> = tiers.iter().map(|t| floor::floor(t, &facts, floor::tracefs_has)).collect();
+
     let mut tracers = vec![Tracer::None];
-    tracers.extend(tiers.iter().map(|t| Tracer::Fdtrace { tier: t.clone(), extra: vec![] }));
+    for f in &floors {
+        tracers.push(Tracer::fdtrace(&f.tier, &[]));
+        tracers.push(Tracer::fdtrace(&f.tier, &["--no-stacks"]));
+        tracers.push(Tracer::Floor { tier: f.tier.clone(), probes: f.probes.clone() });
+    }
     tracers.extend([Tracer::Strace, Tracer::Bpftrace]);
 
     let mut results: BTreeMap<String, BTreeMap<String, Vec<Sample>>> = BTreeMap::new();
@@ -116,7 +203,7 @@ pub fn run(ws: &Path, opts: &Opts) -> Result<()> {
                 let s = run_once(&bins, workload, opts.secs, tracer)
                     .with_context(|| format!("{workload} under {}", tracer.label()))?;
                 eprintln!(
-                    "bench: {workload:8} round {} {:18} {:>10.0}/s{}",
+                    "bench: {workload:8} round {} {:30} {:>10.0}/s{}",
                     round + 1,
                     tracer.label(),
                     s.rate,
@@ -129,23 +216,29 @@ pub fn run(ws: &Path, opts: &Opts) -> Result<()> {
         }
     }
 
-    let tier = tiers[0].clone();
-    let extras = extras(&bins, opts, &tier)?;
-    let table = render(&results, &tracers, &extras);
-    println!("{table}");
+    let extras = extras(&bins, opts, &tiers[0])?;
+    let run = Run {
+        kernel: kernel_release(),
+        cpus: thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        load_start,
+        load_end: loadavg(),
+        others_cpu: usage.others_since(),
+        rounds: opts.rounds,
+        secs: opts.secs,
+        tiers,
+        rows: tracers.iter().map(Tracer::label).collect(),
+        workloads: results,
+        workload_order: opts.workloads.clone(),
+        tracers,
+        floors,
+        extras,
+    };
+    let (text, verdicts) = table::render(&run);
+    println!("{text}");
     let out_dir = ws.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
-    let json = json!({
-        "kernel": kernel_release(),
-        "cpus": thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "rounds": opts.rounds,
-        "secs": opts.secs,
-        "workloads": results.iter().map(|(w, by)| (w.clone(), by.iter().map(|(t, ss)| (t.clone(), json!({
-            "median_rate": median(ss.iter().map(|s| s.rate)),
-            "samples": ss.iter().map(sample_json).collect::<Vec<_>>(),
-        }))).collect::<BTreeMap<_, _>>())).collect::<BTreeMap<_, _>>(),
-        "extras": extras,
-    });
+    let mut json = serde_json::to_value(&run)?;
+    json["targets"] = serde_json::to_value(&verdicts)?;
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
     println!("bench: {:.0} s in all; results in {}", start.elapsed().as_secs_f64(), path.display());
@@ -156,26 +249,86 @@ fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }
 
-fn sample_json(s: &Sample) -> Value {
-    json!({
-        "rate": s.rate, "secs": s.secs, "fd_events": s.fd_events, "attach_ms": s.attach_ms,
-        "attach_self_ms": s.attach_self_ms, "events": s.events, "lost": s.lost, "cpu_s": s.cpu_s,
-        "hwm_kb": s.hwm_kb,
-    })
+/// CPU time: the machine's busy and total, and the bench's own (itself
+/// and its reaped children: the workloads and tracers), in seconds.
+struct CpuUsage {
+    busy: f64,
+    total: f64,
+    ours: f64,
 }
 
-/// The tiers `fdtrace check` says can hook fd installs here, best first;
-/// the tracepoint tier always.
-fn supported_tiers(fdtrace: &Path) -> Result<Vec<String>> {
-    let out = Command::new(fdtrace).arg("check").output().context("running fdtrace check")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut tiers: Vec<String> = ["fentry", "kprobe"]
+impl CpuUsage {
+    fn now() -> CpuUsage {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // cpu user nice system idle iowait irq softirq steal ...
+        let ticks: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let at = |i: usize| ticks.get(i).copied().unwrap_or(f64::NAN) / hz;
+        let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+        let ours = [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN]
+            .into_iter()
+            .map(|who| {
+                // SAFETY: an all-zero rusage is valid; getrusage fills it.
+                let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+                // SAFETY: a valid `who` and a pointer to our rusage.
+                unsafe { libc::getrusage(who, &mut ru) };
+                let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                secs(ru.ru_utime) + secs(ru.ru_stime)
+            })
+            .sum();
+        CpuUsage { busy, total: busy + at(3) + at(4), ours }
+    }
+
+    /// Since `self`: the share of all CPU time that others used.
+    fn others_since(&self) -> f64 {
+        let now = CpuUsage::now();
+        let others = (now.busy - self.busy) - (now.ours - self.ours);
+        (others / (now.total - self.total)).max(0.0)
+    }
+}
+
+/// The 1-minute load average.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The tiers to measure: those asked for, each of which this kernel must
+/// support, or every tier it supports (best first; the tracepoint tier
+/// always). `check`: `fdtrace check`'s output.
+fn tiers(check: &str, asked: &[String]) -> Result<Vec<String>> {
+    let supported: Vec<String> = TIERS
         .into_iter()
-        .filter(|t| crate::vmtest::tier_unsupported(&text, t).is_none() && text.contains(&format!("{t} ")))
+        .filter(|t| crate::vmtest::tier_unsupported(check, t).is_none())
         .map(String::from)
         .collect();
-    tiers.push("tracepoint".into());
-    Ok(tiers)
+    if asked.is_empty() {
+        return Ok(supported);
+    }
+    let mut out = vec![];
+    for t in asked {
+        if let Some(why) = crate::vmtest::tier_unsupported(check, t) {
+            bail!(
+                "the {t} tier cannot run on this kernel ({why}): run `cargo xtask bench --tier {t}` on a \
+                 machine whose kernel allows it (`fdtrace check` says); the VM matrix's TCG guests run \
+                 the function tiers, but far too slowly to measure"
+            );
+        }
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    Ok(out)
 }
 
 pub fn median(values: impl Iterator<Item = f64>) -> f64 {
@@ -192,342 +345,143 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// A running tracer and what it printed so far.
-struct Attached {
-    label: String,
-    child: Child,
-    stderr: Lines,
-    stdout: Option<Lines>,
-    /// fdtrace with `--format json`: its reports are on stdout.
-    json_reports: bool,
-    attach_ms: f64,
-    attach_self_ms: Option<f64>,
-}
-
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn bpftrace_script(pid: u32) -> String {
-    let opens = [
-        "socket",
-        "socketpair",
-        "accept",
-        "accept4",
-        "open",
-        "openat",
-        "pipe2",
-        "dup",
-        "dup2",
-        "dup3",
-        "eventfd2",
-    ]
-    .map(|s| format!("tracepoint:syscalls:sys_exit_{s}"))
-    .join(",\n");
-    format!(
-        "BEGIN {{ printf(\"attached\\n\"); }}\n\
-         {opens}\n/pid == {pid} && args->ret >= 0/ {{ @opens[ustack] = count(); }}\n\
-         tracepoint:syscalls:sys_enter_close /pid == {pid}/ {{ @closes = count(); }}\n"
-    )
-}
-
-fn attach(bins: &Bins, tracer: &Tracer, pid: u32, extra_target: Option<u32>) -> Result<Option<Attached>> {
-    let started = Instant::now();
-    let (mut cmd, stdout_signal) = match tracer {
-        Tracer::None => return Ok(None),
-        Tracer::Fdtrace { tier, extra } => {
-            let mut c = Command::new(&bins.fdtrace);
-            c.args(["-p", &pid.to_string(), "--attach", tier, "--format", "json"]).args(extra);
-            if !extra.iter().any(|a| a == "-i") {
-                c.args(["-i", "3600"]);
-            }
-            (c, false)
-        }
-        Tracer::FdtraceElsewhere => {
-            let mut c = Command::new(&bins.fdtrace);
-            let target = extra_target.context("fdtrace elsewhere needs a process to trace")?;
-            c.args(["-p", &target.to_string(), "-i", "3600"]);
-            (c, false)
-        }
-        Tracer::Strace => {
-            let mut c = Command::new("strace");
-            c.args(["-f", "-e", "trace=network,close", "-o", "/dev/null", "-p", &pid.to_string()]);
-            (c, false)
-        }
-        Tracer::Bpftrace => {
-            let mut c = Command::new("bpftrace");
-            c.args(["-e", &bpftrace_script(pid)]);
-            (c, true)
-        }
-    };
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(if stdout_signal || matches!(tracer, Tracer::Fdtrace { .. }) {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", tracer.label()))?;
-    let mut stderr = Lines::spawn(child.stderr.take().context("the tracer's stderr is not piped")?);
-    let mut stdout = child.stdout.take().map(Lines::spawn);
-    let mut attach_self_ms = None;
-    match tracer {
-        Tracer::Fdtrace { .. } | Tracer::FdtraceElsewhere => {
-            let line = stderr
-                .try_wait_for("fdtrace's tracing line", ATTACH_TIMEOUT, |l| l.contains(" ms; Ctrl-C"))?;
-            attach_self_ms = line.split(" in ").last().and_then(|r| r.split(' ').next()?.parse().ok());
-        }
-        Tracer::Strace => {
-            stderr.try_wait_for("strace's attached line", ATTACH_TIMEOUT, |l| l.contains("attached"))?;
-        }
-        Tracer::Bpftrace => {
-            stdout.as_mut().context("bpftrace's stdout is not piped")?.try_wait_for(
-                "bpftrace's BEGIN",
-                ATTACH_TIMEOUT,
-                |l| l == "attached",
-            )?;
-        }
-        Tracer::None => unreachable!(),
-    }
-    let attach_ms = started.elapsed().as_secs_f64() * 1e3;
-    let json_reports = matches!(tracer, Tracer::Fdtrace { .. });
-    Ok(Some(Attached {
-        label: tracer.label(),
-        child,
-        stderr,
-        stdout,
-        json_reports,
-        attach_ms,
-        attach_self_ms,
-    }))
-}
-
-/// utime + stime of a process, seconds.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / hz)
-}
-
-fn hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Stops a tracer with SIGINT and returns its CPU, peak RSS and, for
-/// fdtrace with `--format json`, the events it received and lost (from its
-/// final report).
-fn stop(mut a: Attached, sample: &mut Sample, cpu_before: Option<f64>) -> Result<Vec<String>> {
-    let pid = a.child.id();
-    sample.cpu_s = cpu_secs(pid).zip(cpu_before).map(|(after, before)| after - before);
-    sample.hwm_kb = hwm_kb(pid);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let sent = Instant::now();
-    let mut resent = sent;
-    loop {
-        if a.child.try_wait()?.is_some() {
-            break;
-        }
-        if sent.elapsed() > Duration::from_secs(60) {
-            let _ = a.child.kill();
-            bail!("{} (pid {pid}) did not stop within 60 s of SIGINT", a.label);
-        }
-        // bpftrace 0.17 sometimes loses a SIGINT that arrives soon after
-        // its BEGIN probe ran (it then waits in epoll_wait for good); a
-        // second one stops it.
-        if resent.elapsed() > Duration::from_secs(5) {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid as i32, libc::SIGINT) };
-            resent = Instant::now();
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    // Drained so that a tracer printing a lot at exit is not blocked; it
-    // has exited: the pipe ends with what it printed.
-    let stdout = a.stdout.as_mut().map(|out| out.rest_within(Duration::from_secs(10))).unwrap_or_default();
-    let lines = a.stderr.rest_within(Duration::from_millis(500));
-    if a.json_reports {
-        let report = final_report(&stdout)
-            .with_context(|| format!("{} (pid {pid}); its stderr:\n{}", a.label, lines.join("\n")))?;
-        sample.events = Some(report.stats.events);
-        sample.lost = Some(report.stats.lost_events);
-    }
-    Ok(lines)
-}
-
-/// fdtrace's final report among the lines it printed (`--format json`).
-fn final_report(stdout: &[String]) -> Result<Report> {
-    let mut last = None;
-    for line in stdout {
-        if let Output::Report(r) = Output::read(line).map_err(|e| anyhow!(e))? {
-            if r.is_final {
-                last = Some(*r);
-            }
-        }
-    }
-    last.context("fdtrace printed no final report")
-}
-
-fn run_once(bins: &Bins, workload: &str, secs: f64, tracer: &Tracer) -> Result<Sample> {
-    let secs_arg = secs.to_string();
-    let mut w = Workload::start(&bins.loadgen, &[workload, "--secs", &secs_arg])?;
-    // For the cost to untraced processes: fdtrace watches an idle process.
-    let mut idle = None;
-    let idle_pid = if *tracer == Tracer::FdtraceElsewhere {
-        let c = Command::new("sleep").arg("3600").spawn()?;
-        let pid = c.id();
-        idle = Some(c);
-        Some(pid)
-    } else {
-        None
-    };
-    let attached = attach(bins, tracer, w.pid, idle_pid)?;
-    let cpu_before = attached.as_ref().and_then(|a| cpu_secs(a.child.id()));
-    w.try_send("go")?;
-    let result: LoadResult = w.try_result(Duration::from_secs_f64(secs + 60.0))?;
-    // It exits after its result line.
-    let _ = w.try_wait();
-    let mut sample =
-        Sample { rate: result.rate, secs: result.secs, fd_events: result.fd_events, ..Sample::default() };
-    if let Some(a) = attached {
-        sample.attach_ms = Some(a.attach_ms);
-        sample.attach_self_ms = a.attach_self_ms;
-        // Let the tracer drain what the workload's last moments produced.
-        thread::sleep(Duration::from_millis(300));
-        stop(a, &mut sample, cpu_before)?;
-    }
-    if let Some(mut c) = idle {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    Ok(sample)
-}
-
-/// The measurements beyond throughput.
-fn extras(bins: &Bins, opts: &Opts, tier: &str) -> Result<Value> {
-    let fdtrace = Tracer::Fdtrace { tier: tier.into(), extra: vec![] };
-    let mut out = serde_json::Map::new();
+/// The measurements beyond throughput, on `tier`.
+fn extras(bins: &Bins, opts: &Opts, tier: &str) -> Result<Extras> {
+    let fdtrace = Tracer::fdtrace(tier, &[]);
+    let mut out = Extras { tier: tier.into(), ..Extras::default() };
 
     // Sustained events/s: the open+close loop at full speed, default ring.
-    let mut sustained = vec![];
+    // Events are what fdtrace's final report counts (kernel-paired ones
+    // included), CPU its user + system time while the workload ran.
+    let mut s = Sustained { workload: "open".into(), ..Sustained::default() };
     for _ in 0..opts.rounds.min(3) {
-        sustained.push(run_once(bins, "open", opts.secs, &fdtrace)?);
+        s.samples.push(run_once(bins, "open", opts.secs, &fdtrace).context("sustained: open under fdtrace")?);
     }
-    let best = sustained.iter().max_by(|a, b| a.rate.total_cmp(&b.rate)).context("no sustained round ran")?;
-    let events_per_s = best.events.unwrap_or(0) as f64 / best.secs.max(1e-9);
-    let cpu_per_event_us =
-        median(sustained.iter().filter_map(|s| Some(s.cpu_s? * 1e6 / s.events.filter(|&e| e > 0)? as f64)));
-    out.insert(
-        "sustained".into(),
-        json!({
-            "events_per_s": events_per_s,
-            "lost": sustained.iter().map(|s| s.lost.unwrap_or(0)).sum::<u64>(),
-            "cpu_us_per_event": cpu_per_event_us,
-        }),
-    );
+    let best = s.samples.iter().max_by(|a, b| a.rate.total_cmp(&b.rate)).context("no sustained round ran")?;
+    s.events_per_s = best.events.unwrap_or(0) as f64 / best.secs.max(1e-9);
+    s.lost = s.samples.iter().map(|x| x.lost.unwrap_or(0)).sum();
+    s.cpu_us_per_event = median(s.samples.iter().filter_map(Sample::cpu_us_per_event));
+    out.sustained = s;
 
-    // A ring too small: what the kernel counted as lost plus what arrived
-    // must be what the workload did.
-    let tiny = Tracer::Fdtrace { tier: tier.into(), extra: vec!["--ringbuf-size".into(), "16K".into()] };
-    let s = run_once(bins, "open", opts.secs, &tiny)?;
-    let (received, lost) = (s.events.unwrap_or(0), s.lost.unwrap_or(0));
-    out.insert(
-        "tiny_ring".into(),
-        json!({
-            "ringbuf": "16K",
-            "workload_fd_events": s.fd_events,
-            "received": received,
-            "lost": lost,
-            "unaccounted": received as i64 + lost as i64 - s.fd_events as i64,
-        }),
-    );
+    // A ring too small, every event through it: what the kernel counted as
+    // lost plus what arrived must be what the workload did.
+    let tiny = Tracer::fdtrace(tier, &["--events", "-o", "/dev/null", "--ringbuf-size", "16K"]);
+    let sample = run_once(bins, "open", opts.secs, &tiny).context("open under fdtrace with a 16K ring")?;
+    let (received, lost) = (sample.events.unwrap_or(0), sample.lost.unwrap_or(0));
+    out.tiny_ring = TinyRing {
+        ringbuf: "16K".into(),
+        received,
+        lost,
+        unaccounted: received as i64 + lost as i64 - sample.fd_events as i64,
+        sample,
+    };
 
-    // Attach time: fdtrace (wall and its own figure) and bpftrace.
-    let mut fd_attach = vec![];
-    let mut fd_self = vec![];
-    let mut bt_attach = vec![];
+    // Start: fdtrace (wall and its own figure) and bpftrace.
     for _ in 0..opts.rounds.max(3) {
         let w = Workload::start(&bins.loadgen, &["open", "--secs", "0.1"])?;
-        for (tracer, wall, own) in
-            [(&fdtrace, &mut fd_attach, Some(&mut fd_self)), (&Tracer::Bpftrace, &mut bt_attach, None)]
+        for (tracer, samples) in
+            [(&fdtrace, &mut out.start.fdtrace), (&Tracer::Bpftrace, &mut out.start.bpftrace)]
         {
-            let a = attach(bins, tracer, w.pid, None)?.context("the tracer did not start")?;
-            wall.push(a.attach_ms);
-            if let (Some(own), Some(ms)) = (own, a.attach_self_ms) {
-                own.push(ms);
-            }
-            stop(a, &mut Sample::default(), None)?;
+            let a = attach(bins, tracer, w.pid, None)?
+                .with_context(|| format!("{} did not start", tracer.label()))?;
+            let mut s = Sample {
+                attach_ms: Some(a.attach_ms),
+                attach_self_ms: a.attach_self_ms,
+                hooks: a.hooks,
+                ..Sample::default()
+            };
+            stop(a, &mut s, None)?;
+            samples.push(s);
         }
     }
-    out.insert(
-        "attach_ms".into(),
-        json!({
-            "fdtrace_wall": median(fd_attach.into_iter()),
-            "fdtrace_self": median(fd_self.into_iter()),
-            "bpftrace_wall": median(bt_attach.into_iter()),
-        }),
-    );
 
-    // Peak RSS with 100,000 fds tracked.
-    out.insert("rss_100k_fds".into(), rss_at_fds(bins, 100_000)?);
-    // Report time with 1,000 stack groups.
-    out.insert("report_1000_groups".into(), report_time(bins, 1000)?);
+    out.stop = stop_times(bins, tier, opts.rounds.clamp(3, 5))?;
+    out.rss_100k_fds = rss_at_fds(bins, tier, 100_000)?;
+    out.report_1000_groups = report_time(bins, tier, 1000)?;
 
     // Cost to a process fdtrace does not trace.
-    let mut plain = vec![];
-    let mut elsewhere = vec![];
+    let mut u = UntracedCost { workload: "open".into(), ..UntracedCost::default() };
+    let elsewhere = Tracer::FdtraceElsewhere { tier: tier.into() };
     for _ in 0..opts.rounds {
-        plain.push(run_once(bins, "open", opts.secs, &Tracer::None)?.rate);
-        elsewhere.push(run_once(bins, "open", opts.secs, &Tracer::FdtraceElsewhere)?.rate);
+        u.alone.push(run_once(bins, "open", opts.secs, &Tracer::None)?);
+        u.elsewhere.push(run_once(bins, "open", opts.secs, &elsewhere)?);
     }
-    let (p, e) = (median(plain.into_iter()), median(elsewhere.into_iter()));
-    out.insert(
-        "untraced_cost".into(),
-        json!({"workload": "open", "alone": p, "fdtrace_elsewhere": e, "ratio": e / p}),
-    );
-    Ok(Value::Object(out))
+    u.ratio = median(u.elsewhere.iter().map(|s| s.rate)) / median(u.alone.iter().map(|s| s.rate));
+    out.untraced_cost = u;
+    Ok(out)
 }
 
-/// One process may hold at most its hard RLIMIT_NOFILE (raising it takes
-/// CAP_SYS_RESOURCE): the fds are spread over enough processes, followed
-/// with -f.
-fn rss_at_fds(bins: &Bins, n: u64) -> Result<Value> {
+/// The hard RLIMIT_NOFILE: what one process may hold (raising it takes
+/// CAP_SYS_RESOURCE).
+fn nofile_hard() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: valid pointer.
+    // SAFETY: getrlimit writes into the struct we pass, valid for the call.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let procs = n.div_ceil(lim.rlim_max.saturating_sub(100).max(1000)).max(1);
+    lim.rlim_max
+}
+
+/// Stop times, tracing an idle process and one holding many fds (19,000,
+/// or what one process may hold), and the idle RSS.
+fn stop_times(bins: &Bins, tier: &str, rounds: usize) -> Result<StopTimes> {
+    let fdtrace = Tracer::fdtrace(tier, &[]);
+    let mut out = StopTimes::default();
+    for _ in 0..rounds {
+        let mut idle = Command::new("sleep").arg("3600").spawn().context("starting sleep")?;
+        let a = attach(bins, &fdtrace, idle.id(), None)?.context("fdtrace did not start")?;
+        let mut s = Sample { attach_ms: Some(a.attach_ms), ..Sample::default() };
+        // Settled: past start-up, nothing to do.
+        thread::sleep(Duration::from_secs(1));
+        stop(a, &mut s, None)?;
+        out.idle.push(s);
+        let _ = idle.kill();
+        let _ = idle.wait();
+    }
+    out.many_fds = 19_000.min(nofile_hard().saturating_sub(100));
+    let mut w = Workload::start(&bins.fdstress, &["--fds", &out.many_fds.to_string()])?;
+    w.try_send("go")?;
+    w.stdout.try_wait_for("opened", Duration::from_secs(60), |l| l.starts_with("opened"))?;
+    for verbose in (0..=rounds).map(|i| i == rounds) {
+        let tracer = if verbose { Tracer::fdtrace(tier, &["-v"]) } else { fdtrace.clone() };
+        let a = attach(bins, &tracer, w.pid, None)?.context("fdtrace did not start")?;
+        let mut s = Sample { attach_ms: Some(a.attach_ms), ..Sample::default() };
+        thread::sleep(Duration::from_secs(1));
+        let lines = stop(a, &mut s, None)?;
+        if verbose {
+            let after =
+                |l: &str, key: &str| -> Option<f64> { l.split(key).nth(1)?.split(' ').next()?.parse().ok() };
+            out.report_ms = lines.iter().rev().find_map(|l| after(l, "built and written in "));
+            out.detach_ms = lines.iter().find_map(|l| after(l, "detached in "));
+            out.verbose_stderr = lines;
+            out.verbose = s;
+        } else {
+            out.many.push(s);
+        }
+    }
+    let _ = w.try_send("exit");
+    Ok(out)
+}
+
+/// Peak RSS with `n` fds tracked. One process may hold at most its hard
+/// RLIMIT_NOFILE: the fds are spread over enough processes, followed with
+/// -f.
+fn rss_at_fds(bins: &Bins, tier: &str, n: u64) -> Result<PeakRss> {
+    let procs = n.div_ceil(nofile_hard().saturating_sub(100).max(1000)).max(1);
     let mut w = Workload::start(&bins.fdstress, &["--fds", &n.to_string(), "--procs", &procs.to_string()])?;
-    let extra = ["-f", "-i", "2"].map(String::from).to_vec();
-    let a = attach(bins, &Tracer::Fdtrace { tier: "tracepoint".into(), extra }, w.pid, None)?
+    let a = attach(bins, &Tracer::fdtrace(tier, &["-f", "-i", "2"]), w.pid, None)?
         .context("fdtrace did not start")?;
     w.try_send("go")?;
     let opened = w.stdout.try_wait_for("opened", Duration::from_secs(120), |l| l.starts_with("opened"))?;
     // Two report intervals: the fds are in the ledger and reconciled.
     thread::sleep(Duration::from_secs(5));
-    let mut s = Sample::default();
-    stop(a, &mut s, None)?;
+    let mut sample = Sample { attach_ms: Some(a.attach_ms), ..Sample::default() };
+    stop(a, &mut sample, None)?;
     let _ = w.try_send("exit");
-    Ok(json!({"fds": n, "processes": procs, "workload": opened, "fdtrace_hwm_kb": s.hwm_kb}))
+    Ok(PeakRss { fds: n, processes: procs, workload: opened, sample })
 }
 
-fn report_time(bins: &Bins, groups: u64) -> Result<Value> {
+fn report_time(bins: &Bins, tier: &str, groups: u64) -> Result<ReportTime> {
     let mut w = Workload::start(&bins.fdstress, &["--stacks", &groups.to_string()])?;
-    let tracer = Tracer::Fdtrace {
-        tier: "tracepoint".into(),
-        extra: vec![
-            "-v".into(),
-            "-i".into(),
-            "1".into(),
-            "-t".into(),
-            "100000".into(),
-            "--min-age".into(),
-            "0".into(),
-        ],
-    };
+    let tracer = Tracer::fdtrace(tier, &["-v", "-i", "1", "-t", "100000", "--min-age", "0"]);
     let mut a = attach(bins, &tracer, w.pid, None)?.context("fdtrace did not start")?;
     w.try_send("go")?;
     w.stdout.try_wait_for("opened", Duration::from_secs(60), |l| l.starts_with("opened"))?;
@@ -546,89 +500,9 @@ fn report_time(bins: &Bins, groups: u64) -> Result<Value> {
             times.push(ms);
         }
     }
-    let mut s = Sample::default();
-    stop(a, &mut s, None)?;
+    stop(a, &mut Sample::default(), None)?;
     let _ = w.try_send("exit");
-    Ok(
-        json!({"groups": groups, "first_ms": times.first(), "cached_ms": times.get(1..).map(|t| median(t.iter().copied()))}),
-    )
-}
-
-fn render(
-    results: &BTreeMap<String, BTreeMap<String, Vec<Sample>>>,
-    tracers: &[Tracer],
-    extras: &Value,
-) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let labels: Vec<String> = tracers.iter().map(Tracer::label).collect();
-    let _ = write!(s, "\n{:<10}", "workload");
-    for l in &labels {
-        let _ = write!(s, "{l:>20}");
-    }
-    s.push('\n');
-    for (workload, by) in results {
-        let base = median(by.get("untraced").into_iter().flatten().map(|x| x.rate));
-        let _ = write!(s, "{workload:<10}");
-        for l in &labels {
-            let m = median(by.get(l).into_iter().flatten().map(|x| x.rate));
-            let cell = if l == "untraced" {
-                format!("{m:.0}/s")
-            } else {
-                let lost: u64 = by.get(l).into_iter().flatten().filter_map(|x| x.lost).sum();
-                let lost = if l.starts_with("fdtrace") { format!(" ({lost} lost)") } else { String::new() };
-                format!("{:.2}×{lost}", m / base)
-            };
-            let _ = write!(s, "{cell:>20}");
-        }
-        s.push('\n');
-    }
-    let e = extras;
-    let _ = writeln!(
-        s,
-        "\nsustained: {:.0} events/s with {} lost (open loop, default ring); fdtrace CPU {:.2} µs/event",
-        e["sustained"]["events_per_s"].as_f64().unwrap_or(f64::NAN),
-        e["sustained"]["lost"],
-        e["sustained"]["cpu_us_per_event"].as_f64().unwrap_or(f64::NAN),
-    );
-    let t = &e["tiny_ring"];
-    let _ = writeln!(
-        s,
-        "16K ring: {} received + {} lost (kernel count) vs {} fd events done: {} unaccounted",
-        t["received"], t["lost"], t["workload_fd_events"], t["unaccounted"]
-    );
-    let a = &e["attach_ms"];
-    let _ = writeln!(
-        s,
-        "attach: fdtrace {:.0} ms (wall; {:.0} ms by its own clock), bpftrace {:.0} ms",
-        a["fdtrace_wall"].as_f64().unwrap_or(f64::NAN),
-        a["fdtrace_self"].as_f64().unwrap_or(f64::NAN),
-        a["bpftrace_wall"].as_f64().unwrap_or(f64::NAN)
-    );
-    let r = &e["rss_100k_fds"];
-    let _ = writeln!(
-        s,
-        "peak RSS with {} fds tracked: {:.1} MiB",
-        r["fds"],
-        r["fdtrace_hwm_kb"].as_f64().unwrap_or(f64::NAN) / 1024.0
-    );
-    let g = &e["report_1000_groups"];
-    let _ = writeln!(
-        s,
-        "report with {} groups: {:.0} ms the first, {:.0} ms the next ones (stacks are symbolized as events arrive)",
-        g["groups"],
-        g["first_ms"].as_f64().unwrap_or(f64::NAN),
-        g["cached_ms"].as_f64().unwrap_or(f64::NAN)
-    );
-    let u = &e["untraced_cost"];
-    let _ = writeln!(
-        s,
-        "untraced process while fdtrace traces another: {:.2}× ({:.0}/s vs {:.0}/s alone)",
-        u["ratio"].as_f64().unwrap_or(f64::NAN),
-        u["fdtrace_elsewhere"].as_f64().unwrap_or(f64::NAN),
-        u["alone"].as_f64().unwrap_or(f64::NAN)
-    );
-    s
+    Ok(ReportTime { groups, times_ms: times })
 }
 
 #[cfg(test)]
@@ -643,11 +517,24 @@ mod tests {
         assert_eq!(median([f64::NAN, 5.0].into_iter()), 5.0);
     }
 
+    const CHECK: &str = "\
+hook families (function tiers; the tracepoint tier covers any family they cannot):
+  fd install (replaces syscall exits of fd-creating calls (kept for failures)):
+    fentry no: the kernel refuses fentry programs (EPERM: no BPF trampolines, or lockdown) (fd_install)
+    kprobe   yes (fd_install)
+  fd close (replaces sys_enter_close (and sys_enter_close_range)):
+";
+
     #[test]
-    fn the_bpftrace_script_filters_by_pid_and_takes_stacks() {
-        let s = bpftrace_script(42);
-        assert!(s.contains("/pid == 42 && args->ret >= 0/ { @opens[ustack] = count(); }"));
-        assert!(s.contains("tracepoint:syscalls:sys_exit_accept4"));
-        assert!(s.contains("sys_enter_close /pid == 42/"));
+    fn tiers_are_those_the_kernel_supports_or_those_asked_for() {
+        assert_eq!(tiers(CHECK, &[]).unwrap(), ["kprobe", "tracepoint"]);
+        let asked = ["tracepoint".to_string(), "kprobe".into(), "tracepoint".into()];
+        assert_eq!(tiers(CHECK, &asked).unwrap(), ["tracepoint", "kprobe"]);
+        let err = tiers(CHECK, &["fentry".to_string()]).unwrap_err().to_string();
+        assert!(
+            err.contains("the fentry tier cannot run on this kernel (the kernel refuses fentry"),
+            "{err}"
+        );
+        assert!(err.contains("cargo xtask bench --tier fentry"), "{err}");
     }
 }
