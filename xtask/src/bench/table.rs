@@ -160,7 +160,12 @@ pub fn render(run: &Run) -> (String, Vec<Verdict>) {
     ] {
         let stop = med(samples, |s| s.stop_ms);
         let mut v = targets::at_most(&what, stop, targets::STOP_MS, "ms", 0);
-        v.measured += &format!(" (report at {:.0})", med(samples, |s| s.final_report_ms));
+        let (lo, hi) = samples
+            .iter()
+            .filter_map(|s| s.stop_ms)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let range = if lo <= hi { format!("{lo:.0}–{hi:.0}; ") } else { String::new() };
+        v.measured += &format!(" ({range}report at {:.0})", med(samples, |s| s.final_report_ms));
         beyond.push(v);
     }
     let mut v = targets::at_most(
