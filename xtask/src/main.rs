@@ -106,6 +106,11 @@ enum Cmd {
         /// Workloads (default: connect, accept, open, mix).
         #[arg(long = "workload")]
         workloads: Vec<String>,
+        /// fdtrace tiers to measure, repeatable (default: every tier this
+        /// kernel supports). The function tiers need a real machine whose
+        /// kernel allows them: TCG VMs are far too slow to measure.
+        #[arg(long = "tier", value_parser = bench::TIERS)]
+        tiers: Vec<String>,
     },
     /// Boot a Debian cloud kernel under qemu (TCG), run a shell script in it,
     /// print its output and exit with its status.
@@ -153,13 +158,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Run { args } => run_fdtrace(&ws, args),
         Cmd::Test { host_only, no_lint, args } => test(&ws, host_only, no_lint, args),
         Cmd::VmTest { kernels, tiers, jobs } => vm_test(&ws, kernels, tiers, jobs),
-        Cmd::Bench { rounds, secs, workloads } => {
+        Cmd::Bench { rounds, secs, workloads, tiers } => {
             let workloads =
                 if workloads.is_empty() { bench::WORKLOADS.map(String::from).to_vec() } else { workloads };
             if let Some(w) = workloads.iter().find(|w| !bench::WORKLOADS.contains(&w.as_str())) {
                 bail!("unknown workload {w}: choose from {}", bench::WORKLOADS.join(", "));
             }
-            bench::run(&ws, &bench::Opts { rounds: rounds.max(1), secs, workloads })
+            bench::run(&ws, &bench::Opts { rounds: rounds.max(1), secs, workloads, tiers })
         }
         Cmd::VmRun { kernel, files, timeout, memory, script } => {
             let status =

@@ -6,8 +6,9 @@
 //! - `accept`: an accept loop; a forked client process (not traced)
 //!   connects and closes as fast as it can;
 //! - `open`: `open("/dev/null")` + close;
-//! - `mix`: 4 threads, each cycling socket, pipe2, open, dup, eventfd and
-//!   their closes.
+//! - `mix`: a thread per CPU (4 at least), each cycling socket, pipe2,
+//!   open, dup, eventfd and their closes: fds created and closed as fast as
+//!   the machine allows, from several threads at once.
 //!
 //! Protocol: prints `ready PID`, waits for a line on stdin (the tracer
 //! attaches in between), runs `--secs S`, prints one JSON line (a
@@ -228,7 +229,8 @@ fn main() {
         }
         "open" => open_loop(&stop, &counts),
         _ => {
-            let workers: Vec<_> = (0..4)
+            let threads = thread::available_parallelism().map_or(4, |n| n.get().max(4));
+            let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
                     thread::spawn(move || mix_loop(&stop, &counts))
