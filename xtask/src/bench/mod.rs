@@ -189,6 +189,9 @@ pub fn run(ws: &Path, opts: &Opts) -> Result<()> {
     for f in &floors {
         tracers.push(Tracer::fdtrace(&f.tier, &[]));
         tracers.push(Tracer::fdtrace(&f.tier, &["--no-stacks"]));
+        // Every event through the ring to fdtrace: what pairing in the
+        // kernel saves.
+        tracers.push(Tracer::fdtrace(&f.tier, &["--no-kernel-pairing"]));
         tracers.push(Tracer::Floor { tier: f.tier.clone(), probes: f.probes.clone() });
     }
     tracers.extend([Tracer::Strace, Tracer::Bpftrace]);
