@@ -554,6 +554,54 @@ impl Tracer {
         map.insert(tgid, target::ROOT, 0).map_err(|source| Error::Map { map: TARGETS_MAP, source })
     }
 
+    /// Stops tracing and gives the caller back at once. No process is a
+    /// target any more (every program returns at its first lookup), then a
+    /// child process takes over the kernel objects and closes them: removing
+    /// a syscall tracepoint's probe waits for an RCU grace period under a
+    /// global mutex (`perf_trace_destroy`), tens of ms each under load, so
+    /// the 45 of the tracepoint tier take 1–2 s that Ctrl-C need not wait
+    /// for. The child ("fdtrace-detach") closes everything it inherited and
+    /// exits; until then `bpftool link` still lists the links. Where fork
+    /// fails, this process does the waiting.
+    pub fn detach(mut self) {
+        if let Some(map) = self.ebpf.map_mut(TARGETS_MAP) {
+            if let Ok(mut map) = aya::maps::HashMap::<_, u32, u32>::try_from(map) {
+                let tgids: Vec<u32> = map.keys().filter_map(Result::ok).collect();
+                for tgid in tgids {
+                    let _ = map.remove(&tgid);
+                }
+            }
+        }
+        // The child must hold its copies until this process has dropped
+        // its own (whoever closes last does the kernel's work): it waits
+        // for the end of a pipe whose write end only this process holds.
+        let mut pipe = [-1i32; 2];
+        // SAFETY: pipe2 fills the two-int array.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+            let [read_end, write_end] = pipe;
+            // SAFETY: the child only makes raw system calls (no allocation,
+            // no lock another thread may have held at the fork) and exits.
+            if unsafe { libc::fork() } == 0 {
+                unsafe {
+                    libc::prctl(libc::PR_SET_NAME, c"fdtrace-detach".as_ptr());
+                    libc::close(write_end);
+                    // Its stdout and stderr first: a pipe's reader sees the
+                    // end of fdtrace's output now, not after the detach.
+                    libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32);
+                    let mut byte = 0u8;
+                    while libc::read(read_end, (&raw mut byte).cast(), 1) < 0 {}
+                    libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                    libc::_exit(0);
+                }
+            }
+            // SAFETY: our own fd.
+            unsafe { libc::close(read_end) };
+            drop(self);
+            // SAFETY: our own fd; the child may go on.
+            unsafe { libc::close(write_end) };
+        }
+    }
+
     /// Sums the per-CPU loss counters.
     pub fn losses(&self) -> Losses {
         let Some(map) = &self.losses else { return Losses::default() };

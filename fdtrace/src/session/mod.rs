@@ -277,8 +277,8 @@ impl<'a> Session<'a> {
         let Session { tracer, source, sinks, mut launched, mut exits, mut signals, .. } = self;
         let finished = sinks.finish();
         let detach = Instant::now();
-        drop(tracer);
-        log::debug!("detached in {} ms", detach.elapsed().as_millis());
+        tracer.detach();
+        log::debug!("detached in {} ms (the kernel finishes in the background)", detach.elapsed().as_millis());
         let exit_code = match &mut launched {
             Some(l) => Some(wait_for_command(l, &mut exits, &mut signals).await),
             None => None,
