@@ -33,6 +33,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // Extracting the VMs' initramfs in xtask's tests (the real cpio reads
     // what vm/initramfs.rs writes).
     ("cpio", "cpio"),
+    // The churn of a real server: reconciliation under load.
+    ("redis-server", "redis-server"),
+    ("redis-benchmark", "redis-tools"),
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.

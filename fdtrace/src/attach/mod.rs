@@ -301,6 +301,7 @@ pub struct Tracer {
     losses: Option<PerCpuArray<MapData, u64>>,
     /// Pairing mode: the kernel's kept fds, for the events' reader.
     kernel_fds: Option<KernelFds>,
+    pairing: bool,
     /// The kernel side's log records, with debug logging on; held for its
     /// `Drop`, after the links are gone.
     _logs: Option<EbpfLogs>,
@@ -436,11 +437,12 @@ impl Tracer {
             let mut map: aya::maps::HashMap<_, u32, u32> = aya::maps::HashMap::try_from(map)
                 .map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
             for &tgid in targets {
-                map.insert(tgid, target::ROOT, 0)
+                map.insert(tgid, initial_flags(opts.pairing), 0)
                     .map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
             }
         }
-        Ok((Tracer { ebpf, plan, links, stacks, losses, kernel_fds, _logs: logs }, ring))
+        let pairing = opts.pairing;
+        Ok((Tracer { ebpf, plan, links, stacks, losses, kernel_fds, pairing, _logs: logs }, ring))
     }
 
     /// Probes the kernel without tracing anything: what each tier can do
@@ -533,6 +535,7 @@ impl Tracer {
                             stacks: None,
                             losses: None,
                             kernel_fds: None,
+                            pairing: false,
                             _logs: None,
                         });
                         result
@@ -551,7 +554,7 @@ impl Tracer {
         let map = self.ebpf.map_mut(TARGETS_MAP).ok_or_else(|| Error::BadObject(TARGETS_MAP.into()))?;
         let mut map: aya::maps::HashMap<_, u32, u32> =
             aya::maps::HashMap::try_from(map).map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
-        map.insert(tgid, target::ROOT, 0).map_err(|source| Error::Map { map: TARGETS_MAP, source })
+        map.insert(tgid, initial_flags(self.pairing), 0).map_err(|source| Error::Map { map: TARGETS_MAP, source })
     }
 
     /// Stops tracing and gives the caller back at once. No process is a
@@ -635,6 +638,18 @@ impl Tracer {
     /// once taken, or when the kernel does not pair).
     pub fn take_kernel_fds(&mut self) -> Option<KernelFds> {
         self.kernel_fds.take()
+    }
+}
+
+/// A target's flags when fdtrace adds it. In pairing mode it starts held:
+/// until its baseline is read from `/proc`, every event goes through the
+/// ring (an fd the kernel kept before the scan and paired after it would
+/// leave the scan's entry for it open forever); the session resumes it.
+fn initial_flags(pairing: bool) -> u32 {
+    if pairing {
+        target::ROOT | target::HELD
+    } else {
+        target::ROOT
     }
 }
 

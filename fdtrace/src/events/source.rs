@@ -118,6 +118,14 @@ impl Source {
         self.take(f);
     }
 
+    /// Pairing mode: `tgids` were added held (see `attach`): the next
+    /// [`Source::resume`] lets the kernel pair their fds.
+    pub fn added_held(&mut self, tgids: &[u32]) {
+        if let Some(k) = &mut self.kernel {
+            k.held.extend(tgids);
+        }
+    }
+
     /// Lets the kernel pair the fds of the processes [`Source::hold`] held
     /// again.
     pub fn resume(&mut self) {

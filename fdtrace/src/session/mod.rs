@@ -120,8 +120,12 @@ impl<'a> Session<'a> {
         let signals = Signals::new()?;
         let started = Instant::now();
         let pairing = !sinks.wants_events() && !args.no_kernel_pairing;
-        let (tracer, source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
+        let (tracer, mut source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
+        // The targets were added held: with their baseline read, the kernel
+        // may pair their fds.
+        source.added_held(&targets.iter().map(|t| t.tgid).collect::<Vec<_>>());
+        source.resume();
         announce(args, &targets, &tracer, started, launched.is_some());
         // Everything is in place: let the command exec.
         if let Some(l) = &mut launched {
