@@ -41,12 +41,14 @@ const SUITES: &[(&str, &[&str])] = &[
         ],
     ),
     ("churn", &["open_set_equals_proc_after_random_churn"]),
+    // The kernel pairing a churn by itself, every event still counted.
+    ("robust", &["the_kernel_pairs_what_a_stopped_fdtrace_cannot_read"]),
     ("leaks", &["c_leak_is_attributed_to_open_session", "rust_leak_is_attributed_to_fetch_inventory"]),
     ("go", &["transport_per_request_is_traced_to_the_function_making_the_requests"]),
 ];
 
 /// Workload programs the tests run (from `tests/src/bin`).
-const WORKLOADS: &[&str] = &["scripted", "churn", "fdpaths", "leaky"];
+const WORKLOADS: &[&str] = &["scripted", "churn", "fdpaths", "leaky", "loadgen"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cell {
