@@ -24,9 +24,9 @@ pub const TIERS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
 /// Test binaries (by target name) and the tests to run in each. The host
 /// runs everything; the VMs, emulated and slow, run what exercises the
 /// hooks: the scripted event sequence, the fd paths only function hooks
-/// see (and received fds past the walk's bound, traced with `-v`), one
-/// churn seed, the C and Rust leak reports, and the Go client
-/// followed through its goroutines (uprobes).
+/// see (and received fds past the walk's bound, traced with `-v`), the
+/// churn seeds, the kernel pairing a churn by itself, the C and Rust leak
+/// reports, and the Go client followed through its goroutines (uprobes).
 const SUITES: &[(&str, &[&str])] = &[
     (
         "events",
