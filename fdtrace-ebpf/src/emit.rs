@@ -19,7 +19,8 @@ use aya_log_ebpf::{debug, warn};
 use fdtrace_common::{
     config_flags, fd_flags, runtime_flags,
     syscall::consts::{AF_INET, AF_INET6, AF_UNIX, EEXIST},
-    EventKind, Header, Loss, SockAddr, SockOwner, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH, STACK_INLINE,
+    EventKind, Header, Loss, SockAddr, SockOwner, StackRecord, MAX_EVENT_SIZE, PATH_CAP, STACK_DEPTH,
+    STACK_INLINE,
 };
 
 use crate::{
@@ -227,7 +228,14 @@ impl Scratch {
             debug!(&(), "scratch memory of this CPU in use by another program: event dropped");
             return Err(Loss::ScratchBusy);
         }
-        Ok(Scratch { busy, event: EventSlot(()), stack: StackSlot(()), regs: RegsSlot(()), fds: FdsSlot(()), kept: KeptSlot(()) })
+        Ok(Scratch {
+            busy,
+            event: EventSlot(()),
+            stack: StackSlot(()),
+            regs: RegsSlot(()),
+            fds: FdsSlot(()),
+            kept: KeptSlot(()),
+        })
     }
 }
 

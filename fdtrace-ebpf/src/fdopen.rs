@@ -226,7 +226,8 @@ pub fn report_open<C: StackIdContext>(
     // accept's address argument (the length is value-result: readable
     // after the call): a Unix peer's path; the kernel's view, read above,
     // wins for IPv4/IPv6.
-    if matches!(nr, NR_ACCEPT | NR_ACCEPT4) && ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some() {
+    if matches!(nr, NR_ACCEPT | NR_ACCEPT4) && ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some()
+    {
         let len = mem::user::<u32>(args[2]).unwrap_or(0);
         let mut arg = fdtrace_common::SockAddr::default();
         let (n, f) = read_sockaddr(args[1], u64::from(len), &mut arg, &mut ev.path);

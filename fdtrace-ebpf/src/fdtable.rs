@@ -57,7 +57,16 @@ fn try_install<C: StackIdContext>(ctx: &C, fd: i32, file: u64) -> Result<(), Los
         (u32::MAX, Args::UNKNOWN)
     };
     let site = Site { ctx, pid_tgid, target, regs };
-    report_open(&site, &mut s.event, &mut s.stack, &mut s.kept, nr, i64::from(fd), &entry, Install { fd, file })
+    report_open(
+        &site,
+        &mut s.event,
+        &mut s.stack,
+        &mut s.kept,
+        nr,
+        i64::from(fd),
+        &entry,
+        Install { fd, file },
+    )
 }
 
 /// `file_close_fd_locked(files, fd)` / `pick_file(files, fd)`.

@@ -25,9 +25,8 @@
 //! fdtrace took the fd meanwhile.
 use aya_ebpf::bindings::{BPF_EXIST, BPF_NOEXIST};
 use fdtrace_common::{
-    config_flags, fd_flags,
-    syscall::consts::E2BIG,
-    target, EventKind, FdKey, FdOpen, Kept, Loss, Released, SiteKey, SiteSeen, SockAddr, Syscall, STACK_INLINE,
+    config_flags, fd_flags, syscall::consts::E2BIG, target, EventKind, FdKey, FdOpen, Kept, Loss, Released,
+    SiteKey, SiteSeen, SockAddr, Syscall, STACK_INLINE,
 };
 
 use crate::{
@@ -130,7 +129,8 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
     kept.family = ev.family;
     kept.sock_type = ev.sock_type;
     kept.protocol = ev.protocol;
-    kept.fd_flags = (ev.fd_flags & (fd_flags::CLOEXEC | fd_flags::MISSED_ENTRY | fd_flags::READ_FAILED)) as u16;
+    kept.fd_flags =
+        (ev.fd_flags & (fd_flags::CLOEXEC | fd_flags::MISSED_ENTRY | fd_flags::READ_FAILED)) as u16;
     kept.src_fd = ev.src_fd;
     kept.stack_id = ev.stack_id;
     kept.caller_ip = ev.caller_ip;
@@ -292,6 +292,10 @@ pub fn close(tgid: u32, target_flags: u32, fd: i32) -> bool {
 /// Changes a kept fd: `true` when the kernel held it (the change needs no
 /// record), `false` when fdtrace holds it (send the record).
 #[inline(always)]
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passed by value, the 128-byte entry is copied again and the sock state program's stack overflows"
+)]
 fn update(tgid: u32, target_flags: u32, fd: i32, change: impl FnOnce(&mut Kept)) -> bool {
     if !pairing(target_flags) {
         return false;

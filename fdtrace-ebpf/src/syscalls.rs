@@ -20,8 +20,8 @@ use aya_log_ebpf::warn;
 use fdtrace_common::{
     config_flags,
     syscall::consts::{
-        AF_UNIX, CLOSE_RANGE_CLOEXEC, CLOSE_RANGE_UNSHARE, EINPROGRESS, FD_CLOEXEC, FIOCLEX, FIONCLEX, F_DUPFD,
-        F_DUPFD_CLOEXEC, F_SETFD,
+        AF_UNIX, CLOSE_RANGE_CLOEXEC, CLOSE_RANGE_UNSHARE, EINPROGRESS, FD_CLOEXEC, FIOCLEX, FIONCLEX,
+        F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD,
     },
     tracepoint::{sys_enter, sys_exit},
     Close, CloseRange, EventKind, Inflight, Loss, SetCloexec, SockAddrEvent, SockOp, PATH_CAP,
@@ -29,7 +29,7 @@ use fdtrace_common::{
 
 use crate::{
     emit::{
-        count, finish, header, install_hooked, is_traced, read_sockaddr, send, track_sock, traced, Args,
+        count, finish, header, install_hooked, is_traced, read_sockaddr, send, traced, track_sock, Args,
         EventSlot, KeptSlot, Scratch,
     },
     fdopen::{report_open, Install, Site},
@@ -74,7 +74,9 @@ pub fn try_sys_enter<const N: usize>(ctx: &TracePointContext) -> Result<(), Loss
             _ => Ok(()),
         },
         NR_IOCTL => match args[1] & 0xffff_ffff {
-            FIOCLEX | FIONCLEX => set_cloexec(pid_tgid, target, args[0] as i32, args[1] & 0xffff_ffff == FIOCLEX),
+            FIOCLEX | FIONCLEX => {
+                set_cloexec(pid_tgid, target, args[0] as i32, args[1] & 0xffff_ffff == FIOCLEX)
+            }
             _ => Ok(()),
         },
         _ => stash(pid_tgid, nr, args),

@@ -17,7 +17,7 @@ use fdtrace_common::{
 };
 
 use crate::{
-    emit::{finish, header, track_sock, traced, wakeup_flags, Scratch},
+    emit::{finish, header, traced, track_sock, wakeup_flags, Scratch},
     keep,
     maps::{EVENTS, SOCKS},
     sockets::{sock_addrs, sock_state},

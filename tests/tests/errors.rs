@@ -181,7 +181,9 @@ fn stops_cleanly_with(
     let deadline = Instant::now() + Duration::from_secs(30);
     let left = || -> Vec<String> {
         let progs = progs.iter().filter(|&&id| bpf_exists("prog", id)).map(|id| format!("program {id}"));
-        progs.chain(links.iter().filter(|&&id| bpf_exists("link", id)).map(|id| format!("link {id}"))).collect()
+        progs
+            .chain(links.iter().filter(|&&id| bpf_exists("link", id)).map(|id| format!("link {id}")))
+            .collect()
     };
     let mut still = left();
     while !still.is_empty() && Instant::now() < deadline {

@@ -79,7 +79,11 @@ fn churn_is_never_missed(ebpf: &Ebpf, (server, benchmark): Tools, flags: &[&str]
             // work took: what was lost may show as missed, and the report
             // says it is incomplete. (The kernel-paired run allows no loss.)
             assert!(!r.complete, "report {}: events lost yet complete: {}", i + 1, compact(r));
-            eprintln!("report {}: {} events lost (--no-kernel-pairing on a busy machine)", i + 1, s.lost_events);
+            eprintln!(
+                "report {}: {} events lost (--no-kernel-pairing on a busy machine)",
+                i + 1,
+                s.lost_events
+            );
             continue;
         }
         assert_eq!(
@@ -93,7 +97,11 @@ fn churn_is_never_missed(ebpf: &Ebpf, (server, benchmark): Tools, flags: &[&str]
     }
     let last = reports.last().unwrap();
     let connections: u64 = CONNECTIONS.parse().unwrap();
-    assert!(last.stats.events > 2 * connections, "{} events for {connections} connections", last.stats.events);
+    assert!(
+        last.stats.events > 2 * connections,
+        "{} events for {connections} connections",
+        last.stats.events
+    );
     if flags.is_empty() {
         let k = last.stats.kernel_pairing.expect("what the kernel paired");
         assert!(k.paired > connections * 9 / 10, "the kernel paired {} of {connections}: {k:?}", k.paired);

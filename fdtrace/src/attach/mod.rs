@@ -554,7 +554,8 @@ impl Tracer {
         let map = self.ebpf.map_mut(TARGETS_MAP).ok_or_else(|| Error::BadObject(TARGETS_MAP.into()))?;
         let mut map: aya::maps::HashMap<_, u32, u32> =
             aya::maps::HashMap::try_from(map).map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
-        map.insert(tgid, initial_flags(self.pairing), 0).map_err(|source| Error::Map { map: TARGETS_MAP, source })
+        map.insert(tgid, initial_flags(self.pairing), 0)
+            .map_err(|source| Error::Map { map: TARGETS_MAP, source })
     }
 
     /// Stops tracing and gives the caller back at once. No process is a
@@ -585,6 +586,8 @@ impl Tracer {
             // SAFETY: the child only makes raw system calls (no allocation,
             // no lock another thread may have held at the fork) and exits.
             if unsafe { libc::fork() } == 0 {
+                // SAFETY: in the child, on fds and memory it owns; _exit
+                // runs no destructor of the parent's state.
                 unsafe {
                     libc::prctl(libc::PR_SET_NAME, c"fdtrace-detach".as_ptr());
                     libc::close(write_end);

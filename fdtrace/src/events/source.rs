@@ -58,7 +58,12 @@ impl Source {
             ring: Ring::new(ring)?,
             assembler: Assembler::default(),
             stacks: StackTable::new(stacks),
-            kernel: kernel.map(|fds| Kernel { fds, shared: HashSet::new(), held: HashSet::new(), failed: false }),
+            kernel: kernel.map(|fds| Kernel {
+                fds,
+                shared: HashSet::new(),
+                held: HashSet::new(),
+                failed: false,
+            }),
             decode_errors: 0,
         })
     }
@@ -148,7 +153,8 @@ impl Kernel {
                 vec![]
             }
         };
-        let mut adopted: Vec<Event> = fds.iter().map(|(key, k)| decode::adopted(key.tgid, key.fd, k)).collect();
+        let mut adopted: Vec<Event> =
+            fds.iter().map(|(key, k)| decode::adopted(key.tgid, key.fd, k)).collect();
         adopted.sort_by_key(|e| e.ts_ns);
         let pairs = match self.fds.new_pairs() {
             Ok(p) => p,
@@ -227,7 +233,10 @@ impl Kernel {
 /// Whether an event is a barrier for the kernel's kept fds (see
 /// [`Kernel::barrier`]).
 fn is_barrier(ev: &Event) -> bool {
-    matches!(ev.body, Body::Fork { followed: true, .. } | Body::Exec { .. } | Body::CloseRange { .. } | Body::Exit { .. })
+    matches!(
+        ev.body,
+        Body::Fork { followed: true, .. } | Body::Exec { .. } | Body::CloseRange { .. } | Body::Exit { .. }
+    )
 }
 
 fn deliver(

@@ -185,7 +185,8 @@ impl Ledger {
                 let at = ev.ts_ns;
                 if flags & CLOSE_RANGE_CLOEXEC != 0 {
                     let t = self.table_mut(table);
-                    for (_, e) in t.fds.range_mut(lo as i32..=hi as i32).filter(|(_, e)| !e.opened_after(at)) {
+                    for (_, e) in t.fds.range_mut(lo as i32..=hi as i32).filter(|(_, e)| !e.opened_after(at))
+                    {
                         e.cloexec = true;
                     }
                 } else {
@@ -242,7 +243,8 @@ impl Ledger {
             // this: this one was closed before that (the kernel hands out
             // free numbers only), unseen in between.
             if self.table_mut(table).fds.get(&fd).is_some_and(|e| e.opened_after(ev.ts_ns)) {
-                let c = self.stacks.entry((tgid, Site { stack: open.stack, spawn: open.go_spawn })).or_default();
+                let c =
+                    self.stacks.entry((tgid, Site { stack: open.stack, spawn: open.go_spawn })).or_default();
                 c.opened += 1;
                 c.closed += 1;
                 continue;
@@ -311,7 +313,15 @@ impl Ledger {
     /// still open: a close of the number after the open means it was
     /// closed; a held fd opened later means it was closed and the number
     /// reused; a held fd opened earlier was closed before this one opened.
-    fn adopt(&mut self, tgid: u32, table: TableId, ev: &Event, open: &Open, kept: &Adopted, out: &mut Vec<Effect>) {
+    fn adopt(
+        &mut self,
+        tgid: u32,
+        table: TableId,
+        ev: &Event,
+        open: &Open,
+        kept: &Adopted,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(fd) = open.fd else { return };
         let stack = Some(open.stack);
         let site = Site { stack: open.stack, spawn: open.go_spawn };

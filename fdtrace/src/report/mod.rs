@@ -18,4 +18,6 @@ mod tests;
 pub mod text;
 
 pub use build::{build, Head, Options};
-pub use model::{ExitInfo, FdInfo, Finding, Group, KernelPairing, Limits, Peer, Report, SessionInfo, Stats, TargetInfo};
+pub use model::{
+    ExitInfo, FdInfo, Finding, Group, KernelPairing, Limits, Peer, Report, SessionInfo, Stats, TargetInfo,
+};

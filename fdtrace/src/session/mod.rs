@@ -282,7 +282,10 @@ impl<'a> Session<'a> {
         let finished = sinks.finish();
         let detach = Instant::now();
         tracer.detach();
-        log::debug!("detached in {} ms (the kernel finishes in the background)", detach.elapsed().as_millis());
+        log::debug!(
+            "detached in {} ms (the kernel finishes in the background)",
+            detach.elapsed().as_millis()
+        );
         let exit_code = match &mut launched {
             Some(l) => Some(wait_for_command(l, &mut exits, &mut signals).await),
             None => None,
