@@ -114,11 +114,21 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
     }
     // The inline stack record went out already: its open must follow it;
     // a pipe whose fds could not be read says nothing to keep.
-    if ev.stack_id == STACK_INLINE || ev.fd < 0 {
-        count(Loss::NotKept);
-        return Opened::Send;
-    }
     let tgid = ev.header.tgid;
+    // An open the ring carries whose source (a dup's, accept's listener)
+    // the kernel keeps: fdtrace must hold the source first, or the ledger
+    // would look it up in vain (or find a later fd on its number).
+    let accept = ev.syscall == Syscall::Accept as u16 || ev.syscall == Syscall::Accept4 as u16;
+    let send = |slot: &mut KeptSlot| {
+        count(Loss::NotKept);
+        if (dup || accept) && ev.src_fd >= 0 {
+            let _ = release(tgid, target_flags, ev.src_fd, slot);
+        }
+        Opened::Send
+    };
+    if ev.stack_id == STACK_INLINE || ev.fd < 0 {
+        return send(slot);
+    }
     let Ok(kept) = slot.get::<Kept>() else {
         return Opened::Send;
     };
@@ -148,8 +158,7 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
         // paired here (whatever becomes of the new one); one fdtrace holds
         // (or none: the kernel cannot tell) makes this fdtrace's to pair.
         if !close(tgid, target_flags, ev.fd) {
-            count(Loss::NotKept);
-            return Opened::Send;
+            return send(slot);
         }
     }
     if dup {
@@ -180,15 +189,15 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
     }
     let site = site_of(tgid, kept);
     if !seen(&site, ev) {
-        return Opened::Send;
+        return send(slot);
     }
     if !insert(key(tgid, ev.fd), kept) {
-        return Opened::Send;
+        return send(slot);
     }
     if ev.fd2 >= 0 && !insert(key(tgid, ev.fd2), kept) {
         // The pair's halves go together: hand both to fdtrace.
         let _ = OPEN_FDS.remove(key(tgid, ev.fd));
-        return Opened::Send;
+        return send(slot);
     }
     count(Loss::Kept);
     if ev.fd2 >= 0 {

@@ -88,7 +88,19 @@ pub struct TraceArgs {
     #[arg(short, long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub interval: Duration,
 
-    /// Only fds open at least this long count as unclosed.
+    /// Exit with this code when the final report holds unclosed fds (else the launched
+    /// command's code, or 0): for CI, as valgrind's --error-exitcode.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub error_exitcode: Option<u8>,
+
+    /// Stacks whose fds never count as unclosed, one glob per line (FUNCTION, fun:GLOB,
+    /// file:GLOB[:LINE], module:GLOB; '#' comments). Repeatable. Suppressed groups are counted
+    /// in the report's header.
+    #[arg(long, value_name = "FILE")]
+    pub suppress: Vec<PathBuf>,
+
+    /// Only fds open at least this long count as unclosed (fds a process left open when it
+    /// exited always count).
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs_or_zero)]
     pub min_age: Duration,
 

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(session::run(&cli.trace, launched)));
     match result {
-        Ok(outcome) => ExitCode::from(outcome.exit_code.unwrap_or(0)),
+        Ok(outcome) => ExitCode::from(outcome.code(cli.trace.error_exitcode)),
         Err(e) => {
             eprintln!("fdtrace: error: {e:#}");
             match e.downcast_ref::<launch::LaunchError>() {

@@ -38,8 +38,12 @@ impl Kernel {
             return Err(Error::NoRingbuf(release));
         }
         // bpf_task_pt_regs (Linux 5.15) reads the user stack pointer.
-        let has_task_pt_regs =
-            is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_task_pt_regs).unwrap_or(false);
+        // `FDTRACE_NO_TASK_PT_REGS=1` runs as on a kernel without it (the
+        // syscall entries stash arguments, as on 5.10): for testing that
+        // path on a newer kernel.
+        let has_task_pt_regs = is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_task_pt_regs)
+            .unwrap_or(false)
+            && std::env::var_os("FDTRACE_NO_TASK_PT_REGS").is_none();
         Ok(Kernel { release, btf, has_task_pt_regs })
     }
 }

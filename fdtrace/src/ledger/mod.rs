@@ -100,6 +100,10 @@ pub struct Ledger {
     /// by (process, fd): the fd may be one the kernel kept and fdtrace has
     /// not taken yet, which is then closed already.
     closed_unheld: HashMap<(u32, i32), u64>,
+    /// Pairing mode: fds a taken fd closed (it was opened on their number
+    /// later), and when, by (process, fd): for ring events older than the
+    /// taken fd that still refer to them.
+    displaced: HashMap<(u32, i32), (u64, FdEntry)>,
 }
 
 impl Ledger {
@@ -251,9 +255,16 @@ impl Ledger {
             }
             // The dup family copies what the source refers to.
             let (kind, mut desc) = match (open.is_dup(), open.src_fd) {
-                (true, Some(src)) => match self.table_mut(table).fds.get(&src) {
+                (true, Some(src)) => match self.source_at(tgid, table, src, ev.ts_ns) {
                     Some(s) => (s.kind, s.desc.clone()),
-                    None => (FdKind::Other, FdDesc::default()),
+                    None => {
+                        log::debug!(
+                            "{:?} of fd {src} into {fd} at {}: the source is unknown",
+                            open.syscall,
+                            ev.ts_ns
+                        );
+                        (FdKind::Other, FdDesc::default())
+                    }
                 },
                 (true, None) => (FdKind::Other, FdDesc::default()),
                 (false, _) => (open.kind().unwrap_or(FdKind::Other), FdDesc::default()),
@@ -339,6 +350,11 @@ impl Ledger {
         }
         let refines = ev.ts_ns <= since_ns && matches!(held, Some((_, Origin::PreExisting)));
         if !refines && held.is_some() {
+            // Ring events from before this open may still name the old fd
+            // as a dup's source.
+            if let Some(old) = self.table_mut(table).fds.get(&fd).cloned() {
+                self.displaced.insert((tgid, fd), (ev.ts_ns, old));
+            }
             self.close(tgid, table, fd, CloseCause::Close, ev.ts_ns, out);
         }
         let desc = FdDesc {
@@ -375,6 +391,18 @@ impl Ledger {
     /// kernel kept by then has been taken since.
     pub fn forget_closes_before(&mut self, ns: u64) {
         self.closed_unheld.retain(|_, at| *at >= ns);
+        self.displaced.retain(|_, (at, _)| *at >= ns);
+    }
+
+    /// The fd `src` referred to at `at_ns`: what the table holds, unless
+    /// that was opened later (a kept fd taken before this older ring event
+    /// was read), when it is the fd that one displaced.
+    fn source_at(&mut self, tgid: u32, table: TableId, src: i32, at_ns: u64) -> Option<&FdEntry> {
+        let later = self.table_mut(table).fds.get(&src).is_some_and(|e| e.opened_after(at_ns));
+        if later {
+            return self.displaced.get(&(tgid, src)).map(|(_, e)| e).filter(|e| e.opened_ns <= at_ns);
+        }
+        self.table_mut(table).fds.get(&src)
     }
 
     fn sock_call(&mut self, table: TableId, call: &SockCall, at: u64) {

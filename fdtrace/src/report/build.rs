@@ -5,7 +5,10 @@ use std::{
     sync::Arc,
 };
 
-use super::model::{ExitInfo, FdInfo, Finding, Group, Peer, Report, SessionInfo, Stats};
+use super::{
+    model::{ExitInfo, FdInfo, Finding, Group, Peer, Report, SessionInfo, Stats, Suppressed},
+    suppress::Suppressions,
+};
 use crate::{
     events::{Addr, TcpState},
     filter::{Facts, Filter},
@@ -21,6 +24,8 @@ pub struct Options {
     pub min_age_ns: u64,
     /// Which fds count (kinds, ports, peers, states).
     pub filter: Filter,
+    /// Stacks whose fds never count (`--suppress`).
+    pub suppress: Suppressions,
 }
 
 /// What the report says about the session, and when it is made.
@@ -52,22 +57,46 @@ struct Candidate<'a> {
 /// The whole report: every group, every fd (see [`Report::limited`]).
 pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sockets: &Sockets) -> Report {
     let (candidates, open_fds) = candidates(ledger, h.now_ns);
-    let old_enough =
-        candidates.iter().filter(|c| c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns);
+    // What a process left open at exit counts whatever its age: it can
+    // never grow older (the valgrind --track-fds signal).
+    let counted = candidates
+        .iter()
+        .filter(|c| c.at_exit || c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns);
     let mut groups: HashMap<Key, Group> = HashMap::new();
     let mut unclosed = 0;
-    for c in old_enough {
+    // Per exited process: the fds counted, by kind, and their groups.
+    let mut left: HashMap<u32, (BTreeMap<String, usize>, Vec<Key>)> = HashMap::new();
+    // Per suppression rule (in the file's order): its groups and fds.
+    let mut suppressed: BTreeMap<String, (Vec<Key>, usize)> = BTreeMap::new();
+    for c in counted {
         let seen = Seen::of(c, sockets.get(&(c.pid, c.entry.fd)).filter(|_| !c.at_exit));
         if !opts.filter.matches(&seen.facts()) {
             continue;
         }
-        unclosed += 1;
         let key = key_of(c.pid, c.entry, stacks);
+        if let Key::Stack { frames, spawn } = &key {
+            if let Some(rule) = opts.suppress.matching(frames, spawn.as_deref().unwrap_or_default()) {
+                let (keys, fds) = suppressed.entry(rule.text.clone()).or_default();
+                *fds += 1;
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+                continue;
+            }
+        }
+        unclosed += 1;
         let g = groups.entry(key.clone()).or_insert_with(|| empty_group(&key));
         let info = seen.info();
         g.open += 1;
         g.oldest_age_s = g.oldest_age_s.max(info.age_s);
         let kind = c.entry.desc.sock.map(|s| s.label()).unwrap_or_else(|| c.entry.kind.name().to_string());
+        if c.at_exit {
+            let (kinds, keys) = left.entry(c.pid).or_default();
+            *kinds.entry(kind.clone()).or_default() += 1;
+            if !keys.contains(&key) {
+                keys.push(key.clone());
+            }
+        }
         *g.kinds.entry(kind).or_default() += 1;
         g.fds.push(info);
     }
@@ -98,14 +127,29 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
         kinds: opts.filter.kind_names().into_iter().map(String::from).collect(),
         groups,
         more_groups: 0,
+        suppressed: opts
+            .suppress
+            .rules
+            .iter()
+            .filter_map(|r| {
+                let (keys, fds) = suppressed.get(&r.text)?;
+                Some(Suppressed { rule: r.text.clone(), groups: keys.len(), fds: *fds })
+            })
+            .collect(),
         exited: ledger
             .exited()
             .iter()
-            .map(|e| ExitInfo {
-                pid: e.tgid,
-                comm: e.comm.to_string(),
-                status: e.exit_code,
-                open_at_exit: e.open_at_exit.len(),
+            .map(|e| {
+                let (kinds, keys) = left.get(&e.tgid).cloned().unwrap_or_default();
+                ExitInfo {
+                    pid: e.tgid,
+                    comm: e.comm.to_string(),
+                    status: e.exit_code,
+                    open_at_exit: e.open_at_exit.len(),
+                    unclosed: kinds.values().sum(),
+                    unclosed_kinds: kinds,
+                    places: keys.len(),
+                }
             })
             .collect(),
         notes: info.notes.iter().chain(info.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),

@@ -13,11 +13,13 @@ pub mod folded;
 mod model;
 #[cfg(test)]
 mod sample;
+pub mod suppress;
 #[cfg(test)]
 mod tests;
 pub mod text;
 
 pub use build::{build, Head, Options};
 pub use model::{
-    ExitInfo, FdInfo, Finding, Group, KernelPairing, Limits, Peer, Report, SessionInfo, Stats, TargetInfo,
+    ExitInfo, FdInfo, Finding, Group, KernelPairing, Limits, Peer, Report, SessionInfo, Stats, Suppressed,
+    TargetInfo,
 };

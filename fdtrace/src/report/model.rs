@@ -143,6 +143,10 @@ pub struct Report {
     pub groups: Vec<Group>,
     /// Groups left out by `--top`.
     pub more_groups: usize,
+    /// Groups `--suppress` left out, per rule that matched (absent
+    /// without suppressions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<Suppressed>,
     /// Traced processes that exited, with what they left open.
     pub exited: Vec<ExitInfo>,
     /// Limits of this session's view (see the README).
@@ -151,6 +155,14 @@ pub struct Report {
     /// listed has one.
     #[serde(skip)]
     pub origin_notes: Vec<String>,
+}
+
+/// What one `--suppress` rule left out of a report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Suppressed {
+    pub rule: String,
+    pub groups: usize,
+    pub fds: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -165,7 +177,17 @@ pub struct ExitInfo {
     pub comm: String,
     /// wait(2) status.
     pub status: u32,
+    /// Every fd it had open when it exited.
     pub open_at_exit: usize,
+    /// Of those, the ones the report counts (its kinds and filters; any
+    /// age: an fd open at exit can never grow older), by kind ("tcp",
+    /// "udp", "file"...), and from how many places (groups).
+    #[serde(default)]
+    pub unclosed: usize,
+    #[serde(default)]
+    pub unclosed_kinds: BTreeMap<String, usize>,
+    #[serde(default)]
+    pub places: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -304,6 +326,7 @@ impl Report {
             more_groups: self.more_groups + (self.groups.len() - keep),
             groups,
             exited: self.exited.clone(),
+            suppressed: self.suppressed.clone(),
             notes,
             origin_notes: self.origin_notes.clone(),
             ..*self

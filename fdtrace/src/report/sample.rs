@@ -43,6 +43,7 @@ pub fn report(groups: Vec<Group>) -> Report {
         kinds: vec!["socket".into()],
         groups,
         more_groups: 0,
+        suppressed: vec![],
         exited: vec![],
         notes: vec![],
         origin_notes: vec![],

@@ -10,6 +10,7 @@ use crate::{
     filter::Filter,
     host::{SocketView, Sockets},
     ledger::{Ledger, ProcFd},
+    report::suppress::Suppressions,
     symbolize::{Frame, Resolved, Stacks},
 };
 
@@ -21,6 +22,7 @@ struct Opts {
     filter: Filter,
     top: usize,
     fds_per_group: usize,
+    suppress: Suppressions,
 }
 
 /// The session facts a report header shows.
@@ -34,7 +36,7 @@ struct Header {
 /// A report as an output with `o`'s limits shows it.
 fn build(h: &Header, o: &Opts, l: &Ledger, s: &Stacks, sockets: &Sockets) -> Report {
     let head = Head { info: &h.info, stats: &h.stats, now_ns: h.now_ns, is_final: true };
-    let opts = Options { min_age_ns: o.min_age_ns, filter: o.filter.clone() };
+    let opts = Options { min_age_ns: o.min_age_ns, filter: o.filter.clone(), suppress: o.suppress.clone() };
     super::build(head, &opts, l, s, sockets).limited(Limits { top: o.top, fds_per_group: o.fds_per_group })
 }
 
@@ -132,6 +134,7 @@ fn opts() -> Opts {
         filter: Filter { kinds: Some(vec![FdKind::Socket]), ..Filter::default() },
         top: 10,
         fds_per_group: 100,
+        suppress: Suppressions::default(),
     }
 }
 
@@ -325,8 +328,60 @@ fn what_was_open_at_exit_stays_in_the_report() {
     assert!(g.fds[0].at_exit);
     assert_eq!(g.fds[0].age_s, 4.0, "age counts until the exit");
     assert_eq!(r.pids, vec![PID]);
-    assert_eq!(r.exited, vec![ExitInfo { pid: PID, comm: "app".into(), status: 0, open_at_exit: 1 }]);
-    assert!(text::render(&r).contains("pid 100 (app) exited (status 0) with 1 fds open"));
+    let tcp = [("tcp".to_string(), 1)].into_iter().collect();
+    let want = ExitInfo {
+        pid: PID,
+        comm: "app".into(),
+        status: 0,
+        open_at_exit: 1,
+        unclosed: 1,
+        unclosed_kinds: tcp,
+        places: 1,
+    };
+    assert_eq!(r.exited, vec![want]);
+    assert!(text::render(&r).contains("pid 100 (app) exited (status 0) with 1 fds open: 1 tcp from 1 place"));
+}
+
+#[test]
+fn what_was_open_at_exit_counts_however_young() {
+    // Opened 0.1 s before the exit, with --min-age 1: it can never grow
+    // older, so it counts; a live fd as young does not.
+    let events = [
+        socket(S, 3, 1),
+        socket(4 * S + S / 2, 4, 3),
+        file(49 * S / 10, 5, 3),
+        ev(5 * S, Body::Exit { code: 3 << 8 }),
+    ];
+    let r = build_at(20, &events, &all_fds());
+    assert_eq!(r.unclosed, 3);
+    let e = &r.exited[0];
+    assert_eq!((e.open_at_exit, e.unclosed, e.places), (3, 3, 2));
+    let kinds: Vec<(&str, usize)> = e.unclosed_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(kinds, vec![("file", 1), ("tcp", 2)]);
+    let text = text::render(&r);
+    assert!(text.contains("exited (status 3) with 3 fds open: 2 tcp, 1 file from 2 places"), "{text}");
+    assert!(text.contains("open longer than 1.0 s or left open at exit"), "{text}");
+
+    let live = build_at(5, &[socket(S, 3, 1), socket(4 * S + S / 2, 4, 1)], &opts());
+    assert_eq!(live.unclosed, 1, "a live fd younger than --min-age does not count yet");
+}
+
+#[test]
+fn suppressed_stacks_are_left_out_and_counted() {
+    let suppress = Suppressions::parse("main.logs\n").unwrap();
+    let events = [socket(S, 3, 1), file(S, 4, 3), file(S, 5, 3)];
+    let r = build_at(10, &events, &Opts { suppress, ..all_fds() });
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    assert_eq!(r.groups[0].stack[1].function.as_deref(), Some("main.leak"));
+    assert_eq!(r.unclosed, 1);
+    assert_eq!(r.suppressed, vec![Suppressed { rule: "main.logs".into(), groups: 1, fds: 2 }]);
+    let text = text::render(&r);
+    assert!(text.contains("suppressed: 2 fds from 1 place by \"main.logs\""), "{text}");
+    // A rule that matches nothing is not listed.
+    let suppress = Suppressions::parse("nothing.here\n").unwrap();
+    let r = build_at(10, &events, &Opts { suppress, ..all_fds() });
+    assert!(r.suppressed.is_empty());
+    assert_eq!(r.unclosed, 3);
 }
 
 #[test]

@@ -87,7 +87,20 @@ pub fn render_with(r: &Report, p: Paint) -> String {
             0 => format!("status {}", e.status >> 8 & 0xff),
             sig => format!("signal {sig}"),
         };
-        let _ = writeln!(out, "  pid {} ({}) exited ({how}) with {} fds open", e.pid, e.comm, e.open_at_exit);
+        let counted = if e.unclosed > 0 {
+            let mut kinds: Vec<(&String, &usize)> = e.unclosed_kinds.iter().collect();
+            kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let places = if e.places == 1 { "place" } else { "places" };
+            p.yellow(&format!(": {} from {} {places}", kinds.join(", "), e.places))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  pid {} ({}) exited ({how}) with {} fds open{counted}",
+            e.pid, e.comm, e.open_at_exit
+        );
     }
     for n in &r.notes {
         wrap(&mut out, "  note: ", "        ", n);
@@ -95,6 +108,16 @@ pub fn render_with(r: &Report, p: Paint) -> String {
     if r.pids.len() > 1 {
         let pids: Vec<String> = r.pids.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(out, "  processes: {}", pids.join(", "));
+    }
+    for s in &r.suppressed {
+        let _ = writeln!(
+            out,
+            "  suppressed: {} fds from {} {} by {:?}",
+            s.fds,
+            s.groups,
+            if s.groups == 1 { "place" } else { "places" },
+            s.rule
+        );
     }
     if r.groups.is_empty() {
         let _ = writeln!(
@@ -106,9 +129,10 @@ pub fn render_with(r: &Report, p: Paint) -> String {
         return out;
     }
     let stacks = r.groups.len() + r.more_groups;
+    let at_exit = if r.exited.iter().any(|e| e.unclosed > 0) { " or left open at exit" } else { "" };
     let _ = writeln!(
         out,
-        "  {} {what} open longer than {} ({} fds open in all), from {} {}",
+        "  {} {what} open longer than {}{at_exit} ({} fds open in all), from {} {}",
         r.unclosed,
         age(r.min_age_s),
         r.open_fds,

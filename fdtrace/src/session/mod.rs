@@ -34,7 +34,7 @@ use crate::{
     events::{Comm, Source},
     host::{self, procfs},
     ledger::Ledger,
-    report::{self, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
+    report::{self, suppress::Suppressions, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
     sinks::{Progress, Reports, Sinks},
 };
 
@@ -64,6 +64,19 @@ pub enum Stop {
 pub struct Outcome {
     pub stop: Stop,
     pub exit_code: Option<u8>,
+    /// fds the final report counted as unclosed (`None`: no final report).
+    pub unclosed: Option<usize>,
+}
+
+impl Outcome {
+    /// fdtrace's exit code: `--error-exitcode`'s when the final report
+    /// holds unclosed fds, else the launched command's, else 0.
+    pub fn code(&self, error_exitcode: Option<u8>) -> u8 {
+        match (error_exitcode, self.unclosed) {
+            (Some(code), Some(n)) if n > 0 => code,
+            _ => self.exit_code.unwrap_or(0),
+        }
+    }
 }
 
 /// Traces until told to stop.
@@ -115,6 +128,7 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     async fn setup(args: &'a TraceArgs, mut launched: Option<Launched>) -> anyhow::Result<Session<'a>> {
+        let suppress = Suppressions::load(&args.suppress)?;
         let mut targets = targets::initial(args, launched.as_ref())?;
         let sinks = Sinks::from_args(args, launched.is_some(), Clock::new())?;
         let signals = Signals::new()?;
@@ -155,6 +169,7 @@ impl<'a> Session<'a> {
             report_opts: report::Options {
                 min_age_ns: args.min_age.as_nanos() as u64,
                 filter: args.report_filter(),
+                suppress,
             },
             signals,
             exits,
@@ -253,11 +268,13 @@ impl<'a> Session<'a> {
     async fn teardown(mut self, stop: Stop) -> anyhow::Result<Outcome> {
         // What the kernel sent (or kept) before we stopped still counts.
         self.take();
-        if self.sinks.wants(Reports::Final) {
+        let mut unclosed = None;
+        // --error-exitcode needs the final count, whatever is printed.
+        if self.sinks.wants(Reports::Final) || self.args.error_exitcode.is_some() {
             let check = self.start_check();
             tokio::time::sleep_until(check.due).await;
             self.judge(check);
-            self.report(true);
+            unclosed = Some(self.report(true));
         }
         self.sinks.flush();
         let losses = self.tracer.losses();
@@ -301,7 +318,7 @@ impl<'a> Session<'a> {
                 String::new()
             },
         );
-        finished.map(|()| Outcome { stop, exit_code })
+        finished.map(|()| Outcome { stop, exit_code, unclosed })
     }
 
     /// Pairing mode: takes the fds the kernel keeps and the pairs it
@@ -370,7 +387,8 @@ impl<'a> Session<'a> {
     }
 
     /// Builds a report and hands it to the sinks that want it.
-    fn report(&mut self, is_final: bool) {
+    /// Returns how many fds it counted as unclosed.
+    fn report(&mut self, is_final: bool) -> usize {
         let ledger = &self.pipe.ledger;
         self.info.comm = self.pipe.comm.clone();
         self.info.targets =
@@ -398,6 +416,7 @@ impl<'a> Session<'a> {
             r.open_fds,
             built.elapsed().as_secs_f64() * 1e3
         );
+        r.unclosed
     }
 
     /// Redraws the status line.
