@@ -202,13 +202,18 @@ impl Stacks {
                     log::debug!("symbolizing stack of {tgid}: {e}; retrying without debug info");
                     let mut plain = Process::new(tgid.into());
                     plain.debug_syms = false;
-                    self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)).unwrap_or_else(
-                        |e| {
-                            self.symbolize_errors += 1;
-                            log::debug!("symbolizing stack of {tgid} from symbol tables: {e}");
-                            vec![]
-                        },
-                    )
+                    match self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)) {
+                        Ok(s) => s,
+                        // The process exited since its maps were read (its
+                        // /proc/PID/map_files went with it): the files
+                        // those maps name still say.
+                        Err(e) => {
+                            log::debug!(
+                                "symbolizing stack of {tgid} from symbol tables: {e}; from its files"
+                            );
+                            self.symbolize_files(&maps, &lookups)
+                        }
+                    }
                 }
             }
         };

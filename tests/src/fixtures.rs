@@ -43,6 +43,12 @@ pub fn c_halfclose() -> PathBuf {
     BIN.get_or_init(|| c_program("halfclose")).clone()
 }
 
+/// `tests/c/udpleak.c`, built the same way.
+pub fn c_udpleak() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| c_program("udpleak")).clone()
+}
+
 fn c_program(name: &str) -> PathBuf {
     let bin = out_dir().join(format!("{name}-c"));
     let src = workspace_root().join(format!("tests/c/{name}.c"));
