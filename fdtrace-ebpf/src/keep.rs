@@ -100,25 +100,30 @@ pub enum Opened {
 /// Keeps the fd(s) of an open in the kernel, if it can.
 #[inline(always)]
 pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
-    if !pairing(target_flags) {
-        return Opened::Send;
-    }
-    // Nothing the reports show: a failed call, signalfd on an existing
-    // signalfd, dup2(fd, fd).
     let dup = ev.syscall == Syscall::Dup as u16
         || ev.syscall == Syscall::Dup2 as u16
         || ev.syscall == Syscall::Dup3 as u16
         || ev.syscall == Syscall::Fcntl as u16;
+    let accept = ev.syscall == Syscall::Accept as u16 || ev.syscall == Syscall::Accept4 as u16;
+    let tgid = ev.header.tgid;
+    if !pairing(target_flags) {
+        // Held: the kernel may still keep the source until fdtrace takes
+        // it; hand it over before the record that names it.
+        if (dup || accept) && ev.src_fd >= 0 && config!(flags) & config_flags::PAIRING != 0 {
+            let _ = release_kept(tgid, ev.src_fd, slot);
+        }
+        return Opened::Send;
+    }
+    // Nothing the reports show: a failed call, signalfd on an existing
+    // signalfd, dup2(fd, fd).
     if ev.ret < 0 || ev.fd_flags & fd_flags::REUSED_FD != 0 || (dup && ev.src_fd == ev.fd && ev.src_fd >= 0) {
         return Opened::Handled;
     }
     // The inline stack record went out already: its open must follow it;
     // a pipe whose fds could not be read says nothing to keep.
-    let tgid = ev.header.tgid;
     // An open the ring carries whose source (a dup's, accept's listener)
     // the kernel keeps: fdtrace must hold the source first, or the ledger
     // would look it up in vain (or find a later fd on its number).
-    let accept = ev.syscall == Syscall::Accept as u16 || ev.syscall == Syscall::Accept4 as u16;
     let send = |slot: &mut KeptSlot| {
         count(Loss::NotKept);
         if (dup || accept) && ev.src_fd >= 0 {
@@ -306,7 +311,7 @@ pub fn close(tgid: u32, target_flags: u32, fd: i32) -> bool {
     reason = "passed by value, the 128-byte entry is copied again and the sock state program's stack overflows"
 )]
 fn update(tgid: u32, target_flags: u32, fd: i32, change: impl FnOnce(&mut Kept)) -> bool {
-    if !pairing(target_flags) {
+    if config!(flags) & config_flags::PAIRING == 0 {
         return false;
     }
     let k = key(tgid, fd);
@@ -317,8 +322,10 @@ fn update(tgid: u32, target_flags: u32, fd: i32, change: impl FnOnce(&mut Kept))
     let mut kept = unsafe { core::ptr::read(ptr) };
     change(&mut kept);
     // Replaced only if still there: else fdtrace took it, and gets the
-    // record.
-    OPEN_FDS.insert(k, &kept, u64::from(BPF_EXIST)).is_ok()
+    // record. A held process's kept fd takes the change too (fdtrace is
+    // about to take it, and the record, sent as well, reaches a ledger
+    // that may not hold the fd yet).
+    OPEN_FDS.insert(k, &kept, u64::from(BPF_EXIST)).is_ok() && pairing(target_flags)
 }
 
 /// Sets or clears a kept fd's close-on-exec flag.
@@ -392,6 +399,12 @@ pub fn release(tgid: u32, target_flags: u32, fd: i32, slot: &mut KeptSlot) -> Re
     if !pairing(target_flags) {
         return Ok(());
     }
+    release_kept(tgid, fd, slot)
+}
+
+/// [`release`], whatever the process's flags.
+#[inline(always)]
+fn release_kept(tgid: u32, fd: i32, slot: &mut KeptSlot) -> Result<(), Loss> {
     let k = key(tgid, fd);
     let Some(kept) = OPEN_FDS.get_ptr(k) else {
         return Ok(());

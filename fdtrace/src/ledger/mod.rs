@@ -104,7 +104,15 @@ pub struct Ledger {
     /// later), and when, by (process, fd): for ring events older than the
     /// taken fd that still refer to them.
     displaced: HashMap<(u32, i32), (u64, FdEntry)>,
+    /// Dups whose source the ledger did not hold, by (process, source fd):
+    /// (the dup's fd, its serial, when). Filled in when the kernel's kept
+    /// source is taken.
+    unknown_sources: HashMap<(u32, i32), Vec<(i32, u64, u64)>>,
 }
+
+/// At most this many dups wait for their source (beyond, they stay of
+/// unknown kind).
+const UNKNOWN_SOURCES_KEPT: usize = 4096;
 
 impl Ledger {
     pub fn new() -> Self {
@@ -258,11 +266,18 @@ impl Ledger {
                 (true, Some(src)) => match self.source_at(tgid, table, src, ev.ts_ns) {
                     Some(s) => (s.kind, s.desc.clone()),
                     None => {
+                        // Pairing mode: a source the kernel kept and
+                        // fdtrace has not taken yet; filled in when it is.
                         log::debug!(
-                            "{:?} of fd {src} into {fd} at {}: the source is unknown",
+                            "{:?} of fd {src} into {fd} at {}: the source is unknown (yet)",
                             open.syscall,
                             ev.ts_ns
                         );
+                        if self.unknown_sources.len() >= UNKNOWN_SOURCES_KEPT {
+                            self.unknown_sources.clear();
+                        }
+                        let serial = self.next_serial + 1;
+                        self.unknown_sources.entry((tgid, src)).or_default().push((fd, serial, ev.ts_ns));
                         (FdKind::Other, FdDesc::default())
                     }
                 },
@@ -383,6 +398,17 @@ impl Ledger {
         };
         self.stacks.entry((tgid, site)).or_default().opened += 1;
         self.touched.insert((tgid, fd), ev.ts_ns);
+        // Dups of it the ring carried before it was taken: they refer to
+        // what it refers to.
+        for (dup, serial, at) in self.unknown_sources.remove(&(tgid, fd)).unwrap_or_default() {
+            if at < ev.ts_ns {
+                continue;
+            }
+            if let Some(d) = self.table_mut(table).fds.get_mut(&dup).filter(|d| d.serial == serial) {
+                d.kind = entry.kind;
+                d.desc = entry.desc.clone();
+            }
+        }
         self.insert(table, entry.clone());
         out.push(Effect::Opened { tgid, entry });
     }

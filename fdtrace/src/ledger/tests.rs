@@ -715,3 +715,16 @@ fn pairs_the_kernel_counted_add_to_their_site() {
     assert_eq!(site_counts(&l, 4), (41, 41));
     assert_eq!(open_fds(&l, PID), vec![3]);
 }
+
+#[test]
+fn a_dup_read_before_its_kept_source_was_taken_takes_its_kind_when_it_is() {
+    let mut l = given_empty();
+    // dup(5) -> 7 through the ring at t=6; the kernel kept 5 (a socket,
+    // opened at t=5) and hands it over later.
+    apply(&mut l, &[ev(6, PID, dup(Syscall::Dup, 5, 7))]);
+    assert_eq!(l.entry(PID, 7).unwrap().kind, FdKind::Other);
+    apply(&mut l, &[ev(5, PID, adopted(5, 2))]);
+    let d = l.entry(PID, 7).unwrap();
+    assert_eq!((d.kind, d.desc.state), (FdKind::Socket, Some(TcpState::Established)));
+    assert_eq!(open_fds(&l, PID), vec![5, 7]);
+}
