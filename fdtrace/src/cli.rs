@@ -160,7 +160,7 @@ pub struct TraceArgs {
     pub no_stacks: bool,
 
     /// Send every open and close to fdtrace instead of letting the kernel pair the short-lived
-    /// ones itself (costlier under churn; the reports are the same). --events always does.
+    /// ones itself (costlier under churn; the reports are the same). --events and -f always do.
     #[arg(long)]
     pub no_kernel_pairing: bool,
 

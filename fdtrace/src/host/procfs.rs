@@ -146,15 +146,37 @@ pub fn list_fds(pid: u32) -> io::Result<Vec<ProcFd>> {
 
 /// One fd of `pid` described as `list_fds` would; `None` if it is closed.
 pub fn describe_fd(pid: u32, fd: i32) -> Option<ProcFd> {
-    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    let (kind, mut desc) = classify_link(&target.to_string_lossy());
-    let cloexec = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-        .map(|t| parse_fdinfo_cloexec(&t))
-        .unwrap_or(false);
-    if let Some(s) = desc.inode.and_then(|i| net::sockets(pid).remove(&i)) {
-        describe_socket(&mut desc, &s);
+    Describer::new(pid).describe(fd)
+}
+
+/// Describes fds of one process, reading its socket tables once (at the
+/// first socket) however many fds it describes: a table of 40,000 sockets
+/// takes seconds to read.
+pub struct Describer {
+    pid: u32,
+    sockets: Option<std::collections::HashMap<u64, SocketView>>,
+}
+
+impl Describer {
+    pub fn new(pid: u32) -> Describer {
+        Describer { pid, sockets: None }
     }
-    Some(ProcFd { fd, kind, cloexec, desc })
+
+    pub fn describe(&mut self, fd: i32) -> Option<ProcFd> {
+        let pid = self.pid;
+        let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+        let (kind, mut desc) = classify_link(&target.to_string_lossy());
+        let cloexec = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+            .map(|t| parse_fdinfo_cloexec(&t))
+            .unwrap_or(false);
+        if let Some(inode) = desc.inode {
+            let sockets = self.sockets.get_or_insert_with(|| net::sockets(pid));
+            if let Some(s) = sockets.get(&inode) {
+                describe_socket(&mut desc, s);
+            }
+        }
+        Some(ProcFd { fd, kind, cloexec, desc })
+    }
 }
 
 /// The path a file fd of `pid` refers to now (files and memfds; `None`

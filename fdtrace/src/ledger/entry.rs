@@ -53,6 +53,13 @@ pub enum Origin {
     MissedOpen,
 }
 
+impl Origin {
+    /// Made by the dup family (the new fd is the source's file).
+    pub fn is_dup(self) -> bool {
+        matches!(self, Origin::Syscall(s) if s.new_fd() == fdtrace_common::syscall::NewFd::CopyOfSource)
+    }
+}
+
 /// What the fd refers to, as far as fdtrace knows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FdDesc {

@@ -155,6 +155,17 @@ impl Ledger {
     }
 
     /// The open fd `fd` of live process `tgid`.
+    /// Sets what the fd with `serial` refers to, if it is still open (its
+    /// kind and description, as `/proc` shows them).
+    pub fn refine(&mut self, tgid: u32, fd: i32, serial: u64, kind: FdKind, desc: FdDesc) {
+        let Some(p) = self.procs.get(&tgid) else { return };
+        let Some(t) = self.tables.get_mut(&p.table) else { return };
+        if let Some(e) = t.fds.get_mut(&fd).filter(|e| e.serial == serial) {
+            e.kind = kind;
+            e.desc = FdDesc { sk: e.desc.sk, ..desc };
+        }
+    }
+
     pub fn entry(&self, tgid: u32, fd: i32) -> Option<&FdEntry> {
         let p = self.procs.get(&tgid)?;
         self.tables.get(&p.table)?.fds.get(&fd)

@@ -133,7 +133,9 @@ impl<'a> Session<'a> {
         let sinks = Sinks::from_args(args, launched.is_some(), Clock::new())?;
         let signals = Signals::new()?;
         let started = Instant::now();
-        let pairing = !sinks.wants_events() && !args.no_kernel_pairing;
+        // Not with -f yet: a followed child's fds can go unseen (found
+        // missing by the bench's 18,000 fds over 3 followed processes).
+        let pairing = !sinks.wants_events() && !args.no_kernel_pairing && !args.follow_forks;
         let (tracer, mut source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
         // The targets were added held: with their baseline read, the kernel

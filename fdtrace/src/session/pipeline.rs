@@ -70,6 +70,14 @@ impl Pipeline {
                 for stack in [entry.stack, entry.desc.go_spawn].into_iter().flatten() {
                     self.stacks.resolve(*tgid, stack, raw);
                 }
+                // A dup whose source nobody saw (the kernel paired the
+                // source's close while the dup was in flight, another
+                // thread closing it): the fd itself says what it is.
+                if entry.kind == FdKind::Other && entry.origin.is_dup() {
+                    if let Some(f) = procfs::describe_fd(*tgid, entry.fd) {
+                        self.ledger.refine(*tgid, entry.fd, entry.serial, f.kind, f.desc);
+                    }
+                }
             }
         }
         if let Body::Exit { .. } = ev.body {

@@ -45,12 +45,13 @@ impl Check {
         let mut missed = Missed::default();
         for FdScan { tgid, scan_ns, fds } in self.scans {
             let mut fx = vec![];
+            let mut describer = procfs::Describer::new(tgid);
             let (open, close) = ledger.reconcile(
                 tgid,
                 scan_ns,
                 &fds,
                 scan_ns.saturating_sub(settle),
-                |fd| procfs::describe_fd(tgid, fd),
+                |fd| describer.describe(fd),
                 &mut fx,
             );
             if open + close > 0 {
