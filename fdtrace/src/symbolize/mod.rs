@@ -10,6 +10,8 @@
 //! address into the caller. It is inserted when the bytes before it are a
 //! call instruction (so a stray value on the stack is never taken for a
 //! frame).
+pub mod gopclntab;
+
 use std::{collections::HashMap, fs, os::unix::fs::FileExt, path::Path, sync::Arc};
 
 use blazesym::symbolize::{

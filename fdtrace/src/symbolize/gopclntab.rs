@@ -1,0 +1,754 @@
+//! Go's own line table, `.gopclntab`: function names, files, lines and
+//! inlined calls for Go binaries built without symbols or DWARF
+//! (`-ldflags="-s -w"`, how production binaries ship). The Go runtime keeps
+//! it in every binary for its own tracebacks, so it survives stripping.
+//!
+//! Layout (Go's `src/runtime/symtab.go`, `src/debug/gosym/pclntab.go`): a
+//! `pcHeader` (magic, minimum instruction size, pointer size, counts, and
+//! offsets of the sub-tables from the header), then
+//!
+//! - `funcnametab`: NUL-terminated function names;
+//! - `cutab`: per compilation unit, offsets into `filetab` (file names);
+//! - `pctab`: pc-value tables (varint-encoded runs of value delta, pc delta);
+//! - `pclntab`: the function table (`ftab`: nfunc+1 sorted entries of entry
+//!   pc and offset of the `_func` record), then the `_func` records.
+//!
+//! A `_func` names its pc-value tables for the file (`pcfile`, an index into
+//! its CU's files) and the line (`pcln`), its PCDATA tables (index 2,
+//! `PCDATA_InlTreeIndex`: which inlined call a pc is in, -1 for none) and
+//! FUNCDATA (index 3, `FUNCDATA_InlTree`: the inlined calls, each naming
+//! the callee and a pc in the caller whose position is the call site).
+//!
+//! Versions: magic 0xfffffffa (Go 1.16–1.17: absolute entry pcs, pointer-size
+//! FUNCDATA addresses), 0xfffffff0 (1.18–1.19: entries as 32-bit offsets from
+//! the text start, FUNCDATA as 32-bit offsets from `moduledata.gofunc`),
+//! 0xfffffff1 (1.20+: `_func` gains `startLine`, inlined calls lose
+//! their parent index and file/line, found instead through the caller's pc).
+//!
+//! The table is found by its section (`.gopclntab`, or
+//! `.data.rel.ro.gopclntab` in PIE builds), or, when section headers are
+//! stripped, by searching the loaded segments for the magic and a header
+//! whose offsets hold. `runtime.firstmoduledata` (found by the pointer to
+//! the header it starts with) gives the text start and, from Go 1.18,
+//! `gofunc`, the base of the inline trees.
+//!
+//! Every read is bounds-checked and every loop is bounded by the data it
+//! walks (or a depth limit): a truncated or corrupted table gives `None` or
+//! an error, never a panic.
+use std::{collections::HashMap, ops::Range};
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+const PCDATA_INL_TREE_INDEX: u32 = 2;
+const FUNCDATA_INL_TREE: u8 = 3;
+/// Deeper inline chains than this are treated as corrupt (the compiler's
+/// inlining budget keeps real chains far shorter).
+const MAX_INLINE_DEPTH: usize = 100;
+
+/// The table's format, from its magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Version {
+    /// Go 1.16 and 1.17 (magic 0xfffffffa).
+    Go116,
+    /// Go 1.18 and 1.19 (magic 0xfffffff0).
+    Go118,
+    /// Go 1.20 and later (magic 0xfffffff1).
+    Go120,
+}
+
+impl Version {
+    fn from_magic(magic: u32) -> Option<Version> {
+        match magic {
+            0xffff_fffa => Some(Version::Go116),
+            0xffff_fff0 => Some(Version::Go118),
+            0xffff_fff1 => Some(Version::Go120),
+            _ => None,
+        }
+    }
+}
+
+/// Why a binary's Go line table could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PclntabError {
+    /// Not a little-endian ELF file (fdtrace reads x86-64 and arm64 Linux
+    /// binaries).
+    #[error("not a little-endian ELF file")]
+    NotElf,
+    /// No `.gopclntab` section and no table found in the loaded segments:
+    /// not a Go program, or older than Go 1.16.
+    #[error("no Go line table (.gopclntab): not a Go 1.16+ program")]
+    NotFound,
+    /// The header or a table it points to is cut short or inconsistent.
+    #[error("corrupt Go line table: {0}")]
+    Corrupt(&'static str),
+}
+
+/// One frame at a pc: the function, and where in its source the pc is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoFrame {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// A loaded segment: where its bytes are in the file and in memory.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    vaddr: u64,
+    file_offset: u64,
+    file_size: u64,
+    writable: bool,
+}
+
+/// A Go binary's line table, over the binary's bytes `D` (a `Vec<u8>` or a
+/// memory map of the file).
+pub struct Pclntab<D> {
+    data: D,
+    pub version: Version,
+    ptr_size: usize,
+    min_lc: u64,
+    /// The table's bytes in `data`: from the header to the end of its
+    /// section (or of its segment, when found without sections).
+    table: Range<usize>,
+    nfunc: usize,
+    funcnametab: usize,
+    cutab: usize,
+    filetab: usize,
+    pctab: usize,
+    pclntab: usize,
+    /// Base of 1.18+ entry offsets.
+    text_start: u64,
+    /// Base of 1.18+ FUNCDATA offsets; without it inline trees are not read.
+    gofunc: Option<u64>,
+    segments: Vec<Segment>,
+    /// Dynamic relocations (address → value) for pointers a PIE leaves to
+    /// the loader; Go's own linker also writes the values, so this is only
+    /// consulted for a zero pointer.
+    relocs: HashMap<u64, u64>,
+}
+
+/// Little-endian reads that fail instead of panicking.
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    let bytes = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn read_u64(b: &[u8], at: usize) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn read_ptr(b: &[u8], at: usize, ptr_size: usize) -> Option<u64> {
+    match ptr_size {
+        8 => read_u64(b, at),
+        _ => read_u32(b, at).map(u64::from),
+    }
+}
+
+/// A NUL-terminated string starting at `at`.
+fn read_cstr(b: &[u8], at: usize) -> Option<&[u8]> {
+    let rest = b.get(at..)?;
+    let len = rest.iter().position(|&c| c == 0)?;
+    Some(&rest[..len])
+}
+
+/// Go's `readvarint`: an unsigned LEB128 of at most 32 bits.
+fn read_varint(b: &[u8], at: &mut usize) -> Option<u32> {
+    let mut v: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u32::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl<D: AsRef<[u8]>> Pclntab<D> {
+    /// Finds and checks the line table of the ELF binary in `data`.
+    pub fn parse(data: D) -> Result<Pclntab<D>, PclntabError> {
+        let found = Pclntab::locate(data.as_ref())?;
+        Ok(found.with_data(data))
+    }
+}
+
+impl<D> Pclntab<D> {
+    fn with_data<E>(self, data: E) -> Pclntab<E> {
+        let Pclntab {
+            data: _,
+            version,
+            ptr_size,
+            min_lc,
+            table,
+            nfunc,
+            funcnametab,
+            cutab,
+            filetab,
+            pctab,
+            pclntab,
+            text_start,
+            gofunc,
+            segments,
+            relocs,
+        } = self;
+        Pclntab {
+            data,
+            version,
+            ptr_size,
+            min_lc,
+            table,
+            nfunc,
+            funcnametab,
+            cutab,
+            filetab,
+            pctab,
+            pclntab,
+            text_start,
+            gofunc,
+            segments,
+            relocs,
+        }
+    }
+}
+
+impl<D: AsRef<[u8]>> Pclntab<D> {
+    /// The functions, in address order: (entry address, name).
+    pub fn functions(&self) -> impl Iterator<Item = (u64, String)> + '_ {
+        (0..self.nfunc).filter_map(move |i| {
+            let (entry, func) = self.ftab(i)?;
+            let name = self.func_name(func)?;
+            Some((entry, name))
+        })
+    }
+
+    /// The entry address of the function called `name` (for uprobes on
+    /// stripped binaries).
+    pub fn func_entry(&self, name: &str) -> Option<u64> {
+        let want = name.as_bytes();
+        let tab = self.tab();
+        (0..self.nfunc).find_map(|i| {
+            let (entry, func) = self.ftab(i)?;
+            let nameoff = read_u32(tab, func + self.entry_size() + 0)? as usize;
+            let got = read_cstr(tab, self.funcnametab.checked_add(nameoff)?)?;
+            (got == want).then_some(entry)
+        })
+    }
+
+    /// The virtual address at file offset `offset`, when a loaded segment
+    /// holds it (how a mapped address, turned into a file offset with
+    /// `/proc/PID/maps`, becomes an address in this table).
+    pub fn vaddr_of_file_offset(&self, offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| (s.file_offset..s.file_offset + s.file_size).contains(&offset))
+            .map(|s| offset - s.file_offset + s.vaddr)
+    }
+
+    /// The frames at `pc`, a virtual address in the binary (an instruction,
+    /// not a return address: callers look up `ret - 1`), innermost first,
+    /// as `runtime.CallersFrames` expands them: each inlined call, then the
+    /// function that contains them. `None` outside Go's functions.
+    pub fn frames(&self, pc: u64) -> Option<Vec<GoFrame>> {
+        let (entry, func) = self.find_func(pc)?;
+        let outer = self.func_name(func)?;
+        let tree = self.inline_tree(func);
+        let mut frames = Vec::new();
+        let mut at = pc;
+        for _ in 0..MAX_INLINE_DEPTH {
+            let (file, line) = self.position(func, entry, at);
+            let call = tree.and_then(|tree| {
+                let ix = self.pcdata(func, entry, PCDATA_INL_TREE_INDEX, at)?;
+                self.inlined_call(tree, u32::try_from(ix).ok()?)
+            });
+            match call {
+                None => {
+                    frames.push(GoFrame { function: outer, file, line });
+                    return Some(frames);
+                }
+                Some((nameoff, parent_pc)) => {
+                    let function = self.name_at(nameoff)?;
+                    frames.push(GoFrame { function, file, line });
+                    // The call site: an instruction of the caller.
+                    at = entry.checked_add(u64::from(parent_pc))?;
+                }
+            }
+        }
+        None
+    }
+
+    fn tab(&self) -> &[u8] {
+        &self.data.as_ref()[self.table.clone()]
+    }
+
+    /// Size of an `ftab` entry, and of `_func.entry`.
+    fn entry_size(&self) -> usize {
+        match self.version {
+            Version::Go116 => self.ptr_size,
+            _ => 4,
+        }
+    }
+
+    /// `ftab[i]`: the entry address and the `_func`'s offset in the table.
+    fn ftab(&self, i: usize) -> Option<(u64, usize)> {
+        let tab = self.tab();
+        let size = self.entry_size();
+        let at = self.pclntab.checked_add(i.checked_mul(2 * size)?)?;
+        let (entry, func) = match self.version {
+            Version::Go116 => (self.ptr_at_table(at)?, read_ptr(tab, at + size, self.ptr_size)?),
+            _ => (
+                self.text_start.checked_add(u64::from(read_u32(tab, at)?))?,
+                u64::from(read_u32(tab, at + 4)?),
+            ),
+        };
+        let func = self.pclntab.checked_add(usize::try_from(func).ok()?)?;
+        Some((entry, func))
+    }
+
+    /// A pointer in the table, relocated if the file leaves it to the loader.
+    fn ptr_at_table(&self, at: usize) -> Option<u64> {
+        let v = read_ptr(self.tab(), at, self.ptr_size)?;
+        if v != 0 {
+            return Some(v);
+        }
+        let vaddr = self.vaddr_of_file_offset(u64::try_from(self.table.start.checked_add(at)?).ok()?)?;
+        Some(self.relocs.get(&vaddr).copied().unwrap_or(0))
+    }
+
+    /// The function containing `pc`: its entry and `_func` offset.
+    fn find_func(&self, pc: u64) -> Option<(u64, usize)> {
+        let (first, _) = self.ftab(0)?;
+        let (end, _) = self.ftab(self.nfunc)?;
+        if pc < first || pc >= end {
+            return None;
+        }
+        // The last entry <= pc (entries are sorted; a corrupt table gives a
+        // wrong answer, never a loop: the search halves a fixed range).
+        let (mut lo, mut hi) = (0usize, self.nfunc);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.ftab(mid)?.0 <= pc {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.ftab(lo)
+    }
+
+    fn func_name(&self, func: usize) -> Option<String> {
+        let nameoff = read_u32(self.tab(), func.checked_add(self.entry_size())?)?;
+        self.name_at(nameoff)
+    }
+
+    fn name_at(&self, nameoff: u32) -> Option<String> {
+        let at = self.funcnametab.checked_add(nameoff as usize)?;
+        let name = read_cstr(self.tab(), at)?;
+        (!name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned())
+    }
+
+    /// A `_func` field after `entry` and `nameoff`, by its index in
+    /// Go's struct (args=0, deferreturn, pcsp, pcfile, pcln, npcdata,
+    /// cuOffset=6).
+    fn func_u32(&self, func: usize, field: usize) -> Option<u32> {
+        read_u32(self.tab(), func.checked_add(self.entry_size() + 4 + 4 * field)?)
+    }
+
+    /// Size of the fixed part of a `_func`, up to its `pcdata` array.
+    fn func_size(&self) -> usize {
+        let start_line = if self.version >= Version::Go120 { 4 } else { 0 };
+        // entry, nameoff, 7 u32 fields, [startLine], funcID, flag, pad, nfuncdata.
+        self.entry_size() + 4 + 7 * 4 + start_line + 4
+    }
+
+    fn npcdata(&self, func: usize) -> Option<u32> {
+        self.func_u32(func, 5)
+    }
+
+    fn nfuncdata(&self, func: usize) -> Option<u8> {
+        self.tab().get(func.checked_add(self.func_size() - 1)?).copied()
+    }
+
+    /// `pcvalue`: the value of the pc-value table at `off` in `pctab`, at
+    /// `target`. Each step reads at least two bytes, so the walk ends with
+    /// the table.
+    fn pcvalue(&self, off: u32, entry: u64, target: u64) -> Option<i32> {
+        if off == 0 {
+            return None;
+        }
+        let tab = self.tab();
+        let mut at = self.pctab.checked_add(off as usize)?;
+        let mut pc = entry;
+        let mut val: i32 = -1;
+        let mut first = true;
+        loop {
+            let uv = read_varint(tab, &mut at)?;
+            if uv == 0 && !first {
+                return None;
+            }
+            first = false;
+            let delta = if uv & 1 != 0 { !(uv >> 1) } else { uv >> 1 } as i32;
+            val = val.wrapping_add(delta);
+            let pcdelta = read_varint(tab, &mut at)?;
+            pc = pc.checked_add(u64::from(pcdelta).checked_mul(self.min_lc)?)?;
+            if target < pc {
+                return Some(val);
+            }
+        }
+    }
+
+    fn pcdata(&self, func: usize, entry: u64, table: u32, pc: u64) -> Option<i32> {
+        if table >= self.npcdata(func)? {
+            return None;
+        }
+        let at = func.checked_add(self.func_size())?.checked_add(4 * table as usize)?;
+        self.pcvalue(read_u32(self.tab(), at)?, entry, pc)
+    }
+
+    /// The file and line of `pc` in the function at `func`.
+    fn position(&self, func: usize, entry: u64, pc: u64) -> (Option<String>, Option<u32>) {
+        let line = self
+            .func_u32(func, 4)
+            .and_then(|off| self.pcvalue(off, entry, pc))
+            .and_then(|l| u32::try_from(l).ok());
+        let file = self
+            .func_u32(func, 3)
+            .and_then(|off| self.pcvalue(off, entry, pc))
+            .and_then(|fileno| self.file_name(func, u32::try_from(fileno).ok()?));
+        (file, line)
+    }
+
+    fn file_name(&self, func: usize, fileno: u32) -> Option<String> {
+        let cu = self.func_u32(func, 6)?;
+        let index = cu.checked_add(fileno)? as usize;
+        let off = read_u32(self.tab(), self.cutab.checked_add(index.checked_mul(4)?)?)?;
+        if off == u32::MAX {
+            return None;
+        }
+        let name = read_cstr(self.tab(), self.filetab.checked_add(off as usize)?)?;
+        Some(String::from_utf8_lossy(name).into_owned())
+    }
+
+    /// The file offset of the function's inline tree (FUNCDATA 3).
+    fn inline_tree(&self, func: usize) -> Option<usize> {
+        if FUNCDATA_INL_TREE >= self.nfuncdata(func)? {
+            return None;
+        }
+        let pcdata_end = func.checked_add(self.func_size())?.checked_add(4 * self.npcdata(func)? as usize)?;
+        let vaddr = match self.version {
+            Version::Go116 => {
+                // Pointer-size entries, aligned (the `_func` itself is).
+                let mut at = pcdata_end;
+                if self.ptr_size == 8 && (at - func) % 8 != 0 {
+                    at += 4;
+                }
+                let at = at.checked_add(usize::from(FUNCDATA_INL_TREE) * self.ptr_size)?;
+                self.ptr_at_table(at).filter(|&p| p != 0)?
+            }
+            _ => {
+                let at = pcdata_end.checked_add(4 * usize::from(FUNCDATA_INL_TREE))?;
+                let off = read_u32(self.tab(), at)?;
+                if off == u32::MAX {
+                    return None;
+                }
+                self.gofunc?.checked_add(u64::from(off))?
+            }
+        };
+        self.file_offset_of_vaddr(vaddr)
+    }
+
+    /// Entry `ix` of the inline tree at file offset `tree`: the callee's
+    /// name offset and the call site's pc offset from the entry.
+    fn inlined_call(&self, tree: usize, ix: u32) -> Option<(u32, u32)> {
+        let data = self.data.as_ref();
+        let (size, name, parent_pc) = match self.version {
+            // parent i16, funcID, pad, file, line, func_, parentPc.
+            Version::Go116 | Version::Go118 => (20, 12, 16),
+            // funcID, pad[3], nameOff, parentPc, startLine.
+            Version::Go120 => (16, 4, 8),
+        };
+        let at = tree.checked_add((ix as usize).checked_mul(size)?)?;
+        Some((read_u32(data, at.checked_add(name)?)?, read_u32(data, at.checked_add(parent_pc)?)?))
+    }
+
+    fn file_offset_of_vaddr(&self, vaddr: u64) -> Option<usize> {
+        let s = self.segments.iter().find(|s| (s.vaddr..s.vaddr + s.file_size).contains(&vaddr))?;
+        usize::try_from(vaddr - s.vaddr + s.file_offset).ok()
+    }
+}
+
+/// What the header says.
+struct Header {
+    version: Version,
+    ptr_size: usize,
+    min_lc: u64,
+    nfunc: usize,
+    text_start: u64,
+    /// funcnametab, cutab, filetab, pctab, pclntab: offsets from the header.
+    offsets: [usize; 5],
+}
+
+/// `runtime.moduledata`'s fields fdtrace uses.
+#[derive(Clone, Copy)]
+struct Module {
+    text: u64,
+    gofunc: Option<u64>,
+}
+
+fn header(bytes: &[u8], start: usize, end: usize) -> Result<Header, PclntabError> {
+    let tab = bytes.get(start..end).ok_or(PclntabError::Corrupt("table outside the file"))?;
+    let magic = read_u32(tab, 0).ok_or(PclntabError::Corrupt("header cut short"))?;
+    let version = Version::from_magic(magic).ok_or(PclntabError::NotFound)?;
+    let (pad1, pad2, min_lc, ptr_size) = match tab.get(4..8) {
+        Some(&[a, b, c, d]) => (a, b, c, d),
+        _ => return Err(PclntabError::Corrupt("header cut short")),
+    };
+    if pad1 != 0 || pad2 != 0 || !matches!(min_lc, 1 | 2 | 4) || !matches!(ptr_size, 4 | 8) {
+        return Err(PclntabError::Corrupt("header fields"));
+    }
+    let ptr_size = usize::from(ptr_size);
+    let word = |i: usize| {
+        read_ptr(tab, 8 + i * ptr_size, ptr_size)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or(PclntabError::Corrupt("header cut short"))
+    };
+    let nfunc = word(0)?;
+    let (text_start, first) = match version {
+        Version::Go116 => (0, 2),
+        _ => (word(2)? as u64, 3),
+    };
+    let mut offsets = [0usize; 5];
+    for (i, o) in offsets.iter_mut().enumerate() {
+        *o = word(first + i)?;
+    }
+    // The sub-tables follow one another, inside the table.
+    let header_end = 8 + (first + 5) * ptr_size;
+    let mut prev = header_end;
+    for &o in &offsets {
+        if o < prev || o > tab.len() {
+            return Err(PclntabError::Corrupt("sub-table offsets"));
+        }
+        prev = o;
+    }
+    Ok(Header { version, ptr_size, min_lc: u64::from(min_lc), nfunc, text_start, offsets })
+}
+
+impl<'a> Pclntab<&'a [u8]> {
+    /// Finds the table in `bytes` and checks it; the result holds no data.
+    fn locate(bytes: &'a [u8]) -> Result<Pclntab<()>, PclntabError> {
+        let obj = object::File::parse(bytes).map_err(|_| PclntabError::NotElf)?;
+        if obj.format() != object::BinaryFormat::Elf || !obj.is_little_endian() {
+            return Err(PclntabError::NotElf);
+        }
+        let segments = segments(&obj);
+        let section = [".gopclntab", ".data.rel.ro.gopclntab"]
+            .iter()
+            .find_map(|name| obj.section_by_name(name))
+            .and_then(|s| s.file_range().map(|(off, size)| (off, size, s.address())));
+        let relocs = relative_relocations(&obj);
+        let text_section = obj.section_by_name(".text").map(|s| s.address());
+        let gofunc_symbol = obj
+            .symbols()
+            .find(|s| s.name().is_ok_and(|n| n == "go:func.*" || n == "go.func.*"))
+            .map(|s| s.address());
+        let candidates: Vec<(usize, usize, u64)> = match section {
+            Some((off, size, addr)) => {
+                let start = usize::try_from(off).map_err(|_| PclntabError::Corrupt("section offset"))?;
+                let end = usize::try_from(size)
+                    .ok()
+                    .and_then(|size| start.checked_add(size))
+                    .filter(|&e| e <= bytes.len())
+                    .ok_or(PclntabError::Corrupt("section past the end of the file"))?;
+                vec![(start, end, addr)]
+            }
+            None => search_magic(bytes, &segments),
+        };
+        let mut last = PclntabError::NotFound;
+        for (start, end, vaddr) in candidates {
+            let h = match header(bytes, start, end) {
+                Ok(h) => h,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let mut t = Pclntab {
+                data: bytes,
+                version: h.version,
+                ptr_size: h.ptr_size,
+                min_lc: h.min_lc,
+                table: start..end,
+                nfunc: h.nfunc,
+                funcnametab: h.offsets[0],
+                cutab: h.offsets[1],
+                filetab: h.offsets[2],
+                pctab: h.offsets[3],
+                pclntab: h.offsets[4],
+                text_start: 0,
+                gofunc: None,
+                segments: segments.clone(),
+                relocs: relocs.clone(),
+            };
+            let module = t.moduledata(vaddr, h.offsets[0] as u64);
+            if h.version >= Version::Go118 {
+                // Go's debug/gosym prefers the text section to the
+                // header's field, which a PIE may leave unrelocated.
+                let Some(text) = module
+                    .map(|m| m.text)
+                    .filter(|&t| t != 0)
+                    .or(text_section)
+                    .or(Some(h.text_start).filter(|&t| t != 0))
+                else {
+                    last = PclntabError::Corrupt("no text start");
+                    continue;
+                };
+                t.text_start = text;
+                t.gofunc = module.and_then(|m| m.gofunc).filter(|&g| g != 0).or(gofunc_symbol);
+            }
+            match t.check() {
+                Ok(()) => return Ok(t.with_data(())),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// `runtime.firstmoduledata`: the data word that points at the header
+    /// (the table's address `vaddr`), followed by the `funcnametab` slice.
+    fn moduledata(&self, vaddr: u64, funcname_off: u64) -> Option<Module> {
+        let bytes = self.data;
+        let p = self.ptr_size;
+        let want_names = vaddr.checked_add(funcname_off)?;
+        let read = |at: usize| -> Option<u64> {
+            let v = read_ptr(bytes, at, p)?;
+            if v != 0 {
+                return Some(v);
+            }
+            let s = self
+                .segments
+                .iter()
+                .find(|s| (s.file_offset..s.file_offset + s.file_size).contains(&(at as u64)))?;
+            self.relocs.get(&(at as u64 - s.file_offset + s.vaddr)).copied()
+        };
+        let at_vaddr = |v: u64| {
+            let s = self.segments.iter().find(|s| (s.vaddr..s.vaddr + s.file_size).contains(&v))?;
+            usize::try_from(v - s.vaddr + s.file_offset).ok()
+        };
+        // Where relocations say the pointer goes, then a scan of the
+        // writable segments' file bytes.
+        let from_relocs =
+            self.relocs.iter().filter(|(_, &value)| value == vaddr).filter_map(|(&at, _)| at_vaddr(at));
+        let scanned = self.segments.iter().filter(|s| s.writable).flat_map(|s| {
+            let start = s.file_offset as usize;
+            let end = (s.file_offset + s.file_size).min(bytes.len() as u64) as usize;
+            (start..end.saturating_sub(p)).step_by(p).filter(move |&at| read_ptr(bytes, at, p) == Some(vaddr))
+        });
+        let at = from_relocs.chain(scanned).find(|&at| read(at + p) == Some(want_names))?;
+        // Word indexes in moduledata: 7 slices (3 words each) but the first
+        // field, so findfunctab is word 19, minpc 20, maxpc 21, text 22;
+        // gofunc is 38 (1.18, 1.19) or 40 (1.20+: covctrs, ecovctrs).
+        let word = |i: usize| read(at + i * p);
+        let gofunc = match self.version {
+            Version::Go116 => None,
+            Version::Go118 => word(38),
+            Version::Go120 => word(40),
+        };
+        Some(Module { text: word(22)?, gofunc })
+    }
+
+    /// Sanity checks that catch a wrong candidate or a corrupt table early:
+    /// the function table fits and starts sorted, and its first function
+    /// has a name.
+    fn check(&self) -> Result<(), PclntabError> {
+        let tab = self.tab();
+        let size = match self.version {
+            Version::Go116 => self.ptr_size,
+            _ => 4,
+        };
+        let ftab_end = self
+            .nfunc
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(2 * size))
+            .and_then(|n| n.checked_add(self.pclntab))
+            .ok_or(PclntabError::Corrupt("function count"))?;
+        if self.nfunc == 0 || ftab_end > tab.len() {
+            return Err(PclntabError::Corrupt("function table past the end"));
+        }
+        let func0 =
+            read_ptr(tab, self.pclntab + size, size).ok_or(PclntabError::Corrupt("function table"))?;
+        let nameoff = usize::try_from(func0)
+            .ok()
+            .and_then(|f| self.pclntab.checked_add(f)?.checked_add(size))
+            .and_then(|at| read_u32(tab, at))
+            .ok_or(PclntabError::Corrupt("first function"))?;
+        self.funcnametab
+            .checked_add(nameoff as usize)
+            .and_then(|at| read_cstr(tab, at))
+            .filter(|n| !n.is_empty())
+            .ok_or(PclntabError::Corrupt("first function's name"))?;
+        Ok(())
+    }
+}
+
+/// `R_*_RELATIVE` dynamic relocations: where the loader writes what value.
+fn relative_relocations(obj: &object::File) -> HashMap<u64, u64> {
+    let mut out = HashMap::new();
+    for (at, rel) in obj.dynamic_relocations().into_iter().flatten() {
+        let relative = matches!(rel.flags(), object::RelocationFlags::Elf { r_type }
+            if r_type == object::elf::R_X86_64_RELATIVE || r_type == object::elf::R_AARCH64_RELATIVE);
+        if let (true, Ok(value)) = (relative, u64::try_from(rel.addend())) {
+            out.insert(at, value);
+        }
+    }
+    out
+}
+
+fn segments(obj: &object::File) -> Vec<Segment> {
+    let mut out = Vec::new();
+    if let object::File::Elf64(elf) = obj {
+        use object::read::elf::ProgramHeader;
+        let endian = elf.endian();
+        for ph in elf.elf_program_headers() {
+            if ph.p_type(endian) == object::elf::PT_LOAD {
+                out.push(Segment {
+                    vaddr: ph.p_vaddr(endian),
+                    file_offset: ph.p_offset(endian),
+                    file_size: ph.p_filesz(endian),
+                    writable: ph.p_flags(endian) & object::elf::PF_W != 0,
+                });
+            }
+        }
+        return out;
+    }
+    for s in obj.segments() {
+        let (file_offset, file_size) = s.file_range();
+        out.push(Segment { vaddr: s.address(), file_offset, file_size, writable: true });
+    }
+    out
+}
+
+/// Candidate tables when section headers are stripped: the magic, 8-byte
+/// aligned, with plausible header bytes, in a loaded segment; the table
+/// runs to the end of that segment's file bytes.
+fn search_magic(bytes: &[u8], segments: &[Segment]) -> Vec<(usize, usize, u64)> {
+    let mut out = Vec::new();
+    for s in segments {
+        let start = s.file_offset as usize;
+        let end = (s.file_offset.saturating_add(s.file_size)).min(bytes.len() as u64) as usize;
+        let mut at = start.next_multiple_of(8);
+        while at + 8 <= end {
+            let head = &bytes[at..at + 8];
+            if head[4] == 0
+                && head[5] == 0
+                && matches!(head[6], 1 | 2 | 4)
+                && matches!(head[7], 4 | 8)
+                && read_u32(head, 0).and_then(Version::from_magic).is_some()
+            {
+                out.push((at, end, (at - start) as u64 + s.vaddr));
+            }
+            at += 8;
+        }
+    }
+    out
+}
