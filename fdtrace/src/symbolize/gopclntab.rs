@@ -230,7 +230,7 @@ impl<D: AsRef<[u8]>> Pclntab<D> {
         let tab = self.tab();
         (0..self.nfunc).find_map(|i| {
             let (entry, func) = self.ftab(i)?;
-            let nameoff = read_u32(tab, func + self.entry_size() + 0)? as usize;
+            let nameoff = read_u32(tab, func + self.entry_size())? as usize;
             let got = read_cstr(tab, self.funcnametab.checked_add(nameoff)?)?;
             (got == want).then_some(entry)
         })
@@ -440,7 +440,7 @@ impl<D: AsRef<[u8]>> Pclntab<D> {
             Version::Go116 => {
                 // Pointer-size entries, aligned (the `_func` itself is).
                 let mut at = pcdata_end;
-                if self.ptr_size == 8 && (at - func) % 8 != 0 {
+                if self.ptr_size == 8 && !(at - func).is_multiple_of(8) {
                     at += 4;
                 }
                 let at = at.checked_add(usize::from(FUNCDATA_INL_TREE) * self.ptr_size)?;
@@ -751,4 +751,324 @@ fn search_magic(bytes: &[u8], segments: &[Segment]) -> Vec<(usize, usize, u64)> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        path::{Path, PathBuf},
+        process::Command,
+        sync::OnceLock,
+        time::Instant,
+    };
+
+    use blazesym::symbolize::{source::Source, Input, Symbolized, Symbolizer};
+
+    use super::*;
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    }
+
+    /// Builds the Go fixture `tests/go/httpclient` with `flags` (Debian's
+    /// golang-go, as the integration tests do), once per flag set.
+    fn go_build(name: &str, flags: &[&str]) -> PathBuf {
+        let out = workspace().join("target/gopclntab").join(name);
+        let status = Command::new("go")
+            .current_dir(workspace().join("tests/go"))
+            .arg("build")
+            .args(flags)
+            .arg("-o")
+            .arg(&out)
+            .arg("./httpclient")
+            .env("GOCACHE", workspace().join("target/fixtures-cache/go"))
+            .env("GOPATH", workspace().join("target/fixtures-cache/gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("CGO_ENABLED", "0")
+            .status()
+            .unwrap_or_else(|e| panic!("these tests need Go (apt-get install golang-go): {e}"));
+        assert!(status.success(), "go build {flags:?} failed");
+        out
+    }
+
+    struct Fixtures {
+        plain: PathBuf,
+        stripped: PathBuf,
+        trimpath: PathBuf,
+        trimpath_stripped: PathBuf,
+        pie: PathBuf,
+        pie_stripped: PathBuf,
+    }
+
+    fn fixtures() -> &'static Fixtures {
+        static F: OnceLock<Fixtures> = OnceLock::new();
+        F.get_or_init(|| Fixtures {
+            plain: go_build("plain", &[]),
+            stripped: go_build("stripped", &["-ldflags=-s -w"]),
+            trimpath: go_build("trimpath", &["-trimpath"]),
+            trimpath_stripped: go_build("trimpath-stripped", &["-trimpath", "-ldflags=-s -w"]),
+            pie: go_build("pie", &["-buildmode=pie"]),
+            pie_stripped: go_build("pie-stripped", &["-buildmode=pie", "-ldflags=-s -w"]),
+        })
+    }
+
+    fn load(path: &Path) -> Pclntab<Vec<u8>> {
+        let bytes = std::fs::read(path).expect("read fixture");
+        Pclntab::parse(bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The same binary without section headers (as `sstrip` leaves it):
+    /// the table must be found by its magic and the moduledata.
+    fn without_sections(path: &Path) -> Vec<u8> {
+        let mut b = std::fs::read(path).expect("read fixture");
+        // e_shoff (0x28, 8 bytes), e_shnum (0x3c), e_shstrndx (0x3e).
+        b[0x28..0x30].fill(0);
+        b[0x3c..0x40].fill(0);
+        b
+    }
+
+    /// Function symbols of an unstripped binary: (entry, size, name).
+    fn symbols(path: &Path) -> Vec<(u64, u64, String)> {
+        let bytes = std::fs::read(path).expect("read fixture");
+        let obj = object::File::parse(&*bytes).expect("parse ELF");
+        let mut syms: Vec<_> = obj
+            .symbols()
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
+            .collect();
+        syms.sort();
+        syms.dedup_by_key(|s| s.0);
+        syms
+    }
+
+    /// Addresses to check: in every function its entry, a few offsets in
+    /// it and its last byte, and every direct call's pc (the byte before
+    /// its return address, as the symbolizer looks return addresses up).
+    fn sample_pcs(path: &Path) -> Vec<u64> {
+        let syms = symbols(path);
+        let bytes = std::fs::read(path).expect("read fixture");
+        let obj = object::File::parse(&*bytes).expect("parse ELF");
+        let text = obj.section_by_name(".text").expect(".text");
+        let (text_addr, code) = (text.address(), text.data().expect(".text data"));
+        let entries: std::collections::HashSet<u64> = syms.iter().map(|s| s.0).collect();
+        let mut pcs = Vec::new();
+        for &(entry, size, _) in &syms {
+            pcs.extend([entry, entry + size / 3, entry + size / 2, entry + 2 * size / 3, entry + size - 1]);
+            let Some(start) = entry.checked_sub(text_addr) else { continue };
+            for at in start..(start + size).saturating_sub(5) {
+                let at = at as usize;
+                if code.get(at) != Some(&0xe8) {
+                    continue;
+                }
+                let Some(rel) = code.get(at + 1..at + 5) else { continue };
+                let rel = i32::from_le_bytes(rel.try_into().expect("4 bytes"));
+                let ret = text_addr + at as u64 + 5;
+                if entries.contains(&ret.wrapping_add_signed(i64::from(rel))) {
+                    pcs.push(ret - 1);
+                }
+            }
+        }
+        pcs.sort();
+        pcs.dedup();
+        pcs
+    }
+
+    /// What DWARF says at `pcs` (blazesym, as `Stacks` uses it), as frames
+    /// innermost first: the innermost inlined function at the pc's line,
+    /// each caller at the line of its call.
+    fn dwarf_frames(path: &Path, pcs: &[u64]) -> Vec<Option<Vec<GoFrame>>> {
+        let blaze = Symbolizer::new();
+        let src = Source::Elf(blazesym::symbolize::source::Elf::new(path));
+        let syms = blaze.symbolize(&src, Input::VirtOffset(pcs)).expect("blazesym");
+        syms.into_iter()
+            .map(|s| match s {
+                Symbolized::Sym(sym) => Some(super::super::frames_of(&sym)),
+                Symbolized::Unknown(_) => None,
+            })
+            .map(|f| {
+                f.map(|frames| {
+                    frames
+                        .into_iter()
+                        .map(|f| GoFrame {
+                            function: f.function.unwrap_or_default(),
+                            file: f.file,
+                            line: f.line,
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the table of `table` against DWARF of `reference` at the
+    /// reference's sample pcs; returns how many pcs matched.
+    fn check_against_dwarf(table: &Pclntab<impl AsRef<[u8]>>, reference: &Path) -> usize {
+        let pcs = sample_pcs(reference);
+        let want = dwarf_frames(reference, &pcs);
+        let (mut checked, mut inlined, mut wrappers) = (0, 0, 0);
+        let mut mismatches = Vec::new();
+        for (pc, want) in pcs.iter().zip(want) {
+            let Some(mut want) = want else { continue };
+            let mut got = table.frames(*pc);
+            checked += 1;
+            // Go writes no DWARF inline records into its generated wrappers
+            // (`(*T).M` calling `T.M`): DWARF names the wrapper at the
+            // inlined method's line, the table has both frames.
+            if let Some(g) = got.as_mut().filter(|g| g.len() > 1 && want.len() == 1) {
+                if g.last().and_then(|f| f.file.as_deref()) == Some("<autogenerated>") {
+                    let outer = g.pop().expect("two frames or more");
+                    g.truncate(1);
+                    g[0].function = outer.function;
+                    wrappers += 1;
+                }
+            }
+            inlined += usize::from(want.len() > 1);
+            // The linker writes names with their type arguments elided
+            // (`type..eq.[...]runtime.Frame`), as the runtime prints them;
+            // DWARF keeps them.
+            for (w, g) in want.iter_mut().zip(got.iter().flatten()) {
+                if g.function.contains("[...]") {
+                    w.function = elide_type_arguments(&w.function);
+                }
+            }
+            if got.as_ref() != Some(&want) {
+                mismatches.push((*pc, got, want));
+            }
+        }
+        // DWARF's line table and Go's can disagree on a padding
+        // instruction after a jump: there Go's own tool, which reads the
+        // table, is the reference.
+        let go_says = go_addr2line(reference, &mismatches.iter().map(|m| m.0).collect::<Vec<_>>());
+        let before = mismatches.len();
+        mismatches.retain(|(pc, got, want)| {
+            let Some([inner]) = got.as_deref() else { return true };
+            match go_says.get(pc) {
+                Some((f, _, _)) if f == "?" => {
+                    // Go 1.19's addr2line reads no PIE: a line alone may
+                    // differ there (still counted, and bounded below).
+                    !(want.len() == 1 && want[0].function == inner.function && want[0].file == inner.file)
+                }
+                said => said != Some(&(inner.function.clone(), inner.file.clone(), inner.line)),
+            }
+        });
+        let padding = before - mismatches.len();
+        let mismatches: Vec<String> = mismatches
+            .iter()
+            .map(|(pc, got, want)| format!("{pc:#x}:\n  pclntab {got:?}\n  dwarf   {want:?}"))
+            .collect();
+        assert!(
+            mismatches.is_empty(),
+            "{} of {checked} pcs differ, first:\n{}",
+            mismatches.len(),
+            mismatches.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        );
+        assert!(checked > 10_000, "only {checked} pcs checked");
+        assert!(inlined > 1_000, "only {inlined} pcs in inlined code");
+        assert!(padding < 10, "{padding} pcs where only go tool addr2line agrees");
+        eprintln!(
+            "{checked} pcs, {inlined} in inlined calls, {wrappers} in generated wrappers, \
+             {padding} where only DWARF's line differs (go tool addr2line agrees where it reads the binary)"
+        );
+        checked
+    }
+
+    /// `go tool addr2line` at `pcs`: function, file, line.
+    fn go_addr2line(bin: &Path, pcs: &[u64]) -> HashMap<u64, (String, Option<String>, Option<u32>)> {
+        use std::io::Write;
+        if pcs.is_empty() {
+            return HashMap::new();
+        }
+        let mut child = Command::new("go")
+            .args(["tool", "addr2line"])
+            .arg(bin)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("go tool addr2line");
+        let input: String = pcs.iter().map(|pc| format!("{pc:#x}\n")).collect();
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write pcs");
+        let out = child.wait_with_output().expect("go tool addr2line output");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        pcs.iter()
+            .zip(lines.chunks(2))
+            .filter_map(|(&pc, pair)| {
+                let [func, pos] = pair else { return None };
+                let (file, line) = pos.rsplit_once(':')?;
+                Some((pc, (func.to_string(), Some(file.to_string()), line.parse().ok())))
+            })
+            .collect()
+    }
+
+    /// `f[T1, T2]` → `f[...]`, as Go's linker names functions in the table.
+    fn elide_type_arguments(name: &str) -> String {
+        match (name.find('['), name.rfind(']')) {
+            (Some(open), Some(close)) if open < close => {
+                format!("{}[...]{}", &name[..open], &name[close + 1..])
+            }
+            _ => name.to_string(),
+        }
+    }
+
+    #[test]
+    fn matches_dwarf_unstripped_and_stripped() {
+        let f = fixtures();
+        let t0 = Instant::now();
+        let stripped = load(&f.stripped);
+        eprintln!("parse: {:?} ({} functions)", t0.elapsed(), stripped.nfunc);
+        let t0 = Instant::now();
+        let n = check_against_dwarf(&load(&f.plain), &f.plain);
+        eprintln!("unstripped: {n} pcs match DWARF ({:?})", t0.elapsed());
+        let n = check_against_dwarf(&stripped, &f.plain);
+        eprintln!("stripped: {n} pcs match the unstripped build's DWARF");
+    }
+
+    #[test]
+    fn matches_dwarf_trimpath() {
+        let f = fixtures();
+        let n = check_against_dwarf(&load(&f.trimpath_stripped), &f.trimpath);
+        eprintln!("trimpath, stripped: {n} pcs match");
+    }
+
+    #[test]
+    fn matches_dwarf_pie() {
+        let f = fixtures();
+        let n = check_against_dwarf(&load(&f.pie_stripped), &f.pie);
+        eprintln!("pie, stripped: {n} pcs match");
+    }
+
+    #[test]
+    fn found_without_section_headers() {
+        let f = fixtures();
+        for (bin, reference) in [(&f.stripped, &f.plain), (&f.pie_stripped, &f.pie)] {
+            let table = Pclntab::parse(without_sections(bin)).expect("found by magic");
+            assert!(table.gofunc.is_some(), "moduledata found: inline trees readable");
+            let n = check_against_dwarf(&table, reference);
+            eprintln!("{}, no section headers: {n} pcs match", bin.display());
+        }
+    }
+
+    #[test]
+    fn entries_by_name() {
+        let f = fixtures();
+        let table = load(&f.stripped);
+        let syms = symbols(&f.plain);
+        for name in ["runtime.newproc", "net/http.(*Transport).dialConnFor", "main.main"] {
+            let want = syms.iter().find(|s| s.2 == name).map(|s| s.0);
+            assert!(want.is_some(), "{name} in the symbol table");
+            assert_eq!(table.func_entry(name), want, "{name}");
+        }
+        assert_eq!(table.func_entry("no.such.function"), None);
+        // Every symbol-table function the table knows has the same entry.
+        let by_name: HashMap<String, u64> = table.functions().map(|(e, n)| (n, e)).collect();
+        let common = syms.iter().filter(|s| by_name.get(&s.2) == Some(&s.0)).count();
+        assert!(common * 10 > syms.len() * 9, "{common} of {} symbols agree", syms.len());
+    }
+
+    #[test]
+    fn not_go() {
+        let sh = std::fs::read("/bin/sh").expect("/bin/sh");
+        assert!(matches!(Pclntab::parse(sh), Err(PclntabError::NotFound)));
+        assert_eq!(Pclntab::parse(b"not an elf".to_vec()).err(), Some(PclntabError::NotElf));
+    }
 }
