@@ -296,10 +296,10 @@ impl<D: AsRef<[u8]>> Pclntab<D> {
         let size = self.entry_size();
         let at = self.pclntab.checked_add(i.checked_mul(2 * size)?)?;
         let (entry, func) = match self.version {
-            Version::Go116 => (self.ptr_at_table(at)?, read_ptr(tab, at + size, self.ptr_size)?),
+            Version::Go116 => (self.ptr_at_table(at)?, read_ptr(tab, at.checked_add(size)?, self.ptr_size)?),
             _ => (
                 self.text_start.checked_add(u64::from(read_u32(tab, at)?))?,
-                u64::from(read_u32(tab, at + 4)?),
+                u64::from(read_u32(tab, at.checked_add(4)?)?),
             ),
         };
         let func = self.pclntab.checked_add(usize::try_from(func).ok()?)?;
@@ -704,7 +704,17 @@ fn relative_relocations(obj: &object::File) -> HashMap<u64, u64> {
     out
 }
 
+/// The loaded segments, those whose ranges fit in 64 bits (so that
+/// address arithmetic inside them cannot overflow).
 fn segments(obj: &object::File) -> Vec<Segment> {
+    let mut out = loaded_segments(obj);
+    out.retain(|s| {
+        s.file_offset.checked_add(s.file_size).is_some() && s.vaddr.checked_add(s.file_size).is_some()
+    });
+    out
+}
+
+fn loaded_segments(obj: &object::File) -> Vec<Segment> {
     let mut out = Vec::new();
     if let object::File::Elf64(elf) = obj {
         use object::read::elf::ProgramHeader;
@@ -1063,6 +1073,105 @@ mod tests {
         let by_name: HashMap<String, u64> = table.functions().map(|(e, n)| (n, e)).collect();
         let common = syms.iter().filter(|s| by_name.get(&s.2) == Some(&s.0)).count();
         assert!(common * 10 > syms.len() * 9, "{common} of {} symbols agree", syms.len());
+    }
+
+    /// A small seeded generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Everything a caller can ask of a table, on `pcs`: none of it may
+    /// panic, and each call is bounded (by the data or the depth limit).
+    fn exercise(table: &Pclntab<Vec<u8>>, pcs: &[u64]) {
+        for &pc in pcs {
+            if let Some(frames) = table.frames(pc) {
+                assert!(!frames.is_empty() && frames.len() <= MAX_INLINE_DEPTH);
+            }
+        }
+        let _ = table.functions().take(2_000).count();
+        let _ = table.func_entry("runtime.newproc");
+        let _ = table.vaddr_of_file_offset(0x1234);
+    }
+
+    #[test]
+    fn corrupt_tables_never_panic_or_hang() {
+        let f = fixtures();
+        let clean = std::fs::read(&f.stripped).expect("read fixture");
+        let good = load(&f.stripped);
+        let (start, end) = (good.table.start, good.table.end);
+        let sub = [good.funcnametab, good.cutab, good.filetab, good.pctab, good.pclntab];
+        let mut rng = Rng(0x5eed_f00d_d00d_1234);
+        let pcs: Vec<u64> = {
+            let entries: Vec<u64> = good.functions().map(|(e, _)| e).collect();
+            (0..300).map(|_| entries[rng.below(entries.len())] + rng.below(200) as u64).collect()
+        };
+        let t0 = Instant::now();
+        let (mut parsed, mut rejected, mut cases) = (0, 0, 0);
+        let mut run = |bytes: Vec<u8>, pcs: &[u64]| {
+            cases += 1;
+            match Pclntab::parse(bytes) {
+                Ok(t) => {
+                    parsed += 1;
+                    exercise(&t, pcs);
+                }
+                Err(_) => rejected += 1,
+            }
+        };
+        // Truncated at every header field, at every sub-table, and inside
+        // the function table and the records.
+        let mut cuts: Vec<usize> = (0..80).step_by(4).map(|o| start + o).collect();
+        cuts.extend(sub.iter().map(|&o| start + o));
+        cuts.extend(sub.iter().map(|&o| start + o + 16));
+        cuts.extend((0..20).map(|_| start + rng.below(end - start)));
+        for cut in cuts {
+            run(clean[..cut].to_vec(), &pcs);
+            // Also with the section kept but its bytes zeroed past the cut.
+            let mut zeroed = clean.clone();
+            zeroed[cut..end].fill(0);
+            run(zeroed, &pcs);
+        }
+        // Each header byte set to extremes.
+        for o in 0..80 {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut b = clean.clone();
+                b[start + o] = v;
+                run(b, &pcs[..50]);
+            }
+        }
+        // Random byte flips across the table, then across the table and
+        // the rest of the file (moduledata, inline trees), with and without
+        // section headers.
+        for round in 0..400 {
+            let mut b = if round % 3 == 0 { without_sections(&f.stripped) } else { clean.clone() };
+            let flips = 1 + rng.below(64);
+            for _ in 0..flips {
+                let at = if round % 2 == 0 { start + rng.below(end - start) } else { rng.below(b.len()) };
+                b[at] ^= 1 << rng.below(8);
+            }
+            // A few whole words at random offsets of the sub-tables.
+            if round % 5 == 0 {
+                let at = start + sub[rng.below(sub.len())] + rng.below(4096);
+                if let Some(w) = b.get_mut(at..at + 4) {
+                    w.copy_from_slice(&(rng.next() as u32).to_le_bytes());
+                }
+            }
+            run(b, &pcs);
+        }
+        let elapsed = t0.elapsed();
+        eprintln!("{cases} corrupt tables ({parsed} parsed and queried, {rejected} rejected) in {elapsed:?}");
+        assert!(parsed > 0 && rejected > 0, "both outcomes exercised");
+        assert!(elapsed.as_secs() < 120, "corrupt tables took {elapsed:?}");
     }
 
     #[test]
