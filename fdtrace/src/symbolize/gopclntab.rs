@@ -804,6 +804,8 @@ mod tests {
     struct Fixtures {
         plain: PathBuf,
         stripped: PathBuf,
+        /// `-w` alone: symbols, no DWARF.
+        no_dwarf: PathBuf,
         trimpath: PathBuf,
         trimpath_stripped: PathBuf,
         pie: PathBuf,
@@ -815,6 +817,7 @@ mod tests {
         F.get_or_init(|| Fixtures {
             plain: go_build("plain", &[]),
             stripped: go_build("stripped", &["-ldflags=-s -w"]),
+            no_dwarf: go_build("no-dwarf", &["-ldflags=-w"]),
             trimpath: go_build("trimpath", &["-trimpath"]),
             trimpath_stripped: go_build("trimpath-stripped", &["-trimpath", "-ldflags=-s -w"]),
             pie: go_build("pie", &["-buildmode=pie"]),
@@ -1172,6 +1175,69 @@ mod tests {
         eprintln!("{cases} corrupt tables ({parsed} parsed and queried, {rejected} rejected) in {elapsed:?}");
         assert!(parsed > 0 && rejected > 0, "both outcomes exercised");
         assert!(elapsed.as_secs() < 120, "corrupt tables took {elapsed:?}");
+    }
+
+    /// `Stacks` names a stripped binary's frames as the unstripped build's
+    /// DWARF does: the symbolizer falls back on the table for what
+    /// blazesym cannot name. (A process that is gone, so its mappings are
+    /// the ones given here.)
+    #[test]
+    fn stacks_of_stripped_and_unstripped_builds_agree() {
+        use super::super::{Maps, Stacks};
+        let f = fixtures();
+        let syms = symbols(&f.plain);
+        let wanted = |name: &str| ["main.", "net/http.", "net.", "os."].iter().any(|p| name.starts_with(p));
+        let pcs: Vec<u64> = sample_pcs(&f.plain)
+            .into_iter()
+            .filter(|&pc| {
+                let i = syms.partition_point(|s| s.0 <= pc);
+                i > 0 && pc < syms[i - 1].0 + syms[i - 1].1 && wanted(&syms[i - 1].2)
+            })
+            .collect();
+        assert!(pcs.len() > 2_000, "{} pcs", pcs.len());
+        let base = 0x7f00_0000_0000u64;
+        let table = load(&f.plain);
+        let stack = |bin: &Path| {
+            let pid = u32::MAX - 7;
+            let mut stacks = Stacks::new();
+            let size = std::fs::metadata(bin).expect("fixture").len();
+            let map = (base, base + size, 0, bin.display().to_string());
+            stacks.maps.insert(pid, std::sync::Arc::new(Maps(vec![map])));
+            // Return addresses: the symbolizer looks up the byte before.
+            let ips: Vec<u64> = pcs
+                .iter()
+                .map(|&pc| {
+                    let segment =
+                        table.segments.iter().find(|s| (s.vaddr..s.vaddr + s.file_size).contains(&pc));
+                    base + pc - segment.expect("pc in a segment").vaddr + 1
+                })
+                .collect();
+            let t0 = Instant::now();
+            let frames = stacks.symbolize(pid, &ips);
+            eprintln!(
+                "{}: {} frames for {} addresses in {:?}",
+                bin.display(),
+                frames.len(),
+                ips.len(),
+                t0.elapsed()
+            );
+            frames
+                .into_iter()
+                .map(|f| (f.function.map(|n| elide_type_arguments(&n)), f.file, f.line))
+                .collect::<Vec<_>>()
+        };
+        let unstripped = stack(&f.plain);
+        for other in [&f.stripped, &f.no_dwarf] {
+            let stripped = stack(other);
+            assert!(stripped.iter().all(|f| f.0.is_some() && f.2.is_some()), "every frame named and placed");
+            let differ: Vec<_> = unstripped.iter().zip(&stripped).filter(|(a, b)| a != b).take(5).collect();
+            assert!(
+                differ.is_empty() && unstripped.len() == stripped.len(),
+                "{}: {differ:#?}",
+                other.display()
+            );
+            assert!(stripped.len() > pcs.len(), "inlined frames too");
+        }
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct Stacks {
     /// its stacks were resolved (a short command in launch mode) is
     /// symbolized from the files they name.
     maps: HashMap<u32, Arc<Maps>>,
+    /// Go binaries' own line tables, for frames blazesym cannot name or
+    /// place (stripped binaries: `-ldflags="-s -w"`).
+    go: GoTables,
     pub symbolize_errors: u64,
 }
 
@@ -111,6 +114,7 @@ impl Stacks {
             resolved: HashMap::new(),
             raw: HashMap::new(),
             maps: HashMap::new(),
+            go: GoTables::default(),
             symbolize_errors: 0,
         }
     }
@@ -216,6 +220,16 @@ impl Stacks {
         };
         let mut frames = Vec::with_capacity(ips.len());
         for (i, &ip) in lookups.iter().enumerate() {
+            // DWARF (file, line, inlined calls) first; where blazesym has
+            // no symbol, or a name without a line (a Go binary built with
+            // -s or -w), a Go binary's own table has all of it.
+            let placed = matches!(syms.get(i), Some(Symbolized::Sym(sym)) if sym.code_info.is_some());
+            if !placed {
+                if let Some(go) = self.go.frames(&maps, ip) {
+                    frames.extend(go);
+                    continue;
+                }
+            }
             match syms.get(i) {
                 Some(Symbolized::Sym(sym)) => {
                     let module = sym
@@ -267,6 +281,51 @@ impl Stacks {
         out.into_iter()
             .map(|s| s.unwrap_or(Symbolized::Unknown(blazesym::symbolize::Reason::UnknownAddr)))
             .collect()
+    }
+}
+
+/// Go line tables by binary path (`None`: not a Go binary, or unreadable),
+/// loaded when a frame in the binary first needs one.
+#[derive(Default)]
+struct GoTables(HashMap<String, Option<Arc<gopclntab::Pclntab<memmap2::Mmap>>>>);
+
+impl GoTables {
+    /// The frames at `ip`, innermost first, from the line table of the Go
+    /// binary mapped there.
+    fn frames(&mut self, maps: &Maps, ip: u64) -> Option<Vec<Frame>> {
+        let (path, offset) = maps.file_offset(ip)?;
+        let table = self.0.entry(path.to_string()).or_insert_with(|| load_go_table(path)).as_ref()?;
+        let pc = table.vaddr_of_file_offset(offset)?;
+        let module = basename(path);
+        let frames = table.frames(pc)?;
+        Some(
+            frames
+                .into_iter()
+                .map(|f| Frame {
+                    function: Some(f.function),
+                    file: f.file,
+                    line: f.line,
+                    module: Some(module.clone()),
+                    offset: None,
+                })
+                .collect(),
+        )
+    }
+}
+
+fn load_go_table(path: &str) -> Option<Arc<gopclntab::Pclntab<memmap2::Mmap>>> {
+    let file = fs::File::open(path).ok()?;
+    // SAFETY: a read-only mapping of an executable that is mapped into a
+    // running process (which the kernel keeps from being written: ETXTBSY);
+    // fdtrace only reads it, every read bounds-checked.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    match gopclntab::Pclntab::parse(map) {
+        Ok(table) => Some(Arc::new(table)),
+        Err(gopclntab::PclntabError::NotFound | gopclntab::PclntabError::NotElf) => None,
+        Err(e) => {
+            log::debug!("{path}: {e}");
+            None
+        }
     }
 }
 
