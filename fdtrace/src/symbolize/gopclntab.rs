@@ -472,9 +472,15 @@ impl<D: AsRef<[u8]>> Pclntab<D> {
         Some((read_u32(data, at.checked_add(name)?)?, read_u32(data, at.checked_add(parent_pc)?)?))
     }
 
-    fn file_offset_of_vaddr(&self, vaddr: u64) -> Option<usize> {
+    /// The file offset of virtual address `vaddr` (where a uprobe on a
+    /// function whose entry [`func_entry`](Self::func_entry) gave goes).
+    pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
         let s = self.segments.iter().find(|s| (s.vaddr..s.vaddr + s.file_size).contains(&vaddr))?;
-        usize::try_from(vaddr - s.vaddr + s.file_offset).ok()
+        Some(vaddr - s.vaddr + s.file_offset)
+    }
+
+    fn file_offset_of_vaddr(&self, vaddr: u64) -> Option<usize> {
+        usize::try_from(self.file_offset(vaddr)?).ok()
     }
 }
 
@@ -1097,6 +1103,8 @@ mod tests {
             let want = syms.iter().find(|s| s.2 == name).map(|s| s.0);
             assert!(want.is_some(), "{name} in the symbol table");
             assert_eq!(table.func_entry(name), want, "{name}");
+            let offset = want.and_then(|e| table.file_offset(e)).expect("entry in a segment");
+            assert_eq!(table.vaddr_of_file_offset(offset), want, "{name}: file offset round trip");
         }
         assert_eq!(table.func_entry("no.such.function"), None);
         // Every symbol-table function the table knows has the same entry.

@@ -10,6 +10,11 @@
 //! address into the caller. It is inserted when the bytes before it are a
 //! call instruction (so a stray value on the stack is never taken for a
 //! frame).
+//!
+//! Frames blazesym cannot name, or names without a line, in a Go binary
+//! (built with `-ldflags="-s -w"`, as production Go binaries are) come from
+//! the binary's own line table (`gopclntab.rs`), with their inlined calls:
+//! a stripped build's stacks read as the unstripped build's DWARF does.
 pub mod gopclntab;
 
 use std::{collections::HashMap, fs, os::unix::fs::FileExt, path::Path, sync::Arc};
