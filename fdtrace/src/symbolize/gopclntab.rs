@@ -1076,6 +1076,10 @@ mod tests {
         eprintln!("unstripped: {n} pcs match DWARF ({:?})", t0.elapsed());
         let n = check_against_dwarf(&stripped, &f.plain);
         eprintln!("stripped: {n} pcs match the unstripped build's DWARF");
+        let pcs = sample_pcs(&f.plain);
+        let t0 = Instant::now();
+        let frames: usize = pcs.iter().filter_map(|&pc| stripped.frames(pc)).map(|f| f.len()).sum();
+        eprintln!("{} lookups ({frames} frames) in {:?}", pcs.len(), t0.elapsed());
     }
 
     #[test]

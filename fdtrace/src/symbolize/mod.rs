@@ -17,7 +17,13 @@
 //! a stripped build's stacks read as the unstripped build's DWARF does.
 pub mod gopclntab;
 
-use std::{collections::HashMap, fs, os::unix::fs::FileExt, path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::{FileExt, MetadataExt},
+    path::Path,
+    sync::Arc,
+};
 
 use blazesym::symbolize::{
     source::{Elf, Process, Source},
@@ -289,17 +295,21 @@ impl Stacks {
     }
 }
 
-/// Go line tables by binary path (`None`: not a Go binary, or unreadable),
-/// loaded when a frame in the binary first needs one.
+/// Go line tables by binary (`None`: not a Go binary, or unreadable),
+/// loaded when a frame in the binary first needs one. Keyed by path and
+/// the file's identity, so a binary replaced at the same path (a deploy) is
+/// read anew.
 #[derive(Default)]
-struct GoTables(HashMap<String, Option<Arc<gopclntab::Pclntab<memmap2::Mmap>>>>);
+struct GoTables(HashMap<(String, u64, u64, i64), Option<Arc<gopclntab::Pclntab<memmap2::Mmap>>>>);
 
 impl GoTables {
     /// The frames at `ip`, innermost first, from the line table of the Go
     /// binary mapped there.
     fn frames(&mut self, maps: &Maps, ip: u64) -> Option<Vec<Frame>> {
         let (path, offset) = maps.file_offset(ip)?;
-        let table = self.0.entry(path.to_string()).or_insert_with(|| load_go_table(path)).as_ref()?;
+        let meta = fs::metadata(path).ok()?;
+        let key = (path.to_string(), meta.dev(), meta.ino(), meta.mtime());
+        let table = self.0.entry(key).or_insert_with(|| load_go_table(path)).as_ref()?;
         let pc = table.vaddr_of_file_offset(offset)?;
         let module = basename(path);
         let frames = table.frames(pc)?;
