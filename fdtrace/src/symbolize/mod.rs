@@ -300,7 +300,11 @@ impl Stacks {
 /// the file's identity, so a binary replaced at the same path (a deploy) is
 /// read anew.
 #[derive(Default)]
-struct GoTables(HashMap<(String, u64, u64, i64), Option<Arc<gopclntab::Pclntab<memmap2::Mmap>>>>);
+struct GoTables(HashMap<BinaryKey, Option<Arc<GoTable>>>);
+
+/// A binary: its path, device, inode and modification time.
+type BinaryKey = (String, u64, u64, i64);
+type GoTable = gopclntab::Pclntab<memmap2::Mmap>;
 
 impl GoTables {
     /// The frames at `ip`, innermost first, from the line table of the Go
@@ -328,7 +332,7 @@ impl GoTables {
     }
 }
 
-fn load_go_table(path: &str) -> Option<Arc<gopclntab::Pclntab<memmap2::Mmap>>> {
+fn load_go_table(path: &str) -> Option<Arc<GoTable>> {
     let file = fs::File::open(path).ok()?;
     // SAFETY: a read-only mapping of an executable that is mapped into a
     // running process (which the kernel keeps from being written: ETXTBSY);
