@@ -166,14 +166,6 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<u32> {
     None
 }
 
-impl<D: AsRef<[u8]>> Pclntab<D> {
-    /// Finds and checks the line table of the ELF binary in `data`.
-    pub fn parse(data: D) -> Result<Pclntab<D>, PclntabError> {
-        let found = Pclntab::locate(data.as_ref())?;
-        Ok(found.with_data(data))
-    }
-}
-
 impl<D> Pclntab<D> {
     fn with_data<E>(self, data: E) -> Pclntab<E> {
         let Pclntab {
@@ -214,6 +206,12 @@ impl<D> Pclntab<D> {
 }
 
 impl<D: AsRef<[u8]>> Pclntab<D> {
+    /// Finds and checks the line table of the ELF binary in `data`.
+    pub fn parse(data: D) -> Result<Pclntab<D>, PclntabError> {
+        let found = Pclntab::locate(data.as_ref())?;
+        Ok(found.with_data(data))
+    }
+
     /// The functions, in address order: (entry address, name).
     pub fn functions(&self) -> impl Iterator<Item = (u64, String)> + '_ {
         (0..self.nfunc).filter_map(move |i| {
@@ -626,25 +624,20 @@ impl<'a> Pclntab<&'a [u8]> {
         let bytes = self.data;
         let p = self.ptr_size;
         let want_names = vaddr.checked_add(funcname_off)?;
+        // A pointer, relocated if the file leaves it to the loader.
         let read = |at: usize| -> Option<u64> {
-            let v = read_ptr(bytes, at, p)?;
-            if v != 0 {
-                return Some(v);
+            match read_ptr(bytes, at, p)? {
+                0 => self.vaddr_of_file_offset(at as u64).and_then(|v| self.relocs.get(&v).copied()),
+                v => Some(v),
             }
-            let s = self
-                .segments
-                .iter()
-                .find(|s| (s.file_offset..s.file_offset + s.file_size).contains(&(at as u64)))?;
-            self.relocs.get(&(at as u64 - s.file_offset + s.vaddr)).copied()
-        };
-        let at_vaddr = |v: u64| {
-            let s = self.segments.iter().find(|s| (s.vaddr..s.vaddr + s.file_size).contains(&v))?;
-            usize::try_from(v - s.vaddr + s.file_offset).ok()
         };
         // Where relocations say the pointer goes, then a scan of the
         // writable segments' file bytes.
-        let from_relocs =
-            self.relocs.iter().filter(|(_, &value)| value == vaddr).filter_map(|(&at, _)| at_vaddr(at));
+        let from_relocs = self
+            .relocs
+            .iter()
+            .filter(|(_, &value)| value == vaddr)
+            .filter_map(|(&at, _)| self.file_offset_of_vaddr(at));
         let scanned = self.segments.iter().filter(|s| s.writable).flat_map(|s| {
             let start = s.file_offset as usize;
             let end = (s.file_offset + s.file_size).min(bytes.len() as u64) as usize;
@@ -659,7 +652,7 @@ impl<'a> Pclntab<&'a [u8]> {
         // which kept the table's magic: the pair whose words are both
         // addresses in the binary, rodata first, is the one.
         let word = |i: usize| read(at.checked_add(i.checked_mul(p)?)?);
-        let loaded = |v: u64| self.segments.iter().any(|s| (s.vaddr..s.vaddr + s.file_size).contains(&v));
+        let loaded = |v: u64| self.file_offset(v).is_some();
         let gofunc_at = |i: usize| {
             let (rodata, gofunc) = (word(i - 1)?, word(i)?);
             (loaded(rodata) && loaded(gofunc) && rodata <= gofunc).then_some(gofunc)
@@ -673,8 +666,8 @@ impl<'a> Pclntab<&'a [u8]> {
     }
 
     /// Sanity checks that catch a wrong candidate or a corrupt table early:
-    /// the function table fits and starts sorted, and its first function
-    /// has a name.
+    /// the function table fits, its first entry precedes its end, and its
+    /// first function has a name.
     fn check(&self) -> Result<(), PclntabError> {
         let tab = self.tab();
         let size = match self.version {
@@ -702,7 +695,10 @@ impl<'a> Pclntab<&'a [u8]> {
             .and_then(|at| read_cstr(tab, at))
             .filter(|n| !n.is_empty())
             .ok_or(PclntabError::Corrupt("first function's name"))?;
-        Ok(())
+        match (self.ftab(0), self.ftab(self.nfunc)) {
+            (Some((first, _)), Some((end, _))) if first < end => Ok(()),
+            _ => Err(PclntabError::Corrupt("function table out of order")),
+        }
     }
 }
 
