@@ -566,7 +566,9 @@ impl<'a> Pclntab<&'a [u8]> {
                     .ok_or(PclntabError::Corrupt("section past the end of the file"))?;
                 vec![(start, end, addr)]
             }
-            None => search_magic(bytes, &segments),
+            // Section headers stripped (sstrip, some packers): search.
+            None if obj.sections().next().is_none() => search_magic(bytes, &segments),
+            None => vec![],
         };
         let mut last = PclntabError::NotFound;
         for (start, end, vaddr) in candidates {
@@ -1334,6 +1336,21 @@ mod tests {
             let n = check_against_dwarf_with(&go, &table, &plain);
             eprintln!("go{version}, no section headers: {n} pcs match");
         }
+    }
+
+    /// `golang::inspect` knows a stripped Go binary by its line table, even
+    /// without section headers (no `.go.buildinfo` section then either),
+    /// and says its stacks are named from it.
+    #[test]
+    fn inspect_knows_stripped_go_binaries() {
+        let f = fixtures();
+        let go = crate::golang::inspect(&f.stripped).expect("a Go binary");
+        assert!(go.line_table && !go.has_newproc, "{go:?}");
+        assert!(go.limitation().expect("no symbols").contains("named from its Go line table"));
+        let bare = workspace().join("target/gopclntab/stripped-no-sections");
+        std::fs::write(&bare, without_sections(&f.stripped)).expect("write");
+        let go = crate::golang::inspect(&bare).expect("a Go binary without section headers");
+        assert!(go.line_table, "{go:?}");
     }
 
     #[test]
