@@ -8,6 +8,8 @@ use std::{borrow::Cow, fs::File, path::Path};
 use fdtrace_common::GoInfo;
 use object::{Object, ObjectSection, ObjectSymbol};
 
+use crate::symbolize::gopclntab::Pclntab;
+
 pub const NEWPROC: &str = "runtime.newproc";
 pub const DIAL_CONN_FOR: &str = "net/http.(*Transport).dialConnFor";
 
@@ -20,6 +22,10 @@ pub struct GoBinary {
     pub has_dial_conn_for: bool,
     /// `runtime.g` offsets; `None` without DWARF.
     pub offsets: Option<GoInfo>,
+    /// Whether its Go line table (`.gopclntab`, Go 1.16+) is readable:
+    /// stacks are then named, placed and their inlined calls shown even
+    /// without symbols or DWARF (`symbolize/gopclntab.rs`).
+    pub line_table: bool,
 }
 
 impl GoBinary {
@@ -34,7 +40,14 @@ impl GoBinary {
             }
         }
         if !self.has_newproc {
-            return Some(format!("Go binary ({version}) without symbols: stacks are shown as they are, goroutine origins are not followed"));
+            let stacks = if self.line_table {
+                "stacks are named from its Go line table (.gopclntab)"
+            } else {
+                "stacks are shown as they are"
+            };
+            return Some(format!(
+                "Go binary ({version}) without symbols: {stacks}, goroutine origins are not followed"
+            ));
         }
         if self.offsets.is_none() {
             return Some(format!(
@@ -70,7 +83,8 @@ pub fn inspect(path: &Path) -> Option<GoBinary> {
     let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let obj = object::File::parse(&*map).ok()?;
     let buildinfo = obj.section_by_name(".go.buildinfo");
-    let is_go = buildinfo.is_some() || obj.symbols().any(|s| s.name() == Ok("runtime.goexit"));
+    let line_table = Pclntab::parse(&*map).is_ok();
+    let is_go = buildinfo.is_some() || line_table || obj.symbols().any(|s| s.name() == Ok("runtime.goexit"));
     if !is_go {
         return None;
     }
@@ -84,7 +98,7 @@ pub fn inspect(path: &Path) -> Option<GoBinary> {
             _ => {}
         }
     }
-    Some(GoBinary { version, has_newproc, has_dial_conn_for, offsets: g_offsets(&obj) })
+    Some(GoBinary { version, has_newproc, has_dial_conn_for, offsets: g_offsets(&obj), line_table })
 }
 
 /// The Go version in `.go.buildinfo`: a 32-byte header (magic
@@ -192,12 +206,13 @@ mod tests {
             has_newproc: true,
             has_dial_conn_for: true,
             offsets: Some(GoInfo { gopc_off: 288, goid_off: 152, parent_goid_off: 0, _pad: 0 }),
+            line_table: true,
         };
         assert_eq!(ok.limitation(), None);
-        assert!(GoBinary { has_newproc: false, ..ok.clone() }
-            .limitation()
-            .unwrap()
-            .contains("without symbols"));
+        let stripped = GoBinary { has_newproc: false, ..ok.clone() }.limitation().unwrap();
+        assert!(stripped.contains("without symbols") && stripped.contains("named from its Go line table"));
+        let no_table = GoBinary { has_newproc: false, line_table: false, ..ok.clone() }.limitation().unwrap();
+        assert!(no_table.contains("shown as they are"), "{no_table}");
         assert!(GoBinary { offsets: None, ..ok.clone() }.limitation().unwrap().contains("without DWARF"));
         assert!(GoBinary { version: Some("go1.16.5".into()), ..ok }
             .limitation()

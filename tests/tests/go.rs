@@ -190,7 +190,9 @@ fn a_server_that_forgets_sessions_is_traced_to_its_accept_loop() {
 }
 
 /// Without symbols or DWARF, goroutines cannot be followed: the report
-/// says so, and still groups the leak by the opening stack.
+/// says so, and still groups the leak by the opening stack, named from the
+/// binary's own line table (`.gopclntab`) as the unstripped build's DWARF
+/// names it: the same functions, files and lines.
 #[test]
 fn a_stripped_binary_is_reported_with_what_is_missing() {
     let ebpf = require_ebpf!();
@@ -203,4 +205,12 @@ fn a_stripped_binary_is_reported_with_what_is_missing() {
     assert_eq!(groups.len(), 1, "{}", pretty(&report));
     assert_eq!(groups[0].open, N);
     assert!(groups[0].spawned_by.is_empty());
+
+    let stack = &groups[0].stack;
+    assert!(functions(stack).contains(&"net/http.(*Transport).dialConn"), "{}", pretty(&groups[0]));
+    let (unstripped, _, _) = trace_client(&ebpf, fixtures::go("httpclient").to_str().unwrap(), &[], &[]);
+    let place = |frames: &[Frame]| -> Vec<(Option<String>, Option<String>, Option<u32>)> {
+        frames.iter().map(|f| (f.function.clone(), f.file.clone(), f.line)).collect()
+    };
+    assert_eq!(place(stack), place(&unstripped.groups[0].stack), "stripped vs unstripped");
 }

@@ -10,7 +10,20 @@
 //! address into the caller. It is inserted when the bytes before it are a
 //! call instruction (so a stray value on the stack is never taken for a
 //! frame).
-use std::{collections::HashMap, fs, os::unix::fs::FileExt, path::Path, sync::Arc};
+//!
+//! Frames blazesym cannot name, or names without a line, in a Go binary
+//! (built with `-ldflags="-s -w"`, as production Go binaries are) come from
+//! the binary's own line table (`gopclntab.rs`), with their inlined calls:
+//! a stripped build's stacks read as the unstripped build's DWARF does.
+pub mod gopclntab;
+
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::{FileExt, MetadataExt},
+    path::Path,
+    sync::Arc,
+};
 
 use blazesym::symbolize::{
     source::{Elf, Process, Source},
@@ -93,6 +106,9 @@ pub struct Stacks {
     /// its stacks were resolved (a short command in launch mode) is
     /// symbolized from the files they name.
     maps: HashMap<u32, Arc<Maps>>,
+    /// Go binaries' own line tables, for frames blazesym cannot name or
+    /// place (stripped binaries: `-ldflags="-s -w"`).
+    go: GoTables,
     pub symbolize_errors: u64,
 }
 
@@ -109,6 +125,7 @@ impl Stacks {
             resolved: HashMap::new(),
             raw: HashMap::new(),
             maps: HashMap::new(),
+            go: GoTables::default(),
             symbolize_errors: 0,
         }
     }
@@ -219,6 +236,16 @@ impl Stacks {
         };
         let mut frames = Vec::with_capacity(ips.len());
         for (i, &ip) in lookups.iter().enumerate() {
+            // DWARF (file, line, inlined calls) first; where blazesym has
+            // no symbol, or a name without a line (a Go binary built with
+            // -s or -w), a Go binary's own table has all of it.
+            let placed = matches!(syms.get(i), Some(Symbolized::Sym(sym)) if sym.code_info.is_some());
+            if !placed {
+                if let Some(go) = self.go.frames(&maps, ip) {
+                    frames.extend(go);
+                    continue;
+                }
+            }
             match syms.get(i) {
                 Some(Symbolized::Sym(sym)) => {
                     let module = sym
@@ -226,25 +253,7 @@ impl Stacks {
                         .as_ref()
                         .map(|m| basename(&m.to_string_lossy()))
                         .or_else(|| maps.locate(ip).map(|(m, _)| m));
-                    // Inlined calls: innermost first, then the function
-                    // that contains them.
-                    for inl in sym.inlined.iter().rev() {
-                        frames.push(Frame {
-                            function: Some(inl.name.to_string()),
-                            file: inl.code_info.as_ref().map(|c| c.to_path().display().to_string()),
-                            line: inl.code_info.as_ref().and_then(|c| c.line),
-                            module: module.clone(),
-                            offset: None,
-                        });
-                    }
-                    let code = sym.code_info.as_ref();
-                    frames.push(Frame {
-                        function: Some(sym.name.to_string()),
-                        file: code.map(|c| c.to_path().display().to_string()),
-                        line: code.and_then(|c| c.line),
-                        module,
-                        offset: None,
-                    });
+                    frames.extend(frames_of(sym).into_iter().map(|f| Frame { module: module.clone(), ..f }));
                 }
                 _ => {
                     let (module, offset) = maps.locate(ip).unzip();
@@ -289,6 +298,84 @@ impl Stacks {
             .map(|s| s.unwrap_or(Symbolized::Unknown(blazesym::symbolize::Reason::UnknownAddr)))
             .collect()
     }
+}
+
+/// Go line tables by binary (`None`: not a Go binary, or unreadable),
+/// loaded when a frame in the binary first needs one. Keyed by path and
+/// the file's identity, so a binary replaced at the same path (a deploy) is
+/// read anew.
+#[derive(Default)]
+struct GoTables(HashMap<BinaryKey, Option<Arc<GoTable>>>);
+
+/// A binary: its path, device, inode and modification time.
+type BinaryKey = (String, u64, u64, i64);
+type GoTable = gopclntab::Pclntab<memmap2::Mmap>;
+
+impl GoTables {
+    /// The frames at `ip`, innermost first, from the line table of the Go
+    /// binary mapped there.
+    fn frames(&mut self, maps: &Maps, ip: u64) -> Option<Vec<Frame>> {
+        let (path, offset) = maps.file_offset(ip)?;
+        let meta = fs::metadata(path).ok()?;
+        let key = (path.to_string(), meta.dev(), meta.ino(), meta.mtime());
+        let table = self.0.entry(key).or_insert_with(|| load_go_table(path)).as_ref()?;
+        let pc = table.vaddr_of_file_offset(offset)?;
+        let module = basename(path);
+        let frames = table.frames(pc)?;
+        Some(
+            frames
+                .into_iter()
+                .map(|f| Frame {
+                    function: Some(f.function),
+                    file: f.file,
+                    line: f.line,
+                    module: Some(module.clone()),
+                    offset: None,
+                })
+                .collect(),
+        )
+    }
+}
+
+fn load_go_table(path: &str) -> Option<Arc<GoTable>> {
+    let file = fs::File::open(path).ok()?;
+    // SAFETY: a read-only mapping of an executable that is mapped into a
+    // running process (which the kernel keeps from being written: ETXTBSY);
+    // fdtrace only reads it, every read bounds-checked.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    match gopclntab::Pclntab::parse(map) {
+        Ok(table) => Some(Arc::new(table)),
+        Err(gopclntab::PclntabError::NotFound | gopclntab::PclntabError::NotElf) => None,
+        Err(e) => {
+            log::debug!("{path}: {e}");
+            None
+        }
+    }
+}
+
+/// A symbol's frames, innermost first: its inlined calls, then the
+/// function that contains them (no module).
+fn frames_of(sym: &blazesym::symbolize::Sym) -> Vec<Frame> {
+    let frame = |name: &str, code: Option<&blazesym::symbolize::CodeInfo>| Frame {
+        function: Some(name.to_string()),
+        file: code.map(|c| source_path(&c.to_path())),
+        line: code.and_then(|c| c.line),
+        module: None,
+        offset: None,
+    };
+    let mut frames: Vec<Frame> =
+        sym.inlined.iter().rev().map(|inl| frame(&inl.name, inl.code_info.as_ref())).collect();
+    frames.push(frame(&sym.name, sym.code_info.as_deref()));
+    frames
+}
+
+/// A source file as shown: a relative path without the `./` that joining
+/// DWARF's compilation directory "." adds (Go with `-trimpath`, and Go's
+/// generated code, `<autogenerated>`), so the same code is named the same
+/// from DWARF as from Go's own line table.
+fn source_path(path: &Path) -> String {
+    let shown = path.strip_prefix(".").unwrap_or(path);
+    shown.display().to_string()
 }
 
 /// Whether a Go function belongs to the standard library: its package path
