@@ -107,8 +107,11 @@ pub struct Ledger {
     /// Dups whose source the ledger did not hold, by (process, source fd):
     /// (the dup's fd, its serial, when). Filled in when the kernel's kept
     /// source is taken.
-    unknown_sources: HashMap<(u32, i32), Vec<(i32, u64, u64)>>,
+    unknown_sources: HashMap<(u32, i32), Vec<WaitingDup>>,
 }
+
+/// A dup waiting for its source: its fd, its serial, when it was made.
+type WaitingDup = (i32, u64, u64);
 
 /// At most this many dups wait for their source (beyond, they stay of
 /// unknown kind).

@@ -227,10 +227,10 @@ mod tests {
             Some("file:*/pool.go:42")
         );
         assert_eq!(
-            s.matching(&[socket.clone()], &[pool]).map(|r| r.text.as_str()),
+            s.matching(std::slice::from_ref(&socket), &[pool]).map(|r| r.text.as_str()),
             Some("file:*/pool.go:42")
         );
-        assert!(s.matching(&[socket.clone()], &[]).is_none());
+        assert!(s.matching(std::slice::from_ref(&socket), &[]).is_none());
         let pq = frame("PQconnectdb", "fe-connect.c", 9, "libpq.so.5");
         assert_eq!(s.matching(&[socket, pq], &[]).map(|r| r.text.as_str()), Some("module:libpq*"));
     }
