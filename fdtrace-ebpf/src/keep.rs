@@ -107,11 +107,11 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
     let accept = ev.syscall == Syscall::Accept as u16 || ev.syscall == Syscall::Accept4 as u16;
     let tgid = ev.header.tgid;
     if !pairing(target_flags) {
-        // Held: the kernel may still keep the source until fdtrace takes
-        // it; hand it over before the record that names it.
-        if (dup || accept) && ev.src_fd >= 0 && config!(flags) & config_flags::PAIRING != 0 {
-            let _ = release_kept(tgid, ev.src_fd, slot);
-        }
+        // Held: a kept source is not handed over here — the barrier that
+        // held the process (exec, fork, close_range) is in the ring before
+        // this record, and a source released after it would reach the
+        // ledger after the barrier it predates. fdtrace takes it with the
+        // rest at the barrier, and fills in ring dups of it then.
         return Opened::Send;
     }
     // Nothing the reports show: a failed call, signalfd on an existing
@@ -311,7 +311,7 @@ pub fn close(tgid: u32, target_flags: u32, fd: i32) -> bool {
     reason = "passed by value, the 128-byte entry is copied again and the sock state program's stack overflows"
 )]
 fn update(tgid: u32, target_flags: u32, fd: i32, change: impl FnOnce(&mut Kept)) -> bool {
-    if config!(flags) & config_flags::PAIRING == 0 {
+    if !pairing(target_flags) {
         return false;
     }
     let k = key(tgid, fd);
@@ -322,10 +322,8 @@ fn update(tgid: u32, target_flags: u32, fd: i32, change: impl FnOnce(&mut Kept))
     let mut kept = unsafe { core::ptr::read(ptr) };
     change(&mut kept);
     // Replaced only if still there: else fdtrace took it, and gets the
-    // record. A held process's kept fd takes the change too (fdtrace is
-    // about to take it, and the record, sent as well, reaches a ledger
-    // that may not hold the fd yet).
-    OPEN_FDS.insert(k, &kept, u64::from(BPF_EXIST)).is_ok() && pairing(target_flags)
+    // record.
+    OPEN_FDS.insert(k, &kept, u64::from(BPF_EXIST)).is_ok()
 }
 
 /// Sets or clears a kept fd's close-on-exec flag.
