@@ -62,6 +62,7 @@ fn churn_is_never_missed(ebpf: &Ebpf, (server, benchmark): Tools, flags: &[&str]
     let bench = Command::new(benchmark)
         .args(["-p", &port.to_string(), "-c", "20", "-k", "0", "-n", CONNECTIONS, "-t", "ping", "-q"])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(bench.success(), "redis-benchmark failed: {bench}");

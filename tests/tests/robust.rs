@@ -92,9 +92,15 @@ fn two_fdtraces_on_one_process_both_see_the_leak() {
     let args = ["--connect", &server.addr, "--wait", "--interval-ms", "100", "--requests", "12"];
     let mut w = Workload::spawn(LEAKY, &args);
     let pid = w.pid.to_string();
-    let targs = ["-p", &pid, "--format", "json", "-i", "100", "-d", "3.5"];
+    let targs = ["-p", &pid, "--format", "json", "-i", "100"];
     let (a, b) = (Trace::start(&ebpf, &targs), Trace::start(&ebpf, &targs));
     w.send("go");
+    // Every request made, and the last leak older than --min-age (1 s):
+    // then both stop (a fixed -d raced their start-up on a busy machine).
+    w.stdout.wait_for("`done`", T, |l| l.starts_with("done"));
+    std::thread::sleep(Duration::from_millis(1300));
+    a.signal(libc::SIGINT);
+    b.signal(libc::SIGINT);
     let summary = |t: Trace| {
         let r = t.wait(T).final_report();
         assert_eq!(r.stats.lost_events, 0);
