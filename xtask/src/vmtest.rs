@@ -26,7 +26,8 @@ pub const TIERS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
 /// hooks: the scripted event sequence, the fd paths only function hooks
 /// see (and received fds past the walk's bound, traced with `-v`), the
 /// churn seeds, the kernel pairing a churn by itself, the C and Rust leak
-/// reports, and the Go client followed through its goroutines (uprobes).
+/// reports, and the Go client followed through its goroutines (uprobes; Debian's
+/// Go, and the current Go stripped and not).
 const SUITES: &[(&str, &[&str])] = &[
     (
         "events",
@@ -44,7 +45,14 @@ const SUITES: &[(&str, &[&str])] = &[
     // The kernel pairing a churn by itself, every event still counted.
     ("robust", &["the_kernel_pairs_what_a_stopped_fdtrace_cannot_read"]),
     ("leaks", &["c_leak_is_attributed_to_open_session", "rust_leak_is_attributed_to_fetch_inventory"]),
-    ("go", &["transport_per_request_is_traced_to_the_function_making_the_requests"]),
+    (
+        "go",
+        &[
+            "transport_per_request_is_traced_to_the_function_making_the_requests",
+            // Uprobes from the line table, runtime.g offsets from the table.
+            "a_stripped_current_go_binary_is_reported_as_the_unstripped_one",
+        ],
+    ),
 ];
 
 /// Workload programs the tests run (from `tests/src/bin`).

@@ -1,16 +1,21 @@
 //! Go programs: the uprobes that follow goroutines back to the code that
 //! started them (see `fdtrace-ebpf/src/go.rs`).
 use aya::{
-    programs::{uprobe::UProbeScope, ProgramError, UProbe},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeScope},
+        ProgramError, UProbe,
+    },
     Ebpf,
 };
 use fdtrace_common::{programs, GoInfo, GO_PROCS_MAP};
 
 use super::{function, preflight, Links};
+use crate::golang::Hook;
 
 /// Follows a Go program's goroutines back to the code that started them:
 /// registers its `runtime.g` offsets and attaches the uprobes (on
-/// `/proc/PID/exe`, which also finds a binary deleted since it started).
+/// `/proc/PID/exe`, which also finds a binary deleted since it started), by
+/// symbol or, in a stripped binary, at the entries its Go line table gives.
 pub(super) fn attach_go(
     ebpf: &mut Ebpf,
     links: &mut Links,
@@ -22,7 +27,9 @@ pub(super) fn attach_go(
         return Err(GoError::Unsupported(why));
     }
     preflight::uprobes().map_err(GoError::Unsupported)?;
-    let info = go.offsets.expect("checked by limitation()");
+    let (Some((info, _)), Some(newproc)) = (go.offsets, go.newproc.as_ref()) else {
+        return Err(GoError::Unsupported("checked by limitation()".into()));
+    };
     {
         let map = ebpf.map_mut(GO_PROCS_MAP).ok_or(GoError::Unsupported("object lacks GO_PROCS".into()))?;
         let mut map: aya::maps::HashMap<_, u32, GoInfo> =
@@ -30,12 +37,12 @@ pub(super) fn attach_go(
         map.insert(tgid, info, 0).map_err(|e| GoError::Unsupported(e.to_string()))?;
     }
     let pid = std::num::NonZeroU32::new(tgid).ok_or(GoError::Unsupported("pid 0".into()))?;
-    let [newproc, dial] = GO_HOOKS;
-    let mut hooks = vec![newproc];
-    if go.has_dial_conn_for {
-        hooks.push(dial);
+    let [(newproc_prog, newproc_fn), (dial_prog, dial_fn)] = GO_HOOKS;
+    let mut hooks = vec![(newproc_prog, newproc_fn, newproc)];
+    if let Some(dial) = go.dial_conn_for.as_ref() {
+        hooks.push((dial_prog, dial_fn, dial));
     }
-    for (program, function) in hooks {
+    for (program, function, hook) in hooks {
         let attach = |why: String| GoError::Attach { function, why };
         let prog: &mut UProbe = ebpf
             .program_mut(program)
@@ -46,11 +53,18 @@ pub(super) fn attach_go(
             prog.load().map_err(|e| attach(function::error_chain(&e)))?;
         }
         let id = prog
-            .attach(function, exe, UProbeScope::OneProcess(pid))
+            .attach(location(hook), exe, UProbeScope::OneProcess(pid))
             .map_err(|e| attach(function::error_chain(&e)))?;
         links.uprobes.push((program.to_string(), id));
     }
     Ok(())
+}
+
+fn location(hook: &Hook) -> UProbeAttachLocation<'_> {
+    match hook {
+        Hook::Symbol(name) => UProbeAttachLocation::Symbol(name),
+        Hook::FileOffset(offset) => UProbeAttachLocation::AbsoluteOffset(*offset),
+    }
 }
 
 /// The uprobes in Go programs: (program, function).

