@@ -45,8 +45,19 @@ pub fn pypi(version: &str) -> Toolchain {
 }
 
 impl Toolchain {
-    /// Builds `tests/go/<package>` with `flags` into target/gotest/`name`.
+    /// Builds `tests/go/<package>` with `flags` into target/gotest/`name`
+    /// (pure Go, as the integration tests build).
     pub fn build(&self, package: &str, name: &str, flags: &[&str]) -> PathBuf {
+        self.build_env(package, name, flags, "0")
+    }
+
+    /// The same with cgo (and gcc as the linker when `flags` ask for
+    /// `-linkmode=external`).
+    pub fn build_cgo(&self, package: &str, name: &str, flags: &[&str]) -> PathBuf {
+        self.build_env(package, name, flags, "1")
+    }
+
+    fn build_env(&self, package: &str, name: &str, flags: &[&str], cgo: &str) -> PathBuf {
         let out = workspace().join("target/gotest").join(name);
         let status = Command::new(&self.go)
             .current_dir(workspace().join("tests/go"))
@@ -59,7 +70,7 @@ impl Toolchain {
             .env("GOTOOLCHAIN", "local")
             .env("GOPATH", workspace().join("target/fixtures-cache/gopath"))
             .env("GOFLAGS", "-mod=mod")
-            .env("CGO_ENABLED", "0")
+            .env("CGO_ENABLED", cgo)
             .status()
             .unwrap_or_else(|e| {
                 panic!("{}: {e} (Debian's go: apt-get install golang-go)", self.go.display())
