@@ -338,7 +338,8 @@ fn info() -> SessionInfo {
         .collect(),
         notes: vec!["pid 100: a note about the session".into()],
         origin_notes: vec!["pid 100: go1.19.8: the runtime does not record a goroutine's parent".into()],
-        targets: vec![TargetInfo { pid: PID, comm: "app".into() }],
+        targets: vec![TargetInfo { pid: PID, comm: "app".into(), ns_pid: None }],
+        ns_pids: Default::default(),
     }
 }
 

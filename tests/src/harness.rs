@@ -209,6 +209,13 @@ impl Workload {
         Ok(w)
     }
 
+    /// The pid of the process started, as this namespace sees it: the
+    /// wrapper (`unshare`, `sh`) when one started the program that said
+    /// `ready <pid>`.
+    pub fn child_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a line: the go signal, or the signal to finish. Panics if the
     /// workload is gone.
     pub fn send(&mut self, line: &str) {

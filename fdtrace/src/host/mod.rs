@@ -1,7 +1,8 @@
 //! What the host says about the traced processes, beside the events: read
 //! from `/proc` and the kernel's sock_diag interface.
 //!
-//! - [`procfs`]: process status and names, the fds open now (the ledger's
+//! - [`procfs`]: process status and names (and a container's pid in its
+//!   own namespace), the fds open now (the ledger's
 //!   baseline at attach, and the fds reconciliation finds unseen);
 //! - [`FdScan`]: the fd numbers of every live process at one moment, which
 //!   reconciliation holds the ledger against;
@@ -110,7 +111,7 @@ mod tests {
     #[test]
     fn mutated_and_random_proc_text_never_panics() {
         let seeds = [
-            "Name:\tcurl\nUmask:\t0022\nTgid:\t412\nPPid:\t1\nCapEff:\t000001ffffffffff\nVmHWM:\t  1024 kB\n",
+            "Name:\tcurl\nUmask:\t0022\nTgid:\t412\nPPid:\t1\nCapEff:\t000001ffffffffff\nVmHWM:\t  1024 kB\nNSpid:\t412\t1\n",
             "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 0100007F:D2B4 01 00000000:00000000 00:00000000 00000000  1000        0 123456 1 0000000000000000 20 4 30 10 -1\n",
             "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D2B4 01 00000000:00000000 00:00000000 00000000  1000        0 654321 1\n",
             "Num       RefCount Protocol Flags    Type St Inode Path\n0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/app.sock\n",

@@ -18,10 +18,14 @@ pub struct Status {
     pub cap_eff: u64,
     /// Peak resident set size, KiB.
     pub vm_hwm_kb: u64,
+    /// The pid in the process's own (innermost) pid namespace, when that
+    /// differs from `tgid` (a container's `NSpid:\t8663\t1` gives 1).
+    pub ns_pid: Option<u32>,
 }
 
 pub fn parse_status(text: &str) -> Status {
     let mut s = Status::default();
+    let mut innermost = None;
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else { continue };
         let value = value.trim();
@@ -31,9 +35,12 @@ pub fn parse_status(text: &str) -> Status {
             "PPid" => s.ppid = value.parse().unwrap_or(0),
             "CapEff" => s.cap_eff = u64::from_str_radix(value, 16).unwrap_or(0),
             "VmHWM" => s.vm_hwm_kb = value.trim_end_matches("kB").trim().parse().unwrap_or(0),
+            // One pid per namespace, outermost (/proc's) first.
+            "NSpid" => innermost = value.split_whitespace().last().and_then(|v| v.parse::<u32>().ok()),
             _ => {}
         }
     }
+    s.ns_pid = innermost.filter(|&n| n != s.tgid && s.tgid != 0);
     s
 }
 
@@ -66,6 +73,13 @@ pub fn is_zombie_or_gone(pid: u32) -> bool {
 
 pub fn status(pid: &str) -> io::Result<Status> {
     Ok(parse_status(&fs::read_to_string(format!("/proc/{pid}/status"))?))
+}
+
+/// The pid of process `pid` in its own pid namespace, when it runs in
+/// another one than fdtrace's /proc (a container); `None` when it is the
+/// same pid, or the process is gone.
+pub fn ns_pid(pid: u32) -> Option<u32> {
+    status(&pid.to_string()).ok()?.ns_pid
 }
 
 /// What a `/proc/PID/fd/N` link target says about the fd.
@@ -223,8 +237,28 @@ mod tests {
         let s = parse_status("Name:\tcurl\nUmask:\t0022\nTgid:\t412\nPPid:\t1\nCapEff:\t000001ffffffffff\n");
         assert_eq!(
             s,
-            Status { name: "curl".into(), tgid: 412, ppid: 1, cap_eff: 0x1ff_ffff_ffff, vm_hwm_kb: 0 }
+            Status {
+                name: "curl".into(),
+                tgid: 412,
+                ppid: 1,
+                cap_eff: 0x1ff_ffff_ffff,
+                vm_hwm_kb: 0,
+                ns_pid: None
+            }
         );
+    }
+
+    #[test]
+    fn ns_pid_is_the_innermost_when_it_differs() {
+        // In a container: host pid, then the pid in each nested namespace.
+        assert_eq!(parse_status("Tgid:\t8663\nNSpid:\t8663\t1\n").ns_pid, Some(1));
+        assert_eq!(parse_status("Tgid:\t8663\nNSpid:\t8663\t40\t7\n").ns_pid, Some(7));
+        // In /proc's own namespace (or a kernel without NSpid): none.
+        assert_eq!(parse_status("Tgid:\t8663\nNSpid:\t8663\n").ns_pid, None);
+        assert_eq!(parse_status("Tgid:\t8663\n").ns_pid, None);
+        // Before Tgid, and garbage.
+        assert_eq!(parse_status("NSpid:\t9\t2\nTgid:\t9\n").ns_pid, Some(2));
+        assert_eq!(parse_status("Tgid:\t9\nNSpid:\t9\tx\n").ns_pid, None);
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
         ty: "report".into(),
         pid: info.pid,
         comm: info.comm.clone(),
+        ns_pid: info.ns_pids.get(&info.pid).copied(),
         targets: info.targets.clone(),
         pids,
         elapsed_s: secs(elapsed_ns),
@@ -144,6 +145,7 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
                 ExitInfo {
                     pid: e.tgid,
                     comm: e.comm.to_string(),
+                    ns_pid: info.ns_pids.get(&e.tgid).copied(),
                     status: e.exit_code,
                     open_at_exit: e.open_at_exit.len(),
                     unclosed: kinds.values().sum(),

@@ -75,8 +75,8 @@ pub fn text(lines: &[(String, usize)]) -> String {
 /// A flame graph of the folded lines, as SVG.
 pub fn flamegraph(r: &Report, lines: &[(String, usize)]) -> io::Result<Vec<u8>> {
     let what = if r.kinds == ["socket"] { "sockets" } else { "fds" };
-    let title =
-        format!("fdtrace: {what} open longer than {:.1} s in pid {} ({})", r.min_age_s, r.pid, r.comm);
+    let who = super::text::process(r.pid, &r.comm, r.ns_pid);
+    let title = format!("fdtrace: {what} open longer than {:.1} s in pid {who}", r.min_age_s);
     let subtitle = format!(
         "{} unclosed of {} fds open · {:.1} s traced · {} events · {} lost{}",
         r.unclosed,

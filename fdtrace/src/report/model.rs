@@ -29,6 +29,9 @@ pub struct SessionInfo {
     pub origin_notes: Vec<String>,
     /// The processes the user asked for, live or exited.
     pub targets: Vec<TargetInfo>,
+    /// Host pid → pid in its own pid namespace, for the traced processes
+    /// that run in another pid namespace than fdtrace (containers).
+    pub ns_pids: BTreeMap<u32, u32>,
 }
 
 /// How complete the data is: what the kernel side and reconciliation
@@ -117,6 +120,10 @@ pub struct Report {
     pub ty: String,
     pub pid: u32,
     pub comm: String,
+    /// `pid` in its own pid namespace, when it runs in another one than
+    /// fdtrace (a container); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
     /// The processes asked for: every `-p`, the launched command, the
     /// processes `--comm` matched.
     pub targets: Vec<TargetInfo>,
@@ -169,12 +176,18 @@ pub struct Suppressed {
 pub struct TargetInfo {
     pub pid: u32,
     pub comm: String,
+    /// The pid in its own pid namespace, when that is not fdtrace's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ExitInfo {
     pub pid: u32,
     pub comm: String,
+    /// The pid in its own pid namespace, when that is not fdtrace's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
     /// wait(2) status.
     pub status: u32,
     /// Every fd it had open when it exited.

@@ -29,6 +29,7 @@ pub fn report(groups: Vec<Group>) -> Report {
         ty: "report".into(),
         pid: 7,
         comm: "app".into(),
+        ns_pid: None,
         pids: vec![7],
         targets: vec![],
         elapsed_s: 2.0,

@@ -332,6 +332,7 @@ fn what_was_open_at_exit_stays_in_the_report() {
     let want = ExitInfo {
         pid: PID,
         comm: "app".into(),
+        ns_pid: None,
         status: 0,
         open_at_exit: 1,
         unclosed: 1,
@@ -340,6 +341,38 @@ fn what_was_open_at_exit_stays_in_the_report() {
     };
     assert_eq!(r.exited, vec![want]);
     assert!(text::render(&r).contains("pid 100 (app) exited (status 0) with 1 fds open: 1 tcp from 1 place"));
+}
+
+#[test]
+fn a_process_in_another_pid_namespace_is_named_with_its_pid_there() {
+    let events = [socket(S, 3, 1), ev(5 * S, Body::Exit { code: 0 })];
+    let (l, s) = given(&events);
+    let mut h = header(20 * S);
+    h.info.targets = vec![TargetInfo { pid: PID, comm: "app".into(), ns_pid: Some(1) }];
+    h.info.ns_pids = [(PID, 1)].into_iter().collect();
+    let r = build(&h, &opts(), &l, &s, &Sockets::new());
+    assert_eq!(r.ns_pid, Some(1));
+    assert_eq!(r.exited[0].ns_pid, Some(1));
+    let t = text::render(&r);
+    assert!(t.starts_with("fdtrace report: pid 100 (app, pid 1 in its namespace) · "), "{t}");
+    assert!(t.contains("  pid 100 (app, pid 1 in its namespace) exited (status 0) with 1 fds open"), "{t}");
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!((v["ns_pid"].as_u64(), v["targets"][0]["ns_pid"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(v["exited"][0]["ns_pid"].as_u64(), Some(1));
+    let back: Report = serde_json::from_value(v).unwrap();
+    assert_eq!(back.exited[0].ns_pid, Some(1));
+
+    // Two targets, one of them in a namespace; in fdtrace's own namespace
+    // the JSON has no ns_pid at all.
+    h.info.targets.push(TargetInfo { pid: 200, comm: "b".into(), ns_pid: None });
+    let r = build(&h, &opts(), &l, &s, &Sockets::new());
+    assert!(
+        text::render(&r).starts_with("fdtrace report: pids 100 (app, pid 1 in its namespace), 200 (b) · ")
+    );
+    let r = build(&header(20 * S), &opts(), &l, &s, &Sockets::new());
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("ns_pid"), "{json}");
+    assert!(text::render(&r).contains("  pid 100 (app) exited (status 0)"));
 }
 
 #[test]

@@ -43,13 +43,22 @@ pub fn render(r: &Report) -> String {
     render_with(r, Paint::default())
 }
 
+/// A process as the report names it: `8663 (leaky)`, and in another pid
+/// namespace (a container) `8663 (leaky, pid 1 in its namespace)`.
+pub fn process(pid: u32, comm: &str, ns_pid: Option<u32>) -> String {
+    match ns_pid {
+        Some(n) => format!("{pid} ({comm}, pid {n} in its namespace)"),
+        None => format!("{pid} ({comm})"),
+    }
+}
+
 pub fn render_with(r: &Report, p: Paint) -> String {
     let mut out = String::new();
     let what = if r.kinds == ["socket"] { "sockets" } else { "fds" };
     let who = match r.targets.as_slice() {
-        [] | [_] => format!("pid {} ({})", r.pid, r.comm),
+        [] | [_] => format!("pid {}", process(r.pid, &r.comm, r.ns_pid)),
         many => {
-            let each: Vec<String> = many.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
+            let each: Vec<String> = many.iter().map(|t| process(t.pid, &t.comm, t.ns_pid)).collect();
             format!("pids {}", each.join(", "))
         }
     };
@@ -98,8 +107,9 @@ pub fn render_with(r: &Report, p: Paint) -> String {
         };
         let _ = writeln!(
             out,
-            "  pid {} ({}) exited ({how}) with {} fds open{counted}",
-            e.pid, e.comm, e.open_at_exit
+            "  pid {} exited ({how}) with {} fds open{counted}",
+            process(e.pid, &e.comm, e.ns_pid),
+            e.open_at_exit
         );
     }
     for n in &r.notes {

@@ -12,7 +12,10 @@ mod pipeline;
 mod reconcile;
 mod targets;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use tokio::{
@@ -34,7 +37,7 @@ use crate::{
     events::{Comm, Source},
     host::{self, procfs},
     ledger::Ledger,
-    report::{self, suppress::Suppressions, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
+    report::{self, suppress::Suppressions, text, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
     sinks::{Progress, Reports, Sinks},
 };
 
@@ -142,7 +145,10 @@ impl<'a> Session<'a> {
         // may pair their fds.
         source.added_held(&targets.iter().map(|t| t.tgid).collect::<Vec<_>>());
         source.resume();
-        announce(args, &targets, &tracer, started, launched.is_some());
+        // The targets in another pid namespace (containers): their pid there.
+        let ns_pids: BTreeMap<u32, u32> =
+            targets.iter().filter_map(|t| Some((t.tgid, procfs::ns_pid(t.tgid)?))).collect();
+        announce(args, &targets, &ns_pids, &tracer, started, launched.is_some());
         // Everything is in place: let the command exec.
         if let Some(l) = &mut launched {
             l.release()?;
@@ -160,12 +166,19 @@ impl<'a> Session<'a> {
             notes: notes.notes,
             origin_notes: notes.origin_notes,
             targets: vec![],
+            ns_pids: Default::default(),
         };
         Ok(Session {
             args,
             launched,
             source,
-            pipe: Pipeline::new(ledger, targets.iter().map(|t| t.tgid).collect(), args.comm.is_some(), comm),
+            pipe: Pipeline::new(
+                ledger,
+                targets.iter().map(|t| t.tgid).collect(),
+                args.comm.is_some(),
+                comm,
+                ns_pids,
+            ),
             sinks,
             info,
             report_opts: report::Options {
@@ -401,9 +414,14 @@ impl<'a> Session<'a> {
                     let comm = ledger.process(tgid).map(|p| p.comm.to_string()).or_else(|| {
                         ledger.exited().iter().rfind(|e| e.tgid == tgid).map(|e| e.comm.to_string())
                     });
-                    TargetInfo { pid: tgid, comm: comm.unwrap_or_default() }
+                    TargetInfo {
+                        pid: tgid,
+                        comm: comm.unwrap_or_default(),
+                        ns_pid: self.pipe.ns_pids.get(&tgid).copied(),
+                    }
                 })
                 .collect();
+        self.info.ns_pids.clone_from(&self.pipe.ns_pids);
         let stats = self.stats();
         let sockets = host::sockets(ledger);
         let built = Instant::now();
@@ -500,8 +518,16 @@ fn baseline(targets: &[Target]) -> anyhow::Result<(Ledger, mpsc::UnboundedReceiv
 }
 
 /// The start-up line: what is traced, how, how long attaching took.
-fn announce(args: &TraceArgs, targets: &[Target], tracer: &Tracer, started: Instant, launched: bool) {
-    let mut names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.tgid, t.comm)).collect();
+fn announce(
+    args: &TraceArgs,
+    targets: &[Target],
+    ns_pids: &BTreeMap<u32, u32>,
+    tracer: &Tracer,
+    started: Instant,
+    launched: bool,
+) {
+    let mut names: Vec<String> =
+        targets.iter().map(|t| text::process(t.tgid, &t.comm, ns_pids.get(&t.tgid).copied())).collect();
     if let Some(comm) = &args.comm {
         names.push(format!("every process named {comm} from now on"));
     }

@@ -1,5 +1,7 @@
 //! The path of one event: → [`Ledger`] (pairing) → stacks it brings
 //! resolved while the process still exists → the sinks that want events.
+use std::collections::BTreeMap;
+
 use crate::{
     clock::monotonic_ns,
     events::{Body, Event, FdKind, RawStacks},
@@ -23,11 +25,31 @@ pub struct Pipeline {
     /// and after an exit the name of the process that exited last (a
     /// launched command is named after exec).
     pub comm: String,
+    /// Host pid → pid in its own pid namespace, for the processes that
+    /// joined in another pid namespace than fdtrace's (read from `/proc`
+    /// when they join: a pid's namespace never changes).
+    pub ns_pids: BTreeMap<u32, u32>,
 }
 
 impl Pipeline {
-    pub fn new(ledger: Ledger, targets: Vec<u32>, watch_comm: bool, comm: String) -> Pipeline {
-        Pipeline { ledger, stacks: Stacks::new(), effects: Vec::new(), targets, watch_comm, comm }
+    /// `ns_pids`: those of the targets.
+    pub fn new(
+        ledger: Ledger,
+        targets: Vec<u32>,
+        watch_comm: bool,
+        comm: String,
+        ns_pids: BTreeMap<u32, u32>,
+    ) -> Pipeline {
+        Pipeline { ledger, stacks: Stacks::new(), effects: Vec::new(), targets, watch_comm, comm, ns_pids }
+    }
+
+    /// Notes the namespace pid of a process that joined (or forgets the
+    /// one of an earlier process with its pid).
+    fn joined(&mut self, tgid: u32) {
+        match procfs::ns_pid(tgid) {
+            Some(n) => self.ns_pids.insert(tgid, n),
+            None => self.ns_pids.remove(&tgid),
+        };
     }
 
     pub fn event(&mut self, mut ev: Event, raw: &dyn RawStacks, sinks: &mut Sinks) {
@@ -61,8 +83,14 @@ impl Pipeline {
             let fds = procfs::list_fds(ev.tgid).unwrap_or_default();
             self.ledger.add_process(ev.tgid, ev.comm, scan_ns, fds);
             self.targets.push(ev.tgid);
+            self.joined(ev.tgid);
         } else {
             self.ledger.apply(&ev, &mut self.effects);
+        }
+        // A followed child (-f): a child of `unshare --pid --fork` is the
+        // first of a new namespace.
+        if let Body::Fork { child, followed: true, .. } = ev.body {
+            self.joined(child);
         }
         // Resolve new stacks now, while the process (and its maps) exist.
         for e in &self.effects {
