@@ -129,23 +129,24 @@ pub fn render_with(r: &Report, p: Paint) -> String {
             s.rule
         );
     }
+    // Once the processes have exited nothing is open: the exit lines above
+    // said what they left.
+    let in_all = if r.open_fds == 0 && !r.exited.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} fds open in all)", r.open_fds)
+    };
     if r.groups.is_empty() {
-        let _ = writeln!(
-            out,
-            "  no {what} open longer than {} ({} fds open in all)",
-            age(r.min_age_s),
-            r.open_fds
-        );
+        let _ = writeln!(out, "  no {what} open longer than {}{in_all}", age(r.min_age_s));
         return out;
     }
     let stacks = r.groups.len() + r.more_groups;
     let at_exit = if r.exited.iter().any(|e| e.unclosed > 0) { " or left open at exit" } else { "" };
     let _ = writeln!(
         out,
-        "  {} {what} open longer than {}{at_exit} ({} fds open in all), from {} {}",
+        "  {} {what} open longer than {}{at_exit}{in_all}, from {} {}",
         r.unclosed,
         age(r.min_age_s),
-        r.open_fds,
         stacks,
         if stacks == 1 { "place" } else { "places" }
     );
