@@ -221,8 +221,8 @@ fn attach_syscalls(
     regs_at_exit: bool,
     covered: &HashSet<&str>,
 ) {
-    // Programs are loaded on first use; one that fails stays failed.
-    let mut loaded: HashMap<String, Result<(), String>> = HashMap::new();
+    // What to attach: (hook, tracepoint, program).
+    let mut wanted: Vec<(String, String, String)> = vec![];
     for sc in Syscall::ALL {
         for &phase in phases(sc, regs_at_exit) {
             let name = format!("sys_{phase}_{}", sc.name());
@@ -236,30 +236,83 @@ fn attach_syscalls(
             };
             // Programs are named like their tracepoints, but for the
             // argument-stashing entries, which are shared by arity.
-            let program = match program_for(sc, phase, &format) {
-                Ok(p) => p,
-                Err(why) => {
-                    plan.skipped.push((hook, why));
-                    continue;
-                }
-            };
-            let ready =
-                loaded.entry(program.clone()).or_insert_with(|| load_tracepoint(ebpf, &program).map(|_| ()));
-            if let Err(why) = ready {
-                plan.skipped.push((hook, why.clone()));
-                continue;
-            }
-            let prog: &mut TracePoint =
-                ebpf.program_mut(&program).and_then(|p| p.try_into().ok()).expect("loaded above");
-            match prog.attach("syscalls", &name) {
-                Ok(id) => {
-                    links.tracepoints.push((program.to_string(), id));
-                    plan.attached.push(hook);
-                }
-                Err(e) => plan.skipped.push((hook, format!("attach failed: {e:#}"))),
+            match program_for(sc, phase, &format) {
+                Ok(program) => wanted.push((hook, name, program)),
+                Err(why) => plan.skipped.push((hook, why)),
             }
         }
     }
+    let loaded = load_in_parallel(ebpf, wanted.iter().map(|w| w.2.as_str()).collect());
+    for (hook, name, program) in wanted {
+        if let Some(Err(why)) = loaded.get(&program) {
+            plan.skipped.push((hook, why.clone()));
+            continue;
+        }
+        let Some(prog) = ebpf.program_mut(&program).and_then(|p| <&mut TracePoint>::try_from(p).ok()) else {
+            plan.skipped.push((hook, format!("program {program} missing from the object")));
+            continue;
+        };
+        match prog.attach("syscalls", &name) {
+            Ok(id) => {
+                links.tracepoints.push((program.to_string(), id));
+                plan.attached.push(hook);
+            }
+            Err(e) => plan.skipped.push((hook, format!("attach failed: {e:#}"))),
+        }
+    }
+}
+
+/// Loads the tracepoint programs `names` (each once), on as many threads
+/// as there are CPUs: the kernel verifies each program in the thread that
+/// loads it, and privileged loads verify concurrently. Most of fdtrace's
+/// start-up is these ~40 verifications. A program that fails stays failed.
+fn load_in_parallel(ebpf: &mut Ebpf, names: HashSet<&str>) -> HashMap<String, Result<(), String>> {
+    let mut progs: Vec<(String, &mut TracePoint)> = vec![];
+    let mut results = HashMap::new();
+    for (name, prog) in ebpf.programs_mut() {
+        if !names.contains(name) {
+            continue;
+        }
+        match <&mut TracePoint>::try_from(prog) {
+            Ok(tp) => progs.push((name.to_string(), tp)),
+            Err(e) => {
+                results.insert(name.to_string(), Err(format!("{e}")));
+            }
+        }
+    }
+    for name in names {
+        if !progs.iter().any(|(n, _)| n == name) && !results.contains_key(name) {
+            results.insert(name.to_string(), Err(format!("program {name} missing from the object")));
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let mut shares: Vec<Vec<(String, &mut TracePoint)>> = (0..threads).map(|_| vec![]).collect();
+    for (i, prog) in progs.into_iter().enumerate() {
+        shares[i % threads].push(prog);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(name, prog)| {
+                            let loaded = prog.load().map_err(|e| format!("the kernel refused {name}: {e:#}"));
+                            (name, loaded)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => results.extend(done),
+                Err(_) => log::error!("a program-loading thread panicked"),
+            }
+        }
+    });
+    results
 }
 
 /// The lifecycle and TCP-state tracepoints: (program, category, name).
