@@ -31,7 +31,7 @@ use crate::{
     attach::{self, Target, Tracer},
     cli::TraceArgs,
     clock::{monotonic_ns, Clock},
-    events::{Comm, Source},
+    events::{Comm, MmapWatch, Source},
     host::{self, procfs},
     ledger::Ledger,
     report::{self, suppress::Suppressions, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
@@ -138,6 +138,9 @@ impl<'a> Session<'a> {
         let pairing = !sinks.wants_events() && !args.no_kernel_pairing && !args.follow_forks;
         let (tracer, mut source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
+        // Before the command execs: every mapping of its new image is
+        // recorded.
+        let (mmaps, mmaps_note) = watch_mappings(&targets, launched.is_some());
         // The targets were added held: with their baseline read, the kernel
         // may pair their fds.
         source.added_held(&targets.iter().map(|t| t.tgid).collect::<Vec<_>>());
@@ -157,15 +160,27 @@ impl<'a> Session<'a> {
             started_ns,
             tier: tracer.plan.tier_summary(),
             hooks: tracer.plan.hooks(),
-            notes: notes.notes,
+            notes: notes.notes.into_iter().chain(mmaps_note).collect(),
             origin_notes: notes.origin_notes,
             targets: vec![],
         };
+        let mut pipe =
+            Pipeline::new(ledger, targets.iter().map(|t| t.tgid).collect(), args.comm.is_some(), comm);
+        if let Some(m) = mmaps {
+            if launched.is_none() {
+                // Running already: what they mapped before the records.
+                let now = monotonic_ns();
+                for t in &targets {
+                    pipe.stacks.seed_maps(t.tgid, now);
+                }
+            }
+            pipe.mmaps = Some(m);
+        }
         Ok(Session {
             args,
             launched,
             source,
-            pipe: Pipeline::new(ledger, targets.iter().map(|t| t.tgid).collect(), args.comm.is_some(), comm),
+            pipe,
             sinks,
             info,
             report_opts: report::Options {
@@ -214,6 +229,7 @@ impl<'a> Session<'a> {
                     sinks.flush();
                 }
                 _ = drain.tick() => {
+                    pipe.sync_maps();
                     if source.drain(|ev, raw| pipe.event(ev, raw, sinks)) > 0 {
                         sinks.flush();
                     }
@@ -497,6 +513,29 @@ fn baseline(targets: &[Target]) -> anyhow::Result<(Ledger, mpsc::UnboundedReceiv
         targets::watch_exit(t.tgid, exit_tx.clone())?;
     }
     Ok((ledger, exits, started_ns))
+}
+
+/// Watches the targets' mappings (see [`MmapWatch`]): on every thread of
+/// each (their later threads and children inherit it); a launched command
+/// has one thread, blocked before its exec. Without it, tracing goes on:
+/// returns the note that says what is missing.
+fn watch_mappings(targets: &[Target], launched: bool) -> (Option<MmapWatch>, Option<String>) {
+    let tasks: Vec<u32> = if launched {
+        targets.iter().map(|t| t.tgid).collect()
+    } else {
+        targets.iter().flat_map(|t| procfs::threads(t.tgid)).collect()
+    };
+    match MmapWatch::open(&tasks) {
+        Ok(m) => (Some(m), None),
+        Err(e) => {
+            let note = format!(
+                "mappings not recorded: {e}; stacks of processes that exit before fdtrace names them (within \
+                 milliseconds of their opens) may show as ??"
+            );
+            eprintln!("fdtrace: warning: {note}");
+            (None, Some(note))
+        }
+    }
 }
 
 /// The start-up line: what is traced, how, how long attaching took.
