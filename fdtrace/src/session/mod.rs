@@ -313,7 +313,7 @@ impl<'a> Session<'a> {
                 losses.kept_overwritten
             );
         }
-        let Session { tracer, source, sinks, mut launched, mut exits, mut signals, .. } = self;
+        let Session { tracer, source, sinks, pipe, mut launched, mut exits, mut signals, .. } = self;
         let finished = sinks.finish();
         let detach = Instant::now();
         tracer.detach();
@@ -325,8 +325,16 @@ impl<'a> Session<'a> {
             Some(l) => Some(wait_for_command(l, &mut exits, &mut signals).await),
             None => None,
         };
+        let mmaps = pipe.mmaps.as_ref();
+        let mapping_records = mmaps.map_or(String::new(), |m| {
+            let mut s = format!("; {} mapping records, {} lost", m.records, m.lost);
+            if m.undecodable > 0 {
+                s += &format!(", {} undecodable", m.undecodable);
+            }
+            s
+        });
         eprintln!(
-            "fdtrace: {} events, {} lost{}{}",
+            "fdtrace: {} events, {} lost{}{}{mapping_records}",
             source.records() + losses.kept_in_kernel(),
             losses.lost_events(),
             if losses.ringbuf_full > 0 { " (ring buffer full: raise --ringbuf-size)" } else { "" },
@@ -423,7 +431,11 @@ impl<'a> Session<'a> {
         let stats = self.stats();
         let sockets = host::sockets(ledger);
         let built = Instant::now();
-        let head = Head { info: &self.info, stats: &stats, now_ns: monotonic_ns(), is_final };
+        let mut info = std::borrow::Cow::Borrowed(&self.info);
+        if let Some(note) = self.pipe.mmaps.as_ref().and_then(mappings_lost_note) {
+            info.to_mut().notes.push(note);
+        }
+        let head = Head { info: &info, stats: &stats, now_ns: monotonic_ns(), is_final };
         let r = report::build(head, &self.report_opts, ledger, &self.pipe.stacks, &sockets);
         self.sinks.report(&r);
         // The bench reads this line.
@@ -536,6 +548,17 @@ fn watch_mappings(targets: &[Target], launched: bool) -> (Option<MmapWatch>, Opt
             (None, Some(note))
         }
     }
+}
+
+/// What a report says when mapping records were lost.
+fn mappings_lost_note(m: &MmapWatch) -> Option<String> {
+    (m.lost > 0).then(|| {
+        format!(
+            "{} mapping records lost (the perf ring was full between two reads): stacks of processes \
+             that exited before fdtrace named them may show as ??",
+            m.lost
+        )
+    })
 }
 
 /// The start-up line: what is traced, how, how long attaching took.
