@@ -149,8 +149,9 @@ impl MmapWatch {
         self.batch.clear();
         for ring in &mut self.rings {
             ring.take(&mut self.scratch, |rec| match parse(rec) {
-                Some(ev) => self.batch.push(ev),
-                None => self.undecodable += u64::from(is_unknown(rec)),
+                Ok(Some(ev)) => self.batch.push(ev),
+                Ok(None) => {}
+                Err(()) => self.undecodable += 1,
             });
         }
         // Each CPU's records are in order; across CPUs (a task that moved)
@@ -165,17 +166,6 @@ impl MmapWatch {
         }
         self.batch.len()
     }
-}
-
-/// Whether a record that did not parse is of a kind we asked for (then it
-/// is a layout we did not understand) rather than one we ignore
-/// (throttling, a sample).
-fn is_unknown(rec: &[u8]) -> bool {
-    let kind = rec.get(..4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    matches!(
-        kind,
-        PERF_RECORD_MMAP2 | PERF_RECORD_COMM | PERF_RECORD_FORK | PERF_RECORD_EXIT | PERF_RECORD_LOST
-    )
 }
 
 // `include/uapi/linux/perf_event.h`.
@@ -427,23 +417,33 @@ impl Drop for PerfRing {
     }
 }
 
-/// One perf record (header included) as a [`MapEvent`]; `None` for kinds
-/// fdtrace does not use and for malformed records. The records carry a
-/// `sample_id` trailer (`sample_id_all` with TID|TIME): pid, tid, time.
-pub fn parse(rec: &[u8]) -> Option<MapEvent> {
-    let u32_at =
-        |off: usize| rec.get(off..off + 4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
-    let u64_at =
-        |off: usize| rec.get(off..off + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])));
+/// One perf record (header included) as a [`MapEvent`]: `Ok(None)` for
+/// records fdtrace does not use (a thread's creation, a thread renaming
+/// itself, throttling), `Err(())` for one it cannot read. The records carry
+/// a `sample_id` trailer (`sample_id_all` with TID|TIME): pid, tid, time.
+fn parse(rec: &[u8]) -> Result<Option<MapEvent>, ()> {
+    fields(rec).ok_or(())
+}
+
+/// [`parse`], `None` when a field is out of bounds.
+fn fields(rec: &[u8]) -> Option<Option<MapEvent>> {
+    let u32_at = |off: usize| Some(u32::from_ne_bytes(rec.get(off..off + 4)?.try_into().ok()?));
+    let u64_at = |off: usize| Some(u64::from_ne_bytes(rec.get(off..off + 8)?.try_into().ok()?));
     let kind = u32_at(0)?;
     let misc = u16::from_ne_bytes(rec.get(4..6)?.try_into().ok()?);
     let size = usize::from(u16::from_ne_bytes(rec.get(6..8)?.try_into().ok()?));
+    if !matches!(
+        kind,
+        PERF_RECORD_MMAP2 | PERF_RECORD_COMM | PERF_RECORD_FORK | PERF_RECORD_EXIT | PERF_RECORD_LOST
+    ) {
+        return Some(None);
+    }
     if size != rec.len() || size < 8 + 16 {
         return None;
     }
     // The trailer: pid, tid (TID), time (TIME).
     let time_ns = u64_at(size - 8)?;
-    match kind {
+    Some(match kind {
         PERF_RECORD_MMAP2 => {
             // pid, tid, addr, len, pgoff, maj, min, ino, ino_generation,
             // prot, flags, filename (NUL-padded to 8), trailer.
@@ -461,6 +461,7 @@ pub fn parse(rec: &[u8]) -> Option<MapEvent> {
         PERF_RECORD_COMM if misc & PERF_RECORD_MISC_COMM_EXEC != 0 => {
             Some(MapEvent::Exec { pid: u32_at(8)?, time_ns })
         }
+        PERF_RECORD_COMM => None,
         PERF_RECORD_FORK | PERF_RECORD_EXIT => {
             // pid, ppid, tid, ptid, time, trailer.
             let (pid, ppid, tid) = (u32_at(8)?, u32_at(12)?, u32_at(16)?);
@@ -472,9 +473,8 @@ pub fn parse(rec: &[u8]) -> Option<MapEvent> {
                 _ => Some(MapEvent::Exit { pid, tid, time_ns }),
             }
         }
-        PERF_RECORD_LOST => Some(MapEvent::Lost { count: u64_at(16)? }),
-        _ => None,
-    }
+        _ => Some(MapEvent::Lost { count: u64_at(16)? }),
+    })
 }
 
 #[cfg(test)]
@@ -508,17 +508,19 @@ mod tests {
         let rec = record(PERF_RECORD_MMAP2, 2, &body, 42, 1_000);
         assert_eq!(
             parse(&rec),
-            Some(MapEvent::Mmap {
+            Ok(Some(MapEvent::Mmap {
                 pid: 42,
                 time_ns: 1_000,
                 start: 0x7f00_0000_1000,
                 len: 0x2000,
                 pgoff: 0x28000,
                 path: "/usr/lib/libc.so.6".into()
-            })
+            }))
         );
         // Cut short: not a record.
-        assert_eq!(parse(&rec[..rec.len() - 8]), None);
+        assert_eq!(parse(&rec[..rec.len() - 8]), Err(()));
+        // A kind not asked for is no error.
+        assert_eq!(parse(&record(5, 0, &[0; 16], 1, 1)), Ok(None));
     }
 
     #[test]
@@ -526,10 +528,10 @@ mod tests {
         let body = [words(&[7 | (7 << 32)]), b"sh\0\0\0\0\0\0".to_vec()].concat();
         assert_eq!(
             parse(&record(PERF_RECORD_COMM, PERF_RECORD_MISC_COMM_EXEC, &body, 7, 5)),
-            Some(MapEvent::Exec { pid: 7, time_ns: 5 })
+            Ok(Some(MapEvent::Exec { pid: 7, time_ns: 5 }))
         );
         // A thread renaming itself (prctl) is no exec.
-        assert_eq!(parse(&record(PERF_RECORD_COMM, 0, &body, 7, 5)), None);
+        assert_eq!(parse(&record(PERF_RECORD_COMM, 0, &body, 7, 5)), Ok(None));
     }
 
     #[test]
@@ -538,17 +540,17 @@ mod tests {
         let fork = words(&[20 | (10 << 32), 20 | (10 << 32), 77]);
         assert_eq!(
             parse(&record(PERF_RECORD_FORK, 0, &fork, 10, 77)),
-            Some(MapEvent::Fork { pid: 20, parent: 10, time_ns: 77 })
+            Ok(Some(MapEvent::Fork { pid: 20, parent: 10, time_ns: 77 }))
         );
         let thread = words(&[10 | (10 << 32), 11 | (10 << 32), 78]);
-        assert_eq!(parse(&record(PERF_RECORD_FORK, 0, &thread, 10, 78)), None, "a thread");
+        assert_eq!(parse(&record(PERF_RECORD_FORK, 0, &thread, 10, 78)), Ok(None), "a thread");
         let exit = words(&[10 | (10 << 32), 11 | (10 << 32), 79]);
         assert_eq!(
             parse(&record(PERF_RECORD_EXIT, 0, &exit, 10, 79)),
-            Some(MapEvent::Exit { pid: 10, tid: 11, time_ns: 79 })
+            Ok(Some(MapEvent::Exit { pid: 10, tid: 11, time_ns: 79 }))
         );
         let lost = words(&[1, 12]);
-        assert_eq!(parse(&record(PERF_RECORD_LOST, 0, &lost, 0, 0)), Some(MapEvent::Lost { count: 12 }));
+        assert_eq!(parse(&record(PERF_RECORD_LOST, 0, &lost, 0, 0)), Ok(Some(MapEvent::Lost { count: 12 })));
     }
 
     #[test]
@@ -583,7 +585,7 @@ mod tests {
         let mut got = Vec::new();
         ring.take(&mut Vec::new(), |r| got.push(parse(r)));
         assert_eq!(got, vec![parse(&a), parse(&b)]);
-        assert!(got.iter().all(Option::is_some));
+        assert!(got.iter().all(|r| matches!(r, Ok(Some(_)))));
         assert_eq!(ring.control(DATA_TAIL).load(Ordering::Relaxed), 16 + bytes.len() as u64);
         drop(ring);
         drop(mem);
