@@ -63,7 +63,7 @@ pub fn go(name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let dir = out_dir().join("go");
         std::fs::create_dir_all(&dir).expect("create target/fixtures/go");
-        go_build(&dir, &[], &["./httpclient", "./httpserver", "./sessionserver"]);
+        go_build(&dir, &[], &["./httpclient", "./httpserver", "./sessionserver", "./shortleak"]);
         go_build(&dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);
         dir
     });
