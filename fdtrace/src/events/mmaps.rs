@@ -84,9 +84,12 @@ pub struct MmapWatch {
     scratch: Vec<u8>,
 }
 
-/// Pages of ring data per CPU (a power of two): 64 KiB, some 600 mapping
-/// records between two drains.
-const RING_PAGES: usize = 16;
+/// Pages of ring data per CPU (a power of two): 128 KiB. Mappings are few
+/// (tens per exec), but the kernel writes a fork and an exit record per
+/// thread whatever is asked (`perf_event_task_match`): this holds some
+/// 2,000 threads' between two drains (10 ms apart, longer while a new
+/// stack is symbolized).
+const RING_PAGES: usize = 32;
 
 impl MmapWatch {
     /// Opens the events on `tasks` (threads; each one's future threads
