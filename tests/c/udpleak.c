@@ -1,7 +1,7 @@
 /* A short command that leaves fds open when it exits: 7 UDP sockets from
  * open_probes(), a log file from open_log(), then, after argv[2] ms
- * (default 300: younger than fdtrace's default --min-age all the same),
- * _exit(3) (no atexit, no stdio flush). fdtrace's exit tests launch it. */
+ * (default 0: gone before fdtrace has read its first event), _exit(3) (no
+ * atexit, no stdio flush). fdtrace's exit tests launch it. */
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -24,6 +24,8 @@ __attribute__((noinline)) static void open_log(void) {
 int main(int argc, char **argv) {
     open_probes(argc > 1 ? atoi(argv[1]) : 7);
     open_log();
-    usleep((argc > 2 ? atoi(argv[2]) : 300) * 1000);
+    int wait_ms = argc > 2 ? atoi(argv[2]) : 0;
+    if (wait_ms > 0)
+        usleep(wait_ms * 1000);
     _exit(3);
 }

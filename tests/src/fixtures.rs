@@ -69,7 +69,13 @@ pub fn go(name: &str) -> PathBuf {
         let dir = out_dir().join("go");
         std::fs::create_dir_all(&dir).expect("create target/fixtures/go");
         let debian = Path::new("go");
-        go_build(debian, "go", &dir, &[], &["./httpclient", "./httpserver", "./sessionserver"]);
+        go_build(
+            debian,
+            "go",
+            &dir,
+            &[],
+            &["./httpclient", "./httpserver", "./sessionserver", "./shortleak"],
+        );
         go_build(debian, "go", &dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);
         dir
     });

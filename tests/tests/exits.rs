@@ -20,8 +20,8 @@ use fdtrace_tests::{
 const T: Duration = Duration::from_secs(60);
 
 /// Launches the UDP-leaking C program (7 sockets from `open_probes`, a
-/// file from `open_log`, `_exit(3)` 0.3 s later: younger than the default
-/// `--min-age`) under fdtrace with `flags`.
+/// file from `open_log`, `_exit(3)` at once: gone before fdtrace reads its
+/// first event) under fdtrace with `flags`.
 fn launch(ebpf: &Ebpf, flags: &[&str]) -> Finished {
     let bin = fixtures::c_udpleak();
     let mut args = flags.to_vec();
@@ -54,8 +54,7 @@ fn fds_left_open_at_exit_are_listed_however_young() {
     assert!(g.fds.iter().all(|f| f.at_exit && f.proto.as_deref() == Some("udp")), "{}", pretty(g));
     let funcs: Vec<&str> = g.stack.iter().filter_map(|f| f.function.as_deref()).collect();
     assert!(funcs.contains(&"open_probes") && funcs.contains(&"main"), "{funcs:?}");
-    // Every frame named, the innermost (libc's socket) too.
-    assert!(g.stack.iter().take(3).all(|f| f.function.is_some()), "{}", pretty(&g.stack));
+    assert_fully_named(g);
     let e = &r.exited[0];
     assert_eq!((e.status, e.unclosed, e.places), (3 << 8, 7, 1), "{}", pretty(&r));
     assert_eq!(e.unclosed_kinds.get("udp"), Some(&7));
@@ -66,6 +65,68 @@ fn fds_left_open_at_exit_are_listed_however_young() {
     let text = out.stderr_text();
     assert!(text.contains("exited (status 3) with") && text.contains(": 7 udp, "), "{text}");
     assert!(text.contains("or left open at exit"), "{text}");
+}
+
+/// Every frame of a group's stack is named, the innermost (libc's socket
+/// wrapper) too: the process was gone when fdtrace named them.
+fn assert_fully_named(g: &fdtrace::report::Group) {
+    assert!(g.stack.iter().all(|f| f.function.is_some()), "a frame without a name: {}", pretty(&g.stack));
+    let inner = &g.stack[0];
+    assert!(inner.module.as_deref().is_some_and(|m| m.starts_with("libc")), "{}", pretty(&g.stack));
+}
+
+#[test]
+fn a_command_gone_in_milliseconds_has_every_stack_named() {
+    let ebpf = require_ebpf!();
+    // The bug raced the exit: several runs, with and without --min-age 0.
+    for run in 0..6 {
+        let flags: &[&str] =
+            if run % 2 == 0 { &["--min-age", "0", "--format", "json"] } else { &["--format", "json"] };
+        let out = launch(&ebpf, flags);
+        assert_eq!(out.status.code(), Some(3), "run {run}:\n{}", out.stderr_text());
+        let r = final_report(&out);
+        assert_eq!(r.groups.len(), 1, "run {run}: {}", pretty(&r));
+        let g = &r.groups[0];
+        assert_eq!(g.open, 7, "run {run}: {}", pretty(g));
+        assert_fully_named(g);
+        let funcs: Vec<&str> = g.stack.iter().filter_map(|f| f.function.as_deref()).collect();
+        assert!(funcs.contains(&"open_probes") && funcs.contains(&"main"), "run {run}: {funcs:?}");
+        assert!(r.notes.iter().all(|n| !n.contains("mapping")), "run {run}: {:?}", r.notes);
+    }
+}
+
+#[test]
+fn a_short_go_command_has_every_socket_named_with_its_line() {
+    let ebpf = require_ebpf!();
+    let bin = fixtures::go("shortleak");
+    let src =
+        std::fs::read_to_string(fdtrace_tests::harness::workspace_root().join("tests/go/shortleak/main.go"))
+            .unwrap();
+    // The lines of the source that open the sockets.
+    let line_of = |mark: &str| src.lines().position(|l| l.contains(mark)).unwrap() as u32 + 1;
+    let (udp_line, tcp_line) = (line_of("// shortleak: udp"), line_of("// shortleak: tcp"));
+    for run in 0..3 {
+        let out = run_fdtrace(&ebpf, &["--min-age", "0", "--format", "json", "--", bin.to_str().unwrap()], T);
+        assert_eq!(out.status.code(), Some(3), "run {run}: the command's exit code:\n{}", out.stderr_text());
+        let r = final_report(&out);
+        // 3 UDP sockets and a listener, each kind from its own line.
+        let mut seen: Vec<(usize, u32)> = r
+            .groups
+            .iter()
+            .map(|g| {
+                assert!(g.fds.iter().all(|f| f.at_exit), "run {run}: {}", pretty(g));
+                let at = g.stack.iter().find(|f| f.function.as_deref() == Some("main.openSockets"));
+                let at =
+                    at.unwrap_or_else(|| panic!("run {run}: main.openSockets not on {}", pretty(&g.stack)));
+                assert!(at.file.as_deref().is_some_and(|f| f.ends_with("shortleak/main.go")), "{at:?}");
+                assert!(g.stack.iter().all(|f| f.function.is_some()), "run {run}: {}", pretty(&g.stack));
+                (g.open, at.line.unwrap())
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, vec![(1, tcp_line), (3, udp_line)], "run {run}: {}", pretty(&r));
+        assert_eq!(r.exited[0].unclosed, 4, "run {run}: {}", pretty(&r));
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@
 mod assemble;
 mod decode;
 mod kept;
+mod mmaps;
 mod ring;
 mod source;
 
@@ -21,6 +22,7 @@ pub use assemble::StackTable;
 pub use decode::{decode, DecodeError, Record};
 pub use fdtrace_common::{FdKind, SockOp, Syscall};
 pub use kept::KernelFds;
+pub use mmaps::{MapEvent, MmapWatch, MmapsError};
 pub use source::Source;
 
 /// One thing that happened in a traced process.

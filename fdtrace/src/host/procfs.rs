@@ -228,6 +228,12 @@ pub fn fd_numbers(pid: u32) -> io::Result<Vec<i32>> {
     Ok(fds)
 }
 
+/// The threads of process `pid` (`/proc/PID/task`); empty when it is gone.
+pub fn threads(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

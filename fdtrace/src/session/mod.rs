@@ -34,7 +34,7 @@ use crate::{
     attach::{self, Target, Tracer},
     cli::TraceArgs,
     clock::{monotonic_ns, Clock},
-    events::{Comm, Source},
+    events::{Comm, MmapWatch, Source},
     host::{self, procfs},
     ledger::Ledger,
     report::{self, suppress::Suppressions, text, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
@@ -141,6 +141,9 @@ impl<'a> Session<'a> {
         let pairing = !sinks.wants_events() && !args.no_kernel_pairing && !args.follow_forks;
         let (tracer, mut source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
+        // Before the command execs: every mapping of its new image is
+        // recorded.
+        let (mmaps, mmaps_note) = watch_mappings(&targets, launched.is_some());
         // The targets were added held: with their baseline read, the kernel
         // may pair their fds.
         source.added_held(&targets.iter().map(|t| t.tgid).collect::<Vec<_>>());
@@ -163,22 +166,33 @@ impl<'a> Session<'a> {
             started_ns,
             tier: tracer.plan.tier_summary(),
             hooks: tracer.plan.hooks(),
-            notes: notes.notes,
+            notes: notes.notes.into_iter().chain(mmaps_note).collect(),
             origin_notes: notes.origin_notes,
             targets: vec![],
             ns_pids: Default::default(),
         };
+        let mut pipe = Pipeline::new(
+            ledger,
+            targets.iter().map(|t| t.tgid).collect(),
+            args.comm.is_some(),
+            comm,
+            ns_pids,
+        );
+        if let Some(m) = mmaps {
+            if launched.is_none() {
+                // Running already: what they mapped before the records.
+                let now = monotonic_ns();
+                for t in &targets {
+                    pipe.stacks.seed_maps(t.tgid, now);
+                }
+            }
+            pipe.mmaps = Some(m);
+        }
         Ok(Session {
             args,
             launched,
             source,
-            pipe: Pipeline::new(
-                ledger,
-                targets.iter().map(|t| t.tgid).collect(),
-                args.comm.is_some(),
-                comm,
-                ns_pids,
-            ),
+            pipe,
             sinks,
             info,
             report_opts: report::Options {
@@ -227,6 +241,7 @@ impl<'a> Session<'a> {
                     sinks.flush();
                 }
                 _ = drain.tick() => {
+                    pipe.sync_maps();
                     if source.drain(|ev, raw| pipe.event(ev, raw, sinks)) > 0 {
                         sinks.flush();
                     }
@@ -310,7 +325,7 @@ impl<'a> Session<'a> {
                 losses.kept_overwritten
             );
         }
-        let Session { tracer, source, sinks, mut launched, mut exits, mut signals, .. } = self;
+        let Session { tracer, source, sinks, pipe, mut launched, mut exits, mut signals, .. } = self;
         let finished = sinks.finish();
         let detach = Instant::now();
         tracer.detach();
@@ -322,8 +337,16 @@ impl<'a> Session<'a> {
             Some(l) => Some(wait_for_command(l, &mut exits, &mut signals).await),
             None => None,
         };
+        let mmaps = pipe.mmaps.as_ref();
+        let mapping_records = mmaps.map_or(String::new(), |m| {
+            let mut s = format!("; {} mapping records, {} lost", m.records, m.lost);
+            if m.undecodable > 0 {
+                s += &format!(", {} undecodable", m.undecodable);
+            }
+            s
+        });
         eprintln!(
-            "fdtrace: {} events, {} lost{}{}",
+            "fdtrace: {} events, {} lost{}{}{mapping_records}",
             source.records() + losses.kept_in_kernel(),
             losses.lost_events(),
             if losses.ringbuf_full > 0 { " (ring buffer full: raise --ringbuf-size)" } else { "" },
@@ -425,7 +448,11 @@ impl<'a> Session<'a> {
         let stats = self.stats();
         let sockets = host::sockets(ledger);
         let built = Instant::now();
-        let head = Head { info: &self.info, stats: &stats, now_ns: monotonic_ns(), is_final };
+        let mut info = std::borrow::Cow::Borrowed(&self.info);
+        if let Some(note) = self.pipe.mmaps.as_ref().and_then(mappings_lost_note) {
+            info.to_mut().notes.push(note);
+        }
+        let head = Head { info: &info, stats: &stats, now_ns: monotonic_ns(), is_final };
         let r = report::build(head, &self.report_opts, ledger, &self.pipe.stacks, &sockets);
         self.sinks.report(&r);
         // The bench reads this line.
@@ -515,6 +542,69 @@ fn baseline(targets: &[Target]) -> anyhow::Result<(Ledger, mpsc::UnboundedReceiv
         targets::watch_exit(t.tgid, exit_tx.clone())?;
     }
     Ok((ledger, exits, started_ns))
+}
+
+/// Watches the targets' mappings (see [`MmapWatch`]): on every thread of
+/// each (their later threads and children inherit it); a launched command
+/// has one thread, blocked before its exec. Without it, tracing goes on:
+/// returns the note that says what is missing.
+fn watch_mappings(targets: &[Target], launched: bool) -> (Option<MmapWatch>, Option<String>) {
+    let mut cut = None;
+    let mut tasks: Vec<u32> = if launched {
+        targets.iter().map(|t| t.tgid).collect()
+    } else {
+        targets.iter().flat_map(|t| procfs::threads(t.tgid)).collect()
+    };
+    // A perf event per thread and CPU: a process with thousands of threads
+    // on a big machine would take more fds than fdtrace may open. Then
+    // the main threads only (their children still inherit the events).
+    let needed = MmapWatch::events_for(tasks.len());
+    if needed > mapping_events_budget() {
+        cut = Some(format!(
+            "mappings recorded from the main threads only ({} threads would take {needed} perf events): \
+             the stacks of short-lived children forked by other threads may show as ??",
+            tasks.len()
+        ));
+        tasks = targets.iter().map(|t| t.tgid).collect();
+    }
+    match MmapWatch::open(&tasks) {
+        Ok(m) => {
+            if let Some(note) = &cut {
+                eprintln!("fdtrace: note: {note}");
+            }
+            (Some(m), cut)
+        }
+        Err(e) => {
+            let note = format!(
+                "mappings not recorded: {e}; stacks of processes that exit before fdtrace names them (within \
+                 milliseconds of their opens) may show as ??"
+            );
+            eprintln!("fdtrace: warning: {note}");
+            (None, Some(note))
+        }
+    }
+}
+
+/// At most this many perf events for mapping records: 2,048, and a
+/// quarter of the fds fdtrace may open (the rest are its maps, programs,
+/// links and /proc reads).
+fn mapping_events_budget() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    let soft =
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
+    usize::try_from(soft / 4).unwrap_or(usize::MAX).min(2048)
+}
+
+/// What a report says when mapping records were lost.
+fn mappings_lost_note(m: &MmapWatch) -> Option<String> {
+    (m.lost > 0).then(|| {
+        format!(
+            "{} mapping records lost (the perf ring was full between two reads): stacks of processes \
+             that exited before fdtrace named them may show as ??",
+            m.lost
+        )
+    })
 }
 
 /// The start-up line: what is traced, how, how long attaching took.

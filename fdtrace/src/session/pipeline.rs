@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     clock::monotonic_ns,
-    events::{Body, Event, FdKind, RawStacks},
+    events::{Body, Event, FdKind, MmapWatch, RawStacks, StackRef},
     host::procfs,
     ledger::{Effect, Ledger},
     sinks::{Applied, Sinks},
@@ -29,6 +29,9 @@ pub struct Pipeline {
     /// joined in another pid namespace than fdtrace's (read from `/proc`
     /// when they join: a pid's namespace never changes).
     pub ns_pids: BTreeMap<u32, u32>,
+    /// The kernel's records of the targets' mappings, for naming the
+    /// stacks of processes that are gone by the time they are seen.
+    pub mmaps: Option<MmapWatch>,
 }
 
 impl Pipeline {
@@ -40,7 +43,16 @@ impl Pipeline {
         comm: String,
         ns_pids: BTreeMap<u32, u32>,
     ) -> Pipeline {
-        Pipeline { ledger, stacks: Stacks::new(), effects: Vec::new(), targets, watch_comm, comm, ns_pids }
+        Pipeline {
+            ledger,
+            stacks: Stacks::new(),
+            effects: Vec::new(),
+            targets,
+            watch_comm,
+            comm,
+            ns_pids,
+            mmaps: None,
+        }
     }
 
     /// Notes the namespace pid of a process that joined (or forgets the
@@ -50,6 +62,11 @@ impl Pipeline {
             Some(n) => self.ns_pids.insert(tgid, n),
             None => self.ns_pids.remove(&tgid),
         };
+    }
+
+    /// Takes the mapping records the kernel wrote since the last call.
+    pub fn sync_maps(&mut self) {
+        sync_maps(&mut self.mmaps, &mut self.stacks);
     }
 
     pub fn event(&mut self, mut ev: Event, raw: &dyn RawStacks, sinks: &mut Sinks) {
@@ -65,7 +82,7 @@ impl Pipeline {
         // now, while the process lives.
         if let Body::NewSite(site) = &ev.body {
             for stack in [Some(site.stack), site.spawn].into_iter().flatten() {
-                self.stacks.resolve(ev.tgid, stack, raw);
+                resolve(&mut self.stacks, &mut self.mmaps, ev.tgid, stack, raw, ev.ts_ns);
             }
         }
         // A file the kernel kept: its path, which it does not read then.
@@ -96,7 +113,7 @@ impl Pipeline {
         for e in &self.effects {
             if let Effect::Opened { tgid, entry } = e {
                 for stack in [entry.stack, entry.desc.go_spawn].into_iter().flatten() {
-                    self.stacks.resolve(*tgid, stack, raw);
+                    resolve(&mut self.stacks, &mut self.mmaps, *tgid, stack, raw, entry.opened_ns);
                 }
                 // A dup whose source nobody saw (the kernel paired the
                 // source's close while the dup was in flight, another
@@ -114,5 +131,28 @@ impl Pipeline {
             }
         }
         sinks.event(&Applied { event: &ev, effects: &self.effects, ledger: &self.ledger });
+    }
+}
+
+fn sync_maps(mmaps: &mut Option<MmapWatch>, stacks: &mut Stacks) {
+    if let Some(m) = mmaps {
+        m.drain(|ev| stacks.mapped(ev));
+    }
+}
+
+/// Names a stack captured at `at_ns`, if it is new, with the mappings
+/// recorded up to now (the records of the mappings it was captured in are
+/// in: they were written before the event that brought the stack).
+fn resolve(
+    stacks: &mut Stacks,
+    mmaps: &mut Option<MmapWatch>,
+    tgid: u32,
+    stack: StackRef,
+    raw: &dyn RawStacks,
+    at_ns: u64,
+) {
+    if !stacks.known(tgid, stack) {
+        sync_maps(mmaps, stacks);
+        stacks.resolve(tgid, stack, raw, at_ns);
     }
 }

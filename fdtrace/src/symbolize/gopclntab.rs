@@ -1293,7 +1293,7 @@ mod tests {
                 })
                 .collect();
             let t0 = Instant::now();
-            let frames = stacks.symbolize(pid, &ips);
+            let frames = stacks.symbolize(pid, &ips, crate::clock::monotonic_ns());
             eprintln!(
                 "{}: {} frames for {} addresses in {:?}",
                 bin.display(),

@@ -16,6 +16,7 @@
 //! the binary's own line table (`gopclntab.rs`), with their inlined calls:
 //! a stripped build's stacks read as the unstripped build's DWARF does.
 pub mod gopclntab;
+mod recorded;
 
 use std::{
     collections::HashMap,
@@ -31,7 +32,8 @@ use blazesym::symbolize::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::events::{RawStacks, StackId, StackRef};
+use self::recorded::Recorded;
+use crate::events::{MapEvent, RawStacks, StackId, StackRef};
 
 /// One frame of a user stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,9 +105,13 @@ pub struct Stacks {
     /// Raw frames by stack id (ids are global to the stack map).
     raw: HashMap<StackId, Arc<[u64]>>,
     /// Each process's mappings as last read: a process that exited before
-    /// its stacks were resolved (a short command in launch mode) is
-    /// symbolized from the files they name.
+    /// its stacks were resolved is symbolized from the files they name.
     maps: HashMap<u32, Arc<Maps>>,
+    /// Each process's mappings as the kernel recorded them
+    /// ([`Stacks::mapped`]): a process that exited before its stacks were
+    /// first seen (a short command in launch mode) is symbolized from the
+    /// files it had mapped when the stack was captured.
+    recorded: Recorded,
     /// Go binaries' own line tables, for frames blazesym cannot name or
     /// place (stripped binaries: `-ldflags="-s -w"`).
     go: GoTables,
@@ -125,6 +131,7 @@ impl Stacks {
             resolved: HashMap::new(),
             raw: HashMap::new(),
             maps: HashMap::new(),
+            recorded: Recorded::default(),
             go: GoTables::default(),
             symbolize_errors: 0,
         }
@@ -144,8 +151,21 @@ impl Stacks {
         self.resolved.get(&(tgid, stack))
     }
 
-    /// Resolves a stack of a live process, its frames from `raw`.
-    pub fn resolve(&mut self, tgid: u32, stack: StackRef, raw: &dyn RawStacks) {
+    /// What the kernel recorded about a process's mappings.
+    pub fn mapped(&mut self, ev: &MapEvent) {
+        self.recorded.apply(ev);
+    }
+
+    /// Records the mappings `/proc` shows for a live process now (at
+    /// attach, before the kernel's records start).
+    pub fn seed_maps(&mut self, tgid: u32, now_ns: u64) {
+        self.recorded.seed(tgid, &Maps::read(tgid), now_ns);
+    }
+
+    /// Resolves a stack captured at `at_ns` (CLOCK_MONOTONIC) in process
+    /// `tgid`, its frames from `raw`: from the process while it lives,
+    /// else from the files it had mapped then.
+    pub fn resolve(&mut self, tgid: u32, stack: StackRef, raw: &dyn RawStacks, at_ns: u64) {
         if self.known(tgid, stack) {
             return;
         }
@@ -166,13 +186,14 @@ impl Stacks {
                                 ips.remove(0);
                             }
                             Some(caller)
-                                if ips.get(1) != Some(&caller) && self.is_return_address(tgid, caller) =>
+                                if ips.get(1) != Some(&caller)
+                                    && self.is_return_address(tgid, caller, at_ns) =>
                             {
                                 ips.insert(1.min(ips.len()), caller);
                             }
                             _ => {}
                         }
-                        Resolved::Frames(self.symbolize(tgid, &ips).into())
+                        Resolved::Frames(self.symbolize(tgid, &ips, at_ns).into())
                     }
                 }
             }
@@ -195,13 +216,18 @@ impl Stacks {
         Some(r)
     }
 
-    fn symbolize(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
+    fn symbolize(&mut self, tgid: u32, ips: &[u64], at_ns: u64) -> Vec<Frame> {
         // Return addresses point after the call: look up the call itself.
         let lookups: Vec<u64> = ips.iter().map(|ip| ip.saturating_sub(1)).collect();
         let live = Maps::read(tgid);
-        let gone = live.0.is_empty();
+        // Exited (a zombie's maps are empty), or running another program
+        // since the stack was captured: the mappings it had then say.
+        let gone = live.0.is_empty() || self.recorded.exec_after(tgid, at_ns);
         let maps = if gone {
-            self.maps.get(&tgid).cloned().unwrap_or_default()
+            match self.recorded.maps_at(tgid, at_ns) {
+                Some(recorded) => Arc::new(recorded),
+                None => self.maps.get(&tgid).cloned().unwrap_or_default(),
+            }
         } else {
             let live = Arc::new(live);
             self.maps.insert(tgid, Arc::clone(&live));
@@ -407,14 +433,17 @@ impl Stacks {
     /// Whether the instruction before `addr` in process `pid` is a call,
     /// i.e. `addr` is a return address. Read from the process, or from the
     /// file mapped there when the process is gone.
-    fn is_return_address(&self, pid: u32, addr: u64) -> bool {
+    fn is_return_address(&self, pid: u32, addr: u64, at_ns: u64) -> bool {
         let Some(start) = addr.checked_sub(7) else { return false };
         let mut b = [0u8; 7];
-        let from_memory = fs::File::open(format!("/proc/{pid}/mem"))
-            .and_then(|mem| mem.read_exact_at(&mut b, start))
-            .is_ok();
+        let from_memory = !self.recorded.exec_after(pid, at_ns)
+            && fs::File::open(format!("/proc/{pid}/mem"))
+                .and_then(|mem| mem.read_exact_at(&mut b, start))
+                .is_ok();
         let mut from_file = || {
-            let (path, off) = self.maps.get(&pid)?.file_offset(start)?;
+            let recorded = self.recorded.maps_at(pid, at_ns);
+            let maps = recorded.as_ref().or(self.maps.get(&pid).map(|m| &**m))?;
+            let (path, off) = maps.file_offset(start)?;
             fs::File::open(path).and_then(|f| f.read_exact_at(&mut b, off)).ok()
         };
         (from_memory || from_file().is_some()) && ends_with_call(&b)
@@ -526,7 +555,7 @@ mod tests {
     fn symbolizes_this_process() {
         let mut stacks = Stacks::new();
         let here = symbolizes_this_process as *const () as u64;
-        let frames = stacks.symbolize(std::process::id(), &[here + 1]);
+        let frames = stacks.symbolize(std::process::id(), &[here + 1], crate::clock::monotonic_ns());
         let f = frames[0].function.as_deref().unwrap_or_default();
         assert!(f.contains("symbolizes_this_process"), "got {frames:?}");
     }
