@@ -64,8 +64,10 @@ fn assert_no_leak(report: &Report) {
 /// them for VMs, which have no compilers).
 #[test]
 fn fixtures_build() {
-    assert!(fixtures::c_leaky().exists() && fixtures::c_halfclose().exists());
-    for go in ["httpclient", "httpserver", "sessionserver", "httpclient-stripped"] {
+    assert!(
+        fixtures::c_leaky().exists() && fixtures::c_halfclose().exists() && fixtures::c_udpleak().exists()
+    );
+    for go in ["httpclient", "httpserver", "sessionserver", "httpclient-stripped", "shortleak"] {
         assert!(fixtures::go(go).exists(), "{go} not built");
     }
     for go in ["httpclient", "httpclient-stripped"] {

@@ -26,8 +26,9 @@ pub const TIERS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
 /// hooks: the scripted event sequence, the fd paths only function hooks
 /// see (and received fds past the walk's bound, traced with `-v`), the
 /// churn seeds, the kernel pairing a churn by itself, the C and Rust leak
-/// reports, and the Go client followed through its goroutines (uprobes; Debian's
-/// Go, and the current Go stripped and not).
+/// reports, a command gone in milliseconds (named from perf's mapping
+/// records), and the Go client followed through its goroutines (uprobes;
+/// Debian's Go, and the current Go stripped and not).
 const SUITES: &[(&str, &[&str])] = &[
     (
         "events",
@@ -45,6 +46,8 @@ const SUITES: &[(&str, &[&str])] = &[
     // The kernel pairing a churn by itself, every event still counted.
     ("robust", &["the_kernel_pairs_what_a_stopped_fdtrace_cannot_read"]),
     ("leaks", &["c_leak_is_attributed_to_open_session", "rust_leak_is_attributed_to_fetch_inventory"]),
+    // A command gone in milliseconds: perf's mapping records name it.
+    ("exits", &["a_command_gone_in_milliseconds_has_every_stack_named"]),
     (
         "go",
         &[
