@@ -98,14 +98,19 @@ pub fn current_go() -> (String, PathBuf) {
 }
 
 /// The Go HTTP client built by the current Go: `httpclient`, or
-/// `httpclient-stripped` (`-ldflags=-s -w`).
+/// `httpclient-stripped` (`-ldflags=-s -w`), in target/fixtures/go-current
+/// (VMs get them prebuilt, without the toolchain list).
 pub fn go_current(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        let dir = out_dir().join("go-current");
+        if prebuilt() {
+            return dir;
+        }
         let (version, go) = current_go();
-        assert!(prebuilt() || go.exists(), "{} missing: run `cargo xtask setup`", go.display());
-        let dir = out_dir().join(format!("go{version}"));
+        assert!(go.exists(), "{} missing: run `cargo xtask setup`", go.display());
         std::fs::create_dir_all(&dir).expect("create the fixture dir");
+        std::fs::write(dir.join("VERSION"), &version).expect("write the fixture's Go version");
         let cache = format!("go-{version}");
         go_build(&go, &cache, &dir.join("httpclient"), &[], &["./httpclient"]);
         go_build(&go, &cache, &dir.join("httpclient-stripped"), &["-ldflags=-s -w"], &["./httpclient"]);

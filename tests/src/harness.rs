@@ -437,13 +437,16 @@ impl Trace {
 
     /// Starts fdtrace without waiting for anything. `$FDTRACE_ATTACH`
     /// (fentry, kprobe, tracepoint) adds `--attach`: the VM matrix runs the
-    /// same tests on each tier.
+    /// same tests on each tier. It goes before a launched command's `--`
+    /// (after it, the command would get it).
     pub fn spawn(ebpf: &Ebpf, args: &[&str]) -> Trace {
         let mut cmd = Command::new(fdtrace_bin(ebpf));
-        cmd.args(args);
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        cmd.args(&args[..split]);
         if let Some(tier) = attach_tier() {
             cmd.args(["--attach", &tier]);
         }
+        cmd.args(&args[split..]);
         Trace::spawn_cmd(ebpf, &mut cmd)
     }
 

@@ -67,10 +67,18 @@ fn fds_left_open_at_exit_are_listed_however_young() {
     assert!(text.contains("or left open at exit"), "{text}");
 }
 
-/// Every frame of a group's stack is named, the innermost (libc's socket
-/// wrapper) too: the process was gone when fdtrace named them.
+/// Every frame of a group's stack up to `main` is named, the innermost
+/// (libc's socket wrapper) too: the process was gone when fdtrace named
+/// them. (libc's frames below `main` are named only where libc's debug
+/// symbols are installed: not in the VMs.)
 fn assert_fully_named(g: &fdtrace::report::Group) {
-    assert!(g.stack.iter().all(|f| f.function.is_some()), "a frame without a name: {}", pretty(&g.stack));
+    let main = g.stack.iter().position(|f| f.function.as_deref() == Some("main"));
+    let main = main.unwrap_or_else(|| panic!("no main: {}", pretty(&g.stack)));
+    assert!(
+        g.stack[..=main].iter().all(|f| f.function.is_some()),
+        "a frame without a name: {}",
+        pretty(&g.stack)
+    );
     let inner = &g.stack[0];
     assert!(inner.module.as_deref().is_some_and(|m| m.starts_with("libc")), "{}", pretty(&g.stack));
 }

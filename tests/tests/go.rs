@@ -152,7 +152,8 @@ fn a_stripped_go_1_19_binary_is_reported_as_the_unstripped_one() {
 #[test]
 fn a_stripped_current_go_binary_is_reported_as_the_unstripped_one() {
     let ebpf = require_ebpf!();
-    eprintln!("current Go: {}", fixtures::current_go().0);
+    let version = std::fs::read_to_string(fixtures::go_current("VERSION")).unwrap_or_default();
+    eprintln!("current Go: {version}");
     stripped_is_reported_as_unstripped(
         &ebpf,
         &fixtures::go_current("httpclient"),

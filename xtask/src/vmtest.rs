@@ -210,7 +210,7 @@ fn script(ws: &Path, tests: &BTreeMap<String, PathBuf>, tiers: &[String]) -> Str
                 let _ = writeln!(
                     s,
                     "t0=$(date +%s); {} --exact {name} --test-threads=1 >/tmp/out 2>&1; rc=$?; \
-                     if [ $rc != 0 ]; then cat /tmp/out | tail -40; fi; \
+                     if [ $rc != 0 ]; then cat /tmp/out | tail -200; fi; \
                      echo \"=== time {tier} {suite}::{name} $(( $(date +%s) - t0 ))\"; \
                      echo \"=== result {tier} {suite}::{name} $rc\"",
                     tests[*suite].display()
