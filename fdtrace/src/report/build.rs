@@ -154,7 +154,13 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
                 }
             })
             .collect(),
-        notes: info.notes.iter().chain(info.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),
+        notes: info
+            .notes
+            .iter()
+            .chain(info.origin_notes.iter().filter(|_| any_spawn))
+            .cloned()
+            .chain(stacks.notes())
+            .collect(),
         origin_notes: info.origin_notes.clone(),
     }
 }
