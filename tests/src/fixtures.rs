@@ -1,7 +1,8 @@
 //! Test programs in other languages, built once per test run into
 //! `target/fixtures/`: the C leaky client (gcc, frame pointers kept) and
 //! the Go HTTP client/server (Debian's golang-go, and the client by the
-//! current Go: the last toolchain of `tests/go/toolchains`).
+//! current Go: the last toolchain of `tests/go/toolchains`), the Java
+//! client (javac), and the Node scripts (run from `tests/node/` as they are).
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -59,6 +60,25 @@ fn c_program(name: &str) -> PathBuf {
     let src = workspace_root().join(format!("tests/c/{name}.c"));
     run(Command::new("gcc").args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src), "gcc");
     bin
+}
+
+/// `tests/java/Leaky.java` compiled with `javac`: the directory to give
+/// `java -cp`.
+pub fn java_leaky() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = out_dir().join("java");
+        std::fs::create_dir_all(&dir).expect("create target/fixtures/java");
+        let src = workspace_root().join("tests/java/Leaky.java");
+        run(Command::new("javac").arg("-d").arg(&dir).arg(&src), "javac");
+        dir
+    })
+    .clone()
+}
+
+/// A Node script under `tests/node/`.
+pub fn node_script(name: &str) -> PathBuf {
+    workspace_root().join("tests/node").join(name)
 }
 
 /// A Go program from `tests/go/<name>`, or `httpclient-stripped`: the

@@ -36,6 +36,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // The churn of a real server: reconciliation under load.
     ("redis-server", "redis-server"),
     ("redis-benchmark", "redis-tools"),
+    // JIT runtimes named through their perf maps (tests/tests/runtimes.rs).
+    ("javac", "openjdk-17-jdk-headless"),
+    ("jcmd", "openjdk-17-jdk-headless"),
+    ("node", "nodejs"),
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.

@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{
-    model::{ExitInfo, FdInfo, Finding, Group, Peer, Report, SessionInfo, Stats, Suppressed},
+    model::{AsyncOrigin, ExitInfo, FdInfo, Finding, Group, Peer, Report, SessionInfo, Stats, Suppressed},
     suppress::Suppressions,
 };
 use crate::{
@@ -14,7 +14,7 @@ use crate::{
     filter::{Facts, Filter},
     host::{SocketView, Sockets},
     ledger::{FdEntry, Ledger, Origin, Site},
-    symbolize::{Frame, Resolved, Stacks},
+    symbolize::{perfmap::JIT_MODULE, Frame, Resolved, Stacks},
 };
 
 /// What counts as unclosed.
@@ -154,7 +154,13 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
                 }
             })
             .collect(),
-        notes: info.notes.iter().chain(info.origin_notes.iter().filter(|_| any_spawn)).cloned().collect(),
+        notes: info
+            .notes
+            .iter()
+            .chain(info.origin_notes.iter().filter(|_| any_spawn))
+            .cloned()
+            .chain(stacks.notes())
+            .collect(),
         origin_notes: info.origin_notes.clone(),
     }
 }
@@ -197,6 +203,7 @@ fn empty_group(key: &Key) -> Group {
         ),
         Key::Origin(o) => (vec![], vec![], o.clone()),
     };
+    let asynchronous = async_origin(&stack);
     Group {
         stack,
         spawned_by,
@@ -211,7 +218,17 @@ fn empty_group(key: &Key) -> Group {
         findings: vec![],
         same_peers_as: vec![],
         fds: vec![],
+        asynchronous,
     }
+}
+
+/// A Node stack whose JavaScript frames are all Node's own (`node:net`,
+/// `node:internal/...`): opened from the event loop (the tick queue runs
+/// `net.connect`'s connect), the program's code that asked for it is not
+/// on the stack. The outermost of those frames is where the loop entered.
+fn async_origin(stack: &[Frame]) -> Option<AsyncOrigin> {
+    let entry = stack.iter().rfind(|f| f.module.as_deref() == Some(JIT_MODULE) && f.file.is_some())?;
+    stack.iter().all(Frame::is_library).then(|| AsyncOrigin { runtime: "node".into(), entry: entry.clone() })
 }
 
 /// Opened and closed per group with a stack, from the ledger's per-stack

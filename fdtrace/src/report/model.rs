@@ -234,6 +234,21 @@ pub struct Group {
     /// the same peer and state: probably the same leak, from before.
     pub same_peers_as: Vec<usize>,
     pub fds: Vec<FdInfo>,
+    /// Set when the stack holds none of the program's own code because the
+    /// fds were opened from a runtime's event loop (Node's tick queue, a
+    /// DNS callback): the code that asked for them ran earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asynchronous: Option<AsyncOrigin>,
+}
+
+/// Where an asynchronous open came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AsyncOrigin {
+    /// "node".
+    pub runtime: String,
+    /// The outermost frame of the runtime's own JavaScript: the event
+    /// loop's entry (`processTicksAndRejections`, `onlookup`, ...).
+    pub entry: Frame,
 }
 
 impl Group {
@@ -316,6 +331,7 @@ impl Report {
                 peers: g.peers.clone(),
                 findings: g.findings.clone(),
                 same_peers_as: vec![],
+                asynchronous: g.asynchronous.clone(),
                 fds: g.fds[..g.fds.len().min(limits.fds_per_group)].to_vec(),
                 ..*g
             })

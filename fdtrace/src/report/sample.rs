@@ -21,6 +21,7 @@ pub fn group(stack: &[&str], spawned_by: &[&str], origin: &str, open: usize) -> 
         findings: vec![],
         same_peers_as: vec![],
         fds: vec![],
+        asynchronous: None,
     }
 }
 

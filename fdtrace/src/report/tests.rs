@@ -656,3 +656,59 @@ fn lost_events_say_why_and_what_to_do() {
     let r = build(&h, &opts(), &l, &s, &HashMap::new());
     assert!(serde_json::to_value(&r).unwrap().get("lost_by_reason").is_none());
 }
+
+/// Node's frames: native ones in the `node` binary, JavaScript ones from
+/// its perf map.
+fn node_stack(js: &[&str]) -> Resolved {
+    let native = |f: &str| Frame {
+        function: Some(f.into()),
+        file: None,
+        line: None,
+        module: Some("node".into()),
+        offset: None,
+    };
+    let mut frames = vec![native("uv__tcp_connect"), native("node::TCPWrap::Connect")];
+    frames.extend(js.iter().map(|n| crate::symbolize::perfmap::frame(n)));
+    frames.push(native("uv_run"));
+    Resolved::Frames(frames.into())
+}
+
+#[test]
+fn a_node_connect_from_the_tick_queue_is_asynchronous_and_one_group_whatever_the_tiers() {
+    let (l, mut s) = given(&[socket(S, 3, 1), socket(S, 4, 2), socket(S, 5, 3)]);
+    // The same functions, compiled by different tiers.
+    s.insert(
+        PID,
+        stack(1),
+        node_stack(&[
+            "JS:~internalConnect node:net:1038:25",
+            "JS:~processTicksAndRejections node:internal/process/task_queues:67:35",
+        ]),
+    );
+    s.insert(
+        PID,
+        stack(2),
+        node_stack(&[
+            "JS:*internalConnect node:net:1038:25",
+            "JS:^processTicksAndRejections node:internal/process/task_queues:67:35",
+        ]),
+    );
+    // The program's own function on the stack: not asynchronous.
+    s.insert(PID, stack(3), node_stack(&["JS:~connect node:net:1200:3", "JS:^fetchStatus /app/a.js:15:21"]));
+    let r = build(&header(10 * S), &opts(), &l, &s, &HashMap::new());
+    assert_eq!(r.groups.len(), 2, "{r:#?}");
+    let tick = r.groups.iter().find(|g| g.open == 2).unwrap();
+    let a = tick.asynchronous.as_ref().unwrap();
+    assert_eq!(
+        (a.runtime.as_str(), a.entry.function.as_deref()),
+        ("node", Some("processTicksAndRejections"))
+    );
+    let own = r.groups.iter().find(|g| g.open == 1).unwrap();
+    assert_eq!(own.asynchronous, None);
+    let text = text::render(&r);
+    assert!(
+        text.contains("asynchronous: opened from node's event loop in processTicksAndRejections"),
+        "{text}"
+    );
+    assert!(text.contains("fetchStatus  /app/a.js:15"), "{text}");
+}

@@ -211,7 +211,21 @@ fn group(out: &mut String, n: usize, g: &Group, p: Paint) {
             let _ = writeln!(out, "    started by:");
             stack(out, &g.spawned_by);
         }
-        "stack" => stack(out, &g.stack),
+        "stack" => {
+            stack(out, &g.stack);
+            if let Some(a) = &g.asynchronous {
+                let entry = match a.entry.location() {
+                    Some(loc) => format!("{} ({loc})", a.entry.label()),
+                    None => a.entry.label(),
+                };
+                let text = format!(
+                    "asynchronous: opened from {}'s event loop in {entry}; the program's code that asked \
+                     for it ran earlier and is not on the stack",
+                    a.runtime
+                );
+                wrap(out, "    (", "     ", &format!("{text})"));
+            }
+        }
         "pre-existing" => {
             let _ = writeln!(out, "    (open before fdtrace attached: where they were opened is unknown)");
             if !g.same_peers_as.is_empty() {

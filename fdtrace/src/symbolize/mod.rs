@@ -15,7 +15,12 @@
 //! (built with `-ldflags="-s -w"`, as production Go binaries are) come from
 //! the binary's own line table (`gopclntab.rs`), with their inlined calls:
 //! a stripped build's stacks read as the unstripped build's DWARF does.
+//!
+//! Frames in code a JIT runtime generated (anonymous memory: no file to
+//! read) are named from the runtime's perf map (`perfmap.rs`), read by
+//! fdtrace itself so that a map it cannot read costs only that map's names.
 pub mod gopclntab;
+pub mod perfmap;
 mod recorded;
 
 use std::{
@@ -32,7 +37,7 @@ use blazesym::symbolize::{
 };
 use serde::{Deserialize, Serialize};
 
-use self::recorded::Recorded;
+use self::{perfmap::PerfMaps, recorded::Recorded};
 use crate::events::{MapEvent, RawStacks, StackId, StackRef};
 
 /// One frame of a user stack.
@@ -66,9 +71,13 @@ impl Frame {
         let module = self.module.as_deref().unwrap_or_default();
         let file = self.file.as_deref().unwrap_or_default();
         let func = self.function.as_deref().unwrap_or_default();
+        if module == perfmap::JIT_MODULE {
+            return perfmap::is_runtime_frame(self);
+        }
         ["libc.so", "libc-", "ld-linux", "libpthread", "libstdc++", "libgcc"]
             .iter()
             .any(|m| module.starts_with(m))
+            || is_runtime_module(module)
             || file.starts_with("/rustc/")
             || file.contains("/.cargo/registry/")
             || (file.ends_with(".go") || file.ends_with(".s")) && is_go_std(func)
@@ -115,7 +124,47 @@ pub struct Stacks {
     /// Go binaries' own line tables, for frames blazesym cannot name or
     /// place (stripped binaries: `-ldflags="-s -w"`).
     go: GoTables,
+    /// JIT runtimes' perf maps, by process.
+    jit: PerfMaps,
+    /// Per process: what its JIT frames needed that was missing.
+    jit_misses: HashMap<u32, JitMisses>,
     pub symbolize_errors: u64,
+}
+
+/// Frames of one process in memory no file backs (JIT code) that no perf
+/// map named, for the report's notes.
+#[derive(Clone, Debug, Default)]
+struct JitMisses {
+    /// How many such frames.
+    unnamed: u64,
+    /// Whether the process had a perf map (it did not cover them).
+    had_map: bool,
+    /// The pid the process sees itself as (the map's name).
+    ns_pid: u32,
+    runtime: Option<Runtime>,
+}
+
+/// A JIT runtime, told by the process's executable and libraries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runtime {
+    Node,
+    Java,
+}
+
+impl Runtime {
+    /// From the paths a process has mapped (its executable among them).
+    fn detect(maps: &Maps) -> Option<Runtime> {
+        maps.0.iter().find_map(|(_, _, _, path)| {
+            let name = basename(path);
+            if name == "libjvm.so" {
+                Some(Runtime::Java)
+            } else if name == "node" || name == "nodejs" || name.starts_with("libnode.so") {
+                Some(Runtime::Node)
+            } else {
+                None
+            }
+        })
+    }
 }
 
 impl Default for Stacks {
@@ -133,6 +182,8 @@ impl Stacks {
             maps: HashMap::new(),
             recorded: Recorded::default(),
             go: GoTables::default(),
+            jit: PerfMaps::default(),
+            jit_misses: HashMap::new(),
             symbolize_errors: 0,
         }
     }
@@ -236,14 +287,18 @@ impl Stacks {
         let syms = if gone {
             self.symbolize_files(&maps, &lookups)
         } else {
-            let src = Source::Process(Process::new(tgid.into()));
+            let mut process = Process::new(tgid.into());
+            // Perf maps are read by fdtrace (`perfmap.rs`): blazesym fails
+            // the whole process on one line it cannot parse.
+            process.perf_map = false;
+            let src = Source::Process(process.clone());
             match self.blaze.symbolize(&src, Input::AbsAddr(&lookups)) {
                 Ok(s) => s,
                 Err(e) => {
                     // Corrupt debug info fails the lookup as a whole: the
                     // symbol tables alone still give function names.
                     log::debug!("symbolizing stack of {tgid}: {e}; retrying without debug info");
-                    let mut plain = Process::new(tgid.into());
+                    let mut plain = process;
                     plain.debug_syms = false;
                     match self.blaze.symbolize(&Source::Process(plain), Input::AbsAddr(&lookups)) {
                         Ok(s) => s,
@@ -281,13 +336,64 @@ impl Stacks {
                         .or_else(|| maps.locate(ip).map(|(m, _)| m));
                     frames.extend(frames_of(sym).into_iter().map(|f| Frame { module: module.clone(), ..f }));
                 }
-                _ => {
-                    let (module, offset) = maps.locate(ip).unzip();
-                    frames.push(Frame { function: None, file: None, line: None, module, offset });
-                }
+                _ => match maps.locate(ip) {
+                    Some((module, offset)) => frames.push(Frame {
+                        function: None,
+                        file: None,
+                        line: None,
+                        module: Some(module),
+                        offset: Some(offset),
+                    }),
+                    // No file: code a runtime generated, named by its perf map.
+                    None => frames.push(jit_frame(&mut self.jit, &mut self.jit_misses, tgid, &maps, ip)),
+                },
             }
         }
         frames
+    }
+
+    /// What the reports should say about JIT frames: the perf-map lines
+    /// that could not be read, the frames no perf map named and what the
+    /// runtime needs for them to be.
+    pub fn notes(&self) -> Vec<String> {
+        let mut pids: Vec<u32> = self.jit_misses.keys().copied().collect();
+        pids.sort_unstable();
+        let mut notes = vec![];
+        for pid in pids {
+            let m = &self.jit_misses[&pid];
+            let map = format!("/tmp/perf-{}.map", m.ns_pid);
+            let frames = if m.unnamed == 1 { "frame" } else { "frames" };
+            let what = format!("pid {pid}: {} {frames} in JIT-compiled code unnamed", m.unnamed);
+            notes.push(match (m.had_map, m.runtime) {
+                (false, Some(Runtime::Node)) => format!(
+                    "{what}: no perf map ({map}); start node with --perf-basic-prof \
+                     (--interpreted-frames-native-stack names interpreted functions too)"
+                ),
+                (false, Some(Runtime::Java)) => format!(
+                    "{what}: no perf map ({map}); start the JVM with -XX:+PreserveFramePointer \
+                     and write the map with `jcmd {pid} Compiler.perfmap` after warm-up \
+                     (or -XX:+DumpPerfMapAtExit)"
+                ),
+                (false, None) => {
+                    format!("{what}: no perf map ({map}); a JIT runtime names its code there for profilers")
+                }
+                (true, Some(Runtime::Java)) => format!(
+                    "{what}: not in {map} (compiled after it was written: run \
+                     `jcmd {pid} Compiler.perfmap` again)"
+                ),
+                (true, _) => format!("{what}: not in {map}"),
+            });
+        }
+        let mut skipped: Vec<(u32, u64)> =
+            self.jit.loaded().filter(|(_, m)| m.skipped > 0).map(|(pid, m)| (pid, m.skipped)).collect();
+        skipped.sort_unstable();
+        for (pid, n) in skipped {
+            notes.push(format!(
+                "pid {pid}: {n} lines of its perf map are not `START SIZE NAME` in hex and were skipped \
+                 (the code they name is unnamed; the rest of the map is used)"
+            ));
+        }
+        notes
     }
 }
 
@@ -402,6 +508,36 @@ fn frames_of(sym: &blazesym::symbolize::Sym) -> Vec<Frame> {
 fn source_path(path: &Path) -> String {
     let shown = path.strip_prefix(".").unwrap_or(path);
     shown.display().to_string()
+}
+
+/// A frame at `ip` in memory no file backs: named from the process's
+/// perf map, else unnamed and counted for the notes.
+fn jit_frame(
+    jit: &mut PerfMaps,
+    misses: &mut HashMap<u32, JitMisses>,
+    tgid: u32,
+    maps: &Maps,
+    ip: u64,
+) -> Frame {
+    let map = jit.get(tgid);
+    if let Some(name) = map.as_ref().and_then(|m| m.lookup(ip)) {
+        return perfmap::frame(name);
+    }
+    let miss = misses.entry(tgid).or_insert_with(|| JitMisses {
+        ns_pid: crate::host::procfs::ns_pid(tgid).unwrap_or(tgid),
+        ..JitMisses::default()
+    });
+    miss.unnamed += 1;
+    miss.had_map |= map.is_some();
+    miss.runtime = miss.runtime.or_else(|| Runtime::detect(maps));
+    Frame { function: None, file: None, line: None, module: None, offset: None }
+}
+
+/// The native code of the JIT runtimes fdtrace names: Node's executable
+/// and library, the JVM's libraries (`libjvm.so`, `libnio.so`, ...).
+fn is_runtime_module(module: &str) -> bool {
+    let jdk = ["libjvm.so", "libjli.so", "libjava.so", "libnio.so", "libnet.so", "libzip.so", "libjimage.so"];
+    module == "node" || module == "nodejs" || module.starts_with("libnode.so") || jdk.contains(&module)
 }
 
 /// Whether a Go function belongs to the standard library: its package path
