@@ -121,9 +121,15 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
     let server = server();
     let requests = 17;
     let script = fixtures::node_script("agentleak.js");
+    // --perf-basic-prof turns V8's code log on: into a file of the test's,
+    // not isolate-*.log in the working directory.
+    let v8_log = std::env::temp_dir().join(format!("fdtrace-test-{}-v8.log", std::process::id()));
+    let logfile = format!("--logfile={}", v8_log.display());
     let args = [
         "--perf-basic-prof",
         "--interpreted-frames-native-stack",
+        "--no-logfile-per-isolate",
+        &logfile,
         script.to_str().unwrap(),
         &server.addr,
         &requests.to_string(),
@@ -131,6 +137,7 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
     let mut client = Workload::spawn(&node, &args);
     let _map = PerfMapFile(format!("/tmp/perf-{}.map", client.pid));
     let report = trace_until_done(&ebpf, &mut client);
+    let _ = std::fs::remove_file(&v8_log);
     let g = the_leak(&report, requests, &server.addr);
     let funcs = functions(g);
     assert!(funcs.iter().any(|f| f == "internalConnect"), "{funcs:#?}");
