@@ -371,8 +371,7 @@ impl Stacks {
                 ),
                 (false, Some(Runtime::Java)) => format!(
                     "{what}: no perf map ({map}); start the JVM with -XX:+PreserveFramePointer \
-                     and write the map with `jcmd {pid} Compiler.perfmap` after warm-up \
-                     (or -XX:+DumpPerfMapAtExit)"
+                     and write the map with `jcmd {pid} Compiler.perfmap` after warm-up"
                 ),
                 (false, None) => {
                     format!("{what}: no perf map ({map}); a JIT runtime names its code there for profilers")

@@ -1,7 +1,7 @@
 //! Perf maps: the names JIT runtimes give the code they generate.
 //!
 //! A runtime that writes `/tmp/perf-PID.map` (Node with `--perf-basic-prof`,
-//! a JVM after `jcmd PID Compiler.perfmap` or with `-XX:+DumpPerfMapAtExit`)
+//! a JVM after `jcmd PID Compiler.perfmap`)
 //! lists one `START SIZE NAME` line per piece of code, in hex. V8 writes the
 //! numbers bare (`7fa296820dc0 378 JS:~fetchStatus /app.js:15:21`), HotSpot
 //! with `0x` (`0x00007f5eb153bc00 0x0000000000000370 void Leaky.f(int)`);
