@@ -38,6 +38,10 @@ pub const GO_PROCS_MAP: &str = "GO_PROCS";
 pub const GO_CREATORS_MAP: &str = "GO_CREATORS";
 /// net/http dial goroutines: [`GoroutineKey`] → `*http.Transport`.
 pub const GO_DIALS_MAP: &str = "GO_DIALS";
+/// CPython processes: tgid → [`PyInfo`].
+pub const PY_PROCS_MAP: &str = "PY_PROCS";
+/// Python stacks at fd opens: hash → [`PyStack`].
+pub const PY_STACKS_MAP: &str = "PY_STACKS";
 /// fds opened in pairing mode and not closed yet, kept in the kernel:
 /// [`FdKey`] → [`Kept`] (see [`config_flags::PAIRING`]).
 pub const OPEN_FDS_MAP: &str = "OPEN_FDS";
@@ -149,6 +153,109 @@ pub struct GoroutineKey {
     pub g: u64,
     pub goid: u64,
 }
+
+/// Where a CPython interpreter keeps what fdtrace reads to name a thread's
+/// Python frames (values of [`PY_PROCS_MAP`]): the address of its
+/// `_PyRuntime` and the offsets of the fields on the way from there to
+/// each frame's code object, from the interpreter's DWARF or from
+/// `fdtrace::python`'s table per version. The walk:
+///
+/// `_PyRuntime` → `interpreters.head` → its thread list → the thread
+/// whose `thread_id` (its `pthread_t`, the thread's fs base) is the
+/// current one's → its current frame (3.10: `frame`; 3.11, 3.12:
+/// `cframe->current_frame`; 3.13: `current_frame`) → each frame's code
+/// object and position, then the calling frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyInfo {
+    /// Absolute address of `_PyRuntime` in the process.
+    pub runtime: u64,
+    /// The CPython minor version (3.x): 10 to 13.
+    pub minor: u32,
+    /// [`py_flags`] bits.
+    pub flags: u32,
+    /// `_PyRuntimeState.interpreters.head`.
+    pub interp_head: u32,
+    /// `PyInterpreterState.tstate_head` (3.10), `.threads.head` (3.11+).
+    pub interp_threads: u32,
+    /// `PyThreadState.next`.
+    pub tstate_next: u32,
+    /// `PyThreadState.thread_id` (the `pthread_t`).
+    pub tstate_thread_id: u32,
+    /// `PyThreadState.frame` (3.10), `.cframe` (3.11, 3.12),
+    /// `.current_frame` (3.13).
+    pub tstate_frame: u32,
+    /// `_PyCFrame.current_frame` (3.11, 3.12, with
+    /// [`py_flags::CFRAME`]).
+    pub cframe_current: u32,
+    /// The frame's code object: `PyFrameObject.f_code` (3.10),
+    /// `_PyInterpreterFrame.f_code` (3.11, 3.12), `.f_executable` (3.13).
+    pub frame_code: u32,
+    /// The calling frame: `f_back` (3.10), `previous` (3.11+).
+    pub frame_back: u32,
+    /// The frame's position: `f_lasti` (3.10: an `int`, the instruction
+    /// index), `prev_instr` (3.11, 3.12) or `instr_ptr` (3.13): pointers
+    /// into the code object's bytecode.
+    pub frame_instr: u32,
+    /// `_PyInterpreterFrame.owner` (3.11+, a byte): frames owned by the C
+    /// stack ([`PY_FRAME_OWNED_BY_CSTACK`], 3.12+) are the interpreter's
+    /// entry shims, not Python code.
+    pub frame_owner: u32,
+    /// `_PyInterpreterFrame.is_entry` (3.11 only, a byte): the frame an
+    /// evaluation loop call started with.
+    pub frame_is_entry: u32,
+}
+
+/// Bits of [`PyInfo::flags`].
+pub mod py_flags {
+    /// The thread's frame is behind a `_PyCFrame` (3.11, 3.12).
+    pub const CFRAME: u32 = 1;
+    /// `frame_instr` is an `int` instruction index (3.10), not a pointer.
+    pub const LASTI_INDEX: u32 = 2;
+    /// Frames have an `owner` byte (3.11+).
+    pub const OWNER: u32 = 4;
+    /// Frames have an `is_entry` byte (3.11).
+    pub const IS_ENTRY: u32 = 8;
+}
+
+/// `_PyInterpreterFrame.owner` of an entry shim (3.12+).
+pub const PY_FRAME_OWNED_BY_CSTACK: u8 = 3;
+
+/// Python frames kept per stack (innermost first).
+pub const PY_DEPTH: usize = 48;
+
+/// One Python frame as the kernel read it: the code object's address and
+/// the position as the frame holds it ([`PyInfo::frame_instr`]), which
+/// fdtrace turns into a line with the code object's line table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PyFrame {
+    pub code: u64,
+    pub instr: u64,
+}
+
+/// A thread's Python stack at an fd's open ([`PY_STACKS_MAP`] values,
+/// keyed by a hash of the frames that events carry as `py_stack`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PyStack {
+    pub nframes: u32,
+    /// [`py_stack_flags`] bits.
+    pub flags: u32,
+    /// Bit i: frame i is where an evaluation loop call started (3.11+:
+    /// entry frames; 3.10: every frame), which places the Python frames
+    /// among the interpreter's native ones.
+    pub entries: u64,
+    pub frames: [PyFrame; PY_DEPTH],
+}
+
+/// Bits of [`PyStack::flags`].
+pub mod py_stack_flags {
+    /// The stack had more than [`PY_DEPTH`](crate::PY_DEPTH) frames.
+    pub const TRUNCATED: u32 = 1;
+}
+
+const _: () = assert!(size_of::<PyStack>() == 16 + 16 * PY_DEPTH);
 
 /// Bits of the [`RUNTIME_MAP`] flags word, set after attaching.
 pub mod runtime_flags {
@@ -964,4 +1071,8 @@ mod pod {
     unsafe impl aya::Pod for super::SiteKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Kept {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PyInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PyStack {}
 }
