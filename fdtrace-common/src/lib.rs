@@ -42,6 +42,8 @@ pub const GO_DIALS_MAP: &str = "GO_DIALS";
 pub const PY_PROCS_MAP: &str = "PY_PROCS";
 /// Python stacks at fd opens: hash → [`PyStack`].
 pub const PY_STACKS_MAP: &str = "PY_STACKS";
+/// Default number of Python stacks kept.
+pub const DEFAULT_MAX_PY_STACKS: u32 = 1 << 13;
 /// fds opened in pairing mode and not closed yet, kept in the kernel:
 /// [`FdKey`] → [`Kept`] (see [`config_flags::PAIRING`]).
 pub const OPEN_FDS_MAP: &str = "OPEN_FDS";
@@ -204,6 +206,9 @@ pub struct PyInfo {
     /// `_PyInterpreterFrame.is_entry` (3.11 only, a byte): the frame an
     /// evaluation loop call started with.
     pub frame_is_entry: u32,
+    /// Where the kernel reads each frame's [`PyStack::marks`] byte:
+    /// `frame_is_entry` (3.11), `frame_owner` (3.12+); unused in 3.10.
+    pub frame_mark: u32,
 }
 
 /// Bits of [`PyInfo::flags`].
@@ -216,13 +221,17 @@ pub mod py_flags {
     pub const OWNER: u32 = 4;
     /// Frames have an `is_entry` byte (3.11).
     pub const IS_ENTRY: u32 = 8;
+    /// The kernel reads a byte at `frame_mark` per frame (3.11+).
+    pub const MARK: u32 = 16;
 }
+
+const _: () = assert!(size_of::<PyInfo>() == 64);
 
 /// `_PyInterpreterFrame.owner` of an entry shim (3.12+).
 pub const PY_FRAME_OWNED_BY_CSTACK: u8 = 3;
 
-/// Python frames kept per stack (innermost first).
-pub const PY_DEPTH: usize = 48;
+/// Frames kept per Python stack (innermost first).
+pub const PY_DEPTH: usize = 32;
 
 /// One Python frame as the kernel read it: the code object's address and
 /// the position as the frame holds it ([`PyInfo::frame_instr`]), which
@@ -235,17 +244,21 @@ pub struct PyFrame {
 }
 
 /// A thread's Python stack at an fd's open ([`PY_STACKS_MAP`] values,
-/// keyed by a hash of the frames that events carry as `py_stack`).
+/// keyed by a hash of the frames that events carry as `py_stack`): the
+/// frame chain as the kernel read it, innermost first, every frame in it
+/// (3.12+'s entry shims too: the kernel's loop does not branch on what it
+/// reads, which keeps the verifier's work linear in the depth).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PyStack {
     pub nframes: u32,
     /// [`py_stack_flags`] bits.
     pub flags: u32,
-    /// Bit i: frame i is where an evaluation loop call started (3.11+:
-    /// entry frames; 3.10: every frame), which places the Python frames
-    /// among the interpreter's native ones.
-    pub entries: u64,
+    /// Per frame: the byte at [`PyInfo::frame_is_entry`] (3.11: the frame
+    /// an evaluation loop call started with) or [`PyInfo::frame_owner`]
+    /// (3.12+: [`PY_FRAME_OWNED_BY_CSTACK`] for an entry shim); 0 in 3.10,
+    /// where every frame is an evaluation loop call of its own.
+    pub marks: [u8; PY_DEPTH],
     pub frames: [PyFrame; PY_DEPTH],
 }
 
@@ -255,7 +268,9 @@ pub mod py_stack_flags {
     pub const TRUNCATED: u32 = 1;
 }
 
-const _: () = assert!(size_of::<PyStack>() == 16 + 16 * PY_DEPTH);
+const _: () = assert!(size_of::<PyStack>() == 8 + 17 * PY_DEPTH);
+// Built in a scratch slot of the kernel side.
+const _: () = assert!(size_of::<PyStack>() <= MAX_EVENT_SIZE);
 
 /// Bits of the [`RUNTIME_MAP`] flags word, set after attaching.
 pub mod runtime_flags {
@@ -501,6 +516,9 @@ pub struct FdOpen {
     pub go_spawn_pc: u64,
     /// Go: the `*http.Transport` dialing, in a net/http dial goroutine.
     pub go_transport: u64,
+    /// CPython: the key in [`PY_STACKS_MAP`] of the thread's Python
+    /// stack; 0 if none.
+    pub py_stack: u64,
     /// Bytes used in `path` (open* filename, memfd name).
     pub path_len: u16,
     pub _pad2: [u8; 6],
@@ -548,6 +566,8 @@ pub struct FdsReceived {
     pub _pad2: u32,
     pub go_spawn_pc: u64,
     pub go_transport: u64,
+    /// CPython, as in [`FdOpen`].
+    pub py_stack: u64,
     pub fds: [ReceivedFd; MAX_RECEIVED_FDS],
 }
 
@@ -571,6 +591,7 @@ pub struct SiteKey {
     pub go_spawn_stack: i32,
     pub _pad: u32,
     pub go_spawn_pc: u64,
+    pub py_stack: u64,
 }
 
 /// An fd opened in pairing mode, kept in the kernel until it is closed
@@ -611,6 +632,7 @@ pub struct Kept {
     /// source's (what kind of fd it is, with `kind_hint`).
     pub origin_syscall: u16,
     pub _pad: [u16; 3],
+    pub py_stack: u64,
 }
 
 /// A place opened its first fd in pairing mode ([`EventKind::SiteSeen`]).
@@ -622,6 +644,7 @@ pub struct SiteSeen {
     pub go_spawn_stack: i32,
     pub caller_ip: u64,
     pub go_spawn_pc: u64,
+    pub py_stack: u64,
 }
 
 /// A kept fd handed to fdtrace ([`EventKind::Released`]).
@@ -803,7 +826,7 @@ pub struct Exit {
 
 const _: () = assert!(size_of::<Header>() == 40);
 const _: () = assert!(size_of::<SockAddr>() == 24);
-const _: () = assert!(size_of::<FdOpen>() == 184 + PATH_CAP);
+const _: () = assert!(size_of::<FdOpen>() == 192 + PATH_CAP);
 const _: () = assert!(size_of::<GoKey>() == 24 && size_of::<GoOrigin>() == 16);
 const _: () = assert!(size_of::<Close>() == 48);
 const _: () = assert!(size_of::<CloseRange>() == 56);
@@ -814,11 +837,11 @@ const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exec>() == 56 + PATH_CAP);
 const _: () = assert!(size_of::<Exit>() == 48);
 const _: () = assert!(size_of::<ReceivedFd>() == 16);
-const _: () = assert!(size_of::<FdKey>() == 8 && size_of::<SiteKey>() == 32);
-const _: () = assert!(size_of::<Kept>() == 128);
-const _: () = assert!(size_of::<SiteSeen>() == 64);
-const _: () = assert!(size_of::<Released>() == 176);
-const _: () = assert!(size_of::<FdsReceived>() == 96 + 16 * MAX_RECEIVED_FDS);
+const _: () = assert!(size_of::<FdKey>() == 8 && size_of::<SiteKey>() == 40);
+const _: () = assert!(size_of::<Kept>() == 136);
+const _: () = assert!(size_of::<SiteSeen>() == 72);
+const _: () = assert!(size_of::<Released>() == 184);
+const _: () = assert!(size_of::<FdsReceived>() == 104 + 16 * MAX_RECEIVED_FDS);
 const _: () = assert!(MAX_EVENT_SIZE == size_of::<StackRecord>());
 // The kernel side rounds the used part of a string up to 8 bytes.
 const _: () = assert!(EventKind::FdOpen.min_size().is_multiple_of(8));
@@ -889,10 +912,14 @@ pub enum Loss {
     /// kernel saw (io_uring's close on the tracepoint tier): counted as
     /// closed there, and as a missed close.
     KeptOverwritten = 13,
+    /// A Python stack could not be read or kept (interpreter memory
+    /// unreadable, or [`PY_STACKS_MAP`] full): the event was sent with its
+    /// native stack only.
+    PyStackFailed = 14,
 }
 
 impl Loss {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     pub const ALL: [Loss; Loss::COUNT] = [
         Loss::RingbufFull,
         Loss::StackFailed,
@@ -908,6 +935,7 @@ impl Loss {
         Loss::NotKept,
         Loss::KeptFull,
         Loss::KeptOverwritten,
+        Loss::PyStackFailed,
     ];
 }
 
@@ -998,6 +1026,11 @@ pub struct Config {
     /// 0 disables it.
     pub task_stack_off: u32,
     pub thread_size: u32,
+    /// `offsetof(struct task_struct, thread.fsbase)` (x86_64): a thread's
+    /// TLS base, which is glibc's `pthread_self()`, how a CPython thread
+    /// state is matched to its thread. 0: Python stacks are not read.
+    pub task_fsbase_off: u32,
+    pub _pad: u32,
     /// Records are submitted without waking fdtrace (a wakeup is an
     /// interrupt, costly in VMs) until this many bytes wait in the ring;
     /// fdtrace also drains on a short timer. 0: wake on every record.
@@ -1007,7 +1040,7 @@ pub struct Config {
     pub comm: [u8; 16],
 }
 
-const _: () = assert!(size_of::<Config>() == 136);
+const _: () = assert!(size_of::<Config>() == 144);
 
 /// Flags the kernel side keeps per traced tgid (values of [`TARGETS_MAP`]).
 pub mod target {

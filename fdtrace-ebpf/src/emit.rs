@@ -164,6 +164,7 @@ const STACK_SLOT: u32 = 1;
 const REGS_SLOT: u32 = 2;
 const FDS_SLOT: u32 = 3;
 const KEPT_SLOT: u32 = 4;
+const PY_SLOT: u32 = 5;
 
 /// This CPU's scratch memory ([`SCRATCH`]), for records too large for the
 /// 512-byte BPF stack, taken by a program for the length of its run. Its
@@ -207,7 +208,8 @@ pub struct Scratch {
 
 /// Slot 0: the record being built.
 pub struct EventSlot(());
-/// Slot 1: an inline [`StackRecord`].
+/// Slots 1 and 5: an inline [`StackRecord`], and the Python stack
+/// (`python`) read with the same event.
 pub struct StackSlot(());
 /// Slot 2: the [`UserRegs`].
 pub struct RegsSlot(());
@@ -328,6 +330,12 @@ pub fn user_stack<C: StackIdContext>(ctx: &C, stack: &mut StackSlot, pid_tgid: u
 }
 
 impl StackSlot {
+    /// The Python stack being read (`fdtrace_common::PyStack`).
+    #[inline(always)]
+    pub fn py<T>(&mut self) -> Result<&mut T, Loss> {
+        slot(PY_SLOT)
+    }
+
     /// Sends the user stack as a [`StackRecord`].
     #[inline(always)]
     fn send_inline<C: StackIdContext>(&mut self, ctx: &C, pid_tgid: u64) -> bool {

@@ -14,6 +14,7 @@ use crate::{
         KeptSlot, StackSlot, UserRegs,
     },
     go::goroutine_origin,
+    python::python_stack,
     keep::{self, Opened},
     mem,
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
@@ -212,9 +213,11 @@ pub fn report_open<C: StackIdContext>(
     if ret >= 0 {
         ev.stack_id = user_stack(site.ctx, stack, pid_tgid);
         ev.caller_ip = site.regs.caller_ip();
+        ev.py_stack = python_stack(stack, pid_tgid);
     } else {
         ev.stack_id = STACK_NOT_CAPTURED;
         ev.caller_ip = 0;
+        ev.py_stack = 0;
     }
     if keep::open(ev, site.target, kept) == Opened::Handled {
         return Ok(());
@@ -267,6 +270,7 @@ pub fn begin<C>(ev: &mut FdOpen, site: &Site<'_, C>, syscall: Syscall, ret: i64)
     ev.remote = Default::default();
     ev.sk = 0;
     ev._pad3 = 0;
+    ev.py_stack = 0;
     (ev.go_spawn_stack, ev.go_spawn_pc, ev.go_transport) =
         goroutine_origin((site.pid_tgid >> 32) as u32, site.regs);
     ev.path_len = 0;

@@ -85,6 +85,7 @@ fn site_of(tgid: u32, k: &Kept) -> SiteKey {
         go_spawn_stack: k.go_spawn_stack,
         _pad: 0,
         go_spawn_pc: k.go_spawn_pc,
+        py_stack: k.py_stack,
     }
 }
 
@@ -158,6 +159,7 @@ pub fn open(ev: &FdOpen, target_flags: u32, slot: &mut KeptSlot) -> Opened {
     kept.remote = ev.remote;
     kept.origin_syscall = ev.syscall;
     kept._pad = [0; 3];
+    kept.py_stack = ev.py_stack;
     if ev.syscall == Syscall::Dup2 as u16 || ev.syscall == Syscall::Dup3 as u16 {
         // Over an open fd it closed it first: one the kernel holds is
         // paired here (whatever becomes of the new one); one fdtrace holds
@@ -253,6 +255,7 @@ fn seen(site: &SiteKey, ev: &FdOpen) -> bool {
                 go_spawn_stack: site.go_spawn_stack,
                 caller_ip: site.caller_ip,
                 go_spawn_pc: site.go_spawn_pc,
+                py_stack: site.py_stack,
             })
             .map_err(count);
             true

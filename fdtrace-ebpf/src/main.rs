@@ -17,7 +17,8 @@
 //! [`keep`] pairs in the kernel what it can (reports, not `--events`);
 //! [`fdopen`] builds the fd-creation record the same way for every tier,
 //! [`recv`] the records of fds received over SCM_RIGHTS; [`sockets`] reads
-//! the fd table and sockets; [`emit`] sends records and owns the per-CPU
+//! the fd table and sockets; [`python`] reads a CPython thread's Python
+//! stack at an open; [`emit`] sends records and owns the per-CPU
 //! scratch memory; [`mem`] reads kernel and user memory; [`arch`] holds
 //! what depends on the architecture.
 //!
@@ -38,6 +39,7 @@ mod keep;
 mod maps;
 mod mem;
 mod process;
+mod python;
 mod recv;
 mod sockets;
 mod syscalls;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fdtrace_common::{
-    Config, FdKey, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Kept, Loss, SiteKey, SockOwner,
-    DEFAULT_MAX_KEPT, DEFAULT_MAX_SITES, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES,
+    Config, FdKey, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Kept, Loss, PyInfo, PyStack, SiteKey,
+    SockOwner, DEFAULT_MAX_KEPT, DEFAULT_MAX_PY_STACKS, DEFAULT_MAX_SITES, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES,
     MAX_EVENT_SIZE, STACK_DEPTH,
 };
 
@@ -49,6 +49,21 @@ pub static GO_CREATORS: LruHashMap<GoKey, GoOrigin> = LruHashMap::with_max_entri
 #[map]
 pub static GO_DIALS: LruHashMap<GoroutineKey, u64> = LruHashMap::with_max_entries(1 << 14, 0);
 
+/// CPython processes being traced, with their interpreter's offsets
+/// (`python`).
+#[map]
+pub static PY_PROCS: HashMap<u32, PyInfo> = HashMap::with_max_entries(DEFAULT_MAX_TARGETS, 0);
+
+/// Python stacks at opens, by the hash events carry (`python`). Not
+/// preallocated: most sessions trace no Python.
+#[map]
+pub static PY_STACKS: HashMap<u64, PyStack> =
+    HashMap::with_max_entries(DEFAULT_MAX_PY_STACKS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// CPython threads: tid → its `PyThreadState`, as last found (`python`).
+#[map]
+pub static PY_THREADS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1 << 13, 0);
+
 /// Flags decided while attaching (`fdtrace_common::runtime_flags`), slot 0.
 #[map]
 pub static RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
@@ -66,9 +81,10 @@ pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Loss::COUNT 
 /// handed out by `emit::Scratch`: slot 0 for the event, slot 1 for an
 /// inline stack sent while slot 0 is being built, slot 2 for the user
 /// registers (`emit::UserRegs`), slot 3 for the fds a recvmsg received,
-/// slot 4 for an fd being kept (`keep`).
+/// slot 4 for an fd being kept (`keep`), slot 5 for a Python stack
+/// (`python`).
 #[map]
-pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(5, 0);
+pub static SCRATCH: PerCpuArray<[u8; MAX_EVENT_SIZE]> = PerCpuArray::with_max_entries(6, 0);
 
 /// Whether this CPU's [`SCRATCH`] is taken (`emit::Scratch`): 0 free, else
 /// the number of programs that tried to take it.

@@ -31,6 +31,7 @@ use crate::{
     emit::{count, header, track_sock, user_stack, Args, EventSlot, FdsSlot, StackSlot},
     fdopen::Site,
     go::goroutine_origin,
+    python::python_stack,
     mem::{self, USER_AT_CAP},
     sockets::{fd_is_cloexec, file_kind, file_of_fd, sock_family, sock_of_fd, sock_of_file},
     table::NR_RECVMSG,
@@ -210,6 +211,7 @@ fn send_received<C: StackIdContext>(
         goroutine_origin((site.pid_tgid >> 32) as u32, site.regs);
     rec.stack_id = user_stack(site.ctx, stack, site.pid_tgid);
     rec.caller_ip = site.regs.caller_ip();
+    rec.py_stack = python_stack(stack, site.pid_tgid);
     let cloexec_flag = syscall.new_fd_cloexec(flags);
     let mut i: u64 = 0;
     while i < MAX_FDS {

@@ -26,7 +26,7 @@ const CHILD: u32 = 101;
 const S: u64 = 1_000_000_000;
 
 fn stack(id: u32) -> StackRef {
-    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false }
+    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false, python: None }
 }
 
 fn inet(s: &str) -> Option<Addr> {
@@ -82,7 +82,7 @@ fn events() -> Vec<Event> {
     // A Go dial goroutine (stack 5) started from stack 10: three Transports.
     for (i, fd) in [9, 10, 11].into_iter().enumerate() {
         let Body::Open(mut o) = tcp(fd, 5) else { unreachable!() };
-        o.go_spawn = Some(StackRef { id: StackId::Id(10), caller_ip: Some(0x4a10), at_entry: true });
+        o.go_spawn = Some(StackRef { id: StackId::Id(10), caller_ip: Some(0x4a10), at_entry: true, python: None });
         o.go_transport = Some(0xc000_0100 + i as u64 * 0x100);
         e.push(ev(S + 200 + i as u64, PID, Body::Open(o)));
         e.push(ev(
@@ -275,7 +275,7 @@ fn stacks() -> Stacks {
         );
         s.insert(
             tgid,
-            StackRef { id: StackId::Id(10), caller_ip: Some(0x4a10), at_entry: true },
+            StackRef { id: StackId::Id(10), caller_ip: Some(0x4a10), at_entry: true, python: None },
             Resolved::Frames(
                 vec![
                     frame(

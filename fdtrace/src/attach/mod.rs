@@ -33,10 +33,10 @@ use aya::{
 };
 use fdtrace_common::{
     config_flags, runtime_flags, target, Loss, Syscall, CONFIG_GLOBAL, EVENTS_MAP, LOSSES_MAP, OPEN_FDS_MAP,
-    PAIRS_MAP, RUNTIME_MAP, STACKS_MAP, TARGETS_MAP,
+    PAIRS_MAP, PY_STACKS_MAP, RUNTIME_MAP, STACKS_MAP, TARGETS_MAP,
 };
 
-use crate::events::KernelFds;
+use crate::events::{KernelFds, KernelStacks};
 use log::warn;
 
 use self::{
@@ -297,7 +297,7 @@ pub struct Tracer {
     ebpf: Ebpf,
     pub plan: Plan,
     links: Links,
-    stacks: Option<StackTraceMap<MapData>>,
+    stacks: Option<KernelStacks>,
     losses: Option<PerCpuArray<MapData, u64>>,
     /// Pairing mode: the kernel's kept fds, for the events' reader.
     kernel_fds: Option<KernelFds>,
@@ -362,7 +362,10 @@ impl Tracer {
 
         let ring = ebpf.take_map(EVENTS_MAP).ok_or_else(|| Error::BadObject(EVENTS_MAP.into()))?;
         let ring = RingBuf::try_from(ring).map_err(|source| Error::Map { map: EVENTS_MAP, source })?;
-        let stacks = ebpf.take_map(STACKS_MAP).and_then(|m| StackTraceMap::try_from(m).ok());
+        let stacks = Some(KernelStacks {
+            native: ebpf.take_map(STACKS_MAP).and_then(|m| StackTraceMap::try_from(m).ok()),
+            python: ebpf.take_map(PY_STACKS_MAP).and_then(|m| aya::maps::HashMap::try_from(m).ok()),
+        });
         let losses = ebpf.take_map(LOSSES_MAP).and_then(|m| PerCpuArray::try_from(m).ok());
         let kernel_fds = if opts.pairing { Some(kernel_fds(&ebpf)?) } else { None };
 
@@ -633,8 +636,8 @@ impl Tracer {
 
     /// The stack map, for the events' reader (`None` once taken, or when
     /// the object has none).
-    pub fn take_stacks(&mut self) -> Option<StackTraceMap<MapData>> {
-        self.stacks.take()
+    pub fn take_stacks(&mut self) -> KernelStacks {
+        self.stacks.take().unwrap_or_default()
     }
 
     /// Pairing mode: the kernel's kept fds, for the events' reader (`None`

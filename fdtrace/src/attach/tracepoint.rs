@@ -72,6 +72,13 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
         config.sk_type_off = plain("sock", "sk_type");
         config.sk_protocol_off = plain("sock", "sk_protocol");
     }
+    // A thread's TLS base, which names its CPython thread state: x86_64's
+    // `task_struct.thread.fsbase`.
+    if let (Some(thread), Some(fsbase)) =
+        (kernel.btf.member_offset("task_struct", "thread"), kernel.btf.member_offset("thread_struct", "fsbase"))
+    {
+        config.task_fsbase_off = thread + fsbase;
+    }
     if !kernel.has_task_pt_regs {
         config.task_stack_off = opt("task_struct", "stack");
         config.thread_size = arch::THREAD_SIZE;

@@ -7,20 +7,31 @@ use std::{collections::HashMap, sync::Arc};
 
 use aya::maps::{MapData, StackTraceMap};
 
-use super::{Body, Event, RawStacks, Record, StackId};
+use fdtrace_common::PyStack;
 
-/// Every stack events name: the kernel's stack map, and the stacks that
+use super::{Body, Event, PyStackId, RawStacks, Record, StackId};
+
+/// The kernel's maps of stacks: the native stack map and the Python
+/// stacks (`fdtrace-ebpf/src/python.rs`).
+#[derive(Default)]
+pub struct KernelStacks {
+    pub native: Option<StackTraceMap<MapData>>,
+    pub python: Option<aya::maps::HashMap<MapData, u64, PyStack>>,
+}
+
+/// Every stack events name: the kernel's stack maps, and the stacks that
 /// came inline (interned: equal frames, equal key).
 #[derive(Default)]
 pub struct StackTable {
     map: Option<StackTraceMap<MapData>>,
+    python: Option<aya::maps::HashMap<MapData, u64, PyStack>>,
     inline: Vec<Arc<[u64]>>,
     inline_keys: HashMap<Arc<[u64]>, u32>,
 }
 
 impl StackTable {
-    pub fn new(map: Option<StackTraceMap<MapData>>) -> StackTable {
-        StackTable { map, ..StackTable::default() }
+    pub fn new(maps: KernelStacks) -> StackTable {
+        StackTable { map: maps.native, python: maps.python, ..StackTable::default() }
     }
 
     /// The key of an inline stack.
@@ -46,6 +57,10 @@ impl RawStacks for StackTable {
             StackId::Inline(key) => self.inline.get((key as usize).checked_sub(1)?).cloned(),
             StackId::InlineMissing | StackId::NotCaptured | StackId::Failed(_) => None,
         }
+    }
+
+    fn python(&self, id: PyStackId) -> Option<PyStack> {
+        self.python.as_ref()?.get(&id.0.get(), 0).ok()
     }
 }
 

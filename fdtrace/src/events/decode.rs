@@ -20,7 +20,7 @@ use fdtrace_common::{
 
 use super::{
     Addr, Adopted, Body, Comm, Event, FdKind, Open, Site, SockCall, SockSource, SockSpec, SockStateChange,
-    StackId, StackRef, TcpState,
+    PyStackId, StackId, StackRef, TcpState,
 };
 
 use fdtrace_common::{STACK_INLINE, STACK_NOT_CAPTURED};
@@ -131,7 +131,8 @@ pub fn decode(record: &[u8]) -> Result<Record, DecodeError> {
             let go_spawn_stack = b.get_i32_ne();
             let caller_ip = b.get_u64_ne();
             let go_spawn_pc = b.get_u64_ne();
-            Body::NewSite(site(stack_id, caller_ip, go_spawn_stack, go_spawn_pc))
+            let py_stack = b.get_u64_ne();
+            Body::NewSite(site(stack_id, caller_ip, go_spawn_stack, go_spawn_pc, py_stack))
         }
         EventKind::Released => {
             let fd = b.get_i32_ne();
@@ -171,6 +172,7 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
     let _pad3 = b.get_u32_ne();
     let go_spawn_pc = b.get_u64_ne();
     let go_transport = b.get_u64_ne();
+    let py_stack = b.get_u64_ne();
     let string = trailing_string(kind, b)?;
     let local = addr(raw_local, &[]);
     let remote = addr(raw_remote, string);
@@ -196,7 +198,7 @@ fn open(b: &mut &[u8]) -> Result<Open, DecodeError> {
         local,
         remote,
         path,
-        stack: stack_ref(stack_id, caller_ip),
+        stack: stack_ref(stack_id, caller_ip, py_stack),
         missed_entry: flags & fd_flags::MISSED_ENTRY != 0,
         read_failed: flags & fd_flags::READ_FAILED != 0,
         reused_fd: flags & fd_flags::REUSED_FD != 0,
@@ -227,6 +229,7 @@ fn received(b: &mut &[u8]) -> Result<Vec<Open>, DecodeError> {
     let _pad2 = b.get_u32_ne();
     let go_spawn_pc = b.get_u64_ne();
     let go_transport = b.get_u64_ne();
+    let py_stack = b.get_u64_ne();
     let per_fd = size_of::<fdtrace_common::ReceivedFd>();
     if n == 0 || n > fdtrace_common::MAX_RECEIVED_FDS || n * per_fd > b.remaining() {
         return Err(DecodeError::BadField { kind, field: "n", value: n as u64 });
@@ -250,7 +253,7 @@ fn received(b: &mut &[u8]) -> Result<Vec<Open>, DecodeError> {
             local: None,
             remote: None,
             path: None,
-            stack: stack_ref(stack_id, caller_ip),
+            stack: stack_ref(stack_id, caller_ip, py_stack),
             missed_entry: false,
             read_failed: flags & fd_flags::READ_FAILED != 0,
             reused_fd: false,
@@ -265,8 +268,8 @@ fn received(b: &mut &[u8]) -> Result<Vec<Open>, DecodeError> {
 }
 
 /// A place as the kernel keys it ([`fdtrace_common::SiteKey`]).
-pub fn site(stack_id: i32, caller_ip: u64, go_spawn_stack: i32, go_spawn_pc: u64) -> Site {
-    Site { stack: stack_ref(stack_id, caller_ip), spawn: go_spawn(go_spawn_stack, go_spawn_pc) }
+pub fn site(stack_id: i32, caller_ip: u64, go_spawn_stack: i32, go_spawn_pc: u64, py_stack: u64) -> Site {
+    Site { stack: stack_ref(stack_id, caller_ip, py_stack), spawn: go_spawn(go_spawn_stack, go_spawn_pc) }
 }
 
 /// An fd the kernel kept, as the open it stood for: stamped with when it
@@ -288,7 +291,7 @@ pub fn adopted(tgid: u32, fd: i32, k: &Kept) -> Event {
     };
     let flags = u32::from(k.fd_flags);
     let non_neg = |v: i32| (v >= 0).then_some(v);
-    let Site { stack, spawn } = site(k.stack_id, k.caller_ip, k.go_spawn_stack, k.go_spawn_pc);
+    let Site { stack, spawn } = site(k.stack_id, k.caller_ip, k.go_spawn_stack, k.go_spawn_pc, k.py_stack);
     let open = Open {
         syscall,
         fd: Some(fd),
@@ -350,10 +353,14 @@ fn kept(b: &mut &[u8]) -> Kept {
     k.local = addr(b);
     k.remote = addr(b);
     k.origin_syscall = b.get_u16_ne();
+    for _ in 0..3 {
+        b.get_u16_ne();
+    }
+    k.py_stack = b.get_u64_ne();
     k
 }
 
-fn stack_ref(stack_id: i32, caller_ip: u64) -> StackRef {
+fn stack_ref(stack_id: i32, caller_ip: u64, py_stack: u64) -> StackRef {
     StackRef {
         id: match stack_id {
             STACK_NOT_CAPTURED => StackId::NotCaptured,
@@ -363,6 +370,7 @@ fn stack_ref(stack_id: i32, caller_ip: u64) -> StackRef {
         },
         caller_ip: (caller_ip != 0).then_some(caller_ip),
         at_entry: false,
+        python: PyStackId::new(py_stack),
     }
 }
 
@@ -381,6 +389,7 @@ fn go_spawn(stack: i32, pc: u64) -> Option<StackRef> {
         id: StackId::Id(stack as u32),
         caller_ip: (pc != 0).then_some(pc),
         at_entry: true,
+        python: None,
     })
 }
 
@@ -563,6 +572,7 @@ mod tests {
             _pad3: 0,
             go_spawn_pc: 0,
             go_transport: 0,
+            py_stack: 0x5eed,
             path_len: 10,
             _pad2: [0; 6],
             path: path_buf(b"/etc/hosts"),
@@ -579,7 +589,12 @@ mod tests {
         assert_eq!((o.fd, o.fd2, o.src_fd, o.ret), (Some(7), None, None, 7));
         assert!(o.cloexec);
         assert_eq!(o.path.as_deref(), Some("/etc/hosts"));
-        assert_eq!(o.stack, StackRef { id: StackId::Id(12), caller_ip: Some(0x4000), at_entry: false });
+        assert_eq!(o.stack, StackRef {
+                id: StackId::Id(12),
+                caller_ip: Some(0x4000),
+                at_entry: false,
+                python: PyStackId::new(0x5eed)
+            });
         assert_eq!(o.socket, None);
     }
 
@@ -613,7 +628,7 @@ mod tests {
         r.caller_ip = 0;
         let Body::Open(o) = event(&wire(&r, Some(0))).body else { panic!() };
         assert_eq!(o.socket.unwrap().label(), "tcp6");
-        assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None, at_entry: false });
+        assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None, at_entry: false, python: None });
     }
 
     #[test]
@@ -731,7 +746,12 @@ mod tests {
         assert_eq!((ev.tgid, ev.tid, ev.ts_ns), (100, 103, 1_234));
         let Body::Open(o) = ev.body else { panic!("not an open: {ev:?}") };
         assert_eq!((o.syscall, o.fd, o.src_fd, o.cloexec), (Syscall::Dup, Some(9), Some(3), true));
-        assert_eq!(o.stack, StackRef { id: StackId::Id(12), caller_ip: Some(0x4000), at_entry: false });
+        assert_eq!(o.stack, StackRef {
+                id: StackId::Id(12),
+                caller_ip: Some(0x4000),
+                at_entry: false,
+                python: PyStackId::new(0x5eed)
+            });
         assert_eq!(o.remote, Some(Addr::Inet("10.0.0.9:8080".parse().unwrap())));
         assert_eq!(o.sk, Some(0xffff_8880_0000_1000));
         let a = o.adopted.expect("adopted");
@@ -747,10 +767,12 @@ mod tests {
             go_spawn_stack: 8,
             caller_ip: 0,
             go_spawn_pc: 0x4500,
+            py_stack: 0x5eed,
         };
         let ev = event(&wire(&rec, None));
         let Body::NewSite(site) = ev.body else { panic!("not a site: {ev:?}") };
         assert_eq!(site.stack.id, StackId::Id(7));
+        assert_eq!(site.stack.python, PyStackId::new(0x5eed));
         assert!(site.spawn.is_some());
     }
 
@@ -829,6 +851,7 @@ mod tests {
             _pad2: 0,
             go_spawn_pc: 0,
             go_transport: 0,
+            py_stack: 0,
             fds: [fdtrace_common::ReceivedFd::default(); fdtrace_common::MAX_RECEIVED_FDS],
         };
         for (i, slot) in r.fds.iter_mut().enumerate().take(n) {
@@ -863,7 +886,7 @@ mod tests {
         assert_eq!(opens[1].kind(), Some(FdKind::File));
         assert_eq!(opens[0].sk, Some(0xffff_8880_0000_2000));
         assert!(opens.iter().all(|o| o.syscall == Syscall::Recvmsg
-            && o.stack == StackRef { id: StackId::Id(7), caller_ip: Some(0x5000), at_entry: false }));
+            && o.stack == StackRef { id: StackId::Id(7), caller_ip: Some(0x5000), at_entry: false, python: None }));
         // Claiming more fds than sent, or none, is an error.
         let mut bad = received_wire(3);
         bad[42..44].copy_from_slice(&4u16.to_ne_bytes());

@@ -18,7 +18,7 @@ mod source;
 
 use std::{fmt, net::SocketAddr};
 
-pub use assemble::StackTable;
+pub use assemble::{KernelStacks, StackTable};
 pub use decode::{decode, DecodeError, Record};
 pub use fdtrace_common::{FdKind, SockOp, Syscall};
 pub use kept::KernelFds;
@@ -239,7 +239,7 @@ impl Open {
             local: None,
             remote: None,
             path: None,
-            stack: StackRef { id: StackId::Id(stack_id), caller_ip: None, at_entry: false },
+            stack: StackRef { id: StackId::Id(stack_id), caller_ip: None, at_entry: false, python: None },
             missed_entry: false,
             read_failed: false,
             reused_fd: false,
@@ -283,6 +283,19 @@ pub struct StackRef {
     /// function itself, and `caller_ip` (its return address) takes its
     /// place.
     pub at_entry: bool,
+    /// CPython: the thread's Python stack at the open, read by the kernel.
+    pub python: Option<PyStackId>,
+}
+
+/// A Python stack the kernel read (`fdtrace-ebpf/src/python.rs`): its key
+/// in the `PY_STACKS` map, a hash of its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PyStackId(pub std::num::NonZeroU64);
+
+impl PyStackId {
+    pub fn new(key: u64) -> Option<PyStackId> {
+        std::num::NonZeroU64::new(key).map(PyStackId)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -305,6 +318,11 @@ pub trait RawStacks {
     /// `None` when there are none: not captured, failed, or gone from the
     /// stack map.
     fn frames(&self, id: StackId) -> Option<std::sync::Arc<[u64]>>;
+
+    /// A Python stack's frames as the kernel read them.
+    fn python(&self, _id: PyStackId) -> Option<fdtrace_common::PyStack> {
+        None
+    }
 }
 
 /// socket(2) arguments.

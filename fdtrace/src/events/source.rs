@@ -13,11 +13,11 @@
 //!   `/proc` is read, once a second so the kernel's map does not fill).
 use std::{collections::HashSet, io};
 
-use aya::maps::{MapData, RingBuf, StackTraceMap};
+use aya::maps::{MapData, RingBuf};
 use log::warn;
 
 use super::{
-    assemble::{Assembler, StackTable},
+    assemble::{Assembler, KernelStacks, StackTable},
     decode::{self, decode, DecodeError},
     kept::KernelFds,
     ring::Ring,
@@ -51,7 +51,7 @@ impl Source {
     /// captured; `kernel` its kept fds, in pairing mode.
     pub fn new(
         ring: RingBuf<MapData>,
-        stacks: Option<StackTraceMap<MapData>>,
+        stacks: KernelStacks,
         kernel: Option<KernelFds>,
     ) -> io::Result<Source> {
         Ok(Source {
@@ -171,7 +171,7 @@ impl Kernel {
                 tid: 0,
                 comm: Default::default(),
                 body: Body::Paired {
-                    site: decode::site(s.stack_id, s.caller_ip, s.go_spawn_stack, s.go_spawn_pc),
+                    site: decode::site(s.stack_id, s.caller_ip, s.go_spawn_stack, s.go_spawn_pc, s.py_stack),
                     count,
                 },
             })

@@ -9,7 +9,7 @@ fn ev(ts_ns: u64, tgid: u32, body: Body) -> Event {
 }
 
 fn stack(id: u32) -> StackRef {
-    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false }
+    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false, python: None }
 }
 
 fn open(syscall: Syscall, fd: i32) -> Open {

@@ -49,7 +49,7 @@ const PID: u32 = 100;
 const S: u64 = 1_000_000_000;
 
 fn stack(id: u32) -> StackRef {
-    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false }
+    StackRef { id: StackId::Id(id), caller_ip: None, at_entry: false, python: None }
 }
 
 fn frames(names: &[&str]) -> Resolved {
