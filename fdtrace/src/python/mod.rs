@@ -122,6 +122,13 @@ pub enum PyError {
          cannot find the interpreter's state, so its Python frames are not named; standard builds export it"
     )]
     NoRuntime { path: String, version: String },
+    /// A python executable linked with a libpython the dynamic loader has
+    /// not mapped yet (the process has just exec'd).
+    #[error(
+        "{path} runs CPython from a shared libpython that is not mapped yet (the process has just started): \
+         inspect it again once its dynamic loader has run"
+    )]
+    NotLoaded { path: String },
     /// A free-threaded build (3.13t), whose objects have another layout.
     #[error(
         "{path}: free-threaded CPython {version} (built with --disable-gil): fdtrace reads the default \
@@ -130,8 +137,8 @@ pub enum PyError {
     FreeThreaded { path: String, version: Version },
     /// 3.13+'s `_Py_DebugOffsets` disagree with the offsets fdtrace found.
     #[error(
-        "{path}: CPython {version} says (in its _Py_DebugOffsets) that {field} is at {theirs}, fdtrace's \
-         {from} says {ours}: its Python frames are not named (please report this with `python3 -VV`)"
+        "{path}: CPython {version} says (in its _Py_DebugOffsets) that {field} is at {theirs}, fdtrace read \
+         {ours} (from its {from}): its Python frames are not named (please report this with `python3 -VV`)"
     )]
     DebugOffsets {
         path: String,
@@ -175,6 +182,7 @@ pub fn inspect(pid: u32) -> Result<Option<Interpreter>, PyError> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     let exe = exe.as_deref().and_then(Path::to_str).map(|p| p.strip_suffix(" (deleted)").unwrap_or(p));
     let mut cpython_without_runtime = None;
+    let mut launcher = None;
     for mapping in candidates(&maps, exe) {
         let (file, opened) = match process::open_mapped(pid, mapping) {
             Ok(found) => found,
@@ -186,6 +194,9 @@ pub fn inspect(pid: u32) -> Result<Option<Interpreter>, PyError> {
         let elf = Elf::map(&file).map_err(|why| PyError::Elf { path: mapping.path.clone(), why })?;
         let Ok(obj) = object::File::parse(&*elf.0) else { continue };
         let symbols = Symbols::read(&obj);
+        if symbols.launcher && Some(mapping.path.as_str()) == exe {
+            launcher = Some(mapping.path.clone());
+        }
         if symbols.runtime.is_none() {
             if symbols.cpython {
                 cpython_without_runtime
@@ -197,7 +208,11 @@ pub fn inspect(pid: u32) -> Result<Option<Interpreter>, PyError> {
         return interpreter(pid, &maps, mapping, &obj, &symbols).map(Some);
     }
     match cpython_without_runtime {
-        None => Ok(None),
+        None => match launcher {
+            // Candidates are looked at libraries first: none had it.
+            Some(path) if !maps.iter().any(|m| is_libpython(&m.path)) => Err(PyError::NotLoaded { path }),
+            _ => Ok(None),
+        },
         Some((path, Some(version))) if version.major == 2 || version.minor < 10 => {
             Err(PyError::UnsupportedVersion { path, version, covered: offsets::covered() })
         }
@@ -208,14 +223,14 @@ pub fn inspect(pid: u32) -> Result<Option<Interpreter>, PyError> {
     }
 }
 
-/// The files that can hold the interpreter: the executable and any file
-/// whose name says python (`libpython3.12.so.1.0`), each by its first
-/// mapping.
+/// The files that can hold the interpreter: the executable and the
+/// libraries named libpython (`libpython3.12.so.1.0`), each by its first
+/// mapping (extension modules, `_ssl.cpython-311-x86_64-linux-gnu.so`,
+/// are not looked at).
 fn candidates<'m>(maps: &'m [Mapping], exe: Option<&str>) -> Vec<&'m Mapping> {
     let mut out: Vec<&Mapping> = vec![];
     for m in maps {
-        let name = Path::new(&m.path).file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let wanted = Some(m.path.as_str()) == exe || name.contains("python");
+        let wanted = Some(m.path.as_str()) == exe || is_libpython(&m.path);
         if wanted && !out.iter().any(|o| o.path == m.path && o.inode == m.inode) {
             out.push(m);
         }
@@ -223,6 +238,10 @@ fn candidates<'m>(maps: &'m [Mapping], exe: Option<&str>) -> Vec<&'m Mapping> {
     // The executable last: a program that embeds libpython is read there.
     out.sort_by_key(|m| Some(m.path.as_str()) == exe);
     out
+}
+
+fn is_libpython(path: &str) -> bool {
+    Path::new(path).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libpython"))
 }
 
 /// An ELF file, mapped.
@@ -245,6 +264,9 @@ struct Symbols {
     code_type: Option<u64>,
     /// Defines CPython's API (`Py_Initialize`, `PyEval_EvalCode`): 2.x too.
     cpython: bool,
+    /// Calls `Py_BytesMain` or `Py_Main` from a library: a python
+    /// executable linked with libpython (pyenv's, `--enable-shared`).
+    launcher: bool,
 }
 
 impl Symbols {
@@ -253,6 +275,7 @@ impl Symbols {
         let mut api = (false, false);
         for sym in obj.dynamic_symbols().chain(obj.symbols()) {
             if sym.is_undefined() {
+                s.launcher |= matches!(sym.name(), Ok("Py_BytesMain" | "Py_Main"));
                 continue;
             }
             match sym.name() {
@@ -379,10 +402,17 @@ fn dwarf_offsets(pid: u32, obj: &object::File, minor: u32) -> Option<Offsets> {
 
 /// The version: `Py_Version` (3.11+), else the file name
 /// (`libpython3.10.so.1.0`, `python3.10`) with the patch level from the
-/// `PY_VERSION` string; both are compared when both exist.
+/// `PY_VERSION` string; both are compared when both exist. A file named
+/// otherwise (a venv's copied `python`) that defines `_PyRuntime` but not
+/// `Py_Version` is 3.7–3.10: its `PY_VERSION` string says which.
 fn version(obj: &object::File, symbols: &Symbols, path: &str) -> Option<Version> {
     let hex = symbols.py_version.and_then(|addr| read_u32(obj, addr)).filter(|&v| v >> 24 != 0);
-    let named = name_version(path);
+    let named = name_version(path).or_else(|| {
+        let unnamed = hex.is_none() && symbols.runtime.is_some();
+        unnamed.then(|| {
+            [10, 9, 8, 7].into_iter().find(|&m| version_string(obj, 3, m).is_some()).map(|m| (3, m))
+        })?
+    });
     let from_hex =
         hex.map(|v| Version { major: v >> 24, minor: (v >> 16) & 0xff, patch: Some((v >> 8) & 0xff) });
     if let (Some(h), Some((major, minor))) = (from_hex, named) {
