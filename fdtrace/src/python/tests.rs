@@ -186,7 +186,9 @@ fn names_every_frame(python: &Path, version: Version, from: OffsetsFrom, library
     let pid = program.pid();
     program.wait_in_syscall(pid, libc::SYS_read as u32, &[Some(0)]);
 
+    let started = std::time::Instant::now();
     let interp = inspect(pid).unwrap_or_else(|e| panic!("{version}: {e}")).expect("a CPython process");
+    eprintln!("{version}: inspect took {:?} ({})", started.elapsed(), interp.offsets_from);
     assert_eq!(interp.version, version);
     assert_eq!(interp.offsets_from, from, "{version}");
     assert_eq!(interp.library, library, "{version}");
