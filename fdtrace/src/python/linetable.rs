@@ -199,7 +199,7 @@ pub(crate) mod tests {
         assert_eq!(line(Format::Pep626, &table, 1, 200), Some(301));
         assert_eq!(line(Format::Pep626, &table, 1, 301), Some(301));
         assert_eq!(line(Format::Pep626, &table, 1, 302), None);
-        // A line before the first: -129 = -128 is no line, so -127 and -2.
+        // Back 129 lines: -127 then -2 (-128 would be "no line").
         let table = [0, 0x81, 4, 0xfe];
         assert_eq!(line(Format::Pep626, &table, 200, 0), Some(71));
     }
