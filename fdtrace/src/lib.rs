@@ -23,6 +23,8 @@
 //! - [`host`]: `/proc` and sock_diag: the baseline, reconciliation, one
 //!   view of each socket;
 //! - [`symbolize`]: user stacks → function, file:line;
+//! - [`python`]: CPython processes: their interpreter, and their Python
+//!   frames named;
 //! - [`report`]: unclosed fds grouped by stack (pure), text and JSON;
 //! - [`filter`]: which fds reports and event lines show (typed facts);
 //! - [`sinks`]: the outputs, one [`sinks::Sink`] each;
@@ -38,6 +40,7 @@ pub mod generate;
 pub mod golang;
 pub mod host;
 pub mod ledger;
+pub mod python;
 pub mod report;
 pub mod session;
 pub mod sinks;
