@@ -356,7 +356,8 @@ fn py_info(o: &Offsets, runtime: u64, minor: u32) -> PyInfo {
         flags: flag(o.cframe_current.is_some(), py_flags::CFRAME)
             | flag(minor == 10, py_flags::LASTI_INDEX)
             | flag(o.frame_owner.is_some(), py_flags::OWNER)
-            | flag(o.frame_is_entry.is_some(), py_flags::IS_ENTRY),
+            | flag(o.frame_is_entry.is_some(), py_flags::IS_ENTRY)
+            | flag(o.frame_is_entry.is_some() || o.frame_owner.is_some(), py_flags::MARK),
         interp_head: o.runtime_interp_head,
         interp_threads: o.interp_threads,
         tstate_next: o.tstate_next,
@@ -368,6 +369,8 @@ fn py_info(o: &Offsets, runtime: u64, minor: u32) -> PyInfo {
         frame_instr: o.frame_instr,
         frame_owner: o.frame_owner.unwrap_or(0),
         frame_is_entry: o.frame_is_entry.unwrap_or(0),
+        // 3.11 marks entries itself; 3.12+ by the shim before them.
+        frame_mark: o.frame_is_entry.or(o.frame_owner).unwrap_or(0),
     }
 }
 
