@@ -84,8 +84,7 @@ fn site_of(tgid: u32, k: &Kept) -> SiteKey {
         caller_ip: k.caller_ip,
         go_spawn_stack: k.go_spawn_stack,
         _pad: 0,
-        go_spawn_pc: k.go_spawn_pc,
-        py_stack: k.py_stack,
+        origin: SiteKey::origin_of(k.go_spawn_pc, k.py_stack),
     }
 }
 
@@ -254,8 +253,7 @@ fn seen(site: &SiteKey, ev: &FdOpen) -> bool {
                 stack_id: site.stack_id,
                 go_spawn_stack: site.go_spawn_stack,
                 caller_ip: site.caller_ip,
-                go_spawn_pc: site.go_spawn_pc,
-                py_stack: site.py_stack,
+                origin: site.origin,
             })
             .map_err(count);
             true

@@ -90,3 +90,14 @@ pub fn user_at(addr: u64, dst: &mut [u8; USER_AT_CAP], at: u32, len: u32) -> boo
             generated::bpf_probe_read_user(dst.as_mut_ptr().add(at as usize).cast(), len, addr as *const _)
         } == 0
 }
+
+/// Fills `dst` from `addr` in user memory, whether or not the read works
+/// (a failed read leaves zeros: the helper clears its buffer). No result
+/// to branch on: in a loop, each read leaves the verifier one path.
+#[inline(always)]
+pub fn user_or_zero<T>(addr: u64, dst: &mut T) {
+    // SAFETY: a checked user read of `size_of::<T>()` bytes into `dst`.
+    unsafe {
+        generated::bpf_probe_read_user((dst as *mut T).cast(), size_of::<T>() as u32, addr as *const _);
+    }
+}

@@ -21,7 +21,7 @@
 //! again at each use: a thread state is freed and its memory reused when
 //! its thread ends).
 use aya_ebpf::helpers::bpf_get_current_task;
-use fdtrace_common::{config_flags, py_flags, py_stack_flags, Loss, PyFrame, PyInfo, PyStack, PY_DEPTH};
+use fdtrace_common::{config_flags, py_flags, py_stack_flags, Loss, PyInfo, PyStack, PY_DEPTH};
 
 use crate::{
     emit::{count, StackSlot},
@@ -44,9 +44,18 @@ fn word(addr: u64) -> u64 {
 /// code), or the stack could not be read or kept (counted).
 #[inline(always)]
 pub fn python_stack(stack: &mut StackSlot, pid_tgid: u64) -> u64 {
-    if config!(flags) & config_flags::CAPTURE_STACKS == 0 {
+    let flags = config!(flags);
+    if flags & config_flags::CAPTURE_STACKS == 0 || flags & config_flags::PYTHON == 0 {
         return 0;
     }
+    let _held = stack;
+    read_python_stack(pid_tgid)
+}
+
+/// [`python_stack`]'s work, on the `StackSlot` its caller holds (the
+/// Python stack is built in it).
+#[inline(always)]
+fn read_python_stack(pid_tgid: u64) -> u64 {
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // SAFETY: copied out.
     let Some(info) = (unsafe { PY_PROCS.get(tgid) }).copied() else { return 0 };
@@ -61,23 +70,10 @@ pub fn python_stack(stack: &mut StackSlot, pid_tgid: u64) -> u64 {
     if frame == 0 {
         return 0;
     }
-    let Ok(rec) = stack.py::<PyStack>() else { return 0 };
-    let n = walk(&info, frame, rec);
+    let Ok(rec) = StackSlot::held_py::<PyStack>() else { return 0 };
+    let (n, mut key) = walk(&info, frame, rec);
     if n == 0 {
         return 0;
-    }
-    // FNV-1a over the frames' words.
-    let mut key: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < PY_DEPTH {
-        if i >= n {
-            break;
-        }
-        let f = rec.frames[i];
-        key = (key ^ f.code).wrapping_mul(0x0000_0100_0000_01b3);
-        key = (key ^ f.instr).wrapping_mul(0x0000_0100_0000_01b3);
-        key = (key ^ u64::from(rec.marks[i])).wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
     }
     if key == 0 {
         key = 1;
@@ -95,32 +91,36 @@ pub fn python_stack(stack: &mut StackSlot, pid_tgid: u64) -> u64 {
 }
 
 /// Reads the frame chain from `frame` outwards into `rec`: how many
-/// frames. The loop keeps every frame it reads and branches on nothing it
-/// read but the end of the chain, so each iteration leaves the verifier
-/// one state, not two.
+/// frames, and their hash (FNV-1a over their words). The loop keeps every
+/// frame it reads and branches on nothing it read but the end of the
+/// chain (a failed read leaves zeros), so each iteration leaves the
+/// verifier one state, not a tree of them.
 #[inline(always)]
-fn walk(info: &PyInfo, mut frame: u64, rec: &mut PyStack) -> usize {
-    let lasti = info.flags & py_flags::LASTI_INDEX != 0;
-    let mark = info.flags & py_flags::MARK != 0;
+fn walk(info: &PyInfo, mut frame: u64, rec: &mut PyStack) -> (usize, u64) {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut n: usize = 0;
     while n < PY_DEPTH {
         if frame == 0 {
             break;
         }
-        let code = word(frame + u64::from(info.frame_code));
-        let instr = if lasti {
-            mem::user::<i32>(frame + u64::from(info.frame_instr)).unwrap_or(-1) as i64 as u64
-        } else {
-            word(frame + u64::from(info.frame_instr))
-        };
-        rec.frames[n] = PyFrame { code, instr };
-        rec.marks[n] = if mark { mem::user::<u8>(frame + u64::from(info.frame_mark)).unwrap_or(0) } else { 0 };
-        frame = word(frame + u64::from(info.frame_back));
+        let f = &mut rec.frames[n];
+        mem::user_or_zero(frame + u64::from(info.frame_code), &mut f.code);
+        // 3.10's `int f_lasti` comes with the 4 bytes after it: fdtrace
+        // keeps the low half.
+        mem::user_or_zero(frame + u64::from(info.frame_instr), &mut f.instr);
+        // 3.10 has no mark (the byte read is not one).
+        mem::user_or_zero(frame + u64::from(info.frame_mark), &mut rec.marks[n]);
+        hash = (hash ^ f.code).wrapping_mul(0x0000_0100_0000_01b3);
+        hash = (hash ^ f.instr).wrapping_mul(0x0000_0100_0000_01b3);
+        hash = (hash ^ u64::from(rec.marks[n])).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut back = 0u64;
+        mem::user_or_zero(frame + u64::from(info.frame_back), &mut back);
+        frame = back;
         n += 1;
     }
     rec.nframes = n as u32;
     rec.flags = if frame != 0 { py_stack_flags::TRUNCATED } else { 0 };
-    n
+    (n, hash)
 }
 
 /// The current thread's `PyThreadState`, or 0.
@@ -136,7 +136,11 @@ fn thread_state(info: &PyInfo, tid: u32) -> u64 {
     if fsbase == 0 {
         return 0;
     }
-    let thread_id = |t: u64| word(t + u64::from(info.tstate_thread_id));
+    let thread_id = |t: u64| {
+        let mut id = 0u64;
+        mem::user_or_zero(t + u64::from(info.tstate_thread_id), &mut id);
+        id
+    };
     // SAFETY: copied out.
     if let Some(&cached) = unsafe { PY_THREADS.get(tid) } {
         if thread_id(cached) == fsbase {
@@ -154,7 +158,9 @@ fn thread_state(info: &PyInfo, tid: u32) -> u64 {
             let _ = PY_THREADS.insert(tid, t, 0);
             return t;
         }
-        t = word(t + u64::from(info.tstate_next));
+        let mut next = 0u64;
+        mem::user_or_zero(t + u64::from(info.tstate_next), &mut next);
+        t = next;
         i += 1;
     }
     0

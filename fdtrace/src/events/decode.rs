@@ -130,9 +130,8 @@ pub fn decode(record: &[u8]) -> Result<Record, DecodeError> {
             let stack_id = b.get_i32_ne();
             let go_spawn_stack = b.get_i32_ne();
             let caller_ip = b.get_u64_ne();
-            let go_spawn_pc = b.get_u64_ne();
-            let py_stack = b.get_u64_ne();
-            Body::NewSite(site(stack_id, caller_ip, go_spawn_stack, go_spawn_pc, py_stack))
+            let origin = b.get_u64_ne();
+            Body::NewSite(kernel_site(stack_id, caller_ip, go_spawn_stack, origin))
         }
         EventKind::Released => {
             let fd = b.get_i32_ne();
@@ -268,7 +267,13 @@ fn received(b: &mut &[u8]) -> Result<Vec<Open>, DecodeError> {
 }
 
 /// A place as the kernel keys it ([`fdtrace_common::SiteKey`]).
-pub fn site(stack_id: i32, caller_ip: u64, go_spawn_stack: i32, go_spawn_pc: u64, py_stack: u64) -> Site {
+pub fn kernel_site(stack_id: i32, caller_ip: u64, go_spawn_stack: i32, origin: u64) -> Site {
+    let (go_spawn_pc, py_stack) = fdtrace_common::SiteKey::split_origin(go_spawn_stack, origin);
+    site(stack_id, caller_ip, go_spawn_stack, go_spawn_pc, py_stack)
+}
+
+/// A place: the stack at the open and the runtime's origin of it.
+fn site(stack_id: i32, caller_ip: u64, go_spawn_stack: i32, go_spawn_pc: u64, py_stack: u64) -> Site {
     Site { stack: stack_ref(stack_id, caller_ip, py_stack), spawn: go_spawn(go_spawn_stack, go_spawn_pc) }
 }
 
@@ -766,13 +771,15 @@ mod tests {
             stack_id: 7,
             go_spawn_stack: 8,
             caller_ip: 0,
-            go_spawn_pc: 0x4500,
-            py_stack: 0x5eed,
+            origin: 0x4500,
         };
         let ev = event(&wire(&rec, None));
         let Body::NewSite(site) = ev.body else { panic!("not a site: {ev:?}") };
         assert_eq!(site.stack.id, StackId::Id(7));
-        assert_eq!(site.stack.python, PyStackId::new(0x5eed));
+        assert_eq!(site.stack.python, None, "a Go origin");
+        let python = SiteSeen { go_spawn_stack: STACK_NOT_CAPTURED, origin: 0x5eed, ..rec };
+        let Body::NewSite(site) = event(&wire(&python, None)).body else { panic!("not a site") };
+        assert_eq!((site.spawn, site.stack.python), (None, PyStackId::new(0x5eed)), "a Python stack");
         assert!(site.spawn.is_some());
     }
 

@@ -171,7 +171,7 @@ impl Kernel {
                 tid: 0,
                 comm: Default::default(),
                 body: Body::Paired {
-                    site: decode::site(s.stack_id, s.caller_ip, s.go_spawn_stack, s.go_spawn_pc, s.py_stack),
+                    site: decode::kernel_site(s.stack_id, s.caller_ip, s.go_spawn_stack, s.origin),
                     count,
                 },
             })
