@@ -17,6 +17,7 @@ mod go;
 mod logs;
 mod losses;
 mod preflight;
+mod python;
 pub mod tracefs;
 mod tracepoint;
 
@@ -137,6 +138,9 @@ pub struct Options {
     /// Go programs among the targets (pid, executable, what it is), whose
     /// goroutines are followed back to where they were started.
     pub go_programs: Vec<(u32, std::path::PathBuf, crate::golang::GoBinary)>,
+    /// CPython programs among the targets, and where their interpreters
+    /// keep their frames: each fd's Python stack is read.
+    pub python_programs: Vec<(u32, fdtrace_common::PyInfo)>,
     /// `--comm`: also trace processes that exec or fork with this name.
     pub comm: Option<String>,
     /// Pair in the kernel what it can (no sink wants every event): see
@@ -200,6 +204,8 @@ pub struct Plan {
     pub caller_ip: bool,
     /// Per Go program: whether its goroutine origins are followed.
     pub go: Vec<(u32, Result<(), GoError>)>,
+    /// CPython programs whose Python stacks cannot be read, and why.
+    pub python: Vec<(u32, String)>,
 }
 
 /// What `fdtrace check` found.
@@ -335,6 +341,9 @@ impl Tracer {
         if opts.pairing {
             config.flags |= config_flags::PAIRING;
         }
+        if opts.stacks && !opts.python_programs.is_empty() && config.task_fsbase_off != 0 {
+            config.flags |= config_flags::PYTHON;
+        }
         if opts.thread_names {
             config.flags |= config_flags::COMM;
         }
@@ -373,6 +382,17 @@ impl Tracer {
         let mut plan = Plan { caller_ip: regs_at_exit || config.task_stack_off != 0, ..Plan::default() };
         let mut links = Links::default();
 
+        if config.flags & config_flags::PYTHON != 0 {
+            for (tgid, info) in &opts.python_programs {
+                if let Err(why) = python::register(&mut ebpf, *tgid, info) {
+                    plan.python.push((*tgid, why));
+                }
+            }
+        } else if opts.stacks && !opts.python_programs.is_empty() {
+            for (tgid, _) in &opts.python_programs {
+                plan.python.push((*tgid, "this kernel's BTF has no task_struct.thread.fsbase".into()));
+            }
+        }
         // Go uprobes before the fd hooks: every fd seen opened in a
         // goroutine started from then on finds its origin.
         for (tgid, exe, go) in &opts.go_programs {

@@ -37,6 +37,7 @@ use crate::{
     events::{Comm, MmapWatch, Source},
     host::{self, procfs},
     ledger::Ledger,
+    python::Interpreter,
     report::{self, suppress::Suppressions, text, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
     sinks::{Progress, Reports, Sinks},
 };
@@ -139,7 +140,7 @@ impl<'a> Session<'a> {
         // Not with -f yet: a followed child's fds can go unseen (found
         // missing by the bench's 18,000 fds over 3 followed processes).
         let pairing = !sinks.wants_events() && !args.no_kernel_pairing && !args.follow_forks;
-        let (tracer, mut source, notes) = attach(args, launched.as_ref(), &mut targets, pairing)?;
+        let (tracer, mut source, notes, python) = attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
         // Before the command execs: every mapping of its new image is
         // recorded.
@@ -187,6 +188,9 @@ impl<'a> Session<'a> {
                 }
             }
             pipe.mmaps = Some(m);
+        }
+        for (tgid, interp) in python {
+            pipe.stacks.add_python(tgid, interp);
         }
         Ok(Session {
             args,
@@ -486,13 +490,16 @@ impl<'a> Session<'a> {
 /// Loads and attaches the kernel programs for `targets` (and, with
 /// `--comm`, adds the processes with the name that run now). Returns the
 /// tracer, the events it will send, and the notes on following goroutines
-/// (what could not be followed; how origins may be wrong).
+/// (what could not be followed; how origins may be wrong) and on naming
+/// Python frames, and the CPython programs whose frames are named.
 fn attach(
     args: &TraceArgs,
     launched: Option<&Launched>,
     targets: &mut Vec<Target>,
     pairing: bool,
-) -> anyhow::Result<(Tracer, Source, GoNotes)> {
+) -> anyhow::Result<(Tracer, Source, GoNotes, Vec<(u32, Interpreter)>)> {
+    // Python frames are part of a stack: none without stacks.
+    let python = if args.no_stacks { vec![] } else { targets::python_programs(targets, launched) };
     let opts = attach::Options {
         mode: args.attach,
         follow_forks: args.follow_forks,
@@ -500,6 +507,10 @@ fn attach(
         ringbuf_size: args.ringbuf_size.unwrap_or_else(|| crate::cli::default_ringbuf_size(!pairing)),
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
         go_programs: targets::go_programs(targets, launched),
+        python_programs: python
+            .iter()
+            .filter_map(|(tgid, interp)| Some((*tgid, interp.as_ref().ok()?.info)))
+            .collect(),
         comm: args.comm.clone(),
         pairing,
         thread_names: args.events,
@@ -513,7 +524,22 @@ fn attach(
     if let Some(comm) = &args.comm {
         targets::add_running_with_comm(comm, &mut tracer, targets)?;
     }
-    let notes = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
+    let mut notes = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
+    let mut named = vec![];
+    for (tgid, interp) in python {
+        let failed = tracer.plan.python.iter().find(|(t, _)| *t == tgid).map(|(_, why)| why.clone());
+        let why = match (interp, failed) {
+            (Ok(_), Some(why)) => why,
+            (Err(why), _) => why,
+            (Ok(interp), None) => {
+                named.push((tgid, interp));
+                continue;
+            }
+        };
+        let note = format!("pid {tgid}: Python frames not named: {why}");
+        eprintln!("fdtrace: {note}");
+        notes.notes.push(note);
+    }
     let source = Source::new(ring, tracer.take_stacks(), tracer.take_kernel_fds())
         .context("watching the ring buffer")?;
     log::debug!(
@@ -524,7 +550,7 @@ fn attach(
             "not recoverable (no bpf_task_pt_regs)"
         }
     );
-    Ok((tracer, source, notes))
+    Ok((tracer, source, notes, named))
 }
 
 /// The ledger's baseline: what the targets have open now (events stamped

@@ -15,6 +15,7 @@ use crate::{
     attach::{resolve_target, Target, Tracer},
     cli::TraceArgs,
     golang::{self, GoBinary},
+    python::{self, Interpreter},
     host::procfs,
 };
 
@@ -65,6 +66,33 @@ pub fn go_programs(targets: &[Target], launched: Option<&Launched>) -> Vec<(u32,
             })
             .collect(),
     }
+}
+
+/// The CPython programs among the targets running now, with their
+/// interpreters; or why a CPython program's Python frames cannot be named.
+/// A launched command is inspected once it runs (its interpreter is not
+/// mapped before its exec).
+pub fn python_programs(targets: &[Target], launched: Option<&Launched>) -> Vec<(u32, Result<Interpreter, String>)> {
+    if launched.is_some() {
+        return vec![];
+    }
+    targets
+        .iter()
+        .filter_map(|t| match python::inspect(t.tgid) {
+            Ok(None) => None,
+            Ok(Some(interp)) => {
+                log::debug!(
+                    "pid {}: CPython {} ({}, offsets from its {})",
+                    t.tgid,
+                    interp.version,
+                    interp.library.display(),
+                    interp.offsets_from
+                );
+                Some((t.tgid, Ok(interp)))
+            }
+            Err(e) => Some((t.tgid, Err(e.to_string()))),
+        })
+        .collect()
 }
 
 /// `--comm`: the processes with the name that run now. Processes that exec

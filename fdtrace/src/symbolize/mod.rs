@@ -16,11 +16,15 @@
 //! the binary's own line table (`gopclntab.rs`), with their inlined calls:
 //! a stripped build's stacks read as the unstripped build's DWARF does.
 //!
+//! CPython's Python frames (read by the kernel from the interpreter's own
+//! frame chain) take the place of its evaluation loop's (`python.rs`).
+//!
 //! Frames in code a JIT runtime generated (anonymous memory: no file to
 //! read) are named from the runtime's perf map (`perfmap.rs`), read by
 //! fdtrace itself so that a map it cannot read costs only that map's names.
 pub mod gopclntab;
 pub mod perfmap;
+pub mod python;
 mod recorded;
 
 use std::{
@@ -74,10 +78,14 @@ impl Frame {
         if module == perfmap::JIT_MODULE {
             return perfmap::is_runtime_frame(self);
         }
+        if module == python::PY_MODULE {
+            return self.file.as_deref().is_none_or(python::is_library_path);
+        }
         ["libc.so", "libc-", "ld-linux", "libpthread", "libstdc++", "libgcc"]
             .iter()
             .any(|m| module.starts_with(m))
             || is_runtime_module(module)
+            || python::is_interpreter_module(module)
             || file.starts_with("/rustc/")
             || file.contains("/.cargo/registry/")
             || (file.ends_with(".go") || file.ends_with(".s")) && is_go_std(func)
@@ -128,6 +136,12 @@ pub struct Stacks {
     jit: PerfMaps,
     /// Per process: what its JIT frames needed that was missing.
     jit_misses: HashMap<u32, JitMisses>,
+    /// CPython processes' interpreters, and their frames' names.
+    python: HashMap<u32, Arc<crate::python::Interpreter>>,
+    py_names: crate::python::Names,
+    /// Per process: Python stacks the kernel read that were gone from its
+    /// map, and Python frames that could not be named.
+    py_misses: HashMap<u32, (u64, u64)>,
     pub symbolize_errors: u64,
 }
 
@@ -184,6 +198,9 @@ impl Stacks {
             go: GoTables::default(),
             jit: PerfMaps::default(),
             jit_misses: HashMap::new(),
+            python: HashMap::new(),
+            py_names: crate::python::Names::new(),
+            py_misses: HashMap::new(),
             symbolize_errors: 0,
         }
     }
@@ -200,6 +217,12 @@ impl Stacks {
 
     pub fn get(&self, tgid: u32, stack: StackRef) -> Option<&Resolved> {
         self.resolved.get(&(tgid, stack))
+    }
+
+    /// Process `tgid` runs this CPython interpreter: its stacks' Python
+    /// frames are named.
+    pub fn add_python(&mut self, tgid: u32, interp: crate::python::Interpreter) {
+        self.python.insert(tgid, Arc::new(interp));
     }
 
     /// What the kernel recorded about a process's mappings.
@@ -244,12 +267,33 @@ impl Stacks {
                             }
                             _ => {}
                         }
-                        Resolved::Frames(self.symbolize(tgid, &ips, at_ns).into())
+                        let native = self.symbolize(tgid, &ips, at_ns);
+                        Resolved::Frames(self.with_python(tgid, stack, raw, native).into())
                     }
                 }
             }
         };
         self.resolved.insert((tgid, stack), resolved);
+    }
+
+    /// A stack's native frames with its Python frames in place, if the
+    /// kernel read any.
+    fn with_python(&mut self, tgid: u32, stack: StackRef, raw: &dyn RawStacks, native: Vec<Frame>) -> Vec<Frame> {
+        let Some(id) = stack.python else { return native };
+        let Some(interp) = self.python.get(&tgid).cloned() else { return native };
+        let Some(py) = raw.python(id) else {
+            self.py_misses.entry(tgid).or_default().0 += 1;
+            return native;
+        };
+        let frames = python::frames(tgid, &interp, &py, &mut self.py_names);
+        if frames.is_empty() {
+            return native;
+        }
+        let unnamed = frames.iter().filter(|(f, _)| f.function.is_none()).count() as u64;
+        if unnamed > 0 {
+            self.py_misses.entry(tgid).or_default().1 += unnamed;
+        }
+        python::interleave(native, frames)
     }
 
     /// Records a resolution directly (tests).
@@ -356,9 +400,27 @@ impl Stacks {
     /// that could not be read, the frames no perf map named and what the
     /// runtime needs for them to be.
     pub fn notes(&self) -> Vec<String> {
-        let mut pids: Vec<u32> = self.jit_misses.keys().copied().collect();
+        // In a CPython process they are the native walk gone astray (no
+        // frame pointers in the interpreter): its Python frames are read
+        // from the interpreter instead.
+        let mut pids: Vec<u32> =
+            self.jit_misses.keys().copied().filter(|pid| !self.python.contains_key(pid)).collect();
         pids.sort_unstable();
         let mut notes = vec![];
+        let mut py: Vec<(&u32, &(u64, u64))> = self.py_misses.iter().collect();
+        py.sort_unstable();
+        for (pid, &(gone, unnamed)) in py {
+            if gone > 0 {
+                notes.push(format!(
+                    "pid {pid}: {gone} Python stacks no longer in the kernel's map: their Python frames are missing"
+                ));
+            }
+            if unnamed > 0 {
+                notes.push(format!(
+                    "pid {pid}: {unnamed} Python frames unnamed: their code objects could not be read                      (freed, or the process exited first); -v says why"
+                ));
+            }
+        }
         for pid in pids {
             let m = &self.jit_misses[&pid];
             let map = format!("/tmp/perf-{}.map", m.ns_pid);
