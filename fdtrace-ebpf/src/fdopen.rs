@@ -14,9 +14,9 @@ use crate::{
         KeptSlot, StackSlot, UserRegs,
     },
     go::goroutine_origin,
-    python::python_stack,
     keep::{self, Opened},
     mem,
+    python::python_stack,
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
     table::*,
 };

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use fdtrace_common::{
     Config, FdKey, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Kept, Loss, PyInfo, PyStack, SiteKey,
-    SockOwner, DEFAULT_MAX_KEPT, DEFAULT_MAX_PY_STACKS, DEFAULT_MAX_SITES, DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES,
-    MAX_EVENT_SIZE, STACK_DEPTH,
+    SockOwner, DEFAULT_MAX_KEPT, DEFAULT_MAX_PY_STACKS, DEFAULT_MAX_SITES, DEFAULT_MAX_SOCKS,
+    DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
 };
 
 /// Every event, in the order the programs submitted them.

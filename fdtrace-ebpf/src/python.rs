@@ -21,7 +21,9 @@
 //! again at each use: a thread state is freed and its memory reused when
 //! its thread ends).
 use aya_ebpf::helpers::bpf_get_current_task;
-use fdtrace_common::{config_flags, py_flags, py_stack_flags, Loss, PyInfo, PyStack, PY_DEPTH};
+use fdtrace_common::{
+    config_flags, py_flags, py_stack_flags, syscall::consts::EEXIST, Loss, PyInfo, PyStack, PY_DEPTH,
+};
 
 use crate::{
     emit::{count, StackSlot},
@@ -80,9 +82,14 @@ fn read_python_stack(pid_tgid: u64) -> u64 {
     }
     // BPF_NOEXIST: an equal stack is there already (or, one time in 2^64,
     // another with the same hash, which keeps its frames).
-    match PY_STACKS.insert(&key, &*rec, u64::from(aya_ebpf::bindings::BPF_NOEXIST)) {
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value, the 552-byte stack would be copied onto the 512-byte BPF stack"
+    )]
+    let inserted = PY_STACKS.insert(&key, &*rec, u64::from(aya_ebpf::bindings::BPF_NOEXIST));
+    match inserted {
         Ok(()) => key,
-        Err(e) if e == -17 => key,
+        Err(e) if i64::from(e) == -EEXIST => key,
         Err(_) => {
             count(Loss::PyStackFailed);
             0

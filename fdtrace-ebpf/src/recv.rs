@@ -31,8 +31,8 @@ use crate::{
     emit::{count, header, track_sock, user_stack, Args, EventSlot, FdsSlot, StackSlot},
     fdopen::Site,
     go::goroutine_origin,
-    python::python_stack,
     mem::{self, USER_AT_CAP},
+    python::python_stack,
     sockets::{fd_is_cloexec, file_kind, file_of_fd, sock_family, sock_of_fd, sock_of_file},
     table::NR_RECVMSG,
 };

@@ -82,7 +82,8 @@ fn events() -> Vec<Event> {
     // A Go dial goroutine (stack 5) started from stack 10: three Transports.
     for (i, fd) in [9, 10, 11].into_iter().enumerate() {
         let Body::Open(mut o) = tcp(fd, 5) else { unreachable!() };
-        o.go_spawn = Some(StackRef { id: StackId::Id(10), caller_ip: Some(0x4a10), at_entry: true, python: None });
+        o.go_spawn =
+            Some(StackRef { id: StackId::Id(10), caller_ip: Some(0x4a10), at_entry: true, python: None });
         o.go_transport = Some(0xc000_0100 + i as u64 * 0x100);
         e.push(ev(S + 200 + i as u64, PID, Body::Open(o)));
         e.push(ev(

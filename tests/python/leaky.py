@@ -3,9 +3,10 @@ and never closed, through socket.create_connection and through
 http.client. Waits for "go" on stdin, makes the requests, says "done",
 then waits (for fdtrace) until stdin closes.
 
-usage: leaky.py HOST PORT REQUESTS
+usage: leaky.py HOST:PORT REQUESTS
 """
 import http.client
+import os
 import socket
 import sys
 
@@ -29,8 +30,9 @@ class Pool:
 
 
 def main():
-    host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    print("ready", flush=True)
+    host, port = sys.argv[1].rsplit(":", 1)
+    port, n = int(port), int(sys.argv[2])
+    print("ready", os.getpid(), flush=True)
     sys.stdin.readline()
     pool = Pool()
     for _ in range(n):

@@ -74,9 +74,10 @@ pub fn lifecycle_config(tracefs: &Tracefs, kernel: &Kernel) -> Result<Config, Er
     }
     // A thread's TLS base, which names its CPython thread state: x86_64's
     // `task_struct.thread.fsbase`.
-    if let (Some(thread), Some(fsbase)) =
-        (kernel.btf.member_offset("task_struct", "thread"), kernel.btf.member_offset("thread_struct", "fsbase"))
-    {
+    if let (Some(thread), Some(fsbase)) = (
+        kernel.btf.member_offset("task_struct", "thread"),
+        kernel.btf.member_offset("thread_struct", "fsbase"),
+    ) {
         config.task_fsbase_off = thread + fsbase;
     }
     if !kernel.has_task_pt_regs {

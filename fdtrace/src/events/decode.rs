@@ -19,8 +19,8 @@ use fdtrace_common::{
 };
 
 use super::{
-    Addr, Adopted, Body, Comm, Event, FdKind, Open, Site, SockCall, SockSource, SockSpec, SockStateChange,
-    PyStackId, StackId, StackRef, TcpState,
+    Addr, Adopted, Body, Comm, Event, FdKind, Open, PyStackId, Site, SockCall, SockSource, SockSpec,
+    SockStateChange, StackId, StackRef, TcpState,
 };
 
 use fdtrace_common::{STACK_INLINE, STACK_NOT_CAPTURED};
@@ -594,12 +594,15 @@ mod tests {
         assert_eq!((o.fd, o.fd2, o.src_fd, o.ret), (Some(7), None, None, 7));
         assert!(o.cloexec);
         assert_eq!(o.path.as_deref(), Some("/etc/hosts"));
-        assert_eq!(o.stack, StackRef {
+        assert_eq!(
+            o.stack,
+            StackRef {
                 id: StackId::Id(12),
                 caller_ip: Some(0x4000),
                 at_entry: false,
                 python: PyStackId::new(0x5eed)
-            });
+            }
+        );
         assert_eq!(o.socket, None);
     }
 
@@ -633,7 +636,15 @@ mod tests {
         r.caller_ip = 0;
         let Body::Open(o) = event(&wire(&r, Some(0))).body else { panic!() };
         assert_eq!(o.socket.unwrap().label(), "tcp6");
-        assert_eq!(o.stack, StackRef { id: StackId::Failed(-14), caller_ip: None, at_entry: false, python: None });
+        assert_eq!(
+            o.stack,
+            StackRef {
+                id: StackId::Failed(-14),
+                caller_ip: None,
+                at_entry: false,
+                python: PyStackId::new(0x5eed)
+            }
+        );
     }
 
     #[test]
@@ -743,6 +754,7 @@ mod tests {
             state: TcpState::Listen as u32,
             sk: 0xffff_8880_0000_1000,
             remote,
+            py_stack: 0x5eed,
             ..Kept::default()
         };
         let rec = Released { header: header(EventKind::Released), fd: 9, _pad: 0, kept };
@@ -751,12 +763,15 @@ mod tests {
         assert_eq!((ev.tgid, ev.tid, ev.ts_ns), (100, 103, 1_234));
         let Body::Open(o) = ev.body else { panic!("not an open: {ev:?}") };
         assert_eq!((o.syscall, o.fd, o.src_fd, o.cloexec), (Syscall::Dup, Some(9), Some(3), true));
-        assert_eq!(o.stack, StackRef {
+        assert_eq!(
+            o.stack,
+            StackRef {
                 id: StackId::Id(12),
                 caller_ip: Some(0x4000),
                 at_entry: false,
                 python: PyStackId::new(0x5eed)
-            });
+            }
+        );
         assert_eq!(o.remote, Some(Addr::Inet("10.0.0.9:8080".parse().unwrap())));
         assert_eq!(o.sk, Some(0xffff_8880_0000_1000));
         let a = o.adopted.expect("adopted");
@@ -777,10 +792,10 @@ mod tests {
         let Body::NewSite(site) = ev.body else { panic!("not a site: {ev:?}") };
         assert_eq!(site.stack.id, StackId::Id(7));
         assert_eq!(site.stack.python, None, "a Go origin");
+        assert!(site.spawn.is_some());
         let python = SiteSeen { go_spawn_stack: STACK_NOT_CAPTURED, origin: 0x5eed, ..rec };
         let Body::NewSite(site) = event(&wire(&python, None)).body else { panic!("not a site") };
         assert_eq!((site.spawn, site.stack.python), (None, PyStackId::new(0x5eed)), "a Python stack");
-        assert!(site.spawn.is_some());
     }
 
     #[test]
@@ -893,7 +908,8 @@ mod tests {
         assert_eq!(opens[1].kind(), Some(FdKind::File));
         assert_eq!(opens[0].sk, Some(0xffff_8880_0000_2000));
         assert!(opens.iter().all(|o| o.syscall == Syscall::Recvmsg
-            && o.stack == StackRef { id: StackId::Id(7), caller_ip: Some(0x5000), at_entry: false, python: None }));
+            && o.stack
+                == StackRef { id: StackId::Id(7), caller_ip: Some(0x5000), at_entry: false, python: None }));
         // Claiming more fds than sent, or none, is an error.
         let mut bad = received_wire(3);
         bad[42..44].copy_from_slice(&4u16.to_ne_bytes());

@@ -487,6 +487,11 @@ impl<'a> Session<'a> {
     }
 }
 
+/// What attaching gave: the tracer, the events it will send, the notes on
+/// following goroutines and naming Python frames, and the CPython
+/// programs whose Python frames are named.
+type Attached = (Tracer, Source, GoNotes, Vec<(u32, Interpreter)>);
+
 /// Loads and attaches the kernel programs for `targets` (and, with
 /// `--comm`, adds the processes with the name that run now). Returns the
 /// tracer, the events it will send, and the notes on following goroutines
@@ -497,7 +502,7 @@ fn attach(
     launched: Option<&Launched>,
     targets: &mut Vec<Target>,
     pairing: bool,
-) -> anyhow::Result<(Tracer, Source, GoNotes, Vec<(u32, Interpreter)>)> {
+) -> anyhow::Result<Attached> {
     // Python frames are part of a stack: none without stacks.
     let python = if args.no_stacks { vec![] } else { targets::python_programs(targets, launched) };
     let opts = attach::Options {

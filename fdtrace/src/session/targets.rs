@@ -15,8 +15,8 @@ use crate::{
     attach::{resolve_target, Target, Tracer},
     cli::TraceArgs,
     golang::{self, GoBinary},
-    python::{self, Interpreter},
     host::procfs,
+    python::{self, Interpreter},
 };
 
 /// Resolves the pids the user gave into processes, saying when a thread id
@@ -72,7 +72,10 @@ pub fn go_programs(targets: &[Target], launched: Option<&Launched>) -> Vec<(u32,
 /// interpreters; or why a CPython program's Python frames cannot be named.
 /// A launched command is inspected once it runs (its interpreter is not
 /// mapped before its exec).
-pub fn python_programs(targets: &[Target], launched: Option<&Launched>) -> Vec<(u32, Result<Interpreter, String>)> {
+pub fn python_programs(
+    targets: &[Target],
+    launched: Option<&Launched>,
+) -> Vec<(u32, Result<Interpreter, String>)> {
     if launched.is_some() {
         return vec![];
     }

@@ -278,7 +278,13 @@ impl Stacks {
 
     /// A stack's native frames with its Python frames in place, if the
     /// kernel read any.
-    fn with_python(&mut self, tgid: u32, stack: StackRef, raw: &dyn RawStacks, native: Vec<Frame>) -> Vec<Frame> {
+    fn with_python(
+        &mut self,
+        tgid: u32,
+        stack: StackRef,
+        raw: &dyn RawStacks,
+        native: Vec<Frame>,
+    ) -> Vec<Frame> {
         let Some(id) = stack.python else { return native };
         let Some(interp) = self.python.get(&tgid).cloned() else { return native };
         let Some(py) = raw.python(id) else {
@@ -417,7 +423,8 @@ impl Stacks {
             }
             if unnamed > 0 {
                 notes.push(format!(
-                    "pid {pid}: {unnamed} Python frames unnamed: their code objects could not be read                      (freed, or the process exited first); -v says why"
+                    "pid {pid}: {unnamed} Python frames unnamed: their code objects could not be read \
+                     (freed, or the process exited first); -v says why"
                 ));
             }
         }

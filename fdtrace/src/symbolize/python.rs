@@ -77,7 +77,19 @@ pub fn frames(pid: u32, interp: &Interpreter, stack: &PyStack, names: &mut Names
             11 => mark != 0,
             _ => false,
         };
-        let named = names.name(pid, interp, frame);
+        let named = match names.frame(pid, interp, frame.code, frame.instr) {
+            Ok(named) => Some(named),
+            // Not a code object: the kernel read the chain while the
+            // interpreter was changing it; the rest of it is not a stack.
+            Err(e @ crate::python::PyError::NotPython { .. }) => {
+                log::debug!("pid {pid}: Python stack cut at frame {i}: {e}");
+                break;
+            }
+            Err(e) => {
+                log::debug!("pid {pid}: Python frame {:#x}/{:#x}: {e}", frame.code, frame.instr);
+                None
+            }
+        };
         out.push((
             Frame {
                 function: named.as_ref().map(|n| n.function.clone()),
@@ -166,7 +178,16 @@ mod tests {
         let got = interleave(native, python);
         assert_eq!(
             names(&got),
-            ["__socket", "sock_initobj", "connect", "fetch", "method_vectorcall", "main", "<module>", "Py_RunMain"]
+            [
+                "__socket",
+                "sock_initobj",
+                "connect",
+                "fetch",
+                "method_vectorcall",
+                "main",
+                "<module>",
+                "Py_RunMain"
+            ]
         );
     }
 
@@ -203,7 +224,8 @@ mod tests {
         for own in ["/srv/app/client.py", "<string>", "/home/u/lib/pythonic/x.py", "/opt/lib/python/app.py"] {
             assert!(!is_library_path(own), "{own}");
         }
-        for m in ["libpython3.11.so.1.0", "python3.11", "python3", "_socket.cpython-311-x86_64-linux-gnu.so"] {
+        for m in ["libpython3.11.so.1.0", "python3.11", "python3", "_socket.cpython-311-x86_64-linux-gnu.so"]
+        {
             assert!(is_interpreter_module(m), "{m}");
         }
         for m in ["pythonista", "leaky", "libc.so.6"] {
