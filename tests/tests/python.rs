@@ -155,6 +155,19 @@ fn the_leaking_python_function_is_named_with_its_line() {
     }
 }
 
+/// Debian's python3.11: one executable, no libpython, no DWARF: the
+/// offsets come from fdtrace's table.
+#[test]
+fn debians_python_without_debug_info_is_named_from_the_offset_table() {
+    let ebpf = require_ebpf!();
+    let python = Path::new("/usr/bin/python3.11");
+    if !python.exists() {
+        skipped("debians_python_without_debug_info_is_named_from_the_offset_table", "no /usr/bin/python3.11");
+        return;
+    }
+    check_version(&ebpf, 11, python);
+}
+
 /// A CPython fdtrace has no offsets for still gets its native report, and
 /// a note says why its Python frames are missing.
 #[test]
