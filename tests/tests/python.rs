@@ -21,7 +21,7 @@ use fdtrace::{
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, Ebpf, Server, Trace, Workload},
+    harness::{pretty, run_fdtrace, Ebpf, Output, Server, Trace, Workload},
     require_ebpf,
     skip::{in_ci, skipped},
 };
@@ -190,4 +190,41 @@ fn an_unknown_python_version_gets_its_native_report_and_a_note() {
         "{:?}",
         report.notes
     );
+}
+
+/// Launch mode: `fdtrace -- python3.X script`: the interpreter is found
+/// once the command has exec'd and mapped its libpython, and the opens
+/// after that carry their Python stacks.
+#[test]
+fn a_launched_python_command_has_its_leak_named() {
+    let ebpf = require_ebpf!();
+    let Some(python) = (10..=13).rev().find_map(pyenv_python) else {
+        skipped("a_launched_python_command_has_its_leak_named", "no pyenv CPython 3.10–3.13");
+        return;
+    };
+    let server = Server::start(fixtures::go("httpserver").to_str().unwrap(), &[]);
+    let script = fdtrace_tests::harness::workspace_root().join("tests/python/exitleak.py");
+    let args =
+        ["--format", "json", "--", python.to_str().unwrap(), script.to_str().unwrap(), &server.addr, "3"];
+    let out = run_fdtrace(&ebpf, &args, T);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
+    let report = out
+        .stderr_output()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Report(r) => Some(*r),
+            _ => None,
+        })
+        .rfind(|r| r.is_final)
+        .unwrap_or_else(|| panic!("no final report:\n{}", out.stderr_text()));
+    let g = report
+        .groups
+        .iter()
+        .find(|g| g.has_stack() && g.open == 3)
+        .unwrap_or_else(|| panic!("no group of the 3 sockets:\n{}", pretty(&report)));
+    let own = at(g);
+    let source = std::fs::read_to_string(&script).unwrap();
+    let line = source.lines().position(|l| l.contains("socket.create_connection(")).unwrap() as u32 + 1;
+    assert_eq!((own.function.as_deref(), own.line), (Some("open_connections"), Some(line)), "{}", pretty(g));
+    assert_eq!(functions(g).last().map(String::as_str), Some("<module>"), "{}", pretty(g));
 }

@@ -141,6 +141,9 @@ pub struct Options {
     /// CPython programs among the targets, and where their interpreters
     /// keep their frames: each fd's Python stack is read.
     pub python_programs: Vec<(u32, fdtrace_common::PyInfo)>,
+    /// A CPython program is expected later (a launched `python3`), whose
+    /// interpreter is registered once it runs ([`Tracer::add_python`]).
+    pub python_later: bool,
     /// `--comm`: also trace processes that exec or fork with this name.
     pub comm: Option<String>,
     /// Pair in the kernel what it can (no sink wants every event): see
@@ -341,7 +344,8 @@ impl Tracer {
         if opts.pairing {
             config.flags |= config_flags::PAIRING;
         }
-        if opts.stacks && !opts.python_programs.is_empty() && config.task_fsbase_off != 0 {
+        let python = !opts.python_programs.is_empty() || opts.python_later;
+        if opts.stacks && python && config.task_fsbase_off != 0 {
             config.flags |= config_flags::PYTHON;
         }
         if opts.thread_names {
@@ -388,7 +392,7 @@ impl Tracer {
                     plan.python.push((*tgid, why));
                 }
             }
-        } else if opts.stacks && !opts.python_programs.is_empty() {
+        } else if opts.stacks && python {
             for (tgid, _) in &opts.python_programs {
                 plan.python.push((*tgid, "this kernel's BTF has no task_struct.thread.fsbase".into()));
             }
@@ -579,6 +583,13 @@ impl Tracer {
             aya::maps::HashMap::try_from(map).map_err(|source| Error::Map { map: TARGETS_MAP, source })?;
         map.insert(tgid, initial_flags(self.pairing), 0)
             .map_err(|source| Error::Map { map: TARGETS_MAP, source })
+    }
+
+    /// Registers process `tgid`'s CPython interpreter: its opens from now
+    /// on carry their Python stacks. Only in sessions that read Python
+    /// stacks ([`Options::python_programs`], [`Options::python_later`]).
+    pub fn add_python(&mut self, tgid: u32, info: &fdtrace_common::PyInfo) -> Result<(), String> {
+        python::register(&mut self.ebpf, tgid, info)
     }
 
     /// Stops tracing and gives the caller back at once. No process is a

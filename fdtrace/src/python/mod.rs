@@ -223,6 +223,57 @@ pub fn inspect(pid: u32) -> Result<Option<Interpreter>, PyError> {
     }
 }
 
+/// Whether running `path` starts CPython: an executable that defines
+/// `_PyRuntime` or calls `Py_BytesMain`/`Py_Main` (linked with libpython),
+/// a file named `python`, `python3`, `python3.X` (pyenv's shims are shell
+/// scripts), or a script whose `#!` line names one (`#!/usr/bin/env
+/// python3` is looked up in `PATH`). For launch mode, which must decide before the
+/// command runs whether the kernel reads Python stacks; [`inspect`] finds
+/// the interpreter once it runs.
+pub fn runs_cpython(path: &Path) -> bool {
+    runs_cpython_depth(path, 0)
+}
+
+fn runs_cpython_depth(path: &Path, depth: u32) -> bool {
+    // `python3`, `python3.12`: also pyenv's shims and other wrappers, which
+    // are shell scripts that end up running the interpreter.
+    let named_python = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.strip_prefix("python").is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    });
+    if named_python && path.is_file() {
+        return true;
+    }
+    let Ok(file) = File::open(path) else { return false };
+    let Ok(elf) = Elf::map(&file) else { return false };
+    if let Some(line) = elf.0.strip_prefix(b"#!") {
+        if depth > 2 {
+            return false;
+        }
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        let mut words = line.split_whitespace();
+        let Some(interp) = words.next() else { return false };
+        let interp = if Path::new(interp).file_name().is_some_and(|n| n == "env") {
+            match words.find(|w| !w.starts_with('-')).and_then(in_path) {
+                Some(p) => p,
+                None => return false,
+            }
+        } else {
+            PathBuf::from(interp)
+        };
+        return runs_cpython_depth(&interp, depth + 1);
+    }
+    let Ok(obj) = object::File::parse(&*elf.0) else { return false };
+    let symbols = Symbols::read(&obj);
+    symbols.runtime.is_some() || symbols.launcher
+}
+
+/// `name` looked up in `PATH`.
+fn in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
 /// The files that can hold the interpreter: the executable and the
 /// libraries named libpython (`libpython3.12.so.1.0`), each by its first
 /// mapping (extension modules, `_ssl.cpython-311-x86_64-linux-gnu.so`,

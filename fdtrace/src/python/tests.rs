@@ -575,3 +575,27 @@ fn a_python_before_its_libpython_is_mapped_is_not_loaded_yet() {
     let Err(err @ PyError::NotLoaded { .. }) = found else { panic!("{}: {found:?}", py.version) };
     assert!(err.to_string().contains("not mapped yet"), "{err}");
 }
+
+#[test]
+fn a_command_that_runs_cpython_is_told_before_it_runs() {
+    let dir = std::env::temp_dir().join(format!("fdtrace-runs-cpython-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, text: &str| {
+        let p = dir.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    };
+    let env_python = script("app.py", "#!/usr/bin/env -S python3 -u\nprint(1)\n");
+    let shell = script("app.sh", "#!/bin/sh\necho 1\n");
+    let python3 = in_path("python3").expect("python3 in PATH");
+    assert!(runs_cpython(&python3), "{}", python3.display());
+    assert!(runs_cpython(&env_python), "#!/usr/bin/env python3");
+    assert!(!runs_cpython(&shell), "a shell script");
+    assert!(!runs_cpython(Path::new("/bin/sleep")), "sleep");
+    assert!(!runs_cpython(&dir.join("missing")), "a missing file");
+    for py in pythons("a_command_that_runs_cpython_is_told_before_it_runs") {
+        // pyenv's executable calls Py_BytesMain in its libpython.
+        assert!(runs_cpython(&py.python()), "{}", py.python().display());
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

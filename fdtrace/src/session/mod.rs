@@ -37,12 +37,16 @@ use crate::{
     events::{Comm, MmapWatch, Source},
     host::{self, procfs},
     ledger::Ledger,
-    python::Interpreter,
+    python::{self, Interpreter},
     report::{self, suppress::Suppressions, text, Head, KernelPairing, SessionInfo, Stats, TargetInfo},
     sinks::{Progress, Reports, Sinks},
 };
 
 pub use targets::resolve as resolve_targets;
+
+/// How long a launched CPython command may take to become one (a wrapper
+/// that execs it) and to map its libpython.
+const PYTHON_WAIT: Duration = Duration::from_secs(10);
 
 /// How often records the kernel side did not wake us for are collected:
 /// the latency of a lone event.
@@ -128,6 +132,10 @@ struct Session<'a> {
     /// started (the closes the ledger saw of numbers it did not hold are
     /// kept until every fd the kernel kept before them was taken).
     takes_ns: [u64; 2],
+    /// A launched CPython command whose interpreter is not registered
+    /// yet, and since when it is waited for.
+    python_pending: Option<(u32, Instant)>,
+    python_polled: Instant,
 }
 
 impl<'a> Session<'a> {
@@ -140,7 +148,8 @@ impl<'a> Session<'a> {
         // Not with -f yet: a followed child's fds can go unseen (found
         // missing by the bench's 18,000 fds over 3 followed processes).
         let pairing = !sinks.wants_events() && !args.no_kernel_pairing && !args.follow_forks;
-        let (tracer, mut source, notes, python) = attach(args, launched.as_ref(), &mut targets, pairing)?;
+        let Attached { tracer, mut source, notes, python, python_later } =
+            attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
         // Before the command execs: every mapping of its new image is
         // recorded.
@@ -192,6 +201,7 @@ impl<'a> Session<'a> {
         for (tgid, interp) in python {
             pipe.stacks.add_python(tgid, interp);
         }
+        let python_pending = launched.as_ref().filter(|_| python_later).map(|l| l.pid);
         Ok(Session {
             args,
             launched,
@@ -209,6 +219,8 @@ impl<'a> Session<'a> {
             alive: targets.len(),
             missed: Missed::default(),
             takes_ns: [0; 2],
+            python_pending: python_pending.map(|pid| (pid, Instant::now())),
+            python_polled: Instant::now(),
             tracer,
         })
     }
@@ -293,8 +305,52 @@ impl<'a> Session<'a> {
             if self.sinks.closed() {
                 break Stop::Interrupted;
             }
+            if self.python_pending.is_some() {
+                self.register_python();
+            }
         };
         Ok(stop)
+    }
+
+    /// A launched CPython command: once it has exec'd and its dynamic
+    /// loader has mapped its libpython, its interpreter is registered, and
+    /// its opens from then on carry their Python stacks. What could not be
+    /// done becomes a note.
+    fn register_python(&mut self) {
+        let Some((pid, since)) = self.python_pending else { return };
+        // Before its exec the command is a copy of fdtrace.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        if exe.is_none() || exe == std::env::current_exe().ok() {
+            return;
+        }
+        if self.python_polled.elapsed() < DRAIN_EVERY {
+            return;
+        }
+        self.python_polled = Instant::now();
+        let why = match python::inspect(pid) {
+            Ok(Some(interp)) => match self.tracer.add_python(pid, &interp.info) {
+                Ok(()) => {
+                    log::debug!("pid {pid}: CPython {} registered", interp.version);
+                    self.pipe.stacks.add_python(pid, interp);
+                    self.python_pending = None;
+                    return;
+                }
+                Err(why) => why,
+            },
+            // Its libpython not mapped yet; or not CPython yet (a wrapper,
+            // a pyenv shim, that execs it next): a while.
+            Err(python::PyError::NotLoaded { .. }) | Ok(None) if since.elapsed() < PYTHON_WAIT => return,
+            Ok(None) => {
+                log::debug!("pid {pid}: not CPython after {PYTHON_WAIT:?}");
+                self.python_pending = None;
+                return;
+            }
+            Err(e) => e.to_string(),
+        };
+        self.python_pending = None;
+        let note = format!("pid {pid}: Python frames not named: {why}");
+        self.sinks.say(format_args!("{note}"));
+        self.info.notes.push(note);
     }
 
     /// The final report, detaching, and in launch mode waiting for the
@@ -487,10 +543,19 @@ impl<'a> Session<'a> {
     }
 }
 
-/// What attaching gave: the tracer, the events it will send, the notes on
-/// following goroutines and naming Python frames, and the CPython
-/// programs whose Python frames are named.
-type Attached = (Tracer, Source, GoNotes, Vec<(u32, Interpreter)>);
+/// What attaching gave.
+struct Attached {
+    tracer: Tracer,
+    /// The events it will send.
+    source: Source,
+    /// On following goroutines and naming Python frames.
+    notes: GoNotes,
+    /// The CPython programs whose Python frames are named.
+    python: Vec<(u32, Interpreter)>,
+    /// The launched command runs CPython: its interpreter is registered
+    /// once it runs.
+    python_later: bool,
+}
 
 /// Loads and attaches the kernel programs for `targets` (and, with
 /// `--comm`, adds the processes with the name that run now). Returns the
@@ -512,6 +577,7 @@ fn attach(
         ringbuf_size: args.ringbuf_size.unwrap_or_else(|| crate::cli::default_ringbuf_size(!pairing)),
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
         go_programs: targets::go_programs(targets, launched),
+        python_later: !args.no_stacks && launched.is_some_and(|l| python::runs_cpython(&l.path)),
         python_programs: python
             .iter()
             .filter_map(|(tgid, interp)| Some((*tgid, interp.as_ref().ok()?.info)))
@@ -555,7 +621,8 @@ fn attach(
             "not recoverable (no bpf_task_pt_regs)"
         }
     );
-    Ok((tracer, source, notes, named))
+    let python_later = opts.python_later && tracer.plan.python.is_empty();
+    Ok(Attached { tracer, source, notes, python: named, python_later })
 }
 
 /// The ledger's baseline: what the targets have open now (events stamped
