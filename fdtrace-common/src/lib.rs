@@ -44,6 +44,12 @@ pub const PY_PROCS_MAP: &str = "PY_PROCS";
 pub const PY_STACKS_MAP: &str = "PY_STACKS";
 /// Default number of Python stacks kept.
 pub const DEFAULT_MAX_PY_STACKS: u32 = 1 << 13;
+/// Node: libuv TCP handles → the stack that made them ([`GoOrigin`]): the
+/// JavaScript that asked for the connection, run earlier than the
+/// connect itself (from the tick queue).
+pub const NODE_HANDLES_MAP: &str = "NODE_HANDLES";
+/// Node: thread → the connect it is making ([`NodeConnect`]).
+pub const NODE_CONNECTS_MAP: &str = "NODE_CONNECTS";
 /// fds opened in pairing mode and not closed yet, kept in the kernel:
 /// [`FdKey`] → [`Kept`] (see [`config_flags::PAIRING`]).
 pub const OPEN_FDS_MAP: &str = "OPEN_FDS";
@@ -110,6 +116,9 @@ pub mod programs {
     pub const GO_NEWPROC: &str = "go_newproc";
     /// uprobe on `net/http.(*Transport).dialConnFor`.
     pub const GO_DIAL_CONN_FOR: &str = "go_dial_conn_for";
+    /// uprobes on libuv's `uv_tcp_init` and `uv_tcp_connect` in Node.
+    pub const NODE_TCP_INIT: &str = "node_tcp_init";
+    pub const NODE_TCP_CONNECT: &str = "node_tcp_connect";
 }
 
 /// Where a Go program's runtime keeps what fdtrace reads, from its DWARF
@@ -146,6 +155,26 @@ pub struct GoOrigin {
     /// The return address of `runtime.newproc`: the creator's own frame,
     /// which the frame-pointer walk from newproc's entry skips.
     pub caller: u64,
+}
+
+/// A libuv TCP handle of a Node process ([`NODE_HANDLES_MAP`] keys).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeHandle {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// The `uv_tcp_t *`.
+    pub handle: u64,
+}
+
+/// A connect a Node thread is making ([`NODE_CONNECTS_MAP`] values): the
+/// handle, and when (`uv_tcp_connect` creates the socket synchronously,
+/// microseconds later).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeConnect {
+    pub handle: u64,
+    pub ts_ns: u64,
 }
 
 /// A live goroutine: its `g` and id (a `g` is reused by later goroutines).
@@ -997,6 +1026,10 @@ pub mod config_flags {
     /// other sessions are verified without the walk (the verifier skips
     /// what a frozen flag rules out).
     pub const PYTHON: u32 = 64;
+    /// Join Node sockets to the JavaScript that asked for them
+    /// (`fdtrace-ebpf/src/node.rs`): set only when a traced program is
+    /// Node.
+    pub const NODE: u32 = 128;
 }
 
 /// Read-only settings the loader writes before load ([`CONFIG_GLOBAL`]).

@@ -57,6 +57,17 @@ mod x86_64 {
         pub arg0: u64,
     }
 
+    /// A uprobe's user stack pointer (at a function's entry, it points at
+    /// the return address).
+    ///
+    /// # Safety
+    /// `regs` is a uprobe context's register frame.
+    #[inline(always)]
+    pub unsafe fn user_sp(regs: *const pt_regs) -> u64 {
+        // SAFETY: as in `go_regs`.
+        unsafe { (*regs).rsp }
+    }
+
     /// # Safety
     /// `regs` is a uprobe context's register frame.
     #[inline(always)]

@@ -16,6 +16,7 @@ use crate::{
     go::goroutine_origin,
     keep::{self, Opened},
     mem,
+    node::connect_origin,
     python::python_stack,
     sockets::{fd_is_cloexec, file_kind, sock_addrs, sock_of_fd, sock_of_file},
     table::*,
@@ -273,6 +274,9 @@ pub fn begin<C>(ev: &mut FdOpen, site: &Site<'_, C>, syscall: Syscall, ret: i64)
     ev.py_stack = 0;
     (ev.go_spawn_stack, ev.go_spawn_pc, ev.go_transport) =
         goroutine_origin((site.pid_tgid >> 32) as u32, site.regs);
+    if ev.go_spawn_stack == STACK_NOT_CAPTURED && syscall == Syscall::Socket {
+        (ev.go_spawn_stack, ev.go_spawn_pc) = connect_origin(site.pid_tgid);
+    }
     ev.path_len = 0;
     ev._pad2 = [0; 6];
 }

@@ -12,6 +12,7 @@
 //! - [`tcp`]: TCP states: `inet_sock_set_state`, and `tcp_connect`/`tcp_close`
 //!   (fentry/kprobe tiers);
 //! - [`go`]: uprobes in Go programs (goroutine origins, net/http dials);
+//! - [`node`]: uprobes in Node (the JavaScript that asked for a socket);
 //! - [`process`]: fork, exec and exit.
 //!
 //! [`keep`] pairs in the kernel what it can (reports, not `--events`);
@@ -38,6 +39,7 @@ mod go;
 mod keep;
 mod maps;
 mod mem;
+mod node;
 mod process;
 mod python;
 mod recv;

@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fdtrace_common::{
-    Config, FdKey, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Kept, Loss, PyInfo, PyStack, SiteKey,
-    SockOwner, DEFAULT_MAX_KEPT, DEFAULT_MAX_PY_STACKS, DEFAULT_MAX_SITES, DEFAULT_MAX_SOCKS,
-    DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
+    Config, FdKey, GoInfo, GoKey, GoOrigin, GoroutineKey, Inflight, Kept, Loss, NodeConnect, NodeHandle,
+    PyInfo, PyStack, SiteKey, SockOwner, DEFAULT_MAX_KEPT, DEFAULT_MAX_PY_STACKS, DEFAULT_MAX_SITES,
+    DEFAULT_MAX_SOCKS, DEFAULT_MAX_TARGETS, DEFAULT_STACK_ENTRIES, MAX_EVENT_SIZE, STACK_DEPTH,
 };
 
 /// Every event, in the order the programs submitted them.
@@ -63,6 +63,14 @@ pub static PY_STACKS: HashMap<u64, PyStack> =
 /// CPython threads: tid → its `PyThreadState`, as last found (`python`).
 #[map]
 pub static PY_THREADS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1 << 13, 0);
+
+/// Node: TCP handles and the stack that made them (`node`).
+#[map]
+pub static NODE_HANDLES: LruHashMap<NodeHandle, GoOrigin> = LruHashMap::with_max_entries(1 << 14, 0);
+
+/// Node: the connect each thread is making (`node`).
+#[map]
+pub static NODE_CONNECTS: LruHashMap<u32, NodeConnect> = LruHashMap::with_max_entries(1 << 12, 0);
 
 /// Flags decided while attaching (`fdtrace_common::runtime_flags`), slot 0.
 #[map]

@@ -21,7 +21,11 @@ use fdtrace_tests::{
 const T: Duration = Duration::from_secs(60);
 
 fn functions(group: &Group) -> Vec<String> {
-    group.stack.iter().filter_map(|f| f.function.clone()).collect()
+    functions_of(&group.stack)
+}
+
+fn functions_of(frames: &[fdtrace::symbolize::Frame]) -> Vec<String> {
+    frames.iter().filter_map(|f| f.function.clone()).collect()
 }
 
 /// The Go HTTP server, in a process of its own.
@@ -112,8 +116,10 @@ fn java_leak_is_named_from_the_jvm_perf_map() {
 
 /// Node with `--perf-basic-prof`: an `http.Agent` per request, never
 /// destroyed. The connect runs from the tick queue, so no frame of the
-/// script is on the stack: the group says its origin is asynchronous.
-/// Whatever tier compiled each function, the leak is one group.
+/// script is on the stack: the group says its origin is asynchronous, and
+/// names the function that asked for the socket (where its handle was
+/// made, `new TCP()` in `net.Socket.connect`), with its callers. Whatever
+/// tier compiled each function, the leak is one group.
 #[test]
 fn node_agent_leak_is_one_group_from_the_tick_queue() {
     let ebpf = require_ebpf!();
@@ -150,6 +156,19 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
         (a.runtime.as_str(), a.entry.function.as_deref()),
         ("node", Some("processTicksAndRejections"))
     );
+    // Who asked: the script's fetchStatus, through http.get and the
+    // Agent, called by run.
+    let asked = functions_of(&g.spawned_by);
+    let own = g.spawned_by.iter().find(|f| !f.is_library());
+    let own = own.unwrap_or_else(|| panic!("no frame of the script in spawned_by: {asked:#?}"));
+    let source = std::fs::read_to_string(&script).unwrap();
+    // V8's map places a function where it is defined, not at a call.
+    let line = source.lines().position(|l| l.contains("function fetchStatus(")).unwrap() as u32 + 1;
+    assert_eq!((own.function.as_deref(), own.line), (Some("fetchStatus"), Some(line)), "{asked:#?}");
+    assert!(own.file.as_deref().is_some_and(|f| f.ends_with("agentleak.js")), "{}", pretty(own));
+    let at = |name: &str| asked.iter().position(|f| f == name);
+    assert!(at("Socket.connect") < at("fetchStatus") && at("fetchStatus") < at("run"), "{asked:#?}");
+    assert!(at("Socket.connect").is_some(), "{asked:#?}");
 }
 
 /// Node without `--perf-basic-prof`: the JavaScript frames cannot be

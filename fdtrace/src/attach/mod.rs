@@ -16,6 +16,7 @@ pub mod function;
 mod go;
 mod logs;
 mod losses;
+mod node;
 mod preflight;
 mod python;
 pub mod tracefs;
@@ -47,6 +48,7 @@ use self::{
 pub use self::{
     go::GoError,
     losses::Losses,
+    node::is_node,
     preflight::{resolve_target, Target},
 };
 
@@ -144,6 +146,9 @@ pub struct Options {
     /// A CPython program is expected later (a launched `python3`), whose
     /// interpreter is registered once it runs ([`Tracer::add_python`]).
     pub python_later: bool,
+    /// Node programs among the targets (pid, executable): their sockets
+    /// are joined to the JavaScript that asked for them.
+    pub node_programs: Vec<(u32, std::path::PathBuf)>,
     /// `--comm`: also trace processes that exec or fork with this name.
     pub comm: Option<String>,
     /// Pair in the kernel what it can (no sink wants every event): see
@@ -209,6 +214,9 @@ pub struct Plan {
     pub go: Vec<(u32, Result<(), GoError>)>,
     /// CPython programs whose Python stacks cannot be read, and why.
     pub python: Vec<(u32, String)>,
+    /// Node programs whose sockets cannot be joined to the JavaScript
+    /// that asked for them, and why.
+    pub node: Vec<(u32, String)>,
 }
 
 /// What `fdtrace check` found.
@@ -344,6 +352,9 @@ impl Tracer {
         if opts.pairing {
             config.flags |= config_flags::PAIRING;
         }
+        if opts.stacks && !opts.node_programs.is_empty() {
+            config.flags |= config_flags::NODE;
+        }
         let python = !opts.python_programs.is_empty() || opts.python_later;
         if opts.stacks && python && config.task_fsbase_off != 0 {
             config.flags |= config_flags::PYTHON;
@@ -395,6 +406,13 @@ impl Tracer {
         } else if opts.stacks && python {
             for (tgid, _) in &opts.python_programs {
                 plan.python.push((*tgid, "this kernel's BTF has no task_struct.thread.fsbase".into()));
+            }
+        }
+        if config.flags & config_flags::NODE != 0 {
+            for (tgid, exe) in &opts.node_programs {
+                if let Err(why) = node::attach_node(&mut ebpf, &mut links, *tgid, exe) {
+                    plan.node.push((*tgid, why));
+                }
             }
         }
         // Go uprobes before the fd hooks: every fd seen opened in a

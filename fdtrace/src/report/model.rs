@@ -209,7 +209,8 @@ pub struct Group {
     pub stack: Vec<Frame>,
     /// Go: the stack that started the goroutine that opened these fds
     /// (innermost first: the `go` statement's function), when it was
-    /// followed. Empty otherwise.
+    /// followed. Node: the stack that asked for the socket (see
+    /// `asynchronous`). Empty otherwise.
     pub spawned_by: Vec<Frame>,
     /// "stack", or for fds without a stack: "pre-existing" (open when
     /// fdtrace attached), "missed-open" (found by reconciliation),
@@ -236,7 +237,9 @@ pub struct Group {
     pub fds: Vec<FdInfo>,
     /// Set when the stack holds none of the program's own code because the
     /// fds were opened from a runtime's event loop (Node's tick queue, a
-    /// DNS callback): the code that asked for them ran earlier.
+    /// DNS callback): the code that asked for them ran earlier. For Node
+    /// sockets `spawned_by` is then the stack that asked (where the
+    /// socket's handle was made, `new TCP()` in `net.Socket.connect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asynchronous: Option<AsyncOrigin>,
 }

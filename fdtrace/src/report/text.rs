@@ -203,6 +203,14 @@ fn group(out: &mut String, n: usize, g: &Group, p: Paint) {
         wrap(out, &format!("    {} ", p.yellow("!")), "      ", &f.message);
     }
     match g.origin.as_str() {
+        "stack" if !g.spawned_by.is_empty() && g.asynchronous.is_some() => {
+            // Node: connected from the event loop; the stack that made the
+            // socket's handle says who asked.
+            stack(out, &g.stack);
+            let runtime = g.asynchronous.as_ref().map_or("the runtime", |a| a.runtime.as_str());
+            let _ = writeln!(out, "    (asynchronous: connected from {runtime}'s event loop) asked for by:");
+            stack(out, &g.spawned_by);
+        }
         "stack" if !g.spawned_by.is_empty() => {
             // A goroutine's own stack says how (net/http dialing); the
             // stack that started it says who.

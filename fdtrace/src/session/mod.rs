@@ -577,6 +577,7 @@ fn attach(
         ringbuf_size: args.ringbuf_size.unwrap_or_else(|| crate::cli::default_ringbuf_size(!pairing)),
         stack_entries: fdtrace_common::DEFAULT_STACK_ENTRIES,
         go_programs: targets::go_programs(targets, launched),
+        node_programs: if args.no_stacks { vec![] } else { targets::node_programs(targets, launched) },
         python_later: !args.no_stacks && launched.is_some_and(|l| python::runs_cpython(&l.path)),
         python_programs: python
             .iter()
@@ -596,6 +597,11 @@ fn attach(
         targets::add_running_with_comm(comm, &mut tracer, targets)?;
     }
     let mut notes = targets::goroutine_notes(&tracer, &opts.go_programs, args.follow_forks);
+    for (tgid, why) in &tracer.plan.node {
+        let note = format!("pid {tgid}: the JavaScript behind its sockets is not found: {why}");
+        eprintln!("fdtrace: {note}");
+        notes.notes.push(note);
+    }
     let mut named = vec![];
     for (tgid, interp) in python {
         let failed = tracer.plan.python.iter().find(|(t, _)| *t == tgid).map(|(_, why)| why.clone());

@@ -12,7 +12,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use super::launch::Launched;
 use crate::{
-    attach::{resolve_target, Target, Tracer},
+    attach::{self, resolve_target, Target, Tracer},
     cli::TraceArgs,
     golang::{self, GoBinary},
     host::procfs,
@@ -96,6 +96,20 @@ pub fn python_programs(
             Err(e) => Some((t.tgid, Err(e.to_string()))),
         })
         .collect()
+}
+
+/// The Node programs among the targets, and their executables.
+pub fn node_programs(targets: &[Target], launched: Option<&Launched>) -> Vec<(u32, PathBuf)> {
+    match launched {
+        Some(l) => [(l.pid, l.path.clone())].into_iter().filter(|(_, p)| attach::is_node(p)).collect(),
+        None => targets
+            .iter()
+            .filter_map(|t| {
+                let exe = std::fs::read_link(format!("/proc/{}/exe", t.tgid)).ok()?;
+                attach::is_node(&exe).then(|| (t.tgid, PathBuf::from(format!("/proc/{}/exe", t.tgid))))
+            })
+            .collect(),
+    }
 }
 
 /// `--comm`: the processes with the name that run now. Processes that exec

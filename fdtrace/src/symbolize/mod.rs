@@ -399,6 +399,9 @@ impl Stacks {
                 },
             }
         }
+        if Runtime::detect(&maps) == Some(Runtime::Node) {
+            frames.retain(|f| !perfmap::is_v8_plumbing(f));
+        }
         frames
     }
 

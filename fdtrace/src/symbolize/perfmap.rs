@@ -201,6 +201,18 @@ pub fn is_runtime_frame(f: &Frame) -> bool {
     JDK.iter().any(|p| func.starts_with(p)) || !func.contains('.')
 }
 
+/// Whether a frame in Node's own binary is V8's plumbing between
+/// JavaScript frames (`Builtins_ConstructHandler`,
+/// `Builtins_InterpreterEntryTrampoline`,
+/// `construct_stub_create_deopt_addr`): which of them a call goes
+/// through depends on the tier that compiled its caller, so keeping them
+/// would split one leak into a group per tier.
+pub fn is_v8_plumbing(f: &Frame) -> bool {
+    let func = f.function.as_deref().unwrap_or_default();
+    let module = f.module.as_deref().unwrap_or_default();
+    matches!(module, "node" | "nodejs") && (func.starts_with("Builtins_") || func.ends_with("_deopt_addr"))
+}
+
 /// The perf maps of the traced processes, as last read.
 #[derive(Default)]
 pub struct PerfMaps {
