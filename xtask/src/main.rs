@@ -88,8 +88,11 @@ enum Cmd {
         /// Tiers (default: all).
         #[arg(long = "tier")]
         tiers: Vec<String>,
-        /// VMs at a time (default: one per 2 host CPUs; an emulated CPU
-        /// takes a host CPU, and starved of it the guest kernel stalls).
+        /// VMs at a time, one per kernel × tier cell (default: one per
+        /// host CPU: a VM's one emulated CPU takes a host CPU, and
+        /// starved of it the guest kernel stalls; 6.12's three cells, 2 at
+        /// a time on 2 CPUs: 6.4 min, where one VM running the three took
+        /// about 10).
         #[arg(long)]
         jobs: Option<usize>,
     },
@@ -288,7 +291,8 @@ fn vm_test(
     jobs: Option<usize>,
 ) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = jobs.unwrap_or((cpus / 2).max(1));
+    // A VM is one vCPU, one busy host thread: one per CPU.
+    let jobs = jobs.unwrap_or(cpus.max(1));
     let kernels = if kernels.is_empty() { vm::KernelVersion::ALL.to_vec() } else { kernels };
     let tiers = if tiers.is_empty() { vmtest::TIERS.iter().map(|t| t.to_string()).collect() } else { tiers };
     if let Some(bad) = tiers.iter().find(|t| !vmtest::TIERS.contains(&t.as_str())) {

@@ -77,18 +77,25 @@ pub fn run(ws: &Path, kernels: &[KernelVersion], tiers: &[String], jobs: usize) 
     let kernels: Vec<vm::Kernel> =
         kernels.iter().map(|&v| vm::ensure_kernel(ws, v)).collect::<Result<_>>()?;
     let files = build(ws)?;
-    let script = script(ws, &files.tests, tiers);
-
+    // One VM per kernel × tier: the cells run `jobs` at a time (a VM has
+    // one vCPU, which TCG runs on one host thread), and one boot is ~2 s
+    // of a cell's minutes.
+    let scripts: BTreeMap<&str, String> =
+        tiers.iter().map(|t| (t.as_str(), script(ws, &files.tests, std::slice::from_ref(t)))).collect();
     let results: Mutex<Results> = Mutex::new(BTreeMap::new());
-    let queue = Mutex::new(kernels.iter().collect::<Vec<_>>());
+    let mut cells: Vec<(&vm::Kernel, &String)> =
+        kernels.iter().flat_map(|k| tiers.iter().map(move |t| (k, t))).collect();
+    cells.reverse();
+    let queue = Mutex::new(cells);
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
             s.spawn(|| loop {
-                let Some(kernel) = queue.lock().expect("queue").pop() else { break };
-                let outcome = run_kernel(ws, kernel, &files.all, &script, tiers);
+                let Some((kernel, tier)) = queue.lock().expect("queue").pop() else { break };
+                let tiers = std::slice::from_ref(tier);
+                let outcome = run_kernel(ws, kernel, &files.all, &scripts[tier.as_str()], tiers);
                 let line = match &outcome {
-                    Ok(_) => format!("{}: done", kernel.version),
-                    Err(e) => format!("{}: {e:#}", kernel.version),
+                    Ok(_) => format!("{} {tier}: done", kernel.version),
+                    Err(e) => format!("{} {tier}: {e:#}", kernel.version),
                 };
                 eprintln!("xtask: vm-test {line}");
                 let cells = outcome.unwrap_or_else(|e| {
@@ -100,7 +107,10 @@ pub fn run(ws: &Path, kernels: &[KernelVersion], tiers: &[String], jobs: usize) 
                 results
                     .lock()
                     .expect("results")
-                    .insert(kernel.version.to_string(), (kernel.release.clone(), cells));
+                    .entry(kernel.version.to_string())
+                    .or_insert_with(|| (kernel.release.clone(), BTreeMap::new()))
+                    .1
+                    .extend(cells);
             });
         }
     });
@@ -234,7 +244,7 @@ fn run_kernel(
     }
     guest.timeout = Duration::from_secs(40 * 60);
     let out = vm::run(ws, kernel, &guest)?;
-    let log = ws.join(format!("target/vm/vm-test-{}.log", kernel.version));
+    let log = ws.join(format!("target/vm/vm-test-{}-{}.log", kernel.version, tiers.join("-")));
     std::fs::write(&log, &out.output)?;
     Ok(parse(&out.output, tiers))
 }
