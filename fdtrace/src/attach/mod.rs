@@ -787,7 +787,7 @@ mod tests {
             want.insert(program.to_string(), "tracepoint");
         }
         want.insert(fdtrace_common::programs::PROCESS_FORK.to_string(), "raw_tp");
-        for (program, _) in go::GO_HOOKS {
+        for (program, _) in go::GO_HOOKS.into_iter().chain(node::HOOKS) {
             want.insert(program.to_string(), "uprobe");
         }
         want

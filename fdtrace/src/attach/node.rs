@@ -15,7 +15,7 @@ use super::{function, preflight, Links};
 
 /// libuv's functions the uprobes go on (Node links libuv in and exports
 /// its symbols, for addons).
-const HOOKS: [(&str, &str); 2] =
+pub(super) const HOOKS: [(&str, &str); 2] =
     [(programs::NODE_TCP_INIT, "uv_tcp_init"), (programs::NODE_TCP_CONNECT, "uv_tcp_connect")];
 
 /// Whether `exe` is Node: named `node`/`nodejs`, or a binary that exports
