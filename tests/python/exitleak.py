@@ -1,5 +1,6 @@
-"""A short Python command that leaves sockets open at exit: after a
-second (its interpreter long initialized), a function connects N times
+"""A short Python command that leaves sockets open at exit: after 3 s
+(fdtrace has found its interpreter by then, even in a debug build on a
+busy machine), a function connects N times
 and keeps the sockets; then os._exit (a normal return would close them in
 finalization).
 
@@ -19,6 +20,6 @@ def open_connections(host, port, n):
 
 
 host, port = sys.argv[1].rsplit(":", 1)
-time.sleep(1)
+time.sleep(3)
 open_connections(host, int(port), int(sys.argv[2]))
 os._exit(0)
