@@ -236,7 +236,8 @@ pub struct PyInfo {
     /// evaluation loop call started with.
     pub frame_is_entry: u32,
     /// Where the kernel reads each frame's [`PyStack::marks`] byte:
-    /// `frame_is_entry` (3.11), `frame_owner` (3.12+); unused in 3.10.
+    /// `frame_is_entry` (3.11), `frame_owner` (3.12+); 0 in 3.10, whose
+    /// byte there is not a mark (fdtrace ignores it).
     pub frame_mark: u32,
 }
 
@@ -244,14 +245,6 @@ pub struct PyInfo {
 pub mod py_flags {
     /// The thread's frame is behind a `_PyCFrame` (3.11, 3.12).
     pub const CFRAME: u32 = 1;
-    /// `frame_instr` is an `int` instruction index (3.10), not a pointer.
-    pub const LASTI_INDEX: u32 = 2;
-    /// Frames have an `owner` byte (3.11+).
-    pub const OWNER: u32 = 4;
-    /// Frames have an `is_entry` byte (3.11).
-    pub const IS_ENTRY: u32 = 8;
-    /// The kernel reads a byte at `frame_mark` per frame (3.11+).
-    pub const MARK: u32 = 16;
 }
 
 const _: () = assert!(size_of::<PyInfo>() == 64);

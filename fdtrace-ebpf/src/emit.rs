@@ -330,12 +330,9 @@ pub fn user_stack<C: StackIdContext>(ctx: &C, stack: &mut StackSlot, pid_tgid: u
 }
 
 impl StackSlot {
-    /// The Python stack being read (`fdtrace_common::PyStack`), from
-    /// `python`'s global function, which cannot take the borrow as an
-    /// argument: its only caller holds a `StackSlot` borrowed mutably for
-    /// the call, and nothing else uses the slot.
+    /// The Python stack being read (`fdtrace_common::PyStack`).
     #[inline(always)]
-    pub fn held_py<'a, T>() -> Result<&'a mut T, Loss> {
+    pub fn py<T>(&mut self) -> Result<&mut T, Loss> {
         slot(PY_SLOT)
     }
 

@@ -50,14 +50,6 @@ pub fn python_stack(stack: &mut StackSlot, pid_tgid: u64) -> u64 {
     if flags & config_flags::CAPTURE_STACKS == 0 || flags & config_flags::PYTHON == 0 {
         return 0;
     }
-    let _held = stack;
-    read_python_stack(pid_tgid)
-}
-
-/// [`python_stack`]'s work, on the `StackSlot` its caller holds (the
-/// Python stack is built in it).
-#[inline(always)]
-fn read_python_stack(pid_tgid: u64) -> u64 {
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // SAFETY: copied out.
     let Some(info) = (unsafe { PY_PROCS.get(tgid) }).copied() else { return 0 };
@@ -72,7 +64,7 @@ fn read_python_stack(pid_tgid: u64) -> u64 {
     if frame == 0 {
         return 0;
     }
-    let Ok(rec) = StackSlot::held_py::<PyStack>() else { return 0 };
+    let Ok(rec) = stack.py::<PyStack>() else { return 0 };
     let (n, mut key) = walk(&info, frame, rec);
     if n == 0 {
         return 0;

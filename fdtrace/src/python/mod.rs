@@ -400,15 +400,10 @@ fn interpreter(
 
 /// What the kernel reads, from `offsets`.
 fn py_info(o: &Offsets, runtime: u64, minor: u32) -> PyInfo {
-    let flag = |on: bool, bit: u32| if on { bit } else { 0 };
     PyInfo {
         runtime,
         minor,
-        flags: flag(o.cframe_current.is_some(), py_flags::CFRAME)
-            | flag(minor == 10, py_flags::LASTI_INDEX)
-            | flag(o.frame_owner.is_some(), py_flags::OWNER)
-            | flag(o.frame_is_entry.is_some(), py_flags::IS_ENTRY)
-            | flag(o.frame_is_entry.is_some() || o.frame_owner.is_some(), py_flags::MARK),
+        flags: if o.cframe_current.is_some() { py_flags::CFRAME } else { 0 },
         interp_head: o.runtime_interp_head,
         interp_threads: o.interp_threads,
         tstate_next: o.tstate_next,
