@@ -421,6 +421,19 @@ impl Finished {
         Output::read_all(&self.stderr, "stderr")
     }
 
+    /// The final report written to stderr (launch mode's default); panics
+    /// if there is none.
+    pub fn stderr_final_report(&self) -> Report {
+        self.stderr_output()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Report(r) => Some(*r),
+                _ => None,
+            })
+            .rfind(|r| r.is_final)
+            .unwrap_or_else(|| panic!("no final report on stderr:\n{}", self.stderr_text()))
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.join("\n")
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use fdtrace::report::{Report, Suppressed};
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, run_fdtrace, Ebpf, Finished, Output},
+    harness::{pretty, run_fdtrace, Ebpf, Finished},
     require_ebpf,
 };
 
@@ -30,14 +30,7 @@ fn launch(ebpf: &Ebpf, flags: &[&str]) -> Finished {
 }
 
 fn final_report(out: &Finished) -> Report {
-    out.stderr_output()
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Report(r) => Some(*r),
-            _ => None,
-        })
-        .rfind(|r| r.is_final)
-        .unwrap_or_else(|| panic!("no final report on stderr:\n{}", out.stderr_text()))
+    out.stderr_final_report()
 }
 
 #[test]

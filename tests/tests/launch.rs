@@ -33,15 +33,7 @@ const LEAKY: &str = env!("CARGO_BIN_EXE_leaky");
 /// The final JSON report fdtrace wrote to stderr (launch mode's default),
 /// checked complete.
 fn final_report_on_stderr(out: &Finished) -> Report {
-    let report = out
-        .stderr_output()
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Report(r) => Some(*r),
-            _ => None,
-        })
-        .rfind(|r| r.is_final)
-        .unwrap_or_else(|| panic!("no final report on stderr:\n{}", out.stderr_text()));
+    let report = out.stderr_final_report();
     assert_eq!(report.stats.lost_events, 0, "{}", pretty(&report));
     assert_eq!((report.stats.missed_open, report.stats.missed_close), (0, 0), "{}", pretty(&report));
     report

@@ -21,7 +21,7 @@ use fdtrace::{
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, run_fdtrace, Ebpf, Output, Server, Trace, Workload},
+    harness::{pretty, run_fdtrace, Ebpf, Server, Trace, Workload},
     require_ebpf,
     skip::{in_ci, skipped},
 };
@@ -208,15 +208,7 @@ fn a_launched_python_command_has_its_leak_named() {
         ["--format", "json", "--", python.to_str().unwrap(), script.to_str().unwrap(), &server.addr, "3"];
     let out = run_fdtrace(&ebpf, &args, T);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
-    let report = out
-        .stderr_output()
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Report(r) => Some(*r),
-            _ => None,
-        })
-        .rfind(|r| r.is_final)
-        .unwrap_or_else(|| panic!("no final report:\n{}", out.stderr_text()));
+    let report = out.stderr_final_report();
     let g = report
         .groups
         .iter()
