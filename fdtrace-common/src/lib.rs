@@ -168,13 +168,14 @@ pub struct NodeHandle {
 }
 
 /// A connect a Node thread is making ([`NODE_CONNECTS_MAP`] values): the
-/// handle, and when (`uv_tcp_connect` creates the socket synchronously,
-/// microseconds later).
+/// handle, and until when the thread's next `socket()` is that handle's
+/// (`uv_tcp_connect` creates the socket synchronously, microseconds
+/// later).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeConnect {
     pub handle: u64,
-    pub ts_ns: u64,
+    pub deadline_ns: u64,
 }
 
 /// A live goroutine: its `g` and id (a `g` is reused by later goroutines).

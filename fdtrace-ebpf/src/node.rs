@@ -9,8 +9,16 @@
 //! handle, addr, cb)`, which creates the socket synchronously, tells the
 //! `socket()` that follows on the thread which handle it is for; that
 //! open's origin is then the stack that made the handle (as a goroutine's
-//! is its creator's, `go`). No uretprobes: the connect's time bounds the
-//! join instead.
+//! is its creator's, `go`).
+//!
+//! No uretprobe (on older kernels its trampoline takes the place of a
+//! return address in every user stack captured below it): the handle
+//! says whether the connect makes a socket. libuv keeps `uv_tcp_t`'s
+//! layout through 1.x (its ABI promise), so `uv_tcp_connect` creates one
+//! exactly when the handle has no fd and no connect pending; the next
+//! `socket()` on the thread is then that one, however long the thread
+//! waits for a CPU in between. A handle whose type field is not `UV_TCP`
+//! means another layout: the join is then bounded by time only.
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -26,10 +34,24 @@ use crate::{
     mem,
 };
 
-/// How long after `uv_tcp_connect` its `socket()` may come (it is the
-/// same call, microseconds later; a connect on a handle that has its
-/// socket already makes none, and must not name a later one).
-const CONNECT_TO_SOCKET_NS: u64 = 1_000_000;
+/// How long after `uv_tcp_connect` its `socket()` may come where the
+/// handle said a socket will be made: a bound for the connects that fail
+/// before it (`socket()` itself failing, EMFILE), so that their entry
+/// names no later socket.
+const CONNECT_TO_SOCKET_NS: u64 = 1_000_000_000;
+/// The same where the handle's layout is not libuv 1.x's: it is the same
+/// call, microseconds later, unless the thread is preempted in between.
+const CONNECT_TO_SOCKET_UNKNOWN_NS: u64 = 5_000_000;
+
+/// `uv_tcp_t` in libuv 1.x on 64-bit Linux: `uv_handle_t.type`,
+/// `uv_stream_t.connect_req` and `uv_stream_t.io_watcher.fd`.
+mod uv_tcp {
+    pub const TYPE: u64 = 16;
+    pub const CONNECT_REQ: u64 = 120;
+    pub const FD: u64 = 184;
+    /// `UV_TCP` in `uv_handle_type`.
+    pub const UV_TCP: u32 = 12;
+}
 
 /// `uv_tcp_init(loop, handle)`: the stack of the code making a TCP handle.
 #[uprobe]
@@ -72,9 +94,22 @@ fn try_node_tcp_connect(ctx: &ProbeContext) -> Result<(), Loss> {
         return Ok(());
     }
     let Some(handle) = ctx.arg::<u64>(1) else { return Ok(()) };
+    let tid = pid_tgid as u32;
+    let window = if mem::user::<u32>(handle + uv_tcp::TYPE) == Some(uv_tcp::UV_TCP) {
+        let pending = mem::user::<u64>(handle + uv_tcp::CONNECT_REQ).unwrap_or(1) != 0;
+        let has_fd = mem::user::<i32>(handle + uv_tcp::FD).unwrap_or(0) != -1;
+        if pending || has_fd {
+            // No socket comes of this connect.
+            let _ = NODE_CONNECTS.remove(tid);
+            return Ok(());
+        }
+        CONNECT_TO_SOCKET_NS
+    } else {
+        CONNECT_TO_SOCKET_UNKNOWN_NS
+    };
     // SAFETY: no preconditions.
-    let ts_ns = unsafe { bpf_ktime_get_ns() };
-    let _ = NODE_CONNECTS.insert(pid_tgid as u32, NodeConnect { handle, ts_ns }, 0);
+    let deadline_ns = unsafe { bpf_ktime_get_ns() } + window;
+    let _ = NODE_CONNECTS.insert(tid, NodeConnect { handle, deadline_ns }, 0);
     Ok(())
 }
 
@@ -91,7 +126,7 @@ pub fn connect_origin(pid_tgid: u64) -> (i32, u64) {
     let Some(c) = (unsafe { NODE_CONNECTS.get(tid) }).copied() else { return none };
     let _ = NODE_CONNECTS.remove(tid);
     // SAFETY: no preconditions.
-    if unsafe { bpf_ktime_get_ns() }.wrapping_sub(c.ts_ns) > CONNECT_TO_SOCKET_NS {
+    if unsafe { bpf_ktime_get_ns() } > c.deadline_ns {
         return none;
     }
     let key = NodeHandle { tgid: (pid_tgid >> 32) as u32, _pad: 0, handle: c.handle };

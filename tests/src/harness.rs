@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeSet,
     ffi::OsStr,
+    fmt::Write as _,
     io::{BufRead, BufReader, Write},
     path::PathBuf,
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
@@ -12,6 +13,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use fdtrace::symbolize::Frame;
 pub use fdtrace::{report::Report, sinks::lines::EventLine};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -309,6 +311,33 @@ pub fn pretty(value: &impl Serialize) -> String {
 /// A value as one line of JSON, for messages.
 pub fn compact(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("(not serializable: {e})"))
+}
+
+/// The named functions of `frames`, innermost first.
+pub fn functions(frames: &[Frame]) -> Vec<&str> {
+    frames.iter().filter_map(|f| f.function.as_deref()).collect()
+}
+
+/// One line per group of `report`: where it came from, how many are open,
+/// and the functions of its stack (and of who asked for it). A failed
+/// test prints this before the whole report, which a log may cut.
+pub fn outline(report: &Report) -> String {
+    let mut out = String::new();
+    for (i, g) in report.groups.iter().enumerate() {
+        let _ = write!(
+            out,
+            "group {}: {} open, origin {}: {}",
+            i + 1,
+            g.open,
+            g.origin,
+            functions(&g.stack).join(" <- ")
+        );
+        if !g.spawned_by.is_empty() {
+            let _ = write!(out, "; asked for by: {}", functions(&g.spawned_by).join(" <- "));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// One line fdtrace printed, read as what it is.

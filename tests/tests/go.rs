@@ -16,7 +16,7 @@ use fdtrace::{
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, Ebpf, Server, Trace, Workload},
+    harness::{functions, pretty, Ebpf, Server, Trace, Workload},
     require_ebpf,
 };
 
@@ -44,10 +44,6 @@ fn trace_client(ebpf: &Ebpf, bin: &str, mode: &[&str], extra: &[&str]) -> (Repor
     let report = out.final_report();
     assert!(report.groups.iter().all(|g| g.peers[0].remote == server.addr));
     (report, established(client.pid), out.stderr)
-}
-
-fn functions(frames: &[Frame]) -> Vec<&str> {
-    frames.iter().filter_map(|f| f.function.as_deref()).collect()
 }
 
 fn finding_kinds(g: &Group) -> Vec<&str> {

@@ -16,13 +16,12 @@ use std::{
 use fdtrace::{
     events::FdKind,
     report::{Group, Report},
-    symbolize::Frame,
 };
 use fdtrace_tests::{
     fixtures,
     harness::{
-        compact, fdtrace_bin, pretty, run_fdtrace, run_fdtrace_refused, EventLine, Finished, Output, Server,
-        Trace, Workload,
+        compact, fdtrace_bin, functions, pretty, run_fdtrace, run_fdtrace_refused, EventLine, Finished,
+        Output, Server, Trace, Workload,
     },
     require_ebpf,
 };
@@ -37,10 +36,6 @@ fn final_report_on_stderr(out: &Finished) -> Report {
     assert_eq!(report.stats.lost_events, 0, "{}", pretty(&report));
     assert_eq!((report.stats.missed_open, report.stats.missed_close), (0, 0), "{}", pretty(&report));
     report
-}
-
-fn functions(frames: &[Frame]) -> Vec<&str> {
-    frames.iter().filter_map(|f| f.function.as_deref()).collect()
 }
 
 /// The C leak program, launched: it opens its first socket right after

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use fdtrace::{
     events::{FdKind, TcpState},
-    report::{Group, Report},
+    report::Report,
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, Ebpf, Server, Trace, Workload},
+    harness::{functions, pretty, Ebpf, Server, Trace, Workload},
     require_ebpf,
 };
 
@@ -32,17 +32,13 @@ fn final_report(ebpf: &Ebpf, client: &mut Workload, secs: &str) -> Report {
     trace.wait(T).final_report()
 }
 
-fn functions(group: &Group) -> Vec<String> {
-    group.stack.iter().filter_map(|f| f.function.clone()).collect()
-}
-
 /// The single group holding the leak: `n` open, opened `n`, none closed,
 /// every fd connected to `peer`, and its stack names `leaker`.
 fn assert_one_leak(report: &Report, n: usize, peer: &str, leaker: &str, not: &str) {
     let groups = &report.groups;
     assert_eq!(groups.len(), 1, "expected one group:\n{}", pretty(report));
     let g = &groups[0];
-    let funcs = functions(g);
+    let funcs = functions(&g.stack);
     assert!(funcs.iter().any(|f| f.contains(leaker)), "stack lacks {leaker}: {funcs:#?}");
     assert!(!funcs.iter().any(|f| f.contains(not)), "stack has {not}: {funcs:#?}");
     assert_eq!((g.open, g.opened, g.closed), (n, n as u64, 0), "{}", pretty(g));
@@ -99,9 +95,9 @@ fn c_leak_is_attributed_to_open_session() {
     assert_one_leak(&report, 6, &server.addr, "open_session", "ping_server");
     // The caller of libc's socket() is recovered: `dial` (inlined or not)
     // sits between the wrapper and open_session.
-    let funcs = functions(&report.groups[0]);
-    let dial = funcs.iter().position(|f| f == "dial");
-    let session = funcs.iter().position(|f| f == "open_session");
+    let funcs = functions(&report.groups[0].stack);
+    let dial = funcs.iter().position(|&f| f == "dial");
+    let session = funcs.iter().position(|&f| f == "open_session");
     assert!(dial.is_some() && dial < session, "dial not found before open_session: {funcs:#?}");
 
     assert_no_leak(&final_report(

@@ -14,19 +14,11 @@ use fdtrace::{
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, Ebpf, Server, Trace, Workload},
+    harness::{functions, outline, pretty, Ebpf, Server, Trace, Workload},
     require_ebpf, require_tool,
 };
 
 const T: Duration = Duration::from_secs(60);
-
-fn functions(group: &Group) -> Vec<String> {
-    functions_of(&group.stack)
-}
-
-fn functions_of(frames: &[fdtrace::symbolize::Frame]) -> Vec<String> {
-    frames.iter().filter_map(|f| f.function.clone()).collect()
-}
 
 /// The Go HTTP server, in a process of its own.
 fn server() -> Server {
@@ -50,7 +42,7 @@ fn trace_until_done(ebpf: &Ebpf, client: &mut Workload) -> Report {
 /// `peer`.
 fn the_leak<'r>(report: &'r Report, n: usize, peer: &str) -> &'r Group {
     let stacks: Vec<&Group> = report.groups.iter().filter(|g| g.has_stack()).collect();
-    assert_eq!(stacks.len(), 1, "expected one group with a stack:\n{}", pretty(report));
+    assert_eq!(stacks.len(), 1, "expected one group with a stack:\n{}{}", outline(report), pretty(report));
     let g = stacks[0];
     assert_eq!((g.open, g.opened, g.closed), (n, n as u64, 0), "{}", pretty(g));
     assert_eq!(g.peers[0].remote, peer, "{}", pretty(g));
@@ -103,15 +95,15 @@ fn java_leak_is_named_from_the_jvm_perf_map() {
 
     let report = trace_until_done(&ebpf, &mut client);
     let g = the_leak(&report, requests * conns, &server.addr);
-    let funcs = functions(g);
-    let leak = funcs.iter().position(|f| f == "Leaky.fetchInventory");
-    let caller = funcs.iter().position(|f| f == "Leaky.handleRequest");
+    let funcs = functions(&g.stack);
+    let leak = funcs.iter().position(|&f| f == "Leaky.fetchInventory");
+    let caller = funcs.iter().position(|&f| f == "Leaky.handleRequest");
     assert!(leak.is_some() && leak < caller, "Leaky.fetchInventory <- Leaky.handleRequest not in {funcs:#?}");
     // The frames around the JIT code keep their names.
     let named =
         |module: &str| g.stack.iter().any(|f| f.module.as_deref() == Some(module) && f.function.is_some());
     assert!(named("libc.so.6") && named("libnio.so") && named("libjvm.so"), "{}", pretty(&g.stack));
-    assert!(funcs.iter().any(|f| f == "java.net.Socket.connect"), "{funcs:#?}");
+    assert!(funcs.contains(&"java.net.Socket.connect"), "{funcs:#?}");
 }
 
 /// Node with `--perf-basic-prof`: an `http.Agent` per request, never
@@ -145,8 +137,8 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
     let report = trace_until_done(&ebpf, &mut client);
     let _ = std::fs::remove_file(&v8_log);
     let g = the_leak(&report, requests, &server.addr);
-    let funcs = functions(g);
-    assert!(funcs.iter().any(|f| f == "internalConnect"), "{funcs:#?}");
+    let funcs = functions(&g.stack);
+    assert!(funcs.contains(&"internalConnect"), "{funcs:#?}");
     assert!(!funcs.iter().any(|f| f.starts_with("JS:")), "tier marks left in names: {funcs:#?}");
     let connect = g.stack.iter().find(|f| f.function.as_deref() == Some("internalConnect")).unwrap();
     assert_eq!(connect.file.as_deref(), Some("node:net"), "{}", pretty(connect));
@@ -158,7 +150,7 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
     );
     // Who asked: the script's fetchStatus, through http.get and the
     // Agent, called by run.
-    let asked = functions_of(&g.spawned_by);
+    let asked = functions(&g.spawned_by);
     let own = g.spawned_by.iter().find(|f| !f.is_library());
     let own = own.unwrap_or_else(|| panic!("no frame of the script in spawned_by: {asked:#?}"));
     let source = std::fs::read_to_string(&script).unwrap();
@@ -166,7 +158,7 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
     let line = source.lines().position(|l| l.contains("function fetchStatus(")).unwrap() as u32 + 1;
     assert_eq!((own.function.as_deref(), own.line), (Some("fetchStatus"), Some(line)), "{asked:#?}");
     assert!(own.file.as_deref().is_some_and(|f| f.ends_with("agentleak.js")), "{}", pretty(own));
-    let at = |name: &str| asked.iter().position(|f| f == name);
+    let at = |name: &str| asked.iter().position(|&f| f == name);
     assert!(at("Socket.connect") < at("fetchStatus") && at("fetchStatus") < at("run"), "{asked:#?}");
     assert!(at("Socket.connect").is_some(), "{asked:#?}");
 }
