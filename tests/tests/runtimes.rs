@@ -118,24 +118,7 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
     let node = require_tool!("node");
     let server = server();
     let requests = 17;
-    let script = fixtures::node_script("agentleak.js");
-    // --perf-basic-prof turns V8's code log on: into a file of the test's,
-    // not isolate-*.log in the working directory.
-    let v8_log = std::env::temp_dir().join(format!("fdtrace-test-{}-v8.log", std::process::id()));
-    let logfile = format!("--logfile={}", v8_log.display());
-    let args = [
-        "--perf-basic-prof",
-        "--interpreted-frames-native-stack",
-        "--no-logfile-per-isolate",
-        &logfile,
-        script.to_str().unwrap(),
-        &server.addr,
-        &requests.to_string(),
-    ];
-    let mut client = Workload::spawn(&node, &args);
-    let _map = PerfMapFile(format!("/tmp/perf-{}.map", client.pid));
-    let report = trace_until_done(&ebpf, &mut client);
-    let _ = std::fs::remove_file(&v8_log);
+    let report = trace_agentleak(&ebpf, &server, requests, &[node.to_str().unwrap()]);
     let g = the_leak(&report, requests, &server.addr);
     let funcs = functions(&g.stack);
     assert!(funcs.contains(&"internalConnect"), "{funcs:#?}");
@@ -148,12 +131,71 @@ fn node_agent_leak_is_one_group_from_the_tick_queue() {
         (a.runtime.as_str(), a.entry.function.as_deref()),
         ("node", Some("processTicksAndRejections"))
     );
-    // Who asked: the script's fetchStatus, through http.get and the
-    // Agent, called by run.
+    assert_asked_by_fetch_status(g);
+}
+
+/// The same leak, every `socket()` of the process held back 20 ms at its
+/// entry (by strace, as a loaded machine can hold a thread back between
+/// `uv_tcp_connect` and the `socket()` it makes): the join to the code
+/// that asked holds, and the leak is still one group.
+#[test]
+fn node_connect_held_back_before_its_socket_keeps_who_asked() {
+    let ebpf = require_ebpf!();
+    let node = require_tool!("node");
+    let strace = require_tool!("strace");
+    let server = server();
+    let requests = 5;
+    let wrapped = [
+        strace.to_str().unwrap(),
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=socket",
+        "-e",
+        "inject=socket:delay_enter=20000",
+        node.to_str().unwrap(),
+    ];
+    let report = trace_agentleak(&ebpf, &server, requests, &wrapped);
+    let g = the_leak(&report, requests, &server.addr);
+    assert_asked_by_fetch_status(g);
+}
+
+/// Runs agentleak.js (`requests` requests to `server`) with the perf map
+/// on, by `command` (node, or a wrapper and node), and traces it.
+fn trace_agentleak(ebpf: &Ebpf, server: &Server, requests: usize, command: &[&str]) -> Report {
+    let script = fixtures::node_script("agentleak.js");
+    // --perf-basic-prof turns V8's code log on: into a file of the test's,
+    // not isolate-*.log in the working directory.
+    let v8_log = std::env::temp_dir().join(format!("fdtrace-test-{}-{requests}-v8.log", std::process::id()));
+    let logfile = format!("--logfile={}", v8_log.display());
+    let mut args = command[1..].to_vec();
+    let requests = requests.to_string();
+    args.extend([
+        "--perf-basic-prof",
+        "--interpreted-frames-native-stack",
+        "--no-logfile-per-isolate",
+        &logfile,
+        script.to_str().unwrap(),
+        &server.addr,
+        &requests,
+    ]);
+    let mut client = Workload::spawn(command[0], &args);
+    let _map = PerfMapFile(format!("/tmp/perf-{}.map", client.pid));
+    let report = trace_until_done(ebpf, &mut client);
+    let _ = std::fs::remove_file(&v8_log);
+    report
+}
+
+/// Who asked for `g`'s sockets: the script's fetchStatus, through
+/// http.get and the Agent, called by run.
+fn assert_asked_by_fetch_status(g: &Group) {
     let asked = functions(&g.spawned_by);
     let own = g.spawned_by.iter().find(|f| !f.is_library());
     let own = own.unwrap_or_else(|| panic!("no frame of the script in spawned_by: {asked:#?}"));
-    let source = std::fs::read_to_string(&script).unwrap();
+    let source = std::fs::read_to_string(fixtures::node_script("agentleak.js")).unwrap();
     // V8's map places a function where it is defined, not at a call.
     let line = source.lines().position(|l| l.contains("function fetchStatus(")).unwrap() as u32 + 1;
     assert_eq!((own.function.as_deref(), own.line), (Some("fetchStatus"), Some(line)), "{asked:#?}");
