@@ -40,6 +40,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("javac", "openjdk-17-jdk-headless"),
     ("jcmd", "openjdk-17-jdk-headless"),
     ("node", "nodejs"),
+    // Holding a Node socket() back at its entry (tests/tests/runtimes.rs).
+    ("strace", "strace"),
 ];
 
 /// Everything: the eBPF toolchain and the Debian packages.
