@@ -8,7 +8,9 @@
 //!   [`Entry::Stash`] rows use;
 //! - one `sys_exit_<name>` program per [`Exit::Generated`] /
 //!   [`Exit::GeneratedWithRegs`] row, each a constant instance of
-//!   `syscalls::sys_exit`.
+//!   `syscalls::sys_exit`;
+//! - `created(nr, args, ev)`: for the [`Exit::Created`] rows, which share
+//!   one exit program, the record's fields and path by syscall number.
 //!
 //! Also rebuilds the object when the linker changes (it is not a Cargo
 //! dependency, so Cargo would not notice on its own), and declares the
@@ -59,6 +61,22 @@ fn generate() -> String {
              finish(crate::syscalls::try_sys_enter::<{n}>(&ctx))\n}}"
         );
     }
+    s.push_str(
+        "\n/// Fills in what an [`Exit::Created`](fdtrace_common::syscall::Exit::Created) \
+         syscall's\n/// arguments tell, and the path to read; None for any other syscall.\n#[inline(always)]\n\
+         pub fn created(nr: u32, entry: &crate::emit::Args, ret: i64, ev: &mut fdtrace_common::FdOpen) -> Option<u64> {\n    Some(match nr {\n",
+    );
+    for sc in Syscall::ALL {
+        if sc.exit() == Exit::Created {
+            let _ = writeln!(
+                s,
+                "        {} => crate::fdopen::fill_created(Syscall::{sc:?}, entry, ret, ev),",
+                nr(sc)
+            );
+        }
+    }
+    s.push_str("        _ => return None,\n    })\n}\n");
+
     for sc in Syscall::ALL {
         if matches!(sc.exit(), Exit::Generated | Exit::GeneratedWithRegs) {
             let _ = writeln!(

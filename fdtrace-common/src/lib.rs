@@ -77,9 +77,9 @@ pub mod programs {
     /// [`Syscall::arity`](crate::Syscall::arity). The object has those of
     /// the arities the syscall table uses. `close` and `close_range` have
     /// programs of their own named like their tracepoints
-    /// (`sys_enter_close`), as does every syscall's exit
-    /// (`sys_exit_socket`): see [`Entry`](crate::syscall::Entry) and
-    /// [`Exit`](crate::syscall::Exit).
+    /// (`sys_enter_close`), as do the syscall exits but those sharing
+    /// [`SYS_EXIT_CREATED`] (`sys_exit_socket`): see
+    /// [`Entry`](crate::syscall::Entry) and [`Exit`](crate::syscall::Exit).
     pub const SYS_ENTER: [&str; 7] = [
         "sys_enter_0",
         "sys_enter_1",
@@ -89,6 +89,9 @@ pub mod programs {
         "sys_enter_5",
         "sys_enter_6",
     ];
+    /// The exit of every [`Exit::Created`](crate::syscall::Exit::Created)
+    /// syscall.
+    pub const SYS_EXIT_CREATED: &str = "sys_exit_created";
     /// raw tracepoint `sched_process_fork`.
     pub const PROCESS_FORK: &str = "process_fork";
     /// tracepoint `sched:sched_process_exec`.

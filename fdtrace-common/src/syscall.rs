@@ -151,6 +151,19 @@ pub enum Entry {
     Stash,
 }
 
+/// Where a syscall's flags are ([`Syscall::flags`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flags {
+    None,
+    /// The argument, as it is.
+    Arg(usize),
+    /// The `u64` a struct pointed to by the argument starts with
+    /// (openat2's `struct open_how`).
+    FirstOfStruct(usize),
+    /// Implied by the syscall (creat's `O_CREAT | O_WRONLY | O_TRUNC`).
+    Const(u64),
+}
+
 /// The exit tracepoint's program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -163,6 +176,12 @@ pub enum Exit {
     GeneratedWithRegs,
     /// `sys_exit_<name>`, written by hand (close_range's marking form).
     Own,
+    /// [`SYS_EXIT_CREATED`](crate::programs::SYS_EXIT_CREATED), one program for every such
+    /// syscall: each makes an fd (a pipe two) from what its arguments say
+    /// ([`Syscall::flags`], [`Syscall::path_arg`], [`Syscall::src_arg`],
+    /// [`Syscall::pair_arg`]), which the program reads by syscall number. The kernel
+    /// verifies one program for all of them instead of one each.
+    Created,
 }
 
 /// Defines [`Syscall`] and one `const fn` per column from the rows. Columns:
@@ -243,39 +262,39 @@ syscall_table! {
     Bind            = 6,  "bind",               49, 3, SocketInfo, NewFd::None,            Never,                Stash, Generated;
     Listen          = 7,  "listen",             50, 2, SocketInfo, NewFd::None,            Never,                Stash, Generated;
     // Files.
-    Open            = 10, "open",                2, 3, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
-    Openat          = 11, "openat",            257, 4, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
-    Openat2         = 12, "openat2",           437, 4, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
-    Creat           = 13, "creat",              85, 2, Creates,    Of(K::File),            Never,                Stash, Generated;
-    OpenByHandleAt  = 14, "open_by_handle_at", 304, 3, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Generated;
-    MemfdCreate     = 15, "memfd_create",      319, 2, Creates,    Of(K::Memfd),           Flag(MFD_CLOEXEC),    Stash, Generated;
-    MemfdSecret     = 16, "memfd_secret",      447, 1, Creates,    Of(K::Memfd),           Flag(O_CLOEXEC),      Stash, Generated;
+    Open            = 10, "open",                2, 3, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Created;
+    Openat          = 11, "openat",            257, 4, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Created;
+    Openat2         = 12, "openat2",           437, 4, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Created;
+    Creat           = 13, "creat",              85, 2, Creates,    Of(K::File),            Never,                Stash, Created;
+    OpenByHandleAt  = 14, "open_by_handle_at", 304, 3, Creates,    Of(K::File),            Flag(O_CLOEXEC),      Stash, Created;
+    MemfdCreate     = 15, "memfd_create",      319, 2, Creates,    Of(K::Memfd),           Flag(MFD_CLOEXEC),    Stash, Created;
+    MemfdSecret     = 16, "memfd_secret",      447, 1, Creates,    Of(K::Memfd),           Flag(O_CLOEXEC),      Stash, Created;
     // Pipes.
-    Pipe            = 20, "pipe",               22, 1, Creates,    Of(K::Pipe),            Never,                Stash, Generated;
-    Pipe2           = 21, "pipe2",             293, 2, Creates,    Of(K::Pipe),            Flag(O_CLOEXEC),      Stash, Generated;
+    Pipe            = 20, "pipe",               22, 1, Creates,    Of(K::Pipe),            Never,                Stash, Created;
+    Pipe2           = 21, "pipe2",             293, 2, Creates,    Of(K::Pipe),            Flag(O_CLOEXEC),      Stash, Created;
     // Duplication and fd flags.
-    Dup             = 30, "dup",                32, 1, Creates,    CopyOfSource,           Never,                Stash, Generated;
-    Dup2            = 31, "dup2",               33, 2, Creates,    CopyOfSource,           Never,                Stash, Generated;
-    Dup3            = 32, "dup3",              292, 3, Creates,    CopyOfSource,           Flag(O_CLOEXEC),      Stash, Generated;
+    Dup             = 30, "dup",                32, 1, Creates,    CopyOfSource,           Never,                Stash, Created;
+    Dup2            = 31, "dup2",               33, 2, Creates,    CopyOfSource,           Never,                Stash, Created;
+    Dup3            = 32, "dup3",              292, 3, Creates,    CopyOfSource,           Flag(O_CLOEXEC),      Stash, Created;
     Fcntl           = 33, "fcntl",              72, 3, Control,    CopyOfSource,           Equals(F_DUPFD_CLOEXEC), Stash, Generated;
     Ioctl           = 34, "ioctl",              16, 3, Control,    NewFd::None,            Never,                Stash, GeneratedWithRegs;
     // Other fd-creating calls.
-    Eventfd         = 40, "eventfd",           284, 1, Creates,    Of(K::Eventfd),         Never,                Stash, Generated;
-    Eventfd2        = 41, "eventfd2",          290, 2, Creates,    Of(K::Eventfd),         Flag(O_CLOEXEC),      Stash, Generated;
-    EpollCreate     = 42, "epoll_create",      213, 1, Creates,    Of(K::Epoll),           Never,                Stash, Generated;
-    EpollCreate1    = 43, "epoll_create1",     291, 1, Creates,    Of(K::Epoll),           Flag(O_CLOEXEC),      Stash, Generated;
-    TimerfdCreate   = 44, "timerfd_create",    283, 2, Creates,    Of(K::Timerfd),         Flag(O_CLOEXEC),      Stash, Generated;
-    Signalfd        = 45, "signalfd",          282, 3, Creates,    Of(K::Signalfd),        Never,                Stash, Generated;
-    Signalfd4       = 46, "signalfd4",         289, 4, Creates,    Of(K::Signalfd),        Flag(O_CLOEXEC),      Stash, Generated;
-    InotifyInit     = 47, "inotify_init",      253, 0, Creates,    Of(K::Inotify),         Never,                Stash, Generated;
-    InotifyInit1    = 48, "inotify_init1",     294, 1, Creates,    Of(K::Inotify),         Flag(O_CLOEXEC),      Stash, Generated;
-    FanotifyInit    = 49, "fanotify_init",     300, 2, Creates,    Of(K::Fanotify),        Flag(FAN_CLOEXEC),    Stash, Generated;
-    PidfdOpen       = 50, "pidfd_open",        434, 2, Creates,    Of(K::Pidfd),           Always,               Stash, Generated;
+    Eventfd         = 40, "eventfd",           284, 1, Creates,    Of(K::Eventfd),         Never,                Stash, Created;
+    Eventfd2        = 41, "eventfd2",          290, 2, Creates,    Of(K::Eventfd),         Flag(O_CLOEXEC),      Stash, Created;
+    EpollCreate     = 42, "epoll_create",      213, 1, Creates,    Of(K::Epoll),           Never,                Stash, Created;
+    EpollCreate1    = 43, "epoll_create1",     291, 1, Creates,    Of(K::Epoll),           Flag(O_CLOEXEC),      Stash, Created;
+    TimerfdCreate   = 44, "timerfd_create",    283, 2, Creates,    Of(K::Timerfd),         Flag(O_CLOEXEC),      Stash, Created;
+    Signalfd        = 45, "signalfd",          282, 3, Creates,    Of(K::Signalfd),        Never,                Stash, Created;
+    Signalfd4       = 46, "signalfd4",         289, 4, Creates,    Of(K::Signalfd),        Flag(O_CLOEXEC),      Stash, Created;
+    InotifyInit     = 47, "inotify_init",      253, 0, Creates,    Of(K::Inotify),         Never,                Stash, Created;
+    InotifyInit1    = 48, "inotify_init1",     294, 1, Creates,    Of(K::Inotify),         Flag(O_CLOEXEC),      Stash, Created;
+    FanotifyInit    = 49, "fanotify_init",     300, 2, Creates,    Of(K::Fanotify),        Flag(FAN_CLOEXEC),    Stash, Created;
+    PidfdOpen       = 50, "pidfd_open",        434, 2, Creates,    Of(K::Pidfd),           Always,               Stash, Created;
     /// Takes an fd from another process: only the inode can tell its kind.
-    PidfdGetfd      = 51, "pidfd_getfd",       438, 3, Creates,    FromInode { fallback: None }, Always,         Stash, Generated;
-    Userfaultfd     = 52, "userfaultfd",       323, 1, Creates,    Of(K::Userfaultfd),     Flag(O_CLOEXEC),      Stash, Generated;
-    PerfEventOpen   = 53, "perf_event_open",   298, 5, Creates,    Of(K::PerfEvent),       Flag(PERF_FLAG_FD_CLOEXEC), Stash, Generated;
-    IoUringSetup    = 54, "io_uring_setup",    425, 2, Creates,    Of(K::IoUring),         Always,               Stash, Generated;
+    PidfdGetfd      = 51, "pidfd_getfd",       438, 3, Creates,    FromInode { fallback: None }, Always,         Stash, Created;
+    Userfaultfd     = 52, "userfaultfd",       323, 1, Creates,    Of(K::Userfaultfd),     Flag(O_CLOEXEC),      Stash, Created;
+    PerfEventOpen   = 53, "perf_event_open",   298, 5, Creates,    Of(K::PerfEvent),       Flag(PERF_FLAG_FD_CLOEXEC), Stash, Created;
+    IoUringSetup    = 54, "io_uring_setup",    425, 2, Creates,    Of(K::IoUring),         Always,               Stash, Created;
     // Removal.
     Close           = 60, "close",               3, 1, Removes,    NewFd::None,            Never,                Own,   None;
     /// The closing form is reported at entry; the marking form
@@ -315,6 +334,83 @@ impl Syscall {
             i += 1;
         }
         None
+    }
+
+    /// Where the flags carried in `FdOpen::flags` come from, for the
+    /// [`Exit::Created`] syscalls (whose shared program reads them so; the
+    /// others' programs know their own).
+    pub const fn flags(self) -> Flags {
+        match self {
+            Syscall::Open | Syscall::MemfdCreate => Flags::Arg(1),
+            Syscall::Openat => Flags::Arg(2),
+            Syscall::Openat2 => Flags::FirstOfStruct(2),
+            Syscall::Creat => Flags::Const(O_CREAT | O_WRONLY | O_TRUNC),
+            Syscall::Eventfd2 | Syscall::TimerfdCreate | Syscall::PidfdOpen | Syscall::Pipe2 => Flags::Arg(1),
+            Syscall::Dup3 | Syscall::PidfdGetfd => Flags::Arg(2),
+            Syscall::Signalfd4 => Flags::Arg(3),
+            Syscall::OpenByHandleAt => Flags::Arg(2),
+            Syscall::EpollCreate1
+            | Syscall::InotifyInit1
+            | Syscall::FanotifyInit
+            | Syscall::Userfaultfd
+            | Syscall::MemfdSecret => Flags::Arg(0),
+            Syscall::PerfEventOpen => Flags::Arg(4),
+            _ => Flags::None,
+        }
+    }
+
+    /// The argument holding the fd the new one is made from, for the
+    /// [`Exit::Created`] syscalls: a dup's source, the signalfd updated in
+    /// place, the other process's fd pidfd_getfd takes.
+    pub const fn src_arg(self) -> Option<usize> {
+        match self {
+            Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Signalfd | Syscall::Signalfd4 => Some(0),
+            Syscall::PidfdGetfd => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The argument pointing to the `int[2]` a pipe's two fds are written
+    /// to, for the [`Exit::Created`] syscalls.
+    pub const fn pair_arg(self) -> Option<usize> {
+        match self {
+            Syscall::Pipe | Syscall::Pipe2 => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The argument holding the path (a memfd's name) the record carries,
+    /// for the [`Exit::Created`] syscalls.
+    pub const fn path_arg(self) -> Option<usize> {
+        match self {
+            Syscall::Open | Syscall::Creat | Syscall::MemfdCreate => Some(0),
+            Syscall::Openat | Syscall::Openat2 => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The tracepoints of this syscall fdtrace attaches, from its row:
+    /// removals are reported at entry, everything else at exit. Without
+    /// the user registers at exit (`bpf_task_pt_regs`, before Linux 5.15)
+    /// the entry also stashes the arguments, and handles fcntl's and
+    /// ioctl's close-on-exec changes.
+    pub const fn phases(self, regs_at_exit: bool) -> &'static [&'static str] {
+        let enter = match self.entry() {
+            Entry::None => false,
+            Entry::Own => true,
+            Entry::Stash => !regs_at_exit,
+        };
+        let exit = match self.exit() {
+            Exit::None => false,
+            Exit::Generated | Exit::Own | Exit::Created => true,
+            Exit::GeneratedWithRegs => regs_at_exit,
+        };
+        match (enter, exit) {
+            (true, true) => &["enter", "exit"],
+            (true, false) => &["enter"],
+            (false, true) => &["exit"],
+            (false, false) => &[],
+        }
     }
 
     /// Whether the fd this syscall installs has close-on-exec set, given
@@ -463,6 +559,23 @@ mod tests {
     }
 
     #[test]
+    fn hooks_per_syscall() {
+        assert_eq!(Syscall::Close.phases(true), ["enter"]);
+        assert_eq!(Syscall::Close.phases(false), ["enter"]);
+        assert_eq!(Syscall::CloseRange.phases(true), ["enter", "exit"]);
+        assert_eq!(Syscall::Socket.phases(true), ["exit"]);
+        assert_eq!(Syscall::Socket.phases(false), ["enter", "exit"]);
+        assert_eq!(Syscall::Ioctl.phases(true), ["exit"]);
+        assert_eq!(Syscall::Ioctl.phases(false), ["enter"]);
+        assert_eq!(Syscall::Fcntl.phases(false), ["enter", "exit"]);
+        // fds received over SCM_RIGHTS: read back at exit.
+        assert_eq!(Syscall::Recvmsg.phases(true), ["exit"]);
+        assert_eq!(Syscall::Recvmmsg.phases(false), ["enter", "exit"]);
+        // Only fd_install sees these.
+        assert!(Syscall::IoUringEnter.phases(true).is_empty() && Syscall::Other.phases(false).is_empty());
+    }
+
+    #[test]
     fn the_table_is_consistent() {
         for s in Syscall::ALL {
             let (role, new_fd, entry, exit) = (s.role(), s.new_fd(), s.entry(), s.exit());
@@ -476,6 +589,24 @@ mod tests {
             assert_eq!(role == Role::Installs, (entry, exit) == (Entry::None, Exit::None), "{s:?}");
             // The per-arity entry programs go up to 6 arguments.
             assert!(s.arity() <= 6, "{s:?}");
+            // The shared exit program makes one fd of the row's kind, and
+            // reads at most a flags argument the syscall has.
+            if exit == Exit::Created {
+                assert!(role == Role::Creates, "{s:?}");
+                let args = [
+                    s.path_arg(),
+                    s.src_arg(),
+                    s.pair_arg(),
+                    match s.flags() {
+                        Flags::Arg(i) | Flags::FirstOfStruct(i) => Some(i),
+                        Flags::None | Flags::Const(_) => None,
+                    },
+                ];
+                assert!(args.iter().flatten().all(|&i| i < s.arity()), "{s:?}");
+                if matches!(s.cloexec(), Flag(_)) {
+                    assert!(s.flags() != Flags::None, "{s:?}: close-on-exec from flags it cannot read");
+                }
+            }
             // Names are those of the tracepoints (and program names).
             assert!(s.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
         }

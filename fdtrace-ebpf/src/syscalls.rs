@@ -32,7 +32,7 @@ use crate::{
         count, finish, header, install_hooked, is_traced, read_sockaddr, send, traced, track_sock, Args,
         EventSlot, KeptSlot, Scratch,
     },
-    fdopen::{report_open, Install, Site},
+    fdopen::{report_created, report_open, Install, Site},
     keep,
     maps::{config, INFLIGHT},
     recv,
@@ -218,11 +218,27 @@ fn try_sys_exit_close_range(ctx: &TracePointContext) -> Result<(), Loss> {
 /// leaves no dispatch at run time.
 #[inline(always)]
 pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> {
+    exit::<false>(ctx, NR)
+}
+
+/// The exit of every [`Exit::Created`] syscall, whose number it reads
+/// from the record: [`report_created`].
+///
+/// [`Exit::Created`]: fdtrace_common::syscall::Exit::Created
+#[tracepoint]
+pub fn sys_exit_created(ctx: TracePointContext) -> u32 {
+    let nr = field::<i32>(&ctx, sys_exit::NR.offset) as u32;
+    finish(exit::<true>(&ctx, nr))
+}
+
+/// A syscall's exit: `CREATED` for the shared program of the
+/// [`Exit::Created`](fdtrace_common::syscall::Exit::Created) syscalls.
+#[inline(always)]
+fn exit<const CREATED: bool>(ctx: &TracePointContext, nr: u32) -> Result<(), Loss> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(target) = traced((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
-    let nr = NR;
     let ret = field::<i64>(ctx, sys_exit::RET.offset);
     let mut scratch = Scratch::take()?;
     let s = &mut scratch;
@@ -231,7 +247,7 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
     // the arguments are still in the user registers; else in the stash.
     let entry = if regs.ok && config!(flags) & config_flags::HAVE_TASK_PT_REGS != 0 {
         let args = regs.args();
-        if !exit_control(pid_tgid, target, nr, ret, &args)? {
+        if !CREATED && !exit_control(pid_tgid, target, nr, ret, &args)? {
             return Ok(());
         }
         Args { known: true, args }
@@ -244,7 +260,7 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
             Some(e) if e.nr == nr => Args { known: true, args: e.args },
             // fcntl's entry only stashes the commands that create fds: any
             // other fcntl arrives here without one, and is not an event.
-            _ if nr == NR_FCNTL => return Ok(()),
+            _ if !CREATED && nr == NR_FCNTL => return Ok(()),
             _ => {
                 count(Loss::MissedEntry);
                 Args::UNKNOWN
@@ -252,6 +268,14 @@ pub fn try_sys_exit<const NR: u32>(ctx: &TracePointContext) -> Result<(), Loss> 
         }
     };
     let site = Site { ctx, pid_tgid, target, regs };
+    if CREATED {
+        // With fd_install hooked, installs are reported there; but
+        // dup2/dup3, which replace a slot without installing.
+        if ret >= 0 && install_hooked() && nr != NR_DUP2 && nr != NR_DUP3 {
+            return Ok(());
+        }
+        return report_created(&site, &mut s.event, &mut s.stack, &mut s.kept, nr, ret, &entry);
+    }
     match nr {
         NR_CONNECT => sock_addr(&mut s.event, &mut s.kept, pid_tgid, target, SockOp::Connect, ret, &entry),
         NR_BIND => sock_addr(&mut s.event, &mut s.kept, pid_tgid, target, SockOp::Bind, ret, &entry),

@@ -528,7 +528,7 @@ impl Tracer {
         ));
         c.syscall_tracepoints = Syscall::ALL
             .iter()
-            .filter(|sc| !tracepoint::phases(**sc, kernel.has_task_pt_regs).is_empty())
+            .filter(|sc| !sc.phases(kernel.has_task_pt_regs).is_empty())
             .filter(|sc| {
                 tracefs.exists("syscalls", &format!("sys_exit_{}", sc.name()))
                     || tracefs.exists("syscalls", &format!("sys_enter_{}", sc.name()))
@@ -766,7 +766,7 @@ mod tests {
         let mut want = BTreeMap::new();
         for sc in Syscall::ALL {
             for regs_at_exit in [true, false] {
-                for &phase in tracepoint::phases(sc, regs_at_exit) {
+                for &phase in sc.phases(regs_at_exit) {
                     // The layout the programs read: what the loader checks
                     // tracefs against.
                     let format = expected_format(sc, phase);

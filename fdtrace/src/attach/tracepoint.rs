@@ -183,31 +183,6 @@ fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePo
     Ok(prog)
 }
 
-/// Which of a syscall's tracepoints are needed, from its row in the
-/// syscall table. Removals are reported at entry (see
-/// `fdtrace-ebpf/src/syscalls.rs` on ordering); everything else at exit.
-/// Without the user registers at exit (before Linux 5.15), the entry also
-/// stashes the arguments, and handles fcntl's and ioctl's close-on-exec
-/// changes.
-pub fn phases(sc: Syscall, regs_at_exit: bool) -> &'static [&'static str] {
-    let enter = match sc.entry() {
-        Entry::None => false,
-        Entry::Own => true,
-        Entry::Stash => !regs_at_exit,
-    };
-    let exit = match sc.exit() {
-        Exit::None => false,
-        Exit::Generated | Exit::Own => true,
-        Exit::GeneratedWithRegs => regs_at_exit,
-    };
-    match (enter, exit) {
-        (true, true) => &["enter", "exit"],
-        (true, false) => &["enter"],
-        (false, true) => &["exit"],
-        (false, false) => &[],
-    }
-}
-
 /// The program that serves `phase` of `sc`, given the tracepoint's format
 /// (checked against the layout the program reads). Every name this can
 /// return is in the object: `object_has_every_program_the_loader_asks_for`
@@ -217,6 +192,7 @@ pub fn program_for(sc: Syscall, phase: &str, format: &Format) -> Result<String, 
     match (phase, sc.entry()) {
         ("enter", Entry::Own) => enter_arity(format).map(|_| name),
         ("enter", _) => stash_program(sc, format).map(str::to_string),
+        _ if sc.exit() == Exit::Created => exit_layout_ok(format).map(|()| programs::SYS_EXIT_CREATED.into()),
         _ => exit_layout_ok(format).map(|()| name),
     }
 }
@@ -232,7 +208,7 @@ fn attach_syscalls(
     // What to attach: (hook, tracepoint, program).
     let mut wanted: Vec<(String, String, String)> = vec![];
     for sc in Syscall::ALL {
-        for &phase in phases(sc, regs_at_exit) {
+        for &phase in sc.phases(regs_at_exit) {
             let name = format!("sys_{phase}_{}", sc.name());
             if covered.contains(name.as_str()) {
                 continue;
@@ -379,23 +355,6 @@ fn attach_lifecycle(ebpf: &mut Ebpf, tracefs: &Tracefs, plan: &mut Plan, links: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hooks_per_syscall() {
-        assert_eq!(phases(Syscall::Close, true), ["enter"]);
-        assert_eq!(phases(Syscall::Close, false), ["enter"]);
-        assert_eq!(phases(Syscall::CloseRange, true), ["enter", "exit"]);
-        assert_eq!(phases(Syscall::Socket, true), ["exit"]);
-        assert_eq!(phases(Syscall::Socket, false), ["enter", "exit"]);
-        assert_eq!(phases(Syscall::Ioctl, true), ["exit"]);
-        assert_eq!(phases(Syscall::Ioctl, false), ["enter"]);
-        assert_eq!(phases(Syscall::Fcntl, false), ["enter", "exit"]);
-        // fds received over SCM_RIGHTS: read back at exit.
-        assert_eq!(phases(Syscall::Recvmsg, true), ["exit"]);
-        assert_eq!(phases(Syscall::Recvmmsg, false), ["enter", "exit"]);
-        // Only fd_install sees these.
-        assert!(phases(Syscall::IoUringEnter, true).is_empty() && phases(Syscall::Other, false).is_empty());
-    }
 
     /// The table's arities are those of this kernel's tracepoints (the VM
     /// matrix checks older kernels: a mismatch skips the hook there).

@@ -13,10 +13,7 @@
 use std::path::Path;
 
 use fdtrace::attach::function::{Family, CLOSE, FAMILIES, INSTALL};
-use fdtrace_common::{
-    syscall::{Entry, Exit, Role},
-    Syscall,
-};
+use fdtrace_common::{syscall::Role, Syscall};
 
 /// What `fdtrace check` says that the floor needs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -69,22 +66,6 @@ impl CheckFacts {
     }
 }
 
-/// Which of a syscall's tracepoints fdtrace attaches (its row in the
-/// syscall table; as `phases` in fdtrace/src/attach/tracepoint.rs).
-fn phases(sc: Syscall, regs_at_exit: bool) -> Vec<&'static str> {
-    let enter = match sc.entry() {
-        Entry::None => false,
-        Entry::Own => true,
-        Entry::Stash => !regs_at_exit,
-    };
-    let exit = match sc.exit() {
-        Exit::None => false,
-        Exit::Generated | Exit::Own => true,
-        Exit::GeneratedWithRegs => regs_at_exit,
-    };
-    [(enter, "enter"), (exit, "exit")].into_iter().filter(|(on, _)| *on).map(|(_, p)| p).collect()
-}
-
 /// The lifecycle and TCP-state tracepoints of every tier (fdtrace's
 /// `LIFECYCLE` and the fork raw tracepoint, in attach/tracepoint.rs). Fork
 /// is a raw tracepoint in fdtrace; bpftrace 0.17 has no raw tracepoints,
@@ -132,7 +113,7 @@ pub fn floor(tier: &str, check: &CheckFacts, tracepoint_exists: impl Fn(&str, &s
     }
     let mut probes = vec![];
     for sc in Syscall::ALL {
-        for phase in phases(sc, check.regs_at_exit) {
+        for &phase in sc.phases(check.regs_at_exit) {
             let name = format!("sys_{phase}_{}", sc.name());
             if !covered.contains(&name) && tracepoint_exists("syscalls", &name) {
                 probes.push(format!("tracepoint:syscalls:{name}"));
@@ -222,7 +203,7 @@ plan with --attach auto:
         let check = CheckFacts { regs_at_exit: true, functions: vec![] };
         let f = floor("tracepoint", &check, |_, _| true);
         // With the registers at exit: every exit, and close's entries.
-        let expect: usize = Syscall::ALL.into_iter().map(|sc| phases(sc, true).len()).sum::<usize>() + 4;
+        let expect: usize = Syscall::ALL.into_iter().map(|sc| sc.phases(true).len()).sum::<usize>() + 4;
         assert_eq!(f.probes.len(), expect);
         assert_eq!(f.tracepoints, expect);
         for p in ["sys_exit_socket", "sys_exit_openat", "sys_enter_close", "sys_exit_accept4", "sys_exit_dup"]
