@@ -63,14 +63,14 @@ fn generate() -> String {
     }
     s.push_str(
         "\n/// Fills in what an [`Exit::Created`](fdtrace_common::syscall::Exit::Created) \
-         syscall's\n/// arguments tell, and the path to read; None for any other syscall.\n#[inline(always)]\n\
-         pub fn created(nr: u32, entry: &crate::emit::Args, ret: i64, ev: &mut fdtrace_common::FdOpen) -> Option<u64> {\n    Some(match nr {\n",
+         syscall's\n/// arguments tell, and what is left to read; None for any other syscall.\n#[inline(always)]\n\
+         pub fn created(\n    nr: u32,\n    entry: &crate::emit::Args,\n    ret: i64,\n    pid_tgid: u64,\n    ev: &mut fdtrace_common::FdOpen,\n) -> Option<crate::fdopen::Made> {\n    Some(match nr {\n",
     );
     for sc in Syscall::ALL {
         if sc.exit() == Exit::Created {
             let _ = writeln!(
                 s,
-                "        {} => crate::fdopen::fill_created(Syscall::{sc:?}, entry, ret, ev),",
+                "        {} => crate::fdopen::fill_created(Syscall::{sc:?}, entry, ret, pid_tgid, ev),",
                 nr(sc)
             );
         }

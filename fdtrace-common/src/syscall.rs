@@ -254,10 +254,10 @@ use NewFd::{CopyOfSource, FromInode, Of};
 syscall_table! {
 //  variant     fdtrace nr  name            x86_64 arity role       new fd                  close-on-exec         entry  exit
     // Sockets.
-    Socket          = 1,  "socket",             41, 3, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Generated;
-    Socketpair      = 2,  "socketpair",         53, 4, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Generated;
-    Accept          = 3,  "accept",             43, 3, Creates,    Of(K::Socket),          Never,                Stash, Generated;
-    Accept4         = 4,  "accept4",           288, 4, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Generated;
+    Socket          = 1,  "socket",             41, 3, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Created;
+    Socketpair      = 2,  "socketpair",         53, 4, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Created;
+    Accept          = 3,  "accept",             43, 3, Creates,    Of(K::Socket),          Never,                Stash, Created;
+    Accept4         = 4,  "accept4",           288, 4, Creates,    Of(K::Socket),          Flag(SOCK_CLOEXEC),   Stash, Created;
     Connect         = 5,  "connect",            42, 3, SocketInfo, NewFd::None,            Never,                Stash, Generated;
     Bind            = 6,  "bind",               49, 3, SocketInfo, NewFd::None,            Never,                Stash, Generated;
     Listen          = 7,  "listen",             50, 2, SocketInfo, NewFd::None,            Never,                Stash, Generated;
@@ -341,6 +341,8 @@ impl Syscall {
     /// others' programs know their own).
     pub const fn flags(self) -> Flags {
         match self {
+            Syscall::Socket | Syscall::Socketpair => Flags::Arg(1),
+            Syscall::Accept4 => Flags::Arg(3),
             Syscall::Open | Syscall::MemfdCreate => Flags::Arg(1),
             Syscall::Openat => Flags::Arg(2),
             Syscall::Openat2 => Flags::FirstOfStruct(2),
@@ -364,17 +366,44 @@ impl Syscall {
     /// place, the other process's fd pidfd_getfd takes.
     pub const fn src_arg(self) -> Option<usize> {
         match self {
-            Syscall::Dup | Syscall::Dup2 | Syscall::Dup3 | Syscall::Signalfd | Syscall::Signalfd4 => Some(0),
+            Syscall::Accept
+            | Syscall::Accept4
+            | Syscall::Dup
+            | Syscall::Dup2
+            | Syscall::Dup3
+            | Syscall::Signalfd
+            | Syscall::Signalfd4 => Some(0),
             Syscall::PidfdGetfd => Some(1),
             _ => None,
         }
     }
 
-    /// The argument pointing to the `int[2]` a pipe's two fds are written
-    /// to, for the [`Exit::Created`] syscalls.
+    /// The argument pointing to the `int[2]` a pipe's (a socket pair's)
+    /// two fds are written to, for the [`Exit::Created`] syscalls.
     pub const fn pair_arg(self) -> Option<usize> {
         match self {
             Syscall::Pipe | Syscall::Pipe2 => Some(0),
+            Syscall::Socketpair => Some(3),
+            _ => None,
+        }
+    }
+
+    /// Whether the arguments are `(family, type, protocol)`.
+    pub const fn socket_args(self) -> bool {
+        matches!(self, Syscall::Socket | Syscall::Socketpair)
+    }
+
+    /// Whether the fd returned is one socket, whose addresses the kernel
+    /// has (socket, accept).
+    pub const fn returns_socket(self) -> bool {
+        matches!(self.new_fd(), Of(FdKind::Socket)) && self.pair_arg().is_none()
+    }
+
+    /// The arguments `(addr, addrlen)` of a peer address the syscall
+    /// writes back (accept's).
+    pub const fn peer_args(self) -> Option<(usize, usize)> {
+        match self {
+            Syscall::Accept | Syscall::Accept4 => Some((1, 2)),
             _ => None,
         }
     }

@@ -266,9 +266,10 @@ pub fn report_open<C: StackIdContext>(
 }
 
 /// Reports the exit of an [`Exit::Created`] syscall (`nr` read from the
-/// tracepoint): one fd of the kind its row says, its flags and its path.
-/// What differs by syscall is only written to the record, so the verifier
-/// walks the rest once for all of them.
+/// tracepoint): the fd(s) it made, from what its row says its arguments
+/// hold. What differs by syscall is written into the record, and the few
+/// decisions left ([`Made`]) are taken once each, so the verifier walks
+/// the rest once for all of them.
 ///
 /// [`Exit::Created`]: fdtrace_common::syscall::Exit::Created
 #[inline(always)]
@@ -281,20 +282,49 @@ pub fn report_created<C: StackIdContext>(
     ret: i64,
     entry: &Args,
 ) -> Result<(), Loss> {
+    // A non-blocking accept finding nothing is routine, not an event.
+    if ret == -EAGAIN {
+        return Ok(());
+    }
     let ev: &mut FdOpen = event.get()?;
     begin(ev, site, Syscall::Other, ret);
-    let Some(path_ptr) = created(nr, entry, ret, ev) else {
+    let Some(made) = created(nr, entry, ret, site.pid_tgid, ev) else {
         return Ok(());
     };
     if !entry.known {
         ev.fd_flags |= fd_flags::MISSED_ENTRY;
     }
+    // Sockets: the kernel's addresses, exact even for accept without an
+    // address buffer.
+    if made.socket {
+        if let Some(sk) = sock_of_fd(ret as i32) {
+            ev.sk = sk;
+            sock_addrs(sk, &mut ev.local, &mut ev.remote);
+        }
+    }
     stacks!(ev, site, stack, site.pid_tgid, ret);
     if keep::open(ev, site.target, kept) == Opened::Handled {
         return Ok(());
     }
-    if path_ptr != 0 && entry.known {
-        let (n, f) = read_user_str(path_ptr, &mut ev.path);
+    // Going through the ring: what only the record carries.
+    if ev.sk != 0 {
+        track_sock(ev.sk, (site.pid_tgid >> 32) as u32, ev.fd);
+    }
+    // accept's address argument (the length is value-result: readable
+    // after the call): a Unix peer's path; the kernel's view, read above,
+    // wins for IPv4/IPv6.
+    if made.peer != 0 && made.peer_len != 0 {
+        let len = mem::user::<u32>(made.peer_len).unwrap_or(0);
+        let mut arg = fdtrace_common::SockAddr::default();
+        let (n, f) = read_sockaddr(made.peer, u64::from(len), &mut arg, &mut ev.path);
+        if ev.remote.family == 0 {
+            ev.remote = arg;
+        }
+        ev.path_len = n;
+        ev.fd_flags |= f;
+    }
+    if made.path != 0 {
+        let (n, f) = read_user_str(made.path, &mut ev.path);
         ev.path_len = n;
         ev.fd_flags |= f;
     }
@@ -302,12 +332,21 @@ pub fn report_created<C: StackIdContext>(
     event.send(size_of::<FdOpen>() - PATH_CAP, path_len)
 }
 
+/// What is left to do for a created fd once its record is filled in: the
+/// user pointers to read (0: none) and whether the fd is a socket.
+pub struct Made {
+    pub path: u64,
+    pub peer: u64,
+    pub peer_len: u64,
+    pub socket: bool,
+}
+
 /// What the arguments of a constant `syscall` tell (the generated
 /// [`created`](crate::table::created) has one call per syscall): the
-/// record's syscall, flags, close-on-exec bit, source fd and pipe fds;
-/// and the path pointer to read (0 for none).
+/// record's syscall, flags, close-on-exec bit, socket triple, source fd
+/// and pair of fds; and what is left to read.
 #[inline(always)]
-pub fn fill_created(syscall: Syscall, entry: &Args, ret: i64, ev: &mut FdOpen) -> u64 {
+pub fn fill_created(syscall: Syscall, entry: &Args, ret: i64, pid_tgid: u64, ev: &mut FdOpen) -> Made {
     let args = &entry.args;
     let flags = match syscall.flags() {
         Flags::None => 0,
@@ -319,6 +358,15 @@ pub fn fill_created(syscall: Syscall, entry: &Args, ret: i64, ev: &mut FdOpen) -
     ev.flags = flags;
     if syscall.new_fd_cloexec(flags) {
         ev.fd_flags |= fd_flags::CLOEXEC;
+    }
+    if syscall.socket_args() {
+        ev.family = args[0] as u16;
+        ev.sock_type = (args[1] & SOCK_TYPE_MASK) as u16;
+        ev.protocol = args[2] as u16;
+    }
+    // Node's connect from the tick queue: the code that asked for it.
+    if syscall as u16 == Syscall::Socket as u16 && ev.go_spawn_stack == STACK_NOT_CAPTURED {
+        (ev.go_spawn_stack, ev.go_spawn_pc) = connect_origin(pid_tgid);
     }
     if let Some(i) = syscall.src_arg() {
         ev.src_fd = if entry.known { args[i] as i32 } else { -1 };
@@ -340,9 +388,19 @@ pub fn fill_created(syscall: Syscall, entry: &Args, ret: i64, ev: &mut FdOpen) -
             }
         }
     }
-    match syscall.path_arg() {
-        Some(i) => args[i],
-        None => 0,
+    let read = |i: Option<usize>| match i {
+        Some(i) if entry.known && ret >= 0 => args[i],
+        _ => 0,
+    };
+    let peer = syscall.peer_args();
+    Made {
+        path: match syscall.path_arg() {
+            Some(i) if entry.known => args[i],
+            _ => 0,
+        },
+        peer: read(peer.map(|p| p.0)),
+        peer_len: read(peer.map(|p| p.1)),
+        socket: syscall.returns_socket() && ret >= 0,
     }
 }
 
