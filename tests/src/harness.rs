@@ -545,16 +545,23 @@ impl Drop for Trace {
 
 /// Traces a workload that waits for `go` and prints `done` when it has
 /// done its work: starts fdtrace on it with `flags` (after `-p PID`), lets
-/// it go, stops fdtrace (SIGINT) a moment after `done`, and returns what
-/// fdtrace printed. It must have succeeded.
-pub fn trace_until_done(ebpf: &Ebpf, w: &mut Workload, flags: &[&str], timeout: Duration) -> Finished {
+/// it go, stops fdtrace (SIGINT) `linger` after `done` (for the last fds
+/// to pass `--min-age`), and returns what fdtrace printed. It must have
+/// succeeded.
+pub fn trace_until_done(
+    ebpf: &Ebpf,
+    w: &mut Workload,
+    flags: &[&str],
+    linger: Duration,
+    timeout: Duration,
+) -> Finished {
     let pid = w.pid.to_string();
     let mut args = vec!["-p", pid.as_str()];
     args.extend(flags);
     let trace = Trace::start(ebpf, &args);
     w.send("go");
-    w.stdout.wait_for("`done`", timeout, |l| l == "done");
-    thread::sleep(Duration::from_millis(800));
+    w.stdout.wait_for("`done`", timeout, |l| l.starts_with("done"));
+    thread::sleep(linger);
     trace.signal(libc::SIGINT);
     let out = trace.wait(timeout);
     assert!(out.status.success(), "{}", out.stderr_text());

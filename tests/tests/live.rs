@@ -32,7 +32,7 @@ fn trace_close_wait(ebpf: &Ebpf, extra: &[&str]) -> Finished {
     let server = Server::start(LEAKY, &["--serve", "--hangup"]);
     let mut flags = vec!["-i", "3600", "--min-age", "0.5"];
     flags.extend(extra);
-    trace_until_done(ebpf, &mut close_wait_client(&server), &flags, T)
+    trace_until_done(ebpf, &mut close_wait_client(&server), &flags, Duration::from_millis(800), T)
 }
 
 fn close_wait_lines(out: &[String]) -> Vec<&String> {

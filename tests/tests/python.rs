@@ -21,7 +21,7 @@ use fdtrace::{
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{pretty, run_fdtrace, Ebpf, Server, Trace, Workload},
+    harness::{pretty, run_fdtrace, trace_until_done, Ebpf, Server, Workload},
     require_ebpf,
     skip::{in_ci, skipped},
 };
@@ -77,13 +77,8 @@ fn functions(group: &Group) -> Vec<String> {
 /// started: nothing on the command line of the target), `n` requests.
 fn trace_leaky(ebpf: &Ebpf, python: &Path, server: &Server, n: usize) -> Report {
     let mut client = Workload::spawn(python, &[script().to_str().unwrap(), &server.addr, &n.to_string()]);
-    let pid = client.pid.to_string();
-    let trace = Trace::start(ebpf, &["-p", &pid, "--format", "json", "-i", "100", "-d", "60"]);
-    client.send("go");
-    client.stdout.wait_for("done", T, |l| l.starts_with("done"));
-    std::thread::sleep(Duration::from_millis(1500));
-    trace.signal(libc::SIGINT);
-    trace.wait(T).final_report()
+    let flags = ["--format", "json", "-i", "100", "-d", "60"];
+    trace_until_done(ebpf, &mut client, &flags, Duration::from_millis(1500), T).final_report()
 }
 
 fn check_version(ebpf: &Ebpf, minor: u32, python: &Path) {

@@ -14,7 +14,7 @@ use fdtrace::{
 };
 use fdtrace_tests::{
     fixtures,
-    harness::{functions, outline, pretty, Ebpf, Server, Trace, Workload},
+    harness::{self, functions, outline, pretty, Ebpf, Server, Workload},
     require_ebpf, require_tool,
 };
 
@@ -25,17 +25,11 @@ fn server() -> Server {
     Server::start(fixtures::go("httpserver").to_str().unwrap(), &[])
 }
 
-/// Traces `client` from its go signal until it says `done`, then the
-/// final report.
+/// Traces `client` from its go signal until it says `done`, and the
+/// last sockets older than --min-age (1 s): the final report.
 fn trace_until_done(ebpf: &Ebpf, client: &mut Workload) -> Report {
-    let pid = client.pid.to_string();
-    let trace = Trace::start(ebpf, &["-p", &pid, "--format", "json", "-i", "100", "-d", "60"]);
-    client.send("go");
-    client.stdout.wait_for("done", T, |l| l.starts_with("done"));
-    // The last sockets older than --min-age (1 s), then the final report.
-    std::thread::sleep(Duration::from_millis(1500));
-    trace.signal(libc::SIGINT);
-    trace.wait(T).final_report()
+    let flags = ["--format", "json", "-i", "100", "-d", "60"];
+    harness::trace_until_done(ebpf, client, &flags, Duration::from_millis(1500), T).final_report()
 }
 
 /// The one group with a stack, holding every leaked socket, connected to

@@ -27,7 +27,7 @@ fn trace(ebpf: &Ebpf, client: &str, args: &[&str], extra: &[&str]) -> (u32, Fini
     let mut w = Workload::spawn(client, args);
     let mut flags = vec!["--format", "json", "-i", "3600", "--min-age", "0.5"];
     flags.extend(extra);
-    let out = trace_until_done(ebpf, &mut w, &flags, T);
+    let out = trace_until_done(ebpf, &mut w, &flags, Duration::from_millis(800), T);
     w.send("exit");
     (w.pid, out)
 }
