@@ -46,43 +46,49 @@ pub type Sockets = HashMap<(u32, i32), SocketView>;
 /// sock_diag (one dump for all) when the process shares fdtrace's network
 /// namespace, everything else from `/proc/PID/net` (read once per
 /// namespace: followed children share their parent's).
-pub fn sockets(ledger: &Ledger) -> Sockets {
+/// Sockets' inodes are read from their `/proc` links once (19,000
+/// readlinks take ~60 ms) and kept in the ledger.
+pub fn sockets(ledger: &mut Ledger) -> Sockets {
     let mut views = HashMap::new();
     let mut diag: Option<HashMap<u64, SocketView>> = None;
     let mut tables: HashMap<Option<u64>, HashMap<u64, SocketView>> = HashMap::new();
     let empty = HashMap::new();
-    for p in ledger.processes() {
-        // An fd found in /proc knows its inode; only those seen being
-        // created need their link read (19,000 readlinks took ~60 ms).
+    let tgids: Vec<u32> = ledger.processes().map(|p| p.tgid).collect();
+    for tgid in tgids {
         let (mut inodes, mut unknown) = (vec![], vec![]);
-        for e in ledger.open_fds(p.tgid).filter(|e| e.kind == FdKind::Socket) {
+        for e in ledger.open_fds(tgid).filter(|e| e.kind == FdKind::Socket) {
             match e.desc.inode {
                 Some(inode) => inodes.push((e.fd, inode)),
-                None => unknown.push(e.fd),
+                None => unknown.push((e.fd, e.serial)),
             }
         }
-        inodes.extend(procfs::socket_inodes(p.tgid, unknown.into_iter()));
+        for (fd, serial) in unknown {
+            if let Some((_, inode)) = procfs::socket_inodes(tgid, std::iter::once(fd)).pop() {
+                ledger.learn_inode(tgid, fd, serial, inode);
+                inodes.push((fd, inode));
+            }
+        }
         if inodes.is_empty() {
             continue;
         }
-        let tcp = if sockdiag::same_netns(p.tgid) {
+        let tcp = if sockdiag::same_netns(tgid) {
             &*diag.get_or_insert_with(|| sockdiag::tcp_sockets().unwrap_or_default())
         } else {
             &empty
         };
-        let netns = std::fs::metadata(format!("/proc/{}/ns/net", p.tgid))
+        let netns = std::fs::metadata(format!("/proc/{tgid}/ns/net"))
             .ok()
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         for (fd, inode) in inodes {
             let view = match tcp.get(&inode) {
                 Some(v) => v.clone(),
                 None => {
-                    let table = tables.entry(netns).or_insert_with(|| net::sockets(p.tgid));
+                    let table = tables.entry(netns).or_insert_with(|| net::sockets(tgid));
                     let Some(v) = table.get(&inode) else { continue };
                     v.clone()
                 }
             };
-            views.insert((p.tgid, fd), view);
+            views.insert((tgid, fd), view);
         }
     }
     views

@@ -157,7 +157,6 @@ impl Ledger {
         self.procs.get(&tgid).and_then(|p| self.tables.get(&p.table)).into_iter().flat_map(|t| t.fds.values())
     }
 
-    /// The open fd `fd` of live process `tgid`.
     /// Sets what the fd with `serial` refers to, if it is still open (its
     /// kind and description, as `/proc` shows them).
     pub fn refine(&mut self, tgid: u32, fd: i32, serial: u64, kind: FdKind, desc: FdDesc) {
@@ -169,6 +168,17 @@ impl Ledger {
         }
     }
 
+    /// Records the inode of the socket with `serial`, if it is still open
+    /// (read from its `/proc` link once, not at every report).
+    pub fn learn_inode(&mut self, tgid: u32, fd: i32, serial: u64, inode: u64) {
+        let Some(p) = self.procs.get(&tgid) else { return };
+        let Some(t) = self.tables.get_mut(&p.table) else { return };
+        if let Some(e) = t.fds.get_mut(&fd).filter(|e| e.serial == serial) {
+            e.desc.inode = Some(inode);
+        }
+    }
+
+    /// The open fd `fd` of live process `tgid`.
     pub fn entry(&self, tgid: u32, fd: i32) -> Option<&FdEntry> {
         let p = self.procs.get(&tgid)?;
         self.tables.get(&p.table)?.fds.get(&fd)

@@ -728,3 +728,17 @@ fn a_dup_read_before_its_kept_source_was_taken_takes_its_kind_when_it_is() {
     assert_eq!((d.kind, d.desc.state), (FdKind::Socket, Some(TcpState::Established)));
     assert_eq!(open_fds(&l, PID), vec![5, 7]);
 }
+
+#[test]
+fn a_sockets_inode_is_learned_for_its_own_lifetime_only() {
+    // Given a socket on fd 3
+    let mut l = given_empty();
+    apply(&mut l, &[ev(10, PID, socket(3))]);
+    let serial = l.entry(PID, 3).unwrap().serial;
+    // When its inode is learned under another serial, then under its own
+    l.learn_inode(PID, 3, serial + 1, 111);
+    assert_eq!(l.entry(PID, 3).unwrap().desc.inode, None);
+    l.learn_inode(PID, 3, serial, 222);
+    // Then only its own sticks
+    assert_eq!(l.entry(PID, 3).unwrap().desc.inode, Some(222));
+}

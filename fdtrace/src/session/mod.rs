@@ -487,6 +487,7 @@ impl<'a> Session<'a> {
     /// Builds a report and hands it to the sinks that want it.
     /// Returns how many fds it counted as unclosed.
     fn report(&mut self, is_final: bool) -> usize {
+        let sockets = host::sockets(&mut self.pipe.ledger);
         let ledger = &self.pipe.ledger;
         self.info.comm = self.pipe.comm.clone();
         self.info.targets =
@@ -506,7 +507,6 @@ impl<'a> Session<'a> {
                 .collect();
         self.info.ns_pids.clone_from(&self.pipe.ns_pids);
         let stats = self.stats();
-        let sockets = host::sockets(ledger);
         let built = Instant::now();
         let mut info = std::borrow::Cow::Borrowed(&self.info);
         if let Some(note) = self.pipe.mmaps.as_ref().and_then(mappings_lost_note) {
