@@ -263,7 +263,16 @@ fn finish_groups(
         }
         g.peers = peers(&g.fds);
         g.findings = findings(g);
-        g.fds.sort_by(|a, b| b.age_s.total_cmp(&a.age_s).then(a.fd.cmp(&b.fd)));
+        // A key no two fds share (a process has one fd of a number, or
+        // had one at its exit), so the in-place sort orders them as a
+        // stable one would, without its scratch copy (8 MB at 100,000 fds).
+        g.fds.sort_unstable_by(|a, b| {
+            b.age_s
+                .total_cmp(&a.age_s)
+                .then(a.fd.cmp(&b.fd))
+                .then(a.pid.cmp(&b.pid))
+                .then(a.at_exit.cmp(&b.at_exit))
+        });
     }
     // Ties are broken by the stacks themselves, so that equal inputs give
     // equal reports.
