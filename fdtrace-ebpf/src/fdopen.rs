@@ -66,13 +66,11 @@ impl Install {
     }
 }
 
-/// Reports an fd-creating syscall's result (`install` is
-/// [`Install::NONE`], called at syscall exit), or one fd installed by
-/// `fd_install` (called inside the syscall; `ret` is the fd). The exits of
-/// the [`Exit::Created`](fdtrace_common::syscall::Exit::Created) syscalls
-/// come through [`report_created`] instead; their arms here serve
-/// `fd_install`, whose program reads the syscall number at run time too. In pairing
-/// mode the fd is kept in the kernel instead, where it can be ([`keep`]).
+/// Reports one fd installed by `fd_install` (called inside the syscall;
+/// `ret` is the fd), or fcntl's F_DUPFD at its exit (`install` is
+/// [`Install::NONE`]): every other syscall's exit is
+/// [`report_created`]'s. In pairing mode the fd is kept in the kernel
+/// instead, where it can be ([`keep`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments, reason = "the scratch slots are separate borrows by design")]
 pub fn report_open<C: StackIdContext>(
@@ -119,18 +117,6 @@ pub fn report_open<C: StackIdContext>(
             ev.sock_type = (args[1] & SOCK_TYPE_MASK) as u16;
             ev.protocol = args[2] as u16;
             ev.flags = args[1];
-            if nr == NR_SOCKETPAIR && !install.is_some() {
-                ev.fd = -1;
-                if ret == 0 && entry.known {
-                    match read_fd_pair(args[3]) {
-                        Some((a, b)) => {
-                            ev.fd = a;
-                            ev.fd2 = b;
-                        }
-                        None => ev.fd_flags |= fd_flags::READ_FAILED,
-                    }
-                }
-            }
         }
         NR_ACCEPT | NR_ACCEPT4 => {
             ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
@@ -160,24 +146,8 @@ pub fn report_open<C: StackIdContext>(
             path_ptr = args[0];
             ev.flags = args[1];
         }
-        NR_PIPE | NR_PIPE2 => {
-            if nr == NR_PIPE2 {
-                ev.flags = args[1];
-            }
-            // At exit the pair is in user memory; each install is one fd.
-            if !install.is_some() {
-                ev.fd = -1;
-            }
-            if ret == 0 && entry.known && !install.is_some() {
-                match read_fd_pair(args[0]) {
-                    Some((a, b)) => {
-                        ev.fd = a;
-                        ev.fd2 = b;
-                    }
-                    None => ev.fd_flags |= fd_flags::READ_FAILED,
-                }
-            }
-        }
+        // Each install is one fd of the pair.
+        NR_PIPE2 => ev.flags = args[1],
         NR_DUP | NR_DUP2 | NR_DUP3 => {
             ev.src_fd = if entry.known { args[0] as i32 } else { -1 };
             if nr == NR_DUP3 {
@@ -222,14 +192,8 @@ pub fn report_open<C: StackIdContext>(
         ev.fd_flags |= fd_flags::CLOEXEC;
     }
     // Sockets: the kernel's addresses, exact even for accept without an
-    // address buffer.
-    let sock = if install.is_some() {
-        sock_of_file(install.file)
-    } else if ret >= 0 && matches!(nr, NR_SOCKET | NR_ACCEPT | NR_ACCEPT4) {
-        sock_of_fd(ret as i32)
-    } else {
-        None
-    };
+    // address buffer (a dup's come from its source).
+    let sock = if install.is_some() { sock_of_file(install.file) } else { None };
     if let Some(sk) = sock {
         ev.sk = sk;
         sock_addrs(sk, &mut ev.local, &mut ev.remote);
@@ -241,20 +205,6 @@ pub fn report_open<C: StackIdContext>(
     // Going through the ring: what only the record carries.
     if ev.sk != 0 {
         track_sock(ev.sk, (pid_tgid >> 32) as u32, ev.fd);
-    }
-    // accept's address argument (the length is value-result: readable
-    // after the call): a Unix peer's path; the kernel's view, read above,
-    // wins for IPv4/IPv6.
-    if matches!(nr, NR_ACCEPT | NR_ACCEPT4) && ret >= 0 && args[1] != 0 && args[2] != 0 && !install.is_some()
-    {
-        let len = mem::user::<u32>(args[2]).unwrap_or(0);
-        let mut arg = fdtrace_common::SockAddr::default();
-        let (n, f) = read_sockaddr(args[1], u64::from(len), &mut arg, &mut ev.path);
-        if ev.remote.family == 0 {
-            ev.remote = arg;
-        }
-        ev.path_len = n;
-        ev.fd_flags |= f;
     }
     if path_ptr != 0 && entry.known {
         let (n, f) = read_user_str(path_ptr, &mut ev.path);

@@ -287,9 +287,8 @@ fn exit<const CREATED: bool>(ctx: &TracePointContext, nr: u32) -> Result<(), Los
             recv::report(&site, &mut s.event, &mut s.stack, &mut s.fds, nr, ret, &entry)
         }
         // With fd_install hooked, installs are reported there; exits
-        // only add failures, and dup2/dup3 (which replace a slot without
-        // installing).
-        _ if ret >= 0 && install_hooked() && !matches!(nr, NR_DUP2 | NR_DUP3) => Ok(()),
+        // only add failures.
+        _ if ret >= 0 && install_hooked() => Ok(()),
         _ => report_open(&site, &mut s.event, &mut s.stack, &mut s.kept, nr, ret, &entry, Install::NONE),
     }
 }
