@@ -560,7 +560,8 @@ pub fn trace_until_done(
     args.extend(flags);
     let trace = Trace::start(ebpf, &args);
     w.send("go");
-    w.stdout.wait_for("`done`", timeout, |l| l.starts_with("done"));
+    // Java's workload says how many it kept: `done 10`.
+    w.stdout.wait_for("`done`", timeout, |l| l == "done" || l.starts_with("done "));
     thread::sleep(linger);
     trace.signal(libc::SIGINT);
     let out = trace.wait(timeout);

@@ -46,6 +46,7 @@ pub type Sockets = HashMap<(u32, i32), SocketView>;
 /// sock_diag (one dump for all) when the process shares fdtrace's network
 /// namespace, everything else from `/proc/PID/net` (read once per
 /// namespace: followed children share their parent's).
+///
 /// Sockets' inodes are read from their `/proc` links once (19,000
 /// readlinks take ~60 ms) and kept in the ledger.
 pub fn sockets(ledger: &mut Ledger) -> Sockets {
@@ -63,7 +64,7 @@ pub fn sockets(ledger: &mut Ledger) -> Sockets {
             }
         }
         for (fd, serial) in unknown {
-            if let Some((_, inode)) = procfs::socket_inodes(tgid, std::iter::once(fd)).pop() {
+            if let Some(inode) = procfs::socket_inode(tgid, fd) {
                 ledger.learn_inode(tgid, fd, serial, inode);
                 inodes.push((fd, inode));
             }

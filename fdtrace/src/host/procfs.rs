@@ -208,15 +208,16 @@ fn describe_socket(desc: &mut FdDesc, s: &SocketView) {
     desc.listening = s.state == Some(TcpState::Listen);
 }
 
-/// The socket inodes of the given fds of `pid` (fds that are not sockets,
-/// or closed meanwhile, are left out).
-pub fn socket_inodes(pid: u32, fds: impl Iterator<Item = i32>) -> Vec<(i32, u64)> {
-    fds.filter_map(|fd| {
-        let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-        let (kind, desc) = classify_link(&link.to_string_lossy());
-        (kind == FdKind::Socket).then_some((fd, desc.inode?))
-    })
-    .collect()
+/// The socket inode of fd `fd` of `pid`; `None` when it is not a socket,
+/// or closed meanwhile.
+pub fn socket_inode(pid: u32, fd: i32) -> Option<u64> {
+    let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let (kind, desc) = classify_link(&link.to_string_lossy());
+    if kind == FdKind::Socket {
+        desc.inode
+    } else {
+        None
+    }
 }
 
 /// Just the fd numbers of `pid` (cheap: one readdir).
