@@ -391,8 +391,14 @@ fn reports() -> Vec<(&'static str, report::Report)> {
         remotes: vec![Cidr::parse("10.0.0.0/8").expect("cidr"), Cidr::parse("fd00::/8").expect("cidr")],
     };
     let report = |filter: Filter, limits: Limits| {
-        report::build(head, &Options { min_age_ns: S, filter, suppress: Default::default() }, &l, &s, &views)
-            .limited(limits)
+        report::build(
+            head,
+            &Options { min_age_ns: S, filter, suppress: Default::default(), fds_per_group: usize::MAX },
+            &l,
+            &s,
+            &views,
+        )
+        .limited(limits)
     };
     let defaults = Limits { top: 10, fds_per_group: 1000 };
     vec![

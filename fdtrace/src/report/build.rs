@@ -26,6 +26,11 @@ pub struct Options {
     pub filter: Filter,
     /// Stacks whose fds never count (`--suppress`).
     pub suppress: Suppressions,
+    /// At most this many fds listed per group, the oldest: what the
+    /// outputs show (`--fds-per-group`). Counts, kinds, peers and findings
+    /// are of every fd; the list is not built beyond this (at 100,000 fds
+    /// it was 26 MB of every report).
+    pub fds_per_group: usize,
 }
 
 /// What the report says about the session, and when it is made.
@@ -54,7 +59,8 @@ struct Candidate<'a> {
     at_exit: bool,
 }
 
-/// The whole report: every group, every fd (see [`Report::limited`]).
+/// The whole report: every group, with the oldest `opts.fds_per_group`
+/// fds of each (see [`Report::limited`]).
 pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sockets: &Sockets) -> Report {
     let (candidates, open_fds) = candidates(ledger, h.now_ns);
     // What a process left open at exit counts whatever its age: it can
@@ -62,7 +68,7 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
     let counted = candidates
         .iter()
         .filter(|c| c.at_exit || c.until_ns.saturating_sub(c.entry.opened_ns) >= opts.min_age_ns);
-    let mut groups: HashMap<Key, Group> = HashMap::new();
+    let mut groups: HashMap<Key, Tally> = HashMap::new();
     let mut unclosed = 0;
     // Per exited process: the fds counted, by kind, and their groups.
     let mut left: HashMap<u32, (BTreeMap<String, usize>, Vec<Key>)> = HashMap::new();
@@ -85,10 +91,6 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
             }
         }
         unclosed += 1;
-        let g = groups.entry(key.clone()).or_insert_with(|| empty_group(&key));
-        let info = seen.info();
-        g.open += 1;
-        g.oldest_age_s = g.oldest_age_s.max(info.age_s);
         let kind = c.entry.desc.sock.map(|s| s.label()).unwrap_or_else(|| c.entry.kind.name().to_string());
         if c.at_exit {
             let (kinds, keys) = left.entry(c.pid).or_default();
@@ -97,11 +99,10 @@ pub fn build(h: Head<'_>, opts: &Options, ledger: &Ledger, stacks: &Stacks, sock
                 keys.push(key.clone());
             }
         }
-        *g.kinds.entry(kind).or_default() += 1;
-        g.fds.push(info);
+        groups.entry(key).or_insert_with_key(Tally::new).add(seen, kind, opts.fds_per_group);
     }
     let elapsed_ns = h.now_ns.saturating_sub(h.info.started_ns).max(1);
-    let groups = finish_groups(groups, &totals(ledger, stacks), elapsed_ns);
+    let groups = finish_groups(groups, &totals(ledger, stacks), elapsed_ns, opts.fds_per_group);
     let any_spawn = groups.iter().any(|g| !g.spawned_by.is_empty());
     let info = h.info;
     let mut pids: Vec<u32> =
@@ -251,29 +252,25 @@ fn totals(ledger: &Ledger, stacks: &Stacks) -> HashMap<Key, (u64, u64)> {
 /// (most unclosed first), the stackless ones pointing at their likely
 /// source.
 fn finish_groups(
-    groups: HashMap<Key, Group>,
+    groups: HashMap<Key, Tally<'_>>,
     totals: &HashMap<Key, (u64, u64)>,
     elapsed_ns: u64,
+    limit: usize,
 ) -> Vec<Group> {
-    let mut groups: Vec<(Key, Group)> = groups.into_iter().collect();
-    for (key, g) in &mut groups {
-        if let Some(&(opened, closed)) = totals.get(key) {
-            (g.opened, g.closed) = (opened, closed);
-            g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
-        }
-        g.peers = peers(&g.fds);
-        g.findings = findings(g);
-        // A key no two fds share (a process has one fd of a number, or
-        // had one at its exit), so the in-place sort orders them as a
-        // stable one would, without its scratch copy (8 MB at 100,000 fds).
-        g.fds.sort_unstable_by(|a, b| {
-            b.age_s
-                .total_cmp(&a.age_s)
-                .then(a.fd.cmp(&b.fd))
-                .then(a.pid.cmp(&b.pid))
-                .then(a.at_exit.cmp(&b.at_exit))
-        });
-    }
+    let mut groups: Vec<(Key, Group)> = groups
+        .into_iter()
+        .map(|(key, t)| {
+            let (mut g, fds, peer_counts, transports) = t.listed(limit);
+            if let Some(&(opened, closed)) = totals.get(&key) {
+                (g.opened, g.closed) = (opened, closed);
+                g.growth_per_s = opened.saturating_sub(closed) as f64 / secs(elapsed_ns);
+            }
+            g.peers = peers(peer_counts);
+            g.findings = findings(&g, &transports);
+            g.fds = fds;
+            (key, g)
+        })
+        .collect();
     // Ties are broken by the stacks themselves, so that equal inputs give
     // equal reports.
     let names = |frames: &[Frame]| -> Vec<String> { frames.iter().map(Frame::label).collect() };
@@ -317,6 +314,22 @@ impl<'a> Seen<'a> {
         Facts { kind: Some(self.c.entry.kind), local: self.local, remote: self.remote, state: self.state }
     }
 
+    fn idle_s(&self) -> Option<f64> {
+        self.view.and_then(|v| v.idle_ms).map(|ms| f64::from(ms) / 1000.0)
+    }
+
+    /// Who it is connected to, or what it listens on, and its state.
+    fn peer(&self) -> Option<PeerKey> {
+        let remote = match (self.remote, self.state) {
+            (Some(r), _) => Remote::Addr(r.to_string()),
+            (None, Some(TcpState::Listen)) => {
+                Remote::Listening(format!("listening on {}", self.local.map_or("?".into(), Addr::to_string)))
+            }
+            (None, _) => return None,
+        };
+        Some((remote, self.state))
+    }
+
     /// The fd as the report lists it.
     fn info(&self) -> FdInfo {
         let (c, d) = (self.c, &self.c.entry.desc);
@@ -330,10 +343,78 @@ impl<'a> Seen<'a> {
             state: self.state,
             path: d.path.clone(),
             age_s: secs(c.until_ns.saturating_sub(c.entry.opened_ns)),
-            idle_s: self.view.and_then(|v| v.idle_ms).map(|ms| f64::from(ms) / 1000.0),
+            idle_s: self.idle_s(),
             at_exit: c.at_exit,
             http_transport: d.go_transport.map(|t| format!("{t:#x}")),
         }
+    }
+}
+
+/// The order fds are listed in: oldest first, then by fd, pid, and
+/// whether it was left at exit (no two fds share all four).
+fn listed_first(a: &Candidate<'_>, b: &Candidate<'_>) -> std::cmp::Ordering {
+    b.age_ns()
+        .cmp(&a.age_ns())
+        .then(a.entry.fd.cmp(&b.entry.fd))
+        .then(a.pid.cmp(&b.pid))
+        .then(a.at_exit.cmp(&b.at_exit))
+}
+
+impl Candidate<'_> {
+    fn age_ns(&self) -> u64 {
+        self.until_ns.saturating_sub(self.entry.opened_ns)
+    }
+}
+
+/// A group while its fds are counted: its counts, and what its peers,
+/// findings and fd list are made from.
+struct Tally<'a> {
+    group: Group,
+    peers: HashMap<PeerKey, PeerCount>,
+    /// Go: sockets per `*http.Transport` that dialed them.
+    transports: HashMap<u64, usize>,
+    /// The oldest fds so far, at most twice the limit between trims.
+    oldest: Vec<Seen<'a>>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(key: &Key) -> Tally<'a> {
+        Tally { group: empty_group(key), peers: HashMap::new(), transports: HashMap::new(), oldest: vec![] }
+    }
+
+    /// Counts one fd; keeps it for the list while it is among the oldest
+    /// `limit`.
+    fn add(&mut self, seen: Seen<'a>, kind: String, limit: usize) {
+        let g = &mut self.group;
+        g.open += 1;
+        g.oldest_age_s = g.oldest_age_s.max(secs(seen.c.age_ns()));
+        *g.kinds.entry(kind).or_default() += 1;
+        if let Some(key) = seen.peer() {
+            let idle = seen.idle_s();
+            self.peers.entry(key).or_insert(PeerCount { count: 0, idle_s: idle }).add(1, idle);
+        }
+        if let Some(t) = seen.c.entry.desc.go_transport {
+            *self.transports.entry(t).or_default() += 1;
+        }
+        if limit == 0 {
+            return;
+        }
+        self.oldest.push(seen);
+        if self.oldest.len() >= limit.saturating_mul(2) {
+            self.oldest.select_nth_unstable_by(limit - 1, |a, b| listed_first(a.c, b.c));
+            self.oldest.truncate(limit);
+        }
+    }
+
+    /// The fds to list, in order.
+    fn listed(
+        mut self,
+        limit: usize,
+    ) -> (Group, Vec<FdInfo>, HashMap<PeerKey, PeerCount>, HashMap<u64, usize>) {
+        self.oldest.sort_unstable_by(|a, b| listed_first(a.c, b.c));
+        self.oldest.truncate(limit);
+        let fds = self.oldest.iter().map(Seen::info).collect();
+        (self.group, fds, self.peers, self.transports)
     }
 }
 
@@ -381,8 +462,8 @@ fn site_key(pid: u32, site: Site, stacks: &Stacks) -> Key {
 }
 
 /// Recognizes net/http's two classic connection leaks from which
-/// `*http.Transport` dialed each of a group's sockets (before `fds` is
-/// truncated).
+/// `*http.Transport` dialed each of a group's sockets (`per_transport`:
+/// every socket of the group, by Transport).
 ///
 /// - every socket from a Transport of its own: a Transport (or Client with
 ///   one) made per request and dropped; its idle keep-alive connection
@@ -391,14 +472,8 @@ fn site_key(pid: u32, site: Site, stacks: &Stacks) -> Key {
 ///   keeps at most `MaxIdleConnsPerHost` (2) idle connections per host, so
 ///   more means connections still in use: response bodies not read to EOF
 ///   and closed.
-fn findings(g: &Group) -> Vec<Finding> {
+fn findings(g: &Group, per_transport: &HashMap<u64, usize>) -> Vec<Finding> {
     const MIN: usize = 3;
-    let mut per_transport: HashMap<&str, usize> = HashMap::new();
-    for f in &g.fds {
-        if let Some(t) = &f.http_transport {
-            *per_transport.entry(t).or_default() += 1;
-        }
-    }
     let dialed: usize = per_transport.values().sum();
     let mut out = vec![];
     if dialed >= MIN && per_transport.len() * 10 >= dialed * 9 {
@@ -425,50 +500,80 @@ fn findings(g: &Group) -> Vec<Finding> {
     out
 }
 
-/// A peer (remote address, or what a listener listens on) and its state.
-type PeerKey = (String, Option<TcpState>);
+/// A peer: a remote address (its port can be dropped: `127.0.0.1:*`), or
+/// what a listener listens on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Remote {
+    Addr(String),
+    Listening(String),
+}
 
-/// Remote address + state → count, most common first. When a group has
-/// many peers that differ only by port (the clients of a server), they are
-/// counted per address: `127.0.0.1:*`.
-fn peers(fds: &[FdInfo]) -> Vec<Peer> {
-    const MANY: usize = 3;
-    // (remote, state) → (count, least idle).
-    let count = |key: &dyn Fn(&FdInfo) -> Option<String>| {
-        let mut counts: HashMap<PeerKey, (usize, Option<f64>)> = HashMap::new();
-        for f in fds {
-            if let Some(k) = key(f) {
-                let e = counts.entry((k, f.state)).or_insert((0, f.idle_s));
-                e.0 += 1;
-                e.1 = match (e.1, f.idle_s) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    _ => None,
-                };
-            }
+impl Remote {
+    /// The address without its port, for counting the clients of a server.
+    fn host(self) -> Remote {
+        match self {
+            Remote::Addr(r) => match r.rsplit_once(':') {
+                Some((host, _port)) => Remote::Addr(format!("{host}:*")),
+                None => Remote::Addr(r),
+            },
+            listening => listening,
         }
-        counts
-    };
-    let remote = |f: &FdInfo| match (&f.remote, f.state) {
-        (Some(r), _) => Some(r.clone()),
-        (None, Some(TcpState::Listen)) => Some(format!("listening on {}", f.local.as_deref().unwrap_or("?"))),
-        (None, _) => None,
-    };
-    let mut counts = count(&remote);
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Remote::Addr(s) | Remote::Listening(s) => s,
+        }
+    }
+}
+
+/// A peer and the state of its sockets.
+type PeerKey = (Remote, Option<TcpState>);
+
+/// How many sockets of a group have a peer, and the least idle of them
+/// (when the kernel reports idle times for all of them).
+#[derive(Clone, Copy, Debug)]
+struct PeerCount {
+    count: usize,
+    idle_s: Option<f64>,
+}
+
+impl PeerCount {
+    fn add(&mut self, count: usize, idle_s: Option<f64>) {
+        self.count += count;
+        self.idle_s = match (self.idle_s, idle_s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+}
+
+/// Peer + state → count, most common first. When a group has many peers
+/// that differ only by port (the clients of a server), they are counted
+/// per address: `127.0.0.1:*`.
+fn peers(counts: HashMap<PeerKey, PeerCount>) -> Vec<Peer> {
+    const MANY: usize = 3;
+    let mut counts = counts;
     if counts.len() > MANY {
-        let by_host = count(&|f: &FdInfo| {
-            let r = remote(f)?;
-            Some(match r.rsplit_once(':') {
-                Some((host, _port)) if f.remote.is_some() => format!("{host}:*"),
-                _ => r,
-            })
-        });
+        let mut by_host: HashMap<PeerKey, PeerCount> = HashMap::new();
+        for ((remote, state), c) in &counts {
+            by_host
+                .entry((remote.clone().host(), *state))
+                .or_insert(PeerCount { count: 0, idle_s: c.idle_s })
+                .add(c.count, c.idle_s);
+        }
         if by_host.len() < counts.len() {
             counts = by_host;
         }
     }
     let mut peers: Vec<Peer> = counts
         .into_iter()
-        .map(|((remote, state), (count, idle_s))| Peer { remote, state, count, idle_s })
+        .map(|((remote, state), c)| Peer {
+            remote: remote.into_string(),
+            state,
+            count: c.count,
+            idle_s: c.idle_s,
+        })
         .collect();
     peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.remote.cmp(&b.remote)).then(a.state.cmp(&b.state)));
     peers

@@ -36,7 +36,12 @@ struct Header {
 /// A report as an output with `o`'s limits shows it.
 fn build(h: &Header, o: &Opts, l: &Ledger, s: &Stacks, sockets: &Sockets) -> Report {
     let head = Head { info: &h.info, stats: &h.stats, now_ns: h.now_ns, is_final: true };
-    let opts = Options { min_age_ns: o.min_age_ns, filter: o.filter.clone(), suppress: o.suppress.clone() };
+    let opts = Options {
+        min_age_ns: o.min_age_ns,
+        filter: o.filter.clone(),
+        suppress: o.suppress.clone(),
+        fds_per_group: o.fds_per_group,
+    };
     super::build(head, &opts, l, s, sockets).limited(Limits { top: o.top, fds_per_group: o.fds_per_group })
 }
 
@@ -553,6 +558,31 @@ fn a_transport_per_request_is_named() {
     assert!(g.findings[0].message.starts_with("5 connections from 5 different http.Transports"));
     assert_eq!(g.fds[0].http_transport.as_deref(), Some("0x100"));
     assert!(text::render(&r).contains("CloseIdleConnections"));
+}
+
+#[test]
+fn a_long_list_keeps_its_oldest_fds_and_counts_every_one() {
+    // 50 sockets of one group, opened at 1..50 s, each from a Transport of
+    // its own, 10 peers; the list keeps 3 of them (trimmed many times).
+    let mut events = vec![];
+    for i in 0..50u64 {
+        let fd = 3 + i as i32;
+        events.push(go_dial((i + 1) * S, fd, 10, 0x100 + i));
+        events.push(connect((i + 1) * S, fd, &format!("10.0.0.{}:80", i % 10)));
+    }
+    let (l, s) = given_go(&events);
+    let r = build(&header(60 * S), &Opts { fds_per_group: 3, ..opts() }, &l, &s, &HashMap::new());
+    let g = &r.groups[0];
+    assert_eq!(g.open, 50);
+    assert_eq!(g.fds.iter().map(|f| f.fd).collect::<Vec<_>>(), [3, 4, 5], "the oldest, oldest first");
+    assert_eq!(g.fds[0].age_s, 59.0);
+    assert_eq!(g.peers.len(), 10);
+    assert!(g.peers.iter().all(|p| p.count == 5), "{:?}", g.peers);
+    assert!(g.findings[0].message.starts_with("50 connections from 50 different http.Transports"));
+    let unlimited =
+        build(&header(60 * S), &Opts { fds_per_group: usize::MAX, ..opts() }, &l, &s, &HashMap::new());
+    assert_eq!(unlimited.groups[0].fds.len(), 50);
+    assert_eq!(unlimited.groups[0].fds[..3], g.fds[..]);
 }
 
 #[test]
