@@ -213,6 +213,7 @@ impl<'a> Session<'a> {
                 min_age_ns: args.min_age.as_nanos() as u64,
                 filter: args.report_filter(),
                 suppress,
+                fds_per_group: args.fds_per_group,
             },
             signals,
             exits,
