@@ -9,11 +9,14 @@
     reason = "each test is a crate of its own, linked with all of fdtrace-tests' dependencies"
 )]
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap fails the test")]
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use fdtrace::{events::FdKind, report::FdInfo};
 use fdtrace_tests::{
-    harness::{trace_every_fd_with, Ebpf, Workload},
+    harness::{proc_fd_numbers, report_fd_numbers, trace_every_fd_with, Ebpf, Workload},
     require_ebpf,
 };
 
@@ -130,4 +133,50 @@ fn open_set_equals_proc_after_random_churn() {
 fn open_set_equals_proc_when_fdtrace_pairs_every_event() {
     let ebpf = require_ebpf!();
     churn_matches_proc(&ebpf, "4", Pairing::Fdtrace);
+}
+
+/// `-f` with the kernel pairing: a parent forks two children at once and
+/// each opens thousands of sockets straight away, so the kernel keeps a
+/// child's fds before fdtrace has read the record of that child's fork
+/// (a take at the first fork's record finds the second child's). Every
+/// process's open set must still equal its `/proc/PID/fd`, nothing missed.
+#[test]
+fn followed_children_open_sets_equal_proc() {
+    let ebpf = require_ebpf!();
+    const FDSTRESS: &str = env!("CARGO_BIN_EXE_fdstress");
+    let mut w = Workload::spawn(FDSTRESS, &["--fds", "12000", "--procs", "3"]);
+    let trace = trace_every_fd_with(&ebpf, w.pid, &["-f"]);
+    w.send("go");
+    assert_eq!(w.stdout.wait_for("opened", T, |l| l.starts_with("opened")), "opened (0 failed)");
+    std::thread::sleep(Duration::from_millis(300));
+    let children: Vec<u32> = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", w.pid))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(children.len(), 2, "fdstress --procs 3 forks two children");
+    let pids: Vec<u32> = [w.pid].into_iter().chain(children).collect();
+    let want: Vec<BTreeSet<i64>> = pids.iter().map(|&p| proc_fd_numbers(p)).collect();
+    trace.signal(libc::SIGINT);
+    let out = trace.wait(T);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let report = out.reports().pop().expect("final report");
+    let k = report.stats.kernel_pairing.expect("-f pairs in the kernel");
+    assert!(k.kept > 0, "the kernel kept nothing: {k:?}");
+    assert_eq!(report.stats.lost_events, 0, "events lost");
+    assert_eq!(
+        (report.stats.missed_open, report.stats.missed_close),
+        (0, 0),
+        "the ledger disagreed with /proc before correction"
+    );
+    for (pid, want) in pids.iter().zip(&want) {
+        assert!(want.len() > 4000, "pid {pid} holds only {} fds", want.len());
+        let got = report_fd_numbers(&report, *pid);
+        assert_eq!(
+            (got.difference(want).count(), want.difference(&got).count()),
+            (0, 0),
+            "pid {pid}: fds only in fdtrace, only in /proc"
+        );
+    }
+    w.send("exit");
 }

@@ -11,7 +11,15 @@
 //!   then the kernel may pair that process's fds again;
 //! - whenever the session asks ([`Source::take`]: before a report, before
 //!   `/proc` is read, once a second so the kernel's map does not fill).
-use std::{collections::HashSet, io};
+//!
+//! A take can find the fds of a child whose fork record is still in the
+//! ring behind the barrier being handled (a parent that forks twice,
+//! quickly, and a child that opens at once): those wait, and go right
+//! after that record.
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+};
 
 use aya::maps::{MapData, RingBuf};
 use log::warn;
@@ -44,6 +52,12 @@ struct Kernel {
     held: HashSet<u32>,
     /// Taking failed (logged once).
     failed: bool,
+    /// Processes the session knows: the targets, the children of followed
+    /// forks and the programs `--comm` starts tracing at exec, as their
+    /// records went by. The kernel traces no other process.
+    known: HashSet<u32>,
+    /// What was taken of a process before its fork record went by.
+    early: HashMap<u32, Vec<Event>>,
 }
 
 impl Source {
@@ -63,6 +77,8 @@ impl Source {
                 shared: HashSet::new(),
                 held: HashSet::new(),
                 failed: false,
+                known: HashSet::new(),
+                early: HashMap::new(),
             }),
             decode_errors: 0,
         })
@@ -106,7 +122,7 @@ impl Source {
         let (adopted, pairs) = k.take_all();
         let n = adopted.len();
         for ev in pairs.into_iter().chain(adopted) {
-            f(ev, stacks);
+            k.hand(ev, stacks, &mut f);
         }
         n
     }
@@ -128,6 +144,7 @@ impl Source {
     pub fn added_held(&mut self, tgids: &[u32]) {
         if let Some(k) = &mut self.kernel {
             k.held.extend(tgids);
+            k.known.extend(tgids);
         }
     }
 
@@ -143,6 +160,16 @@ impl Source {
 }
 
 impl Kernel {
+    /// Hands over a taken fd or pair count, or keeps it until its
+    /// process's fork record goes by.
+    fn hand(&mut self, ev: Event, stacks: &StackTable, f: &mut impl FnMut(Event, &StackTable)) {
+        if self.known.contains(&ev.tgid) {
+            f(ev, stacks);
+        } else {
+            self.early.entry(ev.tgid).or_default().push(ev);
+        }
+    }
+
     /// Every kept fd as an adopted open (sorted by when it was opened), and
     /// the new pair counts.
     fn take_all(&mut self) -> (Vec<Event>, Vec<Event>) {
@@ -199,30 +226,51 @@ impl Kernel {
         let (tgid, at) = (ev.tgid, ev.ts_ns);
         let (adopted, pairs) = self.take_all();
         for p in pairs {
-            f(p, stacks);
+            self.hand(p, stacks, f);
         }
         let split = adopted.partition_point(|e| e.ts_ns < at);
         let mut adopted = adopted.into_iter();
         for a in adopted.by_ref().take(split) {
-            f(a, stacks);
+            self.hand(a, stacks, f);
         }
+        let mut born = None;
         let resume = match ev.body {
-            Body::Fork { child, shares_files: true, followed: true } => {
-                // The kernel stopped pairing both; say so again, in case a
-                // flag update of ours crossed its store.
-                self.shared.extend([tgid, child]);
-                self.log(self.fds.resume(child, true));
+            Body::Fork { child, shares_files, followed: true } => {
+                if shares_files {
+                    // The kernel stopped pairing both; say so again, in
+                    // case a flag update of ours crossed its store.
+                    self.shared.extend([tgid, child]);
+                    self.log(self.fds.resume(child, true));
+                }
+                born = Some(child);
                 Some(tgid)
             }
             Body::Exit { .. } => {
                 self.fds.forget(tgid);
+                self.known.remove(&tgid);
+                self.early.remove(&tgid);
                 None
             }
-            _ => Some(tgid),
+            _ => {
+                // An exec that --comm starts tracing at announces its process.
+                self.known.insert(tgid);
+                Some(tgid)
+            }
         };
+        let exited = resume.is_none();
         f(ev, stacks);
+        if let Some(child) = born {
+            self.known.insert(child);
+            for e in self.early.remove(&child).unwrap_or_default() {
+                f(e, stacks);
+            }
+        }
         for a in adopted {
-            f(a, stacks);
+            match exited && a.tgid == tgid {
+                // Of the process that exited: the ledger no longer has it.
+                true => f(a, stacks),
+                false => self.hand(a, stacks, f),
+            }
         }
         if let Some(tgid) = resume.filter(|t| !self.held.contains(t)) {
             self.log(self.fds.resume(tgid, self.shared.contains(&tgid)));

@@ -145,9 +145,7 @@ impl<'a> Session<'a> {
         let sinks = Sinks::from_args(args, launched.is_some(), Clock::new())?;
         let signals = Signals::new()?;
         let started = Instant::now();
-        // Not with -f yet: a followed child's fds can go unseen (found
-        // missing by the bench's 18,000 fds over 3 followed processes).
-        let pairing = !sinks.wants_events() && !args.no_kernel_pairing && !args.follow_forks;
+        let pairing = !sinks.wants_events() && !args.no_kernel_pairing;
         let Attached { tracer, mut source, notes, python, python_later } =
             attach(args, launched.as_ref(), &mut targets, pairing)?;
         let (ledger, exits, started_ns) = baseline(&targets)?;
