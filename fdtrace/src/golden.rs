@@ -303,7 +303,7 @@ fn ledger() -> (Ledger, Vec<(Event, Vec<Effect>)>) {
             fd: 3,
             kind: FdKind::Socket,
             cloexec: false,
-            desc: FdDesc { remote: inet("10.0.0.1:80"), inode: Some(777), ..FdDesc::default() },
+            desc: FdDesc { inode: Some(777), ..FdDesc::default() }.with_ends(None, inet("10.0.0.1:80")),
         },
         ProcFd {
             fd: 4,

@@ -203,8 +203,8 @@ pub fn fd_path(pid: u32, fd: i32) -> Option<String> {
 /// What the ledger keeps of a socket found in `/proc`.
 fn describe_socket(desc: &mut FdDesc, s: &SocketView) {
     desc.sock = s.spec;
-    desc.local = s.local.clone();
-    desc.remote = s.remote.clone();
+    desc.set_local(s.local.clone());
+    desc.set_remote(s.remote.clone());
     desc.listening = s.state == Some(TcpState::Listen);
 }
 

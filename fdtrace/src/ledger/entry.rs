@@ -29,7 +29,7 @@ impl FdEntry {
     /// Where it was opened, for counting: its stack, and in Go the stack
     /// that started the goroutine.
     pub fn site(&self) -> Option<Site> {
-        Some(Site { stack: self.stack?, spawn: self.desc.go_spawn })
+        Some(Site { stack: self.stack?, spawn: self.desc.go_spawn() })
     }
 
     /// Whether an event stamped `ts_ns` on its number is about an earlier
@@ -60,15 +60,17 @@ impl Origin {
     }
 }
 
-/// What the fd refers to, as far as fdtrace knows.
+/// What the fd refers to, as far as fdtrace knows. What only some fds
+/// have (a socket's addresses, a Go dial's origin) is boxed: the ledger
+/// holds one of these per open fd (88 bytes; 192 unboxed).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FdDesc {
     /// File path (open*), memfd name, or `/proc/PID/fd` link target.
     pub path: Option<String>,
     /// socket()/socketpair() arguments.
     pub sock: Option<SockSpec>,
-    pub local: Option<Addr>,
-    pub remote: Option<Addr>,
+    /// A socket's addresses, once known.
+    pub(crate) ends: Option<Box<Ends>>,
     /// listen() succeeded on it.
     pub listening: bool,
     /// Inode number, for fds found in `/proc` (`socket:[123]`).
@@ -77,10 +79,67 @@ pub struct FdDesc {
     pub sk: Option<u64>,
     /// Last TCP state the kernel reported.
     pub state: Option<TcpState>,
+    /// Go: where the dial came from.
+    pub(crate) go: Option<Box<GoDial>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Ends {
+    local: Option<Addr>,
+    remote: Option<Addr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct GoDial {
+    /// The stack that started the goroutine that opened it.
+    spawn: Option<StackRef>,
+    /// The `*http.Transport` it was dialed for.
+    transport: Option<u64>,
+}
+
+impl FdDesc {
+    pub fn local(&self) -> Option<&Addr> {
+        self.ends.as_ref()?.local.as_ref()
+    }
+
+    pub fn remote(&self) -> Option<&Addr> {
+        self.ends.as_ref()?.remote.as_ref()
+    }
+
+    pub fn set_local(&mut self, a: Option<Addr>) {
+        if a.is_some() || self.ends.is_some() {
+            self.ends.get_or_insert_with(Box::default).local = a;
+        }
+    }
+
+    pub fn set_remote(&mut self, a: Option<Addr>) {
+        if a.is_some() || self.ends.is_some() {
+            self.ends.get_or_insert_with(Box::default).remote = a;
+        }
+    }
+
+    /// With these addresses (builder style).
+    pub fn with_ends(mut self, local: Option<Addr>, remote: Option<Addr>) -> FdDesc {
+        self.set_local(local);
+        self.set_remote(remote);
+        self
+    }
+
     /// Go: the stack that started the goroutine that opened it.
-    pub go_spawn: Option<StackRef>,
+    pub fn go_spawn(&self) -> Option<StackRef> {
+        self.go.as_ref()?.spawn
+    }
+
     /// Go: the `*http.Transport` it was dialed for.
-    pub go_transport: Option<u64>,
+    pub fn go_transport(&self) -> Option<u64> {
+        self.go.as_ref()?.transport
+    }
+
+    /// With this Go origin (builder style).
+    pub fn with_go(mut self, spawn: Option<StackRef>, transport: Option<u64>) -> FdDesc {
+        self.go = (spawn.is_some() || transport.is_some()).then(|| Box::new(GoDial { spawn, transport }));
+        self
+    }
 }
 
 /// Why an fd left the table.

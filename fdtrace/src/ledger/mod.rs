@@ -15,10 +15,11 @@
 //!   events stamped before that scan refine those entries instead of
 //!   replacing them.
 mod entry;
+mod fdmap;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use fdtrace_common::syscall::consts::{CLOSE_RANGE_CLOEXEC, EINPROGRESS};
 
@@ -74,7 +75,7 @@ pub struct TableId(u64);
 
 #[derive(Clone, Debug, Default)]
 struct Table {
-    fds: BTreeMap<i32, FdEntry>,
+    fds: fdmap::FdMap,
     /// Live processes using it.
     users: u32,
 }
@@ -221,8 +222,7 @@ impl Ledger {
                 let at = ev.ts_ns;
                 if flags & CLOSE_RANGE_CLOEXEC != 0 {
                     let t = self.table_mut(table);
-                    for (_, e) in t.fds.range_mut(lo as i32..=hi as i32).filter(|(_, e)| !e.opened_after(at))
-                    {
+                    for e in t.fds.range_mut(lo as i32..=hi as i32).filter(|e| !e.opened_after(at)) {
                         e.cloexec = true;
                     }
                 } else {
@@ -230,8 +230,8 @@ impl Ledger {
                         .table_mut(table)
                         .fds
                         .range(lo as i32..=hi as i32)
-                        .filter(|(_, e)| !e.opened_after(at))
-                        .map(|(&fd, _)| fd)
+                        .filter(|e| !e.opened_after(at))
+                        .map(|e| e.fd)
                         .collect();
                     for fd in fds {
                         self.close(tgid, table, fd, CloseCause::CloseRange, ev.ts_ns, out);
@@ -311,15 +311,14 @@ impl Ledger {
             if !open.is_dup() {
                 desc.path = open.path.clone();
                 desc.sock = open.socket;
-                desc.remote = open.remote.clone();
-                desc.local = open.local.clone();
+                desc = desc
+                    .with_ends(open.local.clone(), open.remote.clone())
+                    .with_go(open.go_spawn, open.go_transport);
                 desc.sk = open.sk;
-                desc.go_spawn = open.go_spawn;
-                desc.go_transport = open.go_transport;
                 if let (Syscall::Accept | Syscall::Accept4, Some(listener)) = (open.syscall, open.src_fd) {
                     let listener = self.table_mut(table).fds.get(&listener);
-                    if desc.local.is_none() {
-                        desc.local = listener.and_then(|l| l.desc.local.clone());
+                    if desc.local().is_none() {
+                        desc.set_local(listener.and_then(|l| l.desc.local().cloned()));
                     }
                     // An accepted socket has the listener's protocol.
                     desc.sock = listener.and_then(|l| l.desc.sock);
@@ -399,15 +398,14 @@ impl Ledger {
         let desc = FdDesc {
             path: open.path.clone(),
             sock: open.socket,
-            local: open.local.clone(),
-            remote: open.remote.clone(),
             listening: kept.listening,
             inode: None,
             sk: open.sk,
             state: kept.state,
-            go_spawn: open.go_spawn,
-            go_transport: open.go_transport,
-        };
+            ..FdDesc::default()
+        }
+        .with_ends(open.local.clone(), open.remote.clone())
+        .with_go(open.go_spawn, open.go_transport);
         let entry = FdEntry {
             serial: self.serial(),
             fd,
@@ -466,12 +464,12 @@ impl Ledger {
         };
         // The kernel's view wins over the call's argument.
         match call.op {
-            SockOp::Connect => e.desc.remote = call.remote.clone().or_else(|| call.addr.clone()),
-            SockOp::Bind => e.desc.local = call.local.clone().or_else(|| call.addr.clone()),
+            SockOp::Connect => e.desc.set_remote(call.remote.clone().or_else(|| call.addr.clone())),
+            SockOp::Bind => e.desc.set_local(call.local.clone().or_else(|| call.addr.clone())),
             SockOp::Listen => e.desc.listening = true,
         }
         if call.local.is_some() {
-            e.desc.local = call.local.clone();
+            e.desc.set_local(call.local.clone());
         }
         let newly_indexed = e.desc.sk.is_none() && call.sk.is_some();
         if newly_indexed {
@@ -548,7 +546,7 @@ impl Ledger {
         // Still open at exit: the classic leak signal, kept for the report.
         let open_at_exit: Vec<FdEntry> = table.fds.values().cloned().collect();
         if table.users == 0 {
-            let fds: Vec<i32> = table.fds.keys().copied().collect();
+            let fds: Vec<i32> = table.fds.keys().collect();
             for fd in fds {
                 self.close(tgid, proc.table, fd, CloseCause::Exit, ts_ns, out);
             }
@@ -605,7 +603,7 @@ impl Ledger {
         self.touched.retain(|_, ts| *ts >= quiet_since_ns);
         let quiet = |touched: &HashMap<(u32, i32), u64>, fd: i32| !touched.contains_key(&(tgid, fd));
         let actual: std::collections::BTreeSet<i32> = actual.iter().copied().collect();
-        let held: Vec<i32> = self.table_mut(table).fds.keys().copied().collect();
+        let held: Vec<i32> = self.table_mut(table).fds.keys().collect();
         let gone: Vec<i32> =
             held.into_iter().filter(|fd| !actual.contains(fd) && quiet(&self.touched, *fd)).collect();
         let missed_close = gone.len() as u64;
@@ -691,10 +689,10 @@ impl Ledger {
                     e.desc.state = change.new;
                 }
                 if change.local.is_some() {
-                    e.desc.local = change.local.clone();
+                    e.desc.set_local(change.local.clone());
                 }
                 if change.remote.is_some() {
-                    e.desc.remote = change.remote.clone();
+                    e.desc.set_remote(change.remote.clone());
                 }
                 let newly = e.desc.sk.is_none();
                 e.desc.sk.get_or_insert(change.sk);

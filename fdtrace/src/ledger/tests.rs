@@ -365,7 +365,7 @@ fn accept_records_the_peer_and_the_listeners_local_address() {
     );
     assert!(l.entry(PID, 3).unwrap().desc.listening);
     let conn = l.entry(PID, 5).unwrap();
-    assert_eq!((conn.desc.local.as_ref(), conn.desc.remote.as_ref()), (Some(&local), Some(&peer)));
+    assert_eq!((conn.desc.local(), conn.desc.remote()), (Some(&local), Some(&peer)));
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn the_kernels_view_of_addresses_wins_over_the_calls_arguments() {
         sk: None,
     };
     apply(&mut l, &[ev(1, PID, socket(3)), ev(2, PID, Body::Sock(bind))]);
-    assert_eq!(l.entry(PID, 3).unwrap().desc.local, Some(actual));
+    assert_eq!(l.entry(PID, 3).unwrap().desc.local(), Some(&actual));
 }
 
 #[test]
@@ -410,8 +410,8 @@ fn connect_in_progress_records_the_peer_but_a_refused_one_does_not() {
             ev(2, PID, connect(4, -111)),
         ],
     );
-    assert_eq!(l.entry(PID, 3).unwrap().desc.remote, Some(peer));
-    assert_eq!(l.entry(PID, 4).unwrap().desc.remote, None);
+    assert_eq!(l.entry(PID, 3).unwrap().desc.remote(), Some(&peer));
+    assert_eq!(l.entry(PID, 4).unwrap().desc.remote(), None);
 }
 
 #[test]
@@ -454,7 +454,7 @@ fn socket_state_reaches_every_fd_of_the_socket() {
     );
     for fd in [3, 4] {
         let d = &l.entry(PID, fd).unwrap().desc;
-        assert_eq!((d.state, d.remote.is_some()), (Some(TcpState::CloseWait), true), "fd {fd}");
+        assert_eq!((d.state, d.remote().is_some()), (Some(TcpState::CloseWait), true), "fd {fd}");
     }
     // After both closes, a late state change touches nothing.
     apply(
@@ -563,7 +563,7 @@ fn received_fds_are_open_with_the_receivers_stack_and_the_kind_their_inode_says(
     }
     // And the socket has the kernel's address and is indexed by its sk
     let five = &l.entry(PID, 5).unwrap().desc;
-    assert_eq!((five.sk, five.local.clone(), five.sock), (Some(0xd0), Some(local), None));
+    assert_eq!((five.sk, five.local().cloned(), five.sock), (Some(0xd0), Some(local), None));
     assert_eq!(l.stack_counts()[&(PID, Site { stack: stack(1), spawn: None })].opened, 5);
 }
 

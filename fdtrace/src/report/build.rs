@@ -302,8 +302,8 @@ impl<'a> Seen<'a> {
         let d = &c.entry.desc;
         Seen {
             c,
-            local: view.and_then(|v| v.local.as_ref()).or(d.local.as_ref()),
-            remote: view.and_then(|v| v.remote.as_ref()).or(d.remote.as_ref()),
+            local: view.and_then(|v| v.local.as_ref()).or(d.local()),
+            remote: view.and_then(|v| v.remote.as_ref()).or(d.remote()),
             // The kernel's state now, else the last it reported.
             state: view.and_then(|v| v.state).or(d.state).or(d.listening.then_some(TcpState::Listen)),
             view,
@@ -345,7 +345,7 @@ impl<'a> Seen<'a> {
             age_s: secs(c.until_ns.saturating_sub(c.entry.opened_ns)),
             idle_s: self.idle_s(),
             at_exit: c.at_exit,
-            http_transport: d.go_transport.map(|t| format!("{t:#x}")),
+            http_transport: d.go_transport().map(|t| format!("{t:#x}")),
         }
     }
 }
@@ -393,7 +393,7 @@ impl<'a> Tally<'a> {
             let idle = seen.idle_s();
             self.peers.entry(key).or_insert(PeerCount { count: 0, idle_s: idle }).add(1, idle);
         }
-        if let Some(t) = seen.c.entry.desc.go_transport {
+        if let Some(t) = seen.c.entry.desc.go_transport() {
             *self.transports.entry(t).or_default() += 1;
         }
         if limit == 0 {

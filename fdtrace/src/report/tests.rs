@@ -623,7 +623,7 @@ fn sockets_from_before_point_at_the_group_with_the_same_peers() {
         fd: 3,
         kind: FdKind::Socket,
         cloexec: false,
-        desc: crate::ledger::FdDesc { remote: Some(peer), ..Default::default() },
+        desc: crate::ledger::FdDesc::default().with_ends(None, Some(peer)),
     };
     l.add_process(PID, Comm::from_str_lossy("app"), 0, vec![old]);
     let mut out = vec![];

@@ -112,7 +112,7 @@ impl Pipeline {
         // Resolve new stacks now, while the process (and its maps) exist.
         for e in &self.effects {
             if let Effect::Opened { tgid, entry } = e {
-                for stack in [entry.stack, entry.desc.go_spawn].into_iter().flatten() {
+                for stack in [entry.stack, entry.desc.go_spawn()].into_iter().flatten() {
                     resolve(&mut self.stacks, &mut self.mmaps, *tgid, stack, raw, entry.opened_ns);
                 }
                 // A dup whose source nobody saw (the kernel paired the

@@ -164,8 +164,8 @@ impl<'a> Line<'a> {
         let d = &entry.desc;
         self.kind = Some(entry.kind);
         self.proto = d.sock;
-        self.local = d.local.as_ref().or(self.local);
-        self.remote = d.remote.as_ref().or(self.remote);
+        self.local = d.local().or(self.local);
+        self.remote = d.remote().or(self.remote);
         self.path = d.path.as_deref();
     }
 
