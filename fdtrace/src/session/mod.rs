@@ -56,6 +56,12 @@ const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// older than this become fdtrace's).
 const TAKE_EVERY: Duration = Duration::from_secs(1);
 
+/// Pairing mode: after a take that found at least [`TAKE_BUSY`] fds (an
+/// eighth of the kernel's map), the next comes this soon: in a burst of
+/// opens the map fills, and what it cannot keep goes through the ring.
+const TAKE_SOON: Duration = Duration::from_millis(50);
+const TAKE_BUSY: usize = fdtrace_common::DEFAULT_MAX_KEPT as usize / 8;
+
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -231,16 +237,17 @@ impl<'a> Session<'a> {
         tokio::pin!(deadline);
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // The kernel side wakes us only when records pile up (see
-        // `attach::WAKEUP_BYTES`): the rest is collected on this tick.
+        // The kernel side wakes the ring's reader only when records pile
+        // up (see `attach::WAKEUP_BYTES`); it collects the rest every 10 ms
+        // on its own (`events/ring.rs`). The mapping records are collected
+        // on this tick.
         let mut drain = tokio::time::interval(DRAIN_EVERY);
         drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut status_ticks = tokio::time::interval(Duration::from_secs(1));
         status_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Pairing mode: the fds the kernel kept longer than this become
         // fdtrace's, so its map does not fill with long-lived ones.
-        let mut take_ticks = tokio::time::interval(TAKE_EVERY);
-        take_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_take = tokio::time::Instant::now() + TAKE_EVERY;
         let pairing = self.source.pairing();
         let periodic = self.sinks.wants(Reports::Every);
         let status = self.sinks.wants_status();
@@ -255,14 +262,12 @@ impl<'a> Session<'a> {
                     r.context("reading the ring buffer")?;
                     sinks.flush();
                 }
-                _ = drain.tick() => {
-                    pipe.sync_maps();
-                    if source.drain(|ev, raw| pipe.event(ev, raw, sinks)) > 0 {
-                        sinks.flush();
-                    }
-                }
+                _ = drain.tick() => pipe.sync_maps(),
                 _ = ticks.tick(), if periodic && check.is_none() => check = Some(self.start_check()),
-                _ = take_ticks.tick(), if pairing && check.is_none() => self.take(),
+                _ = tokio::time::sleep_until(next_take), if pairing && check.is_none() => {
+                    let busy = self.take() >= TAKE_BUSY;
+                    next_take = tokio::time::Instant::now() + if busy { TAKE_SOON } else { TAKE_EVERY };
+                }
                 _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                     if let Some(c) = check.take() {
                         self.judge(c);
@@ -419,12 +424,13 @@ impl<'a> Session<'a> {
     }
 
     /// Pairing mode: takes the fds the kernel keeps and the pairs it
-    /// counted into the ledger.
-    fn take(&mut self) {
+    /// counted into the ledger. Returns how many fds it took.
+    fn take(&mut self) -> usize {
         let started = monotonic_ns();
         let Session { source, pipe, sinks, .. } = self;
-        source.take(|ev, raw| pipe.event(ev, raw, sinks));
+        let n = source.take(|ev, raw| pipe.event(ev, raw, sinks));
         self.after_take(started);
+        n
     }
 
     fn after_take(&mut self, started: u64) {

@@ -178,13 +178,20 @@ pub fn render(run: &Run) -> (String, Vec<Verdict>) {
     v.measured += &format!(" (peak {:.1})", med(&sp.idle, |s| s.hwm_kb.map(|k| k as f64)) / 1024.0);
     beyond.push(v);
     let r = &e.rss_100k_fds;
-    beyond.push(targets::at_most(
+    let mut v = targets::at_most(
         &format!("peak RSS, {} fds tracked", r.fds),
         kib_to_mib(r.sample.hwm_kb),
         targets::PEAK_RSS_MIB,
         "MiB",
         1,
-    ));
+    );
+    // Memory bought by losing events would not count.
+    v.measured += &match r.sample.lost {
+        Some(n) => format!(" ({n} lost)"),
+        None => " (lost: no report)".into(),
+    };
+    v.met &= r.sample.lost == Some(0);
+    beyond.push(v);
     let u = &e.untraced_cost;
     beyond.push(targets::at_least(
         "untraced process, fdtrace elsewhere",
