@@ -16,6 +16,7 @@
 //!   replacing them.
 mod entry;
 mod fdmap;
+mod skfds;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use fdtrace_common::syscall::consts::{CLOSE_RANGE_CLOEXEC, EINPROGRESS};
 
 pub use entry::{CloseCause, FdDesc, FdEntry, Origin, Site};
+use skfds::SkFds;
 
 use crate::events::{Adopted, Body, Comm, Event, FdKind, Open, SockCall, SockOp, SockStateChange, Syscall};
 
@@ -91,7 +93,7 @@ pub struct Ledger {
     /// When each (process, fd number) last changed, for reconciliation.
     touched: HashMap<(u32, i32), u64>,
     /// Socket → the fds of a table that refer to it (dups share a socket).
-    by_sk: HashMap<(TableId, u64), Vec<i32>>,
+    by_sk: HashMap<(TableId, u64), SkFds>,
     /// Events for processes the ledger does not follow.
     pub ignored_events: u64,
     /// Opens onto a number the ledger held open (dup2/dup3 aside): the
@@ -660,10 +662,7 @@ impl Ledger {
     fn unindex(&mut self, table: TableId, entry: &FdEntry) {
         if let Some(sk) = entry.desc.sk {
             if let Some(fds) = self.by_sk.get_mut(&(table, sk)) {
-                if let Some(i) = fds.iter().position(|&f| f == entry.fd) {
-                    fds.swap_remove(i);
-                }
-                if fds.is_empty() {
+                if fds.remove(entry.fd) {
                     self.by_sk.remove(&(table, sk));
                 }
             }
@@ -673,7 +672,7 @@ impl Ledger {
     /// A socket's state or addresses changed: update every fd of the
     /// process that refers to it (by fd when the event names one).
     fn sock_state(&mut self, table: TableId, change: &SockStateChange) {
-        let mut fds = self.by_sk.get(&(table, change.sk)).cloned().unwrap_or_default();
+        let mut fds = self.by_sk.get(&(table, change.sk)).map(SkFds::to_vec).unwrap_or_default();
         if let Some(fd) = change.fd {
             if !fds.contains(&fd) {
                 fds.push(fd);
