@@ -206,10 +206,26 @@ fn corrupt_debug_info_still_gets_a_report() {
     assert!(frames.iter().any(|f| f.contains("fetch_inventory")), "{frames:#?}");
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
+/// A directory of the test's own, removed with what it holds when the
+/// test ends (passed or failed).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("fdtrace-robust-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// A followed child exits and a new, unrelated process gets its pid while
